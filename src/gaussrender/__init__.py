@@ -1,0 +1,35 @@
+"""gaussrender: supervise 3D semantic occupancy in 2D with differentiable Gaussian rendering.
+
+Five-minute tour::
+
+    import gaussrender as gr
+    grid = gr.OCC3D_NUSCENES                      # range, voxel size, classes, defaults
+    loss_fn = gr.GaussRenderLoss(grid)            # the plug-in loss
+    out = loss_fn(logits, labels, intrinsics=K, cam_from_grid=T, image_size=(900, 1600))
+    out["loss"].backward()
+
+Lower level: :func:`voxels_to_gaussians`, :class:`Cameras`, :func:`render`.
+"""
+
+from ._checks import set_checks
+from .cameras import Cameras, look_at
+from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES, VoxelGrid, get_grid
+from .render import RenderResult, available_backends, render
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VoxelGrid",
+    "OCC3D_NUSCENES",
+    "SURROUNDOCC_NUSCENES",
+    "SSCBENCH_KITTI360",
+    "PRESETS",
+    "get_grid",
+    "Cameras",
+    "look_at",
+    "render",
+    "RenderResult",
+    "available_backends",
+    "set_checks",
+    "__version__",
+]

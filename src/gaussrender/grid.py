@@ -1,0 +1,205 @@
+"""Voxel grids of the occupancy benchmarks.
+
+A :class:`VoxelGrid` says where the voxels are (metres, in the benchmark's ego/LiDAR frame,
+x forward, y left, z up), what their labels mean and how GaussRender renders them by
+default. Dataset differences live here as data, never as ``if dataset == ...`` branches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+__all__ = [
+    "VoxelGrid",
+    "OCC3D_NUSCENES",
+    "SURROUNDOCC_NUSCENES",
+    "SSCBENCH_KITTI360",
+    "PRESETS",
+    "get_grid",
+]
+
+_NUSCENES_OBJECTS = (
+    "barrier",
+    "bicycle",
+    "bus",
+    "car",
+    "construction_vehicle",
+    "motorcycle",
+    "pedestrian",
+    "traffic_cone",
+    "trailer",
+    "truck",
+    "driveable_surface",
+    "other_flat",
+    "sidewalk",
+    "terrain",
+    "manmade",
+    "vegetation",
+)
+
+
+@dataclass(frozen=True)
+class VoxelGrid:
+    """A regular voxel grid and its label set.
+
+    Attributes:
+        name: short identifier (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``).
+        range_min: (x, y, z) of the grid's lower corner, metres.
+        range_max: (x, y, z) of the grid's upper corner, metres.
+        voxel_size: edge length of a cubic voxel, metres.
+        shape: number of voxels (X, Y, Z).
+        class_names: one name per class index.
+        empty_index: the class index of free space.
+        ignore_index: label of voxels that carry no supervision.
+        gaussian_scale: default isotropic standard deviation of a voxel's Gaussian, metres.
+        camera_strategy: default strategy to move the sampled sensor camera.
+        semantic_classes: class indices averaged by mIoU (every class but ``empty_index``).
+    """
+
+    name: str
+    range_min: tuple[float, float, float]
+    range_max: tuple[float, float, float]
+    voxel_size: float
+    shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    empty_index: int
+    ignore_index: int = 255
+    gaussian_scale: float = 0.27
+    camera_strategy: Literal["sensor", "elevated", "random", "stereo", "trajectory"] = "sensor"
+    semantic_classes: tuple[int, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for i in range(3):
+            extent = self.range_max[i] - self.range_min[i]
+            expected = self.shape[i] * self.voxel_size
+            if abs(extent - expected) > 1e-4 * max(1.0, abs(expected)):
+                raise ValueError(
+                    f"VoxelGrid {self.name!r}: range along axis {i} is {extent} m but shape "
+                    f"{self.shape[i]} x voxel_size {self.voxel_size} = {expected} m"
+                )
+        if not 0 <= self.empty_index < self.num_classes:
+            raise ValueError(
+                f"empty_index must be in [0, {self.num_classes}), got {self.empty_index}"
+            )
+        if 0 <= self.ignore_index < self.num_classes:
+            raise ValueError(
+                f"ignore_index {self.ignore_index} must not be a class index "
+                f"(num_classes={self.num_classes})"
+            )
+        if self.gaussian_scale <= 0:
+            raise ValueError(f"gaussian_scale must be > 0 metres, got {self.gaussian_scale}")
+        if not self.semantic_classes:
+            object.__setattr__(
+                self,
+                "semantic_classes",
+                tuple(c for c in range(self.num_classes) if c != self.empty_index),
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def extent(self) -> tuple[float, float, float]:
+        """Size of the grid along x, y, z in metres."""
+        return tuple(hi - lo for lo, hi in zip(self.range_min, self.range_max))  # type: ignore[return-value]
+
+    @property
+    def center(self) -> tuple[float, float, float]:
+        """Centre of the grid's box in metres."""
+        return tuple(0.5 * (hi + lo) for lo, hi in zip(self.range_min, self.range_max))  # type: ignore[return-value]
+
+    def voxel_centers(
+        self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Centres of all voxels, ``[X, Y, Z, 3]`` metres: ``range_min + (index + 0.5) * voxel_size``."""
+        axes = [
+            torch.arange(n, device=device, dtype=torch.float64) for n in self.shape
+        ]
+        ix, iy, iz = torch.meshgrid(*axes, indexing="ij")
+        idx = torch.stack([ix, iy, iz], dim=-1)
+        lo = torch.tensor(self.range_min, device=device, dtype=torch.float64)
+        return (lo + (idx + 0.5) * self.voxel_size).to(dtype)
+
+    def voxel_index(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer voxel index of points ``[..., 3]`` (metres) and a mask of points inside."""
+        lo = torch.tensor(self.range_min, device=points.device, dtype=points.dtype)
+        idx = torch.floor((points - lo) / self.voxel_size).long()
+        size = torch.tensor(self.shape, device=points.device)
+        inside = ((idx >= 0) & (idx < size)).all(dim=-1)
+        return idx, inside
+
+
+OCC3D_NUSCENES = VoxelGrid(
+    name="occ3d",
+    range_min=(-40.0, -40.0, -1.0),
+    range_max=(40.0, 40.0, 5.4),
+    voxel_size=0.4,
+    shape=(200, 200, 16),
+    class_names=("others",) + _NUSCENES_OBJECTS + ("free",),
+    empty_index=17,
+    gaussian_scale=0.27,
+    camera_strategy="sensor",
+)
+
+SURROUNDOCC_NUSCENES = VoxelGrid(
+    name="surroundocc",
+    range_min=(-50.0, -50.0, -5.0),
+    range_max=(50.0, 50.0, 3.0),
+    voxel_size=0.5,
+    shape=(200, 200, 16),
+    class_names=("empty",) + _NUSCENES_OBJECTS,
+    empty_index=0,
+    gaussian_scale=0.25,
+    camera_strategy="trajectory",
+)
+
+SSCBENCH_KITTI360 = VoxelGrid(
+    name="kitti360",
+    range_min=(0.0, -25.6, -2.0),
+    range_max=(51.2, 25.6, 4.4),
+    voxel_size=0.2,
+    shape=(256, 256, 32),
+    class_names=(
+        "empty",
+        "car",
+        "bicycle",
+        "motorcycle",
+        "truck",
+        "other-vehicle",
+        "person",
+        "road",
+        "parking",
+        "sidewalk",
+        "other-ground",
+        "building",
+        "fence",
+        "vegetation",
+        "terrain",
+        "pole",
+        "traffic-sign",
+        "other-structure",
+        "other-object",
+    ),
+    empty_index=0,
+    gaussian_scale=0.10,
+    camera_strategy="sensor",
+)
+
+PRESETS: dict[str, VoxelGrid] = {
+    g.name: g for g in (OCC3D_NUSCENES, SURROUNDOCC_NUSCENES, SSCBENCH_KITTI360)
+}
+
+
+def get_grid(grid: VoxelGrid | str) -> VoxelGrid:
+    """Return ``grid`` itself, or the preset named by it (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``)."""
+    if isinstance(grid, VoxelGrid):
+        return grid
+    if isinstance(grid, str) and grid.lower() in PRESETS:
+        return PRESETS[grid.lower()]
+    raise ValueError(
+        f"grid must be a VoxelGrid or one of {sorted(PRESETS)}, got {grid!r}"
+    )
