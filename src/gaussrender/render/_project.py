@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 
 from ..cameras import Cameras
 
-__all__ = ["Projected", "project_gaussians", "ALPHA_MIN", "ALPHA_MAX", "T_MIN", "DILATION"]
+__all__ = ["Projected", "project_gaussians", "TileBins", "bin_gaussians", "ALPHA_MIN", "ALPHA_MAX", "T_MIN", "DILATION"]
 
 #: A Gaussian contributes to a pixel only where its alpha reaches 1/255 (3DGS rasteriser).
 ALPHA_MIN = 1.0 / 255.0
@@ -113,3 +115,70 @@ def project_gaussians(
         valid=valid,
     )
 
+
+
+@dataclass
+class TileBins:
+    """(Gaussian, tile) pairs of all views, sorted by (view, tile, depth, input index).
+
+    Tiles are numbered ``(view * tiles_y + tile_row) * tiles_x + tile_col``.
+
+    Attributes:
+        pair_flat: ``[M]`` index into the flattened ``[V * N]`` projected tensors.
+        pair_gauss: ``[M]`` Gaussian index in ``[0, N)``.
+        tile_start: ``[V * tiles_y * tiles_x]`` first pair of each tile.
+        tile_count: ``[V * tiles_y * tiles_x]`` number of pairs of each tile.
+        tiles_x, tiles_y: tiles per image row / column.
+    """
+
+    pair_flat: torch.Tensor
+    pair_gauss: torch.Tensor
+    tile_start: torch.Tensor
+    tile_count: torch.Tensor
+    tiles_x: int
+    tiles_y: int
+
+
+@torch.no_grad()
+def bin_gaussians(proj: Projected, width: int, height: int, tile: int) -> TileBins:
+    """List every (Gaussian, tile) pair whose footprint box touches the tile, depth-sorted.
+
+    One integer key ``tile * M + depth_rank`` is sorted; the depth rank comes from a stable
+    sort, so Gaussians at equal depth keep their input order.
+    """
+    device = proj.depths.device
+    num_views, n = proj.depths.shape
+    tiles_x, tiles_y = math.ceil(width / tile), math.ceil(height / tile)
+    num_tiles = num_views * tiles_x * tiles_y
+    view_id, gauss_id = proj.valid.nonzero(as_tuple=True)  # row-major: (view, gauss) order
+    uv = proj.means2d.detach()[view_id, gauss_id]
+    ext = proj.extents[view_id, gauss_id]
+    size = torch.tensor([width, height], device=device, dtype=uv.dtype)
+    lo = torch.ceil(uv - ext - 0.5).clamp(min=0)
+    hi = torch.minimum(torch.floor(uv + ext - 0.5), size - 1)
+    tlo = torch.div(lo.long(), tile, rounding_mode="floor")
+    thi = torch.div(hi.long(), tile, rounding_mode="floor")
+    span = thi - tlo + 1  # [M, 2]
+    counts = span[:, 0] * span[:, 1]
+    order = torch.sort(proj.depths.detach()[view_id, gauss_id], stable=True).indices
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=device)
+    entry = torch.repeat_interleave(torch.arange(counts.numel(), device=device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    local = torch.arange(entry.numel(), device=device) - first[entry]
+    tx = tlo[entry, 0] + local % span[entry, 0]
+    ty = tlo[entry, 1] + torch.div(local, span[entry, 0], rounding_mode="floor")
+    tile_id = (view_id[entry] * tiles_y + ty) * tiles_x + tx
+    key = tile_id * max(order.numel(), 1) + rank[entry]
+    perm = torch.sort(key).indices
+    entry = entry[perm]
+    tile_id = tile_id[perm]
+    tile_count = torch.bincount(tile_id, minlength=num_tiles)
+    return TileBins(
+        pair_flat=(view_id * n + gauss_id)[entry],
+        pair_gauss=gauss_id[entry],
+        tile_start=torch.cumsum(tile_count, 0) - tile_count,
+        tile_count=tile_count,
+        tiles_x=tiles_x,
+        tiles_y=tiles_y,
+    )

@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..cameras import Cameras
 from . import RenderResult
-from ._project import ALPHA_MAX, ALPHA_MIN, T_MIN, project_gaussians
+from ._project import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_gaussians, project_gaussians
 
 __all__ = ["render_torch"]
 
@@ -93,37 +93,10 @@ def render_torch(
 
     proj = project_gaussians(means, opacities, scales, cameras)
 
-    # --- (Gaussian, tile) pairs, sorted by tile then depth then input index -----------------
+    bins = bin_gaussians(proj, width, height, TILE)
+    pair_flat, pair_gauss = bins.pair_flat, bins.pair_gauss
+    tile_start, tile_count = bins.tile_start, bins.tile_count
     with torch.no_grad():
-        view_id, gauss_id = proj.valid.nonzero(as_tuple=True)  # row-major: (view, gauss) order
-        uv = proj.means2d.detach()[view_id, gauss_id]
-        ext = proj.extents[view_id, gauss_id]
-        size = torch.tensor([width, height], device=device, dtype=uv.dtype)
-        lo = torch.ceil(uv - ext - 0.5).clamp(min=0)
-        hi = torch.minimum(torch.floor(uv + ext - 0.5), size - 1)
-        tlo = torch.div(lo.long(), TILE, rounding_mode="floor")
-        thi = torch.div(hi.long(), TILE, rounding_mode="floor")
-        span = thi - tlo + 1  # [M, 2]
-        counts = span[:, 0] * span[:, 1]
-        # depth rank: a stable sort keeps the input order among equal depths
-        order = torch.sort(proj.depths.detach()[view_id, gauss_id], stable=True).indices
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(order.numel(), device=device)
-        entry = torch.repeat_interleave(torch.arange(counts.numel(), device=device), counts)
-        first = torch.cumsum(counts, 0) - counts
-        local = torch.arange(entry.numel(), device=device) - first[entry]
-        tx = tlo[entry, 0] + local % span[entry, 0]
-        ty = tlo[entry, 1] + torch.div(local, span[entry, 0], rounding_mode="floor")
-        tile = (view_id[entry] * tiles_y + ty) * tiles_x + tx
-        key = tile * max(order.numel(), 1) + rank[entry]
-        key, perm = torch.sort(key)
-        entry = entry[perm]
-        pair_tile = tile[perm]
-        pair_flat = (view_id * n + gauss_id)[entry]
-        pair_gauss = gauss_id[entry]
-        tile_count = torch.bincount(pair_tile, minlength=num_tiles)
-        tile_start = torch.cumsum(tile_count, 0) - tile_count
-
         # pixel centres of every tile: (c + 0.5, r + 0.5)
         lp = torch.arange(pixels, device=device)
         all_tiles = torch.arange(num_tiles, device=device)
