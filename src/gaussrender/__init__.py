@@ -15,6 +15,10 @@ from ._checks import set_checks
 from .cameras import Cameras, look_at
 from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES, VoxelGrid, get_grid
 from .render import RenderResult, available_backends, render
+from .gaussians import Gaussians, voxels_to_gaussians
+from .camera_strategies import NUSCENES_CAMERA_WEIGHTS, apply_strategy, bev_camera, nuscenes_rig
+from .loss import GaussRenderLoss, gauss_render_loss
+from . import camera_strategies
 
 __version__ = "0.1.0"
 
@@ -30,6 +34,15 @@ __all__ = [
     "render",
     "RenderResult",
     "available_backends",
+    "Gaussians",
+    "voxels_to_gaussians",
+    "GaussRenderLoss",
+    "gauss_render_loss",
+    "bev_camera",
+    "nuscenes_rig",
+    "apply_strategy",
+    "NUSCENES_CAMERA_WEIGHTS",
+    "camera_strategies",
     "set_checks",
     "__version__",
 ]

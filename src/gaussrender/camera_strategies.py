@@ -1,0 +1,338 @@
+"""Where to render from: camera rigs, the bird's-eye view, and strategies that move cameras.
+
+All poses are ``cam_from_grid`` ``[..., 4, 4]`` rigid transforms from the grid frame (metres,
+x forward, y left, z up) to the OpenCV camera frame (x right, y down, z forward). Every
+strategy is batched over leading dimensions and draws its randomness from an optional
+``torch.Generator`` (seeded runs are reproducible). Angles are degrees, distances metres.
+
+Strategies (the release's defaults, DESIGN §4):
+
+* ``sensor``: the cameras as they are.
+* ``elevated``: pitch down 20°, yaw U[-5°, 5°], lift 8 m.
+* ``random``: pitch U[0°, 20°], yaw U[-10°, 10°], lift 0.4 m per degree of pitch, shift
+  U[-10, 10] m along the horizontal viewing direction.
+* ``stereo``: keep each camera and add a copy shifted U[-1, 1] m sideways and U[-1, 1] m up
+  (doubles the number of views).
+* ``trajectory``: move along the horizontal viewing direction (the road) by U[0, 0.7] of the
+  distance to the grid's boundary in that direction, and lift 2 m.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from ._checks import check_floating
+from .cameras import Cameras
+from .grid import VoxelGrid, get_grid
+
+__all__ = [
+    "STRATEGIES",
+    "NUSCENES_CAMERA_NAMES",
+    "NUSCENES_CAMERA_WEIGHTS",
+    "apply_strategy",
+    "move_cameras",
+    "sensor",
+    "elevated",
+    "random",
+    "stereo",
+    "trajectory",
+    "bev_camera",
+    "nuscenes_rig",
+    "scale_intrinsics",
+]
+
+Strategy = Literal["sensor", "elevated", "random", "stereo", "trajectory"]
+STRATEGIES: tuple[str, ...] = ("sensor", "elevated", "random", "stereo", "trajectory")
+
+NUSCENES_CAMERA_NAMES = (
+    "CAM_FRONT",
+    "CAM_FRONT_RIGHT",
+    "CAM_FRONT_LEFT",
+    "CAM_BACK",
+    "CAM_BACK_LEFT",
+    "CAM_BACK_RIGHT",
+)
+#: The release draws the rendered camera with weight 1/3 front, 1/3 back, 1/6 each side.
+NUSCENES_CAMERA_WEIGHTS = (1 / 3, 1 / 12, 1 / 12, 1 / 3, 1 / 12, 1 / 12)
+
+
+def _uniform(shape: torch.Size, lo: float, hi: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, dtype=torch.float64)
+    return (lo + (hi - lo) * u).to(device=like.device, dtype=like.dtype)
+
+
+def _check_poses(cam_from_grid: torch.Tensor) -> None:
+    check_floating("cam_from_grid", cam_from_grid)
+    if cam_from_grid.dim() < 2 or cam_from_grid.shape[-2:] != (4, 4):
+        raise ValueError(f"cam_from_grid must have shape [..., 4, 4], got {list(cam_from_grid.shape)}")
+
+
+def _rot_x(deg: torch.Tensor) -> torch.Tensor:
+    a = torch.deg2rad(deg)
+    c, s = torch.cos(a), torch.sin(a)
+    o, z = torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([o, z, z, z, c, -s, z, s, c], dim=-1).reshape(*a.shape, 3, 3)
+
+
+def _rot_z(deg: torch.Tensor) -> torch.Tensor:
+    a = torch.deg2rad(deg)
+    c, s = torch.cos(a), torch.sin(a)
+    o, z = torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([c, -s, z, s, c, z, z, z, o], dim=-1).reshape(*a.shape, 3, 3)
+
+
+def _horizontal_forward(rot: torch.Tensor) -> torch.Tensor:
+    """Unit vector ``[..., 3]`` of the optical axis projected on the ground plane."""
+    fwd = rot[..., 2, :].clone()
+    fwd[..., 2] = 0
+    norm = fwd.norm(dim=-1, keepdim=True)
+    # a camera looking straight down has no horizontal direction: use its image "up" (-y)
+    up_dir = -rot[..., 1, :].clone()
+    up_dir[..., 2] = 0
+    fwd = torch.where(norm > 1e-6, fwd, up_dir)
+    return fwd / fwd.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def move_cameras(
+    cam_from_grid: torch.Tensor,
+    pitch_down: torch.Tensor | float = 0.0,
+    yaw_left: torch.Tensor | float = 0.0,
+    lift: torch.Tensor | float = 0.0,
+    forward: torch.Tensor | float = 0.0,
+    right: torch.Tensor | float = 0.0,
+) -> torch.Tensor:
+    """Move cameras ``[..., 4, 4]``: turn left about the grid's vertical by ``yaw_left``
+    degrees, tilt down about the camera's x axis by ``pitch_down`` degrees, and translate the
+    centre by ``forward`` metres along the horizontal viewing direction, ``right`` metres along
+    the camera's x axis and ``lift`` metres up (grid z). Scalars broadcast; tensors are ``[...]``.
+    """
+    _check_poses(cam_from_grid)
+    batch = cam_from_grid.shape[:-2]
+
+    def full(x: torch.Tensor | float) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=cam_from_grid.dtype, device=cam_from_grid.device).expand(batch)
+
+    rot = cam_from_grid[..., :3, :3]
+    centre = -(rot.transpose(-1, -2) @ cam_from_grid[..., :3, 3:])[..., 0]
+    centre = (
+        centre
+        + full(forward)[..., None] * _horizontal_forward(rot)
+        + full(right)[..., None] * rot[..., 0, :]
+        + full(lift)[..., None] * torch.tensor([0.0, 0.0, 1.0], dtype=rot.dtype, device=rot.device)
+    )
+    new_rot = _rot_x(full(pitch_down)) @ rot @ _rot_z(full(yaw_left)).transpose(-1, -2)
+    out = torch.zeros_like(cam_from_grid)
+    out[..., :3, :3] = new_rot
+    out[..., :3, 3] = -(new_rot @ centre[..., None])[..., 0]
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def sensor(cam_from_grid: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The sensor cameras, unchanged."""
+    _check_poses(cam_from_grid)
+    return cam_from_grid
+
+
+def elevated(
+    cam_from_grid: torch.Tensor,
+    generator: torch.Generator | None = None,
+    pitch: float = 20.0,
+    max_yaw: float = 5.0,
+    lift: float = 8.0,
+) -> torch.Tensor:
+    """Lift each camera ``lift`` m, pitch it down ``pitch`` degrees, yaw U[-max_yaw, max_yaw]."""
+    batch = cam_from_grid.shape[:-2]
+    yaw = _uniform(batch, -max_yaw, max_yaw, cam_from_grid, generator)
+    return move_cameras(cam_from_grid, pitch_down=pitch, yaw_left=yaw, lift=lift)
+
+
+def random(
+    cam_from_grid: torch.Tensor,
+    generator: torch.Generator | None = None,
+    max_pitch: float = 20.0,
+    max_yaw: float = 10.0,
+    lift_per_degree: float = 0.4,
+    max_shift: float = 10.0,
+) -> torch.Tensor:
+    """Pitch U[0, max_pitch], yaw U[-max_yaw, max_yaw], lift ``lift_per_degree`` x pitch,
+    shift U[-max_shift, max_shift] m along the horizontal viewing direction."""
+    batch = cam_from_grid.shape[:-2]
+    pitch = _uniform(batch, 0.0, max_pitch, cam_from_grid, generator)
+    yaw = _uniform(batch, -max_yaw, max_yaw, cam_from_grid, generator)
+    shift = _uniform(batch, -max_shift, max_shift, cam_from_grid, generator)
+    return move_cameras(
+        cam_from_grid, pitch_down=pitch, yaw_left=yaw, lift=lift_per_degree * pitch, forward=shift
+    )
+
+
+def stereo(
+    cam_from_grid: torch.Tensor, generator: torch.Generator | None = None, max_offset: float = 1.0
+) -> torch.Tensor:
+    """Each camera followed by a copy shifted U[-1, 1] m sideways and U[-1, 1] m up:
+    ``[..., V, 4, 4]`` becomes ``[..., 2V, 4, 4]`` (camera i at 2i, its copy at 2i + 1)."""
+    _check_poses(cam_from_grid)
+    batch = cam_from_grid.shape[:-2]
+    side = _uniform(batch, -max_offset, max_offset, cam_from_grid, generator)
+    up = _uniform(batch, -max_offset, max_offset, cam_from_grid, generator)
+    copy = move_cameras(cam_from_grid, right=side, lift=up)
+    if cam_from_grid.dim() == 2:
+        return torch.stack([cam_from_grid, copy])
+    return torch.stack([cam_from_grid, copy], dim=-3).flatten(-4, -3)
+
+
+def trajectory(
+    cam_from_grid: torch.Tensor,
+    grid: VoxelGrid | str,
+    generator: torch.Generator | None = None,
+    max_fraction: float = 0.7,
+    lift: float = 2.0,
+) -> torch.Tensor:
+    """Move each camera forward along its horizontal viewing direction by U[0, max_fraction]
+    of the distance to the grid's xy boundary in that direction, and lift it ``lift`` m."""
+    grid = get_grid(grid)
+    _check_poses(cam_from_grid)
+    batch = cam_from_grid.shape[:-2]
+    rot = cam_from_grid[..., :3, :3]
+    centre = -(rot.transpose(-1, -2) @ cam_from_grid[..., :3, 3:])[..., 0]
+    direction = _horizontal_forward(rot)
+    lo = torch.tensor(grid.range_min[:2], dtype=rot.dtype, device=rot.device)
+    hi = torch.tensor(grid.range_max[:2], dtype=rot.dtype, device=rot.device)
+    d = direction[..., :2]
+    safe = torch.where(d.abs() > 1e-9, d, torch.full_like(d, 1e-9))
+    to_wall = torch.where(d > 0, (hi - centre[..., :2]) / safe, (lo - centre[..., :2]) / safe)
+    distance = to_wall.amin(dim=-1).clamp_min(0.0)
+    fraction = _uniform(batch, 0.0, max_fraction, cam_from_grid, generator)
+    return move_cameras(cam_from_grid, forward=fraction * distance, lift=lift)
+
+
+def apply_strategy(
+    strategy: Strategy,
+    cam_from_grid: torch.Tensor,
+    grid: VoxelGrid | str,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Apply the named strategy to cameras ``[..., V, 4, 4]`` (``stereo`` doubles ``V``)."""
+    if strategy == "sensor":
+        return sensor(cam_from_grid, generator)
+    if strategy == "elevated":
+        return elevated(cam_from_grid, generator)
+    if strategy == "random":
+        return random(cam_from_grid, generator)
+    if strategy == "stereo":
+        return stereo(cam_from_grid, generator)
+    if strategy == "trajectory":
+        return trajectory(cam_from_grid, grid, generator)
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+
+
+def bev_camera(
+    grid: VoxelGrid | str,
+    size: int = 400,
+    model: Literal["perspective", "orthographic"] = "perspective",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Cameras:
+    """One bird's-eye-view camera looking straight down at ``grid``.
+
+    Image "up" is grid +x (forward) and image "right" is grid -y, so the picture reads like a
+    map with the car driving up.
+
+    * ``"perspective"`` (the release): the camera is above the ego origin at a height equal to
+      the grid's x extent (80 m Occ3D, 100 m SurroundOcc, 51.2 m KITTI-360), focal ``size``
+      pixels (53.13° field of view); the principal point is placed so that the grid's centre
+      lands at the image centre (Occ3D: the centre; KITTI-360, whose grid lies ahead of the
+      car: the bottom edge).
+    * ``"orthographic"``: parallel projection framing the grid's xy extent exactly, from the
+      same height above the grid centre.
+
+    Returns:
+        :class:`Cameras` with one ``size`` x ``size`` view.
+    """
+    grid = get_grid(grid)
+    if not isinstance(size, int) or size <= 0:
+        raise ValueError(f"size must be a positive int (pixels), got {size!r}")
+    height = grid.extent[0]
+    xc, yc, _ = grid.center
+    rot = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]], dtype=torch.float64)
+    if model == "perspective":
+        eye = torch.tensor([0.0, 0.0, height], dtype=torch.float64)
+        f = float(size)
+        k = [[f, 0.0, size / 2 + f * yc / height], [0.0, f, size / 2 + f * xc / height], [0.0, 0.0, 1.0]]
+        cam_model = "pinhole"
+    elif model == "orthographic":
+        eye = torch.tensor([xc, yc, height], dtype=torch.float64)
+        k = [[size / grid.extent[1], 0.0, size / 2], [0.0, size / grid.extent[0], size / 2], [0.0, 0.0, 1.0]]
+        cam_model = "orthographic"
+    else:
+        raise ValueError(f"model must be 'perspective' or 'orthographic', got {model!r}")
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[:3, :3] = rot
+    pose[:3, 3] = -(rot @ eye)
+    return Cameras(
+        pose[None].to(device=device, dtype=dtype),
+        torch.tensor([k], dtype=dtype, device=device),
+        size,
+        size,
+        cam_model,  # type: ignore[arg-type]
+    )
+
+
+# Approximate nuScenes rig (vehicle n008, rounded from its calibration tables): camera
+# position in the ego frame (m), yaw (deg, left positive), focal and principal point at
+# 1600x900.
+_NUSCENES_RIG = (
+    # name, (x, y, z), yaw, focal, cx, cy
+    ("CAM_FRONT", (1.72, 0.0, 1.49), 0.0, 1252.8, 826.6, 470.0),
+    ("CAM_FRONT_RIGHT", (1.58, -0.50, 1.52), -55.0, 1256.7, 817.8, 452.0),
+    ("CAM_FRONT_LEFT", (1.58, 0.50, 1.51), 55.0, 1257.9, 827.2, 450.9),
+    ("CAM_BACK", (0.05, 0.01, 1.57), 180.0, 796.9, 857.8, 476.9),
+    ("CAM_BACK_LEFT", (1.05, 0.48, 1.56), 110.0, 1255.0, 829.6, 467.2),
+    ("CAM_BACK_RIGHT", (1.06, -0.47, 1.55), -110.0, 1250.0, 825.4, 462.5),
+)
+
+
+def scale_intrinsics(intrinsics: torch.Tensor, sx: float, sy: float | None = None) -> torch.Tensor:
+    """Intrinsics ``[..., 3, 3]`` of an image resized by ``sx`` (width) and ``sy`` (height).
+
+    Exact for the pixel-centre convention (u, v) = (c + 0.5, r + 0.5): resizing maps the
+    continuous image plane linearly, so ``fx, s, cx`` scale by ``sx`` and ``fy, cy`` by ``sy``.
+    """
+    sy = sx if sy is None else sy
+    scale = torch.tensor([sx, sy, 1.0], dtype=intrinsics.dtype, device=intrinsics.device)
+    return intrinsics * scale[:, None]
+
+
+def nuscenes_rig(
+    image_size: tuple[int, int] = (900, 1600),
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """A nuScenes-like six-camera rig for synthetic scenes and demos.
+
+    Args:
+        image_size: (height, width) in pixels; intrinsics are scaled from 1600x900.
+
+    Returns:
+        intrinsics ``[6, 3, 3]``, cam_from_ego ``[6, 4, 4]`` and the camera names in the usual
+        order (front, front right, front left, back, back left, back right).
+    """
+    h, w = image_size
+    level = torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    poses, ks = [], []
+    for _, pos, yaw, f, cx, cy in _NUSCENES_RIG:
+        rot = level @ _rot_z(torch.tensor(yaw, dtype=torch.float64)).T
+        pose = torch.eye(4, dtype=torch.float64)
+        pose[:3, :3] = rot
+        pose[:3, 3] = -(rot @ torch.tensor(pos, dtype=torch.float64))
+        poses.append(pose)
+        ks.append(torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], dtype=torch.float64))
+    k = scale_intrinsics(torch.stack(ks), w / 1600.0, h / 900.0)
+    return (
+        k.to(device=device, dtype=dtype),
+        torch.stack(poses).to(device=device, dtype=dtype),
+        NUSCENES_CAMERA_NAMES,
+    )
+

@@ -1,0 +1,146 @@
+"""Voxels to Gaussians: one isotropic Gaussian per voxel, at the voxel centre (DESIGN §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._checks import check_finite, check_floating, check_integer, check_shape, checks_enabled
+from .grid import VoxelGrid, get_grid
+from .render._project import ALPHA_MIN
+
+__all__ = ["Gaussians", "voxels_to_gaussians", "sharpen", "check_labels"]
+
+
+@dataclass
+class Gaussians:
+    """A set of ``N`` isotropic Gaussians, ready for :func:`gaussrender.render`.
+
+    Attributes:
+        means: ``[N, 3]`` voxel centres, metres, grid frame.
+        opacities: ``[N]`` in ``[1/255, 1]`` (fainter voxels can never be seen and are dropped).
+        features: ``[N, C]`` class probabilities (prediction) or one-hot labels (ground truth).
+        scales: ``[N]`` standard deviation, metres.
+        voxel_index: ``[N, 3]`` integer (x, y, z) index of each Gaussian's voxel.
+    """
+
+    means: torch.Tensor
+    opacities: torch.Tensor
+    features: torch.Tensor
+    scales: torch.Tensor
+    voxel_index: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+
+def sharpen(p: torch.Tensor) -> torch.Tensor:
+    """The release's sharpening of the empty-class probability: ``p²`` below 0.5, ``1 - (1-p)²`` above."""
+    return torch.where(p < 0.5, p * p, 1.0 - (1.0 - p) * (1.0 - p))
+
+
+def check_labels(name: str, labels: torch.Tensor, grid: VoxelGrid, batch: bool = False) -> None:
+    """Labels must be integers in ``[0, num_classes)`` or ``grid.ignore_index``, shaped like the grid."""
+    check_integer(name, labels)
+    check_shape(name, labels, (["B"] if batch else []) + list(grid.shape))
+    if checks_enabled() and labels.numel():
+        bad = (labels < 0) | ((labels >= grid.num_classes) & (labels != grid.ignore_index))
+        if bool(bad.any()):
+            values = torch.unique(labels[bad])[:5].tolist()
+            raise ValueError(
+                f"{name} must hold class indices in [0, {grid.num_classes}) or the ignore index "
+                f"{grid.ignore_index}; found {values}"
+            )
+
+
+def voxels_to_gaussians(
+    grid: VoxelGrid | str,
+    *,
+    logits: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    opacity: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> Gaussians:
+    """Turn one sample's voxels into Gaussians.
+
+    Ground truth (``labels`` only): every voxel that is neither empty nor ignore, one-hot
+    features, opacity 1.
+
+    Prediction (``logits`` given): every voxel whose label is not ignore (all voxels when
+    ``labels`` is None), features ``softmax(logits)``, opacity ``1 - sharpen(p_empty)`` or the
+    given ``opacity`` volume (e.g. a learned opacity head). Voxels whose opacity is below 1/255
+    are dropped: the renderer could never show them, so this is exact.
+
+    Args:
+        grid: the voxel grid (or a preset name).
+        logits: ``[C, X, Y, Z]`` class scores, C = ``grid.num_classes``.
+        labels: ``[X, Y, Z]`` integer labels, ``grid.ignore_index`` for unsupervised voxels.
+        opacity: ``[X, Y, Z]`` in ``[0, 1]``; replaces the opacity derived from ``p_empty``.
+        scale: Gaussian standard deviation in metres (default ``grid.gaussian_scale``).
+
+    Returns:
+        :class:`Gaussians`; differentiable w.r.t. ``logits`` and ``opacity``.
+
+    Example:
+        >>> import torch, gaussrender as gr
+        >>> labels = torch.full(gr.OCC3D_NUSCENES.shape, 17)
+        >>> labels[100, 100, 2] = 4  # one car voxel
+        >>> g = gr.voxels_to_gaussians(gr.OCC3D_NUSCENES, labels=labels)
+        >>> g.means.tolist(), g.features.argmax(1).tolist()
+        ([[0.20000000298023224, 0.20000000298023224, 0.0]], [4])
+    """
+    grid = get_grid(grid)
+    if labels is not None:
+        check_labels("labels", labels, grid)
+    if logits is None and labels is None:
+        raise ValueError("voxels_to_gaussians needs logits (prediction) or labels (ground truth)")
+    scale = grid.gaussian_scale if scale is None else float(scale)
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0 metres, got {scale}")
+
+    if logits is None:
+        assert labels is not None
+        keep = (labels != grid.empty_index) & (labels != grid.ignore_index)
+        index = keep.nonzero()
+        values = labels[keep].long()
+        features = torch.nn.functional.one_hot(values, grid.num_classes).float()
+        opacities = torch.ones(values.shape[0], device=labels.device)
+        return _assemble(grid, index, opacities, features, scale)
+
+    check_floating("logits", logits)
+    check_shape("logits", logits, [grid.num_classes] + list(grid.shape))
+    check_finite("logits", logits)
+    if labels is not None and labels.device != logits.device:
+        raise ValueError(f"labels is on {labels.device} but logits on {logits.device}")
+    probs = torch.softmax(logits.flatten(1), dim=0).t()  # [X*Y*Z, C]
+    if opacity is None:
+        alpha = 1.0 - sharpen(probs[:, grid.empty_index])
+    else:
+        check_floating("opacity", opacity)
+        check_shape("opacity", opacity, list(grid.shape))
+        check_finite("opacity", opacity)
+        if checks_enabled() and bool(((opacity < 0) | (opacity > 1)).any()):
+            raise ValueError("opacity must lie in [0, 1]")
+        alpha = opacity.flatten().to(probs.dtype)
+    keep = alpha.detach() >= ALPHA_MIN
+    if labels is not None:
+        keep = keep & (labels.flatten() != grid.ignore_index)
+    flat = keep.nonzero()[:, 0]
+    index = torch.stack(torch.unravel_index(flat, grid.shape), dim=-1)
+    return _assemble(grid, index, alpha[flat], probs[flat], scale)
+
+
+def _assemble(
+    grid: VoxelGrid, index: torch.Tensor, opacities: torch.Tensor, features: torch.Tensor, scale: float
+) -> Gaussians:
+    dtype = features.dtype
+    lo = torch.tensor(grid.range_min, dtype=torch.float64, device=index.device)
+    means = (lo + (index.double() + 0.5) * grid.voxel_size).to(dtype)
+    return Gaussians(
+        means=means,
+        opacities=opacities.to(dtype),
+        features=features,
+        scales=torch.full((index.shape[0],), scale, dtype=dtype, device=index.device),
+        voxel_index=index,
+    )

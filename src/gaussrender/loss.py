@@ -1,0 +1,315 @@
+"""GaussRenderLoss: render prediction and ground truth, penalise the difference (DESIGN §5).
+
+``L_render = weight · (L_cam + L_cam_depth + L_bev + L_bev_depth)``:
+
+* ``L_cam``, ``L_bev``: mean absolute difference of the rendered semantic images (all
+  pixels, all channels; or a soft cross-entropy / KL per pixel), averaged over cameras;
+* depth terms: L1 on pixels where the ground-truth depth exceeds 0.1 m, depths divided by
+  50 (cameras) and 100 (BEV).
+
+Both renders use the empty class as background, so an unobserved pixel reads "free".
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+
+from ._checks import check_finite, check_floating, check_shape
+from .camera_strategies import STRATEGIES, apply_strategy, bev_camera, scale_intrinsics
+from .cameras import Cameras
+from .gaussians import Gaussians, check_labels, voxels_to_gaussians
+from .grid import VoxelGrid, get_grid
+from .render import render
+
+__all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
+
+TERMS = ("cam", "cam_depth", "bev", "bev_depth")
+
+
+@dataclass(frozen=True)
+class RenderLossOptions:
+    """Options of :class:`GaussRenderLoss` (see its docstring)."""
+
+    weight: float = 10.0
+    views: tuple[str, ...] = ("cam", "bev")
+    depth: bool = True
+    camera_strategy: str | None = None
+    cameras_per_sample: int = 1
+    camera_weights: tuple[float, ...] | None = None
+    resolution_divisor: float = 1.0
+    semantic: Literal["l1", "ce", "kl"] = "l1"
+    bev_model: Literal["perspective", "orthographic"] = "perspective"
+    bev_size: int = 400
+    cam_depth_scale: float = 50.0
+    bev_depth_scale: float = 100.0
+    scale: float | None = None
+    backend: str = "auto"
+    prefix: str = ""
+    on_nan: Literal["raise", "warn"] = "raise"
+
+    def validate(self) -> None:
+        if not all(v in ("cam", "bev") for v in self.views) or not self.views:
+            raise ValueError(f"views must be a non-empty subset of ('cam', 'bev'), got {self.views}")
+        if self.camera_strategy is not None and self.camera_strategy not in STRATEGIES:
+            raise ValueError(f"camera_strategy must be one of {STRATEGIES}, got {self.camera_strategy!r}")
+        if self.cameras_per_sample < 1:
+            raise ValueError(f"cameras_per_sample must be >= 1, got {self.cameras_per_sample}")
+        if self.resolution_divisor <= 0:
+            raise ValueError(f"resolution_divisor must be > 0, got {self.resolution_divisor}")
+        if self.semantic not in ("l1", "ce", "kl"):
+            raise ValueError(f"semantic must be 'l1', 'ce' or 'kl', got {self.semantic!r}")
+        if self.camera_weights is not None and (
+            any(w < 0 for w in self.camera_weights) or sum(self.camera_weights) <= 0
+        ):
+            raise ValueError(f"camera_weights must be >= 0 with a positive sum, got {self.camera_weights}")
+        if self.on_nan not in ("raise", "warn"):
+            raise ValueError(f"on_nan must be 'raise' or 'warn', got {self.on_nan!r}")
+
+
+def _semantic_term(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean over pixels of a per-pixel distance between channel-last images ``[..., C]``."""
+    if kind == "l1":
+        return (pred - target).abs().mean()
+    eps = 1e-6
+    log_pred = torch.log(pred.clamp_min(eps))
+    if kind == "ce":
+        return -(target * log_pred).sum(-1).mean()
+    return (target * (torch.log(target.clamp_min(eps)) - log_pred)).sum(-1).mean()
+
+
+def _depth_term(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
+    mask = target > 0.1
+    count = mask.sum()
+    diff = torch.where(mask, (pred - target).abs(), torch.zeros_like(pred)).sum()
+    return diff / (scale * count.clamp_min(1))
+
+
+def _render_pair(
+    pred: Gaussians, target: Gaussians, cameras: Cameras, background: torch.Tensor, backend: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    out_p = render(pred.means, pred.opacities, pred.features, pred.scales, cameras, background, backend)
+    with torch.no_grad():
+        out_t = render(
+            target.means, target.opacities, target.features, target.scales, cameras, background, backend
+        )
+    return out_p.features, out_t.features, out_p.depth, out_t.depth
+
+
+def gauss_render_loss(
+    grid: VoxelGrid | str,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    intrinsics: torch.Tensor | None = None,
+    cam_from_grid: torch.Tensor | None = None,
+    image_size: tuple[int, int] | None = None,
+    opacity: torch.Tensor | None = None,
+    options: RenderLossOptions = RenderLossOptions(),
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Functional form of :class:`GaussRenderLoss`; arguments as in its ``forward``."""
+    grid = get_grid(grid)
+    options.validate()
+    check_floating("logits", logits)
+    sizes = check_shape("logits", logits, ["B", grid.num_classes] + list(grid.shape))
+    batch = sizes["B"]
+    check_finite("logits", logits)
+    check_labels("labels", labels, grid, batch=True)
+    if labels.shape[0] != batch:
+        raise ValueError(f"labels has batch size {labels.shape[0]} but logits {batch}")
+    if opacity is not None:
+        check_shape("opacity", opacity, [batch] + list(grid.shape))
+    use_cams = "cam" in options.views and intrinsics is not None
+    if intrinsics is not None or cam_from_grid is not None:
+        if intrinsics is None or cam_from_grid is None or image_size is None:
+            raise ValueError("intrinsics, cam_from_grid and image_size must be given together")
+        ncam = check_shape("intrinsics", intrinsics, [batch, "Ncam", 3, 3])["Ncam"]
+        check_shape("cam_from_grid", cam_from_grid, [batch, ncam, 4, 4])
+        if (
+            len(image_size) != 2
+            or not all(isinstance(s, int) and s > 0 for s in image_size)
+        ):
+            raise ValueError(f"image_size must be (height, width) positive ints, got {image_size!r}")
+        if options.camera_weights is not None and len(options.camera_weights) != ncam:
+            raise ValueError(
+                f"camera_weights has {len(options.camera_weights)} entries but there are {ncam} cameras"
+            )
+    device, dtype = logits.device, logits.dtype
+    background = torch.nn.functional.one_hot(
+        torch.tensor(grid.empty_index, device=device), grid.num_classes
+    ).to(dtype)
+    strategy = options.camera_strategy or grid.camera_strategy
+    sums = {t: logits.new_zeros(()) for t in TERMS}
+    bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device) if "bev" in options.views else None
+    for b in range(batch):
+        target = voxels_to_gaussians(grid, labels=labels[b], scale=options.scale)
+        target.features = target.features.to(dtype)
+        pred = voxels_to_gaussians(
+            grid,
+            logits=logits[b],
+            labels=labels[b],
+            opacity=None if opacity is None else opacity[b],
+            scale=options.scale,
+        )
+        if use_cams:
+            assert intrinsics is not None and cam_from_grid is not None and image_size is not None
+            ncam = intrinsics.shape[1]
+            weights = torch.tensor(
+                options.camera_weights if options.camera_weights is not None else [1.0] * ncam,
+                dtype=torch.float64,
+            )
+            count = min(options.cameras_per_sample, int((weights > 0).sum()))
+            chosen = torch.multinomial(weights, count, replacement=False, generator=generator)
+            chosen = chosen.to(device)
+            poses = apply_strategy(strategy, cam_from_grid[b, chosen].to(dtype), grid, generator)  # type: ignore[arg-type]
+            ks = intrinsics[b, chosen].to(dtype)
+            if poses.shape[0] != ks.shape[0]:  # stereo: each camera and its shifted copy
+                ks = ks.repeat_interleave(poses.shape[0] // ks.shape[0], dim=0)
+            height = max(1, round(image_size[0] / options.resolution_divisor))
+            width = max(1, round(image_size[1] / options.resolution_divisor))
+            ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
+            cams = Cameras(poses, ks, width, height)
+            pf, tf, pd, td = _render_pair(pred, target, cams, background, options.backend)
+            sums["cam"] = sums["cam"] + _semantic_term(pf, tf, options.semantic)
+            if options.depth:
+                sums["cam_depth"] = sums["cam_depth"] + _depth_term(pd, td, options.cam_depth_scale)
+        if bev is not None:
+            pf, tf, pd, td = _render_pair(pred, target, bev, background, options.backend)
+            sums["bev"] = sums["bev"] + _semantic_term(pf, tf, options.semantic)
+            if options.depth:
+                sums["bev_depth"] = sums["bev_depth"] + _depth_term(pd, td, options.bev_depth_scale)
+    terms = {t: v / batch for t, v in sums.items()}
+    for name, value in terms.items():
+        if not bool(torch.isfinite(value)):
+            message = f"GaussRenderLoss term {name!r} is {float(value)} (batch of {batch})"
+            if options.on_nan == "raise":
+                raise FloatingPointError(message)
+            warnings.warn(message + "; replaced by 0", RuntimeWarning, stacklevel=3)
+            terms[name] = logits.new_zeros(())
+    # keep the total attached to the logits so that backward() works on empty scenes too
+    total = options.weight * sum(terms.values()) + 0.0 * logits.sum()
+    if opacity is not None:
+        total = total + 0.0 * opacity.sum()
+    out = {"loss": total}
+    out.update({options.prefix + t: v for t, v in terms.items()})
+    return out
+
+
+class GaussRenderLoss(nn.Module):
+    """The GaussRender plug-in loss: add ``out["loss"]`` to your model's 3D loss.
+
+    Args:
+        grid: a :class:`VoxelGrid` or preset name (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``).
+        weight: multiplies the sum of the terms (10 in the paper).
+        views: which renders to compare: ``("cam", "bev")``, ``("bev",)`` or ``("cam",)``.
+        depth: add the depth terms.
+        camera_strategy: how to move the sampled sensor cameras (``sensor``, ``elevated``,
+            ``random``, ``stereo``, ``trajectory``); default: the grid's.
+        cameras_per_sample: how many of the sample's cameras to render (1 in the release).
+        camera_weights: sampling weight of each camera (e.g. ``NUSCENES_CAMERA_WEIGHTS``);
+            default uniform.
+        resolution_divisor: render cameras at ``image_size / divisor`` (the BEV keeps its size).
+        semantic: ``"l1"`` (the release), ``"ce"`` or ``"kl"`` (soft cross-entropy / KL of the
+            rendered class distributions, target = rendered ground truth).
+        bev_model: ``"perspective"`` (the release) or ``"orthographic"``.
+        bev_size: BEV image size in pixels.
+        cam_depth_scale, bev_depth_scale: depth normalisers, metres (50 and 100).
+        scale: Gaussian standard deviation, metres (default ``grid.gaussian_scale``).
+        backend: renderer backend (``"auto"``, ``"torch"``, ``"triton"``).
+        prefix: prepended to the term names in the output (e.g. ``"loss_render_"``); the
+            total is always under ``"loss"``.
+        on_nan: ``"raise"`` a ``FloatingPointError`` naming the term, or ``"warn"`` and zero it.
+        seed: seeds the module's own camera-sampling generator (reproducible runs).
+
+    Call with ``logits [B, C, X, Y, Z]``, ``labels [B, X, Y, Z]`` and optionally
+    ``intrinsics [B, Ncam, 3, 3]`` (pixels, for ``image_size``), ``cam_from_grid
+    [B, Ncam, 4, 4]``, ``image_size (H, W)``, ``opacity [B, X, Y, Z]``. Without cameras only
+    the BEV is rendered. Returns a dict with ``loss`` (weighted total) and the unweighted terms
+    ``cam``, ``cam_depth``, ``bev``, ``bev_depth`` (zero when not rendered).
+
+    Example:
+        >>> import torch, gaussrender as gr
+        >>> grid = gr.OCC3D_NUSCENES
+        >>> labels = torch.full((1, *grid.shape), grid.empty_index)
+        >>> labels[0, 90:110, 90:110, 2] = 11  # a patch of road
+        >>> logits = torch.randn(1, grid.num_classes, *grid.shape, requires_grad=True)
+        >>> out = gr.GaussRenderLoss(grid, bev_size=64)(logits, labels)
+        >>> out["loss"].backward()
+        >>> sorted(out)
+        ['bev', 'bev_depth', 'cam', 'cam_depth', 'loss']
+    """
+
+    def __init__(
+        self,
+        grid: VoxelGrid | str,
+        weight: float = 10.0,
+        views: Sequence[str] = ("cam", "bev"),
+        depth: bool = True,
+        camera_strategy: str | None = None,
+        cameras_per_sample: int = 1,
+        camera_weights: Sequence[float] | None = None,
+        resolution_divisor: float = 1.0,
+        semantic: Literal["l1", "ce", "kl"] = "l1",
+        bev_model: Literal["perspective", "orthographic"] = "perspective",
+        bev_size: int = 400,
+        cam_depth_scale: float = 50.0,
+        bev_depth_scale: float = 100.0,
+        scale: float | None = None,
+        backend: str = "auto",
+        prefix: str = "",
+        on_nan: Literal["raise", "warn"] = "raise",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.grid = get_grid(grid)
+        self.options = RenderLossOptions(
+            weight=float(weight),
+            views=tuple(views),
+            depth=bool(depth),
+            camera_strategy=camera_strategy,
+            cameras_per_sample=int(cameras_per_sample),
+            camera_weights=None if camera_weights is None else tuple(float(w) for w in camera_weights),
+            resolution_divisor=float(resolution_divisor),
+            semantic=semantic,
+            bev_model=bev_model,
+            bev_size=int(bev_size),
+            cam_depth_scale=float(cam_depth_scale),
+            bev_depth_scale=float(bev_depth_scale),
+            scale=scale,
+            backend=backend,
+            prefix=prefix,
+            on_nan=on_nan,
+        )
+        self.options.validate()
+        self.generator: torch.Generator | None = None
+        if seed is not None:
+            self.generator = torch.Generator().manual_seed(int(seed))
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        intrinsics: torch.Tensor | None = None,
+        cam_from_grid: torch.Tensor | None = None,
+        image_size: tuple[int, int] | None = None,
+        opacity: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        return gauss_render_loss(
+            self.grid,
+            logits,
+            labels,
+            intrinsics=intrinsics,
+            cam_from_grid=cam_from_grid,
+            image_size=image_size,
+            opacity=opacity,
+            options=self.options,
+            generator=generator if generator is not None else self.generator,
+        )
+
+    def extra_repr(self) -> str:
+        return f"grid={self.grid.name!r}, weight={self.options.weight}, views={self.options.views}"
