@@ -1,0 +1,267 @@
+"""The ``triton`` backend: fused tile blending in two Triton kernels (CUDA, or Triton's CPU
+interpreter with ``TRITON_INTERPRET=1``).
+
+Projection and tile binning are the shared PyTorch code (:func:`project_gaussians`,
+:func:`bin_gaussians`), so gradients of the 3D means flow through the projection by autograd.
+Only the per-pixel blending is fused: a :class:`torch.autograd.Function` whose forward kernel
+walks each 16x16 tile's depth-sorted list front to back, storing per pixel only the final
+transmittance and how many list entries it used, and whose backward kernel walks the same
+list back to front and scatters gradients of the 2D means, conics, depths, opacities and
+features with atomics. Nothing of size Gaussians x pixels is ever stored.
+
+Triton is imported lazily: importing :mod:`gaussrender` never imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..cameras import Cameras
+from . import RenderResult
+from ._project import ALPHA_MAX, ALPHA_MIN, T_MIN, TileBins, bin_gaussians, project_gaussians
+
+__all__ = ["render_triton", "TritonConfig"]
+
+TILE = 16
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    """Launch parameters of the blending kernels (powers of two; ``>= 16`` for ``tl.dot``).
+
+    Attributes:
+        forward_batch: list entries blended per step of the forward kernel.
+        backward_batch: list entries per step of the backward kernel (it keeps more
+            ``[pixels, batch]`` blocks alive, hence a smaller default).
+        max_channel_block: widest channel block; more channels loop over blocks.
+        num_warps: warps per program (one program per 256-pixel tile).
+    """
+
+    forward_batch: int = 32
+    backward_batch: int = 16
+    max_channel_block: int = 32
+    num_warps: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("forward_batch", "backward_batch", "max_channel_block"):
+            value = getattr(self, name)
+            if value < 16 or value & (value - 1):
+                raise ValueError(f"{name} must be a power of two >= 16, got {value}")
+        if self.num_warps < 1 or self.num_warps & (self.num_warps - 1):
+            raise ValueError(f"num_warps must be a power of two >= 1, got {self.num_warps}")
+
+    def channel_block(self, num_channels: int) -> int:
+        """Power-of-two block (16 to ``max_channel_block``) holding up to all channels."""
+        block = 16
+        while block < num_channels and block < self.max_channel_block:
+            block *= 2
+        return block
+
+
+def interpreter_requested() -> bool:
+    """True when ``TRITON_INTERPRET=1``: kernels then run in Triton's CPU interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@dataclass(frozen=True)
+class _Kernels:
+    forward: Any
+    backward: Any
+
+
+@functools.lru_cache(maxsize=2)
+def _kernels(interpret: bool) -> _Kernels:
+    """Wrap the kernel functions for one mode.
+
+    ``triton.jit`` decides between compiling and interpreting from the environment at
+    decoration time; wrapping explicitly here lets one process hold both (CPU tests under the
+    interpreter next to native CUDA kernels) whatever the environment was at import.
+    """
+    from . import _triton_kernels as k
+
+    if interpret:
+        from triton.runtime.interpreter import InterpretedFunction
+
+        wrap = InterpretedFunction
+    else:
+        from triton.runtime.jit import JITFunction
+
+        wrap = JITFunction
+    return _Kernels(forward=wrap(k.blend_forward_kernel), backward=wrap(k.blend_backward_kernel))
+
+
+def _nonempty(t: torch.Tensor) -> torch.Tensor:
+    """Kernels take a pointer even where every access is masked off; give them a real one."""
+    return t if t.numel() else torch.zeros(1, dtype=t.dtype, device=t.device)
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    num_views: int
+    width: int
+    height: int
+    tiles_x: int
+    tiles_y: int
+
+    @property
+    def num_tiles(self) -> int:
+        return self.num_views * self.tiles_x * self.tiles_y
+
+
+class _Blend(torch.autograd.Function):
+    """Blend binned screen-space Gaussians; returns features (no background), depth, final T."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        means2d: torch.Tensor,  # [V*N, 2]
+        conics: torch.Tensor,  # [V*N, 3]
+        depths: torch.Tensor,  # [V*N]
+        opacities: torch.Tensor,  # [N]
+        features: torch.Tensor,  # [N, C]
+        bins: TileBins,
+        geo: _Geometry,
+        config: TritonConfig,
+        interpret: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        kernels = _kernels(interpret)
+        device, dtype = means2d.device, means2d.dtype
+        c = features.shape[1]
+        shape = (geo.num_views, geo.height, geo.width)
+        color = torch.zeros(*shape, c, dtype=dtype, device=device)
+        depth = torch.zeros(shape, dtype=dtype, device=device)
+        trans = torch.ones(shape, dtype=dtype, device=device)
+        last = torch.zeros(shape, dtype=torch.int32, device=device)
+        block = config.channel_block(c)
+        num_blocks = max(1, math.ceil(c / block))
+        tensors = (means2d, conics, depths, opacities, features)
+        if bins.pair_flat.numel() and geo.num_tiles:
+            kernels.forward[(geo.num_tiles, num_blocks)](
+                *(_nonempty(t) for t in tensors),
+                bins.pair_flat,
+                bins.pair_gauss,
+                bins.tile_start,
+                bins.tile_count,
+                _nonempty(color),
+                depth,
+                trans,
+                last,
+                c,
+                geo.width,
+                geo.height,
+                geo.tiles_x,
+                geo.tiles_x * geo.tiles_y,
+                TILE=TILE,
+                BATCH=config.forward_batch,
+                CHANNEL_BLOCK=block,
+                ALPHA_MIN=ALPHA_MIN,
+                ALPHA_MAX=ALPHA_MAX,
+                T_MIN=T_MIN,
+                num_warps=config.num_warps,
+            )
+        ctx.save_for_backward(*tensors, bins.pair_flat, bins.pair_gauss, bins.tile_start, trans, last)
+        ctx.geo, ctx.config, ctx.interpret = geo, config, interpret
+        return color, depth, trans
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any,
+        grad_color: torch.Tensor | None,
+        grad_depth: torch.Tensor | None,
+        grad_trans: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, ...]:
+        means2d, conics, depths, opacities, features, pair_flat, pair_gauss, tile_start, trans, last = (
+            ctx.saved_tensors
+        )
+        geo: _Geometry = ctx.geo
+        config: TritonConfig = ctx.config
+        grads = [torch.zeros_like(t) for t in (means2d, conics, depths, opacities, features)]
+        if pair_flat.numel() and geo.num_tiles:
+            c = features.shape[1]
+            zeros = torch.zeros_like(trans)
+            grad_color = zeros[..., None].expand(-1, -1, -1, c) if grad_color is None else grad_color
+            grad_depth = zeros if grad_depth is None else grad_depth
+            grad_trans = zeros if grad_trans is None else grad_trans
+            block = config.channel_block(c)
+            _kernels(ctx.interpret).backward[(geo.num_tiles,)](
+                *(_nonempty(t) for t in (means2d, conics, depths, opacities, features)),
+                pair_flat,
+                pair_gauss,
+                tile_start,
+                trans,
+                last,
+                _nonempty(grad_color.contiguous()),
+                grad_depth.contiguous(),
+                grad_trans.contiguous(),
+                *(_nonempty(g) for g in grads),
+                c,
+                geo.width,
+                geo.height,
+                geo.tiles_x,
+                geo.tiles_x * geo.tiles_y,
+                TILE=TILE,
+                BATCH=config.backward_batch,
+                CHANNEL_BLOCK=block,
+                NUM_CHANNEL_BLOCKS=max(1, math.ceil(c / block)),
+                ALPHA_MIN=ALPHA_MIN,
+                ALPHA_MAX=ALPHA_MAX,
+                num_warps=config.num_warps,
+            )
+        return (*grads, None, None, None, None)
+
+
+def render_triton(
+    means: torch.Tensor,
+    opacities: torch.Tensor,
+    features: torch.Tensor,
+    scales: torch.Tensor,
+    cameras: Cameras,
+    background: torch.Tensor,
+    config: TritonConfig | None = None,
+) -> RenderResult:
+    """Render with the fused Triton backend; see :func:`gaussrender.render` for the contract.
+
+    Inputs are validated by :func:`gaussrender.render`. float32 and float64 run in their own
+    precision; float16/bfloat16 are blended in float32 and the results cast back.
+
+    Raises:
+        ValueError: tensors are not on a CUDA device and ``TRITON_INTERPRET`` is not ``"1"``.
+    """
+    interpret = interpreter_requested()
+    if means.device.type != "cuda" and not interpret:
+        raise ValueError(
+            f"backend='triton' needs CUDA tensors (got tensors on {means.device}); set "
+            "TRITON_INTERPRET=1 to run the kernels in Triton's CPU interpreter (slow, for "
+            "testing), or use backend='torch'"
+        )
+    config = TritonConfig() if config is None else config
+    out_dtype = means.dtype
+    dtype = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
+    means, opacities, features, scales, background = (
+        t.to(dtype) for t in (means, opacities, features, scales, background)
+    )
+
+    proj = project_gaussians(means, opacities, scales, cameras)
+    bins = bin_gaussians(proj, cameras.width, cameras.height, TILE)
+    geo = _Geometry(len(cameras), cameras.width, cameras.height, bins.tiles_x, bins.tiles_y)
+    color, depth, trans = _Blend.apply(
+        proj.means2d.reshape(-1, 2).contiguous(),
+        proj.conics.reshape(-1, 3).contiguous(),
+        proj.depths.reshape(-1).contiguous(),
+        opacities.contiguous(),
+        features.contiguous(),
+        bins,
+        geo,
+        config,
+        interpret,
+    )
+    color = color + trans[..., None] * background
+    return RenderResult(
+        features=color.to(out_dtype), depth=depth.to(out_dtype), alpha=(1.0 - trans).to(out_dtype)
+    )
