@@ -1,0 +1,186 @@
+"""Spatial cross-attention from 3D queries into multi-camera image features.
+
+BEVFormer's idea, shared by TPVFormer (image cross-attention) and SurroundOcc (2D-3D
+spatial cross-attention): every query owns ``D`` 3D anchor points (metres, grid frame);
+they are projected into each camera, and the query reads deformable-attention samples
+around the projections. Anchors behind a camera or outside its image get zero weight; a
+query averages over the cameras that see at least one of its anchors.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .deform_attn import init_sampling_offsets, ms_deform_attn
+
+__all__ = ["project_points", "AnchorSampler", "ImageCrossAttention"]
+
+_EPS_DEPTH = 1e-5
+
+
+def project_points(
+    points: torch.Tensor,
+    intrinsics: torch.Tensor,
+    cam_from_grid: torch.Tensor,
+    image_size: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project grid-frame points into every camera.
+
+    Args:
+        points: ``[N, D, 3]`` metres, grid frame (shared by the batch).
+        intrinsics: ``[B, V, 3, 3]`` pixels.
+        cam_from_grid: ``[B, V, 4, 4]`` grid frame -> OpenCV camera, metres.
+        image_size: ``(H, W)`` in pixels of the (padded) image the features cover.
+
+    Returns:
+        ``(locations [B, V, N, D, 2], visible [B, V, N, D])``: normalised ``(u / W, v / H)``
+        image coordinates (pixel centres at ``+0.5``, see :func:`ms_deform_attn`) and
+        whether the point is in front of the camera and inside the image.
+    """
+    h, w = float(image_size[0]), float(image_size[1])
+    # Projection in float32 at least: half precision loses whole pixels at 50 m.
+    dtype = torch.promote_types(points.dtype, torch.float32)
+    rot = cam_from_grid[..., :3, :3].to(dtype)
+    trans = cam_from_grid[..., :3, 3].to(dtype)
+    k = intrinsics.to(dtype)
+    cam = torch.einsum("bvij,ndj->bvndi", rot, points.to(dtype)) + trans[:, :, None, None, :]
+    pix = torch.einsum("bvij,bvndj->bvndi", k, cam)
+    depth = pix[..., 2]
+    uv = pix[..., :2] / depth.clamp(min=_EPS_DEPTH).unsqueeze(-1)
+    loc = uv / torch.tensor([w, h], dtype=dtype, device=uv.device)
+    visible = (
+        (cam[..., 2] > _EPS_DEPTH)
+        & (loc[..., 0] > 0) & (loc[..., 0] < 1)
+        & (loc[..., 1] > 0) & (loc[..., 1] < 1)
+    )
+    return loc, visible
+
+
+class AnchorSampler(nn.Module):
+    """Offsets and weights of one query group (``D`` anchors, ``K`` points per anchor).
+
+    Args:
+        embed_dims: query channels ``C``.
+        num_heads: attention heads ``M``.
+        num_levels: image feature levels ``L``.
+        num_anchors: anchors per query ``D``.
+        points_per_anchor: sampling points per anchor, head and level ``K``.
+    """
+
+    def __init__(
+        self, embed_dims: int, num_heads: int, num_levels: int, num_anchors: int, points_per_anchor: int
+    ) -> None:
+        super().__init__()
+        self.num_heads, self.num_levels = num_heads, num_levels
+        self.num_anchors, self.points = num_anchors, points_per_anchor
+        n = num_heads * num_levels * num_anchors * points_per_anchor
+        self.sampling_offsets = nn.Linear(embed_dims, n * 2)
+        self.attention_weights = nn.Linear(embed_dims, n)
+        init_sampling_offsets(
+            self.sampling_offsets, num_heads, num_levels * num_anchors, points_per_anchor
+        )
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        value: torch.Tensor,
+        spatial_shapes: Sequence[tuple[int, int]],
+        locations: torch.Tensor,
+        visible: torch.Tensor,
+    ) -> torch.Tensor:
+        """Sample ``value`` for each query and average over the cameras that see it.
+
+        Args:
+            query: ``[B, N, C]``.
+            value: ``[B * V, S, M, C / M]`` projected camera features.
+            spatial_shapes: ``L`` sizes ``(h, w)`` of the levels in ``value``.
+            locations: ``[B, V, N, D, 2]`` normalised anchor projections.
+            visible: ``[B, V, N, D]`` anchor visibility.
+
+        Returns:
+            ``[B, N, C]``.
+        """
+        b, n, _ = query.shape
+        v = locations.shape[1]
+        m, lv, d, k = self.num_heads, self.num_levels, self.num_anchors, self.points
+        off = self.sampling_offsets(query).view(b, 1, n, m, lv, d, k, 2)
+        norm = torch.tensor(
+            [[w, h] for h, w in spatial_shapes], dtype=off.dtype, device=off.device
+        ).view(1, 1, 1, 1, lv, 1, 1, 2)
+        ref = locations.to(off.dtype).view(b, v, n, 1, 1, d, 1, 2)
+        loc = (ref + off / norm).reshape(b * v, n, m, lv, d * k, 2)
+        weights = self.attention_weights(query).view(b, n, m, lv * d * k).softmax(-1)
+        weights = weights.view(b, 1, n, m, lv, d, k) * visible.to(weights.dtype).view(b, v, n, 1, 1, d, 1)
+        out = ms_deform_attn(value, spatial_shapes, loc, weights.reshape(b * v, n, m, lv, d * k))
+        out = out.view(b, v, n, -1).sum(1)
+        count = visible.any(-1).sum(1).clamp(min=1).to(out.dtype)  # [B, N]
+        return out / count.unsqueeze(-1)
+
+
+class ImageCrossAttention(nn.Module):
+    """Queries of one or more groups read multi-camera features at their anchors.
+
+    One value projection and one output projection are shared; each group (e.g. the three
+    TPV planes, whose anchor counts differ) has its own :class:`AnchorSampler`.
+
+    Args:
+        embed_dims: channels ``C`` of queries and features.
+        num_heads: attention heads.
+        num_levels: image feature levels.
+        anchors: per group, ``(num_anchors, points_per_anchor)``.
+        dropout: dropout on the attention output before the residual.
+    """
+
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        num_levels: int,
+        anchors: Sequence[tuple[int, int]],
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f"embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.value_proj = nn.Linear(embed_dims, embed_dims)
+        self.output_proj = nn.Linear(embed_dims, embed_dims)
+        self.samplers = nn.ModuleList(
+            AnchorSampler(embed_dims, num_heads, num_levels, d, k) for d, k in anchors
+        )
+        self.dropout = nn.Dropout(dropout)
+        for lin in (self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(
+        self,
+        queries: Sequence[torch.Tensor],
+        features: torch.Tensor,
+        spatial_shapes: Sequence[tuple[int, int]],
+        locations: Sequence[torch.Tensor],
+        visible: Sequence[torch.Tensor],
+    ) -> list[torch.Tensor]:
+        """Update each group's queries (residual included).
+
+        Args:
+            queries: per group ``[B, N_g, C]``.
+            features: ``[B, V, S, C]`` flattened camera features of all levels.
+            spatial_shapes: level sizes ``(h, w)``.
+            locations, visible: per group, from :func:`project_points`.
+
+        Returns:
+            per group ``[B, N_g, C]``.
+        """
+        b, v, s, c = features.shape
+        value = self.value_proj(features).view(b * v, s, self.num_heads, c // self.num_heads)
+        outs = []
+        for sampler, q, loc, vis in zip(self.samplers, queries, locations, visible):
+            out = sampler(q, value, spatial_shapes, loc, vis)
+            outs.append(q + self.dropout(self.output_proj(out)))
+        return outs
