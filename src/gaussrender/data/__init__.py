@@ -1,0 +1,75 @@
+"""Benchmark readers: Occ3D-nuScenes, SurroundOcc-nuScenes, SSCBench-KITTI360.
+
+Each dataset yields dicts with ``token``, ``scene``, ``camera_names``, ``image_paths``,
+``intrinsics`` ``[V, 3, 3]`` (pixels), ``cam_from_grid`` ``[V, 4, 4]`` (grid frame → OpenCV
+camera, metres), ``labels`` int64 ``[X, Y, Z]`` and, where the benchmark has them,
+``mask_camera``/``mask_lidar`` bool ``[X, Y, Z]``, ``origins`` ``[K, 3]`` (RayIoU) and
+``images`` float32 ``[V, 3, H, W]``. :func:`collate` batches them. Writers produce each
+layout, e.g. to build synthetic datasets and tests.
+"""
+
+from .collate import collate
+from .images import load_image, scale_intrinsics
+from .infos import (
+    CAMERA_NAMES,
+    CameraInfo,
+    SampleInfo,
+    load_infos,
+    load_nuscenes_tables,
+    safe_pickle_load,
+    write_infos_json,
+)
+from ._geometry import Pose
+from .kitti360 import (
+    KITTI360_SPLITS,
+    Kitti360Calibration,
+    SSCBenchKITTI360,
+    kitti360_sequence,
+    read_kitti360_calibration,
+    read_kitti360_invalid,
+    read_kitti360_labels,
+    write_kitti360_sample,
+)
+from .nuscenes import NUSCENES_IMAGE_SIZE, NuScenesOccupancy, cam_from_ego, group_scenes, resolve_data_path
+from .occ3d import Occ3DNuScenes, occ3d_label_path, read_occ3d_labels, write_occ3d_sample
+from .surroundocc import (
+    SurroundOccNuScenes,
+    read_surroundocc_labels,
+    surroundocc_label_path,
+    write_surroundocc_sample,
+)
+
+__all__ = [
+    "CAMERA_NAMES",
+    "CameraInfo",
+    "SampleInfo",
+    "Pose",
+    "load_infos",
+    "load_nuscenes_tables",
+    "safe_pickle_load",
+    "write_infos_json",
+    "load_image",
+    "scale_intrinsics",
+    "NUSCENES_IMAGE_SIZE",
+    "NuScenesOccupancy",
+    "cam_from_ego",
+    "group_scenes",
+    "resolve_data_path",
+    "Occ3DNuScenes",
+    "occ3d_label_path",
+    "read_occ3d_labels",
+    "write_occ3d_sample",
+    "SurroundOccNuScenes",
+    "read_surroundocc_labels",
+    "surroundocc_label_path",
+    "write_surroundocc_sample",
+    "KITTI360_SPLITS",
+    "Kitti360Calibration",
+    "SSCBenchKITTI360",
+    "kitti360_sequence",
+    "read_kitti360_calibration",
+    "read_kitti360_invalid",
+    "read_kitti360_labels",
+    "write_kitti360_sample",
+    "collate",
+]

@@ -1,0 +1,34 @@
+"""Batching dataset items (dicts) for ``torch.utils.data.DataLoader``."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+__all__ = ["collate"]
+
+
+def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the tensors of ``items`` along a new batch dimension; keep everything else as lists.
+
+    Tensors whose shapes differ between items (``origins`` ``[K, 3]``: K varies per sample)
+    stay a list of tensors. All items must have the same keys.
+
+    Raises:
+        ValueError: empty batch or items with different keys.
+    """
+    if not items:
+        raise ValueError("collate needs at least one item, got an empty batch")
+    keys = list(items[0])
+    for i, item in enumerate(items):
+        if set(item) != set(keys):
+            raise ValueError(f"item {i} has keys {sorted(item)}, item 0 has {sorted(keys)}")
+    out: dict[str, Any] = {}
+    for k in keys:
+        values = [item[k] for item in items]
+        if all(isinstance(v, torch.Tensor) for v in values) and len({tuple(v.shape) for v in values}) == 1:
+            out[k] = torch.stack(values)
+        else:
+            out[k] = values
+    return out

@@ -1,0 +1,65 @@
+"""Camera images: load as RGB float tensors and keep intrinsics consistent with a resize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["load_image", "scale_intrinsics"]
+
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[float, float]]:
+    """Read an image file as RGB ``[3, H, W]`` float32 in [0, 1], optionally resized.
+
+    Args:
+        path: image file (any format Pillow reads).
+        size: ``(H, W)`` pixels to resize to (bilinear), or None to keep the stored size.
+
+    Returns:
+        The image and ``(sx, sy)``, the factors from stored to returned pixel coordinates
+        (pass them to :func:`scale_intrinsics`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        w0, h0 = img.size
+        if size is not None:
+            h, w = _check_size(size)
+            if (h, w) != (h0, w0):
+                img = img.resize((w, h), Image.BILINEAR)
+        array = np.asarray(img, dtype=np.float32) / 255.0
+    h, w = array.shape[:2]
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous(), (w / w0, h / h0)
+
+
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+    ):
+        raise ValueError(f"image_size must be (H, W) positive ints (pixels), got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def scale_intrinsics(intrinsics: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
+    """Intrinsics ``[..., 3, 3]`` for an image resized by ``sx`` (width) and ``sy`` (height).
+
+    With gaussrender's convention that pixel edges lie on integer coordinates (pixel column c
+    covers [c, c+1)), a resize maps u to ``sx * u`` exactly, so the first row scales by ``sx``
+    and the second by ``sy``.
+    """
+    out = intrinsics.clone()
+    out[..., 0, :] = out[..., 0, :] * sx
+    out[..., 1, :] = out[..., 1, :] * sy
+    out[..., 2, :] = intrinsics[..., 2, :]
+    return out

@@ -1,0 +1,245 @@
+"""SSCBench-KITTI360: ``preprocess/labels/<seq>/<frame>_1_1.npy`` in the velodyne frame.
+
+Layout adopted (SSCBench ``dataset/KITTI-360/README.md``)::
+
+    <root>/data_2d_raw/<seq>/image_00/data_rect/<frame>.png   left camera, 1408 x 376
+    <root>/data_2d_raw/<seq>/voxels/<frame>.invalid           bit-packed invalid mask (optional)
+    <root>/preprocess/labels/<seq>/<frame>_1_1.npy            labels [256, 256, 32], 255 invalid
+    <root>/calibration/calib_cam_to_velo.txt, perspective.txt (optional)
+
+with ``<seq> = 2013_05_28_drive_00NN_sync``. Splits: train 00, 02, 03, 04, 05, 07, 10;
+val 06; test 09. Labels index (x, y, z) over [0, 51.2] x [-25.6, 25.6] x [-2, 4.4] m.
+Without calibration files the published values are used: P_rect_00 with
+fx = fy = 552.554261, cx = 682.049453, cy = 238.769549 and KITTI-360's cam0→velodyne
+transform; like SSCBench's loaders we take that transform as camera→velodyne for the
+rectified image (the rectifying rotation is left out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..grid import SSCBENCH_KITTI360, VoxelGrid
+from ._arrays import check_label_array, require_file
+from .images import load_image, scale_intrinsics
+
+__all__ = [
+    "KITTI360_SPLITS",
+    "KITTI360_IMAGE_SIZE",
+    "kitti360_sequence",
+    "Kitti360Calibration",
+    "read_kitti360_calibration",
+    "read_kitti360_labels",
+    "read_kitti360_invalid",
+    "write_kitti360_sample",
+    "SSCBenchKITTI360",
+]
+
+#: SSCBench-KITTI360 sequence numbers per split.
+KITTI360_SPLITS: dict[str, tuple[int, ...]] = {
+    "train": (0, 2, 3, 4, 5, 7, 10),
+    "val": (6,),
+    "test": (9,),
+}
+#: Rectified image_00 size, (H, W) pixels.
+KITTI360_IMAGE_SIZE: tuple[int, int] = (376, 1408)
+
+_DEFAULT_P_RECT_00 = np.array(
+    [[552.554261, 0.0, 682.049453], [0.0, 552.554261, 238.769549], [0.0, 0.0, 1.0]]
+)
+_DEFAULT_CAM_TO_VELO = np.array(
+    [
+        [0.04307104361, -0.08829286498, 0.995162929, 0.8043914418],
+        [-0.999004371, 0.007784614041, 0.04392796942, 0.2993489574],
+        [-0.01162548558, -0.9960641394, -0.08786966659, -0.1770225824],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+
+
+def kitti360_sequence(number: int | str) -> str:
+    """``6`` or ``"06"`` → ``"2013_05_28_drive_0006_sync"``; a full name is returned as is."""
+    if isinstance(number, str) and number.startswith("2013_"):
+        return number
+    try:
+        n = int(number)
+    except (TypeError, ValueError):
+        raise ValueError(f"KITTI-360 sequence must be a number or a 2013_05_28_drive_*_sync name, got {number!r}")
+    return f"2013_05_28_drive_{n:04d}_sync"
+
+
+@dataclass(frozen=True)
+class Kitti360Calibration:
+    """``intrinsics`` ``[3, 3]`` (pixels, 1408 x 376 image) and ``cam_from_velo`` ``[4, 4]`` (metres), float64."""
+
+    intrinsics: np.ndarray
+    cam_from_velo: np.ndarray
+
+
+def _read_numbers(path: Path, key: str | None, count: int) -> np.ndarray:
+    with path.open() as f:
+        for line in f:
+            if key is None or line.startswith(key + ":"):
+                values = line.split(":", 1)[1] if key is not None else line
+                numbers = np.array([float(v) for v in values.split()])
+                if numbers.size != count:
+                    raise ValueError(f"{path}: expected {count} numbers{f' after {key}:' if key else ''}, got {numbers.size}")
+                return numbers
+    raise ValueError(f"{path}: no line starting with {key}:")
+
+
+def read_kitti360_calibration(root: str | Path | None = None) -> Kitti360Calibration:
+    """Camera 00 calibration from ``<root>/calibration`` when present, else the published values.
+
+    Reads ``perspective.txt`` (``P_rect_00``, 12 numbers) and ``calib_cam_to_velo.txt`` (first
+    line, 12 numbers, 3 x 4 row-major) independently; each missing file falls back to its
+    published default.
+    """
+    k, cam_to_velo = _DEFAULT_P_RECT_00.copy(), _DEFAULT_CAM_TO_VELO.copy()
+    if root is not None:
+        calib = Path(root) / "calibration"
+        persp = calib / "perspective.txt"
+        if persp.is_file():
+            k = _read_numbers(persp, "P_rect_00", 12).reshape(3, 4)[:, :3]
+        c2v = calib / "calib_cam_to_velo.txt"
+        if c2v.is_file():
+            cam_to_velo = np.eye(4)
+            cam_to_velo[:3] = _read_numbers(c2v, None, 12).reshape(3, 4)
+    return Kitti360Calibration(intrinsics=k, cam_from_velo=np.linalg.inv(cam_to_velo))
+
+
+def read_kitti360_labels(path: str | Path, grid: VoxelGrid = SSCBENCH_KITTI360) -> np.ndarray:
+    """Read one ``<frame>_1_1.npy`` as uint8 ``[256, 256, 32]`` (0 empty, 255 invalid).
+
+    Raises:
+        FileNotFoundError, ValueError: missing file, wrong shape/dtype or label values.
+    """
+    path = require_file(Path(path), "SSCBench-KITTI360 label file")
+    labels = np.load(path, allow_pickle=False)
+    if np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)  # some preprocessing scripts save float32 labels
+    check_label_array(labels, grid.shape, str(path), grid.num_classes, grid.ignore_index)
+    return labels.astype(np.uint8)
+
+
+def read_kitti360_invalid(path: str | Path, grid: VoxelGrid = SSCBENCH_KITTI360) -> np.ndarray:
+    """Read a bit-packed SemanticKITTI-style ``.invalid`` file as bool ``[256, 256, 32]``."""
+    path = require_file(Path(path), "KITTI-360 invalid mask")
+    packed = np.fromfile(path, dtype=np.uint8)
+    n = int(np.prod(grid.shape))
+    if packed.size * 8 != n:
+        raise ValueError(f"{path}: expected {n // 8} bytes (bit-packed {grid.shape}), got {packed.size}")
+    return np.unpackbits(packed).reshape(grid.shape).astype(bool)
+
+
+def write_kitti360_sample(
+    root: str | Path,
+    sequence: int | str,
+    frame: str,
+    labels: np.ndarray | torch.Tensor,
+    invalid: np.ndarray | torch.Tensor | None = None,
+    grid: VoxelGrid = SSCBENCH_KITTI360,
+) -> Path:
+    """Write ``preprocess/labels/<seq>/<frame>_1_1.npy`` (uint8) and, if given, ``voxels/<frame>.invalid``.
+
+    Returns the label path.
+    """
+    seq = kitti360_sequence(sequence)
+    arr = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    check_label_array(arr, grid.shape, "labels", grid.num_classes, grid.ignore_index)
+    path = Path(root) / "preprocess" / "labels" / seq / f"{frame}_1_1.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, arr.astype(np.uint8))
+    if invalid is not None:
+        inv = np.asarray(invalid.cpu() if isinstance(invalid, torch.Tensor) else invalid).astype(bool)
+        if inv.shape != grid.shape:
+            raise ValueError(f"invalid must have shape {grid.shape}, got {inv.shape}")
+        inv_path = Path(root) / "data_2d_raw" / seq / "voxels" / f"{frame}.invalid"
+        inv_path.parent.mkdir(parents=True, exist_ok=True)
+        np.packbits(inv.reshape(-1)).tofile(inv_path)
+    return path
+
+
+class SSCBenchKITTI360(Dataset):
+    """SSCBench-KITTI360 frames of one split (grid = velodyne frame, one camera).
+
+    Args:
+        root: dataset root (see the module docstring for the layout).
+        split: ``"train"``, ``"val"``, ``"test"`` or a sequence of sequence numbers/names.
+        load_images: read ``image_00`` (else only its path is returned).
+        image_size: ``(H, W)`` pixels to resize to; intrinsics follow.
+
+    Items: ``token`` (``"<seq>/<frame>"``), ``scene`` (sequence), ``camera_names``
+    (``["image_00"]``), ``image_paths``, ``intrinsics`` ``[1, 3, 3]``, ``cam_from_grid``
+    ``[1, 4, 4]``, ``labels`` int64 ``[256, 256, 32]`` (invalid voxels 255, including those of
+    the ``.invalid`` file when present), ``images`` ``[1, 3, H, W]`` when loaded.
+
+    Raises:
+        FileNotFoundError: a sequence's label directory is missing.
+    """
+
+    grid = SSCBENCH_KITTI360
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | Sequence[int | str] = "val",
+        *,
+        load_images: bool = False,
+        image_size: tuple[int, int] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if isinstance(split, str):
+            if split not in KITTI360_SPLITS:
+                raise ValueError(f"split must be one of {sorted(KITTI360_SPLITS)} or a list of sequences, got {split!r}")
+            sequences = [kitti360_sequence(n) for n in KITTI360_SPLITS[split]]
+        else:
+            sequences = [kitti360_sequence(n) for n in split]
+        self.frames: list[tuple[str, str]] = []
+        for seq in sequences:
+            directory = self.root / "preprocess" / "labels" / seq
+            if not directory.is_dir():
+                raise FileNotFoundError(f"SSCBench-KITTI360 label directory not found: {directory}")
+            for p in sorted(directory.glob("*_1_1.npy")):
+                self.frames.append((seq, p.name[: -len("_1_1.npy")]))
+        if not self.frames:
+            raise ValueError(f"no *_1_1.npy label file under {self.root / 'preprocess' / 'labels'} for {sequences}")
+        self.calibration = read_kitti360_calibration(self.root)
+        self.load_images = bool(load_images)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        seq, frame = self.frames[index]
+        labels = read_kitti360_labels(self.root / "preprocess" / "labels" / seq / f"{frame}_1_1.npy", self.grid)
+        invalid_path = self.root / "data_2d_raw" / seq / "voxels" / f"{frame}.invalid"
+        if invalid_path.is_file():
+            labels = labels.copy()
+            labels[read_kitti360_invalid(invalid_path, self.grid)] = self.grid.ignore_index
+        image_path = self.root / "data_2d_raw" / seq / "image_00" / "data_rect" / f"{frame}.png"
+        intrinsics = torch.from_numpy(self.calibration.intrinsics).float()[None]
+        out: dict[str, Any] = {
+            "token": f"{seq}/{frame}",
+            "scene": seq,
+            "camera_names": ["image_00"],
+            "image_paths": [str(image_path)],
+        }
+        if self.load_images:
+            image, (sx, sy) = load_image(image_path, self.image_size)
+            out["images"] = image[None]
+            intrinsics = scale_intrinsics(intrinsics, sx, sy)
+        elif self.image_size is not None:
+            h0, w0 = KITTI360_IMAGE_SIZE
+            intrinsics = scale_intrinsics(intrinsics, self.image_size[1] / w0, self.image_size[0] / h0)
+        out["intrinsics"] = intrinsics
+        out["cam_from_grid"] = torch.from_numpy(self.calibration.cam_from_velo).float()[None]
+        out["labels"] = torch.from_numpy(labels.astype(np.int64))
+        return out

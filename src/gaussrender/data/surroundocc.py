@@ -1,0 +1,110 @@
+"""SurroundOcc-nuScenes: sparse ``samples/<lidar file>.npy`` ground truth in the LiDAR frame.
+
+Each file is an integer array ``[N, 4]`` whose rows are voxel index (x, y, z) and label of the
+non-empty voxels of the ``200 x 200 x 16`` grid over [-50, 50] x [-50, 50] x [-5, 3] m. Dense
+labels start at 0 (empty); a label 0 *inside the file* marks a voxel without a valid class
+and becomes the ignore index 255. Files are named after the sample's LiDAR file
+(``n015-..._LIDAR_TOP__<timestamp>.pcd.bin.npy``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+
+from ..grid import SURROUNDOCC_NUSCENES, VoxelGrid
+from ._arrays import check_label_array, require_file
+from .infos import SampleInfo
+from .nuscenes import NuScenesOccupancy
+
+__all__ = [
+    "read_surroundocc_labels",
+    "write_surroundocc_sample",
+    "surroundocc_label_path",
+    "SurroundOccNuScenes",
+]
+
+
+def surroundocc_label_path(root: str | Path, lidar_path: str) -> Path:
+    """``<root>/samples/<basename of lidar_path>.npy``."""
+    name = PurePosixPath(lidar_path.replace("\\", "/")).name
+    if not name:
+        raise ValueError(f"cannot name a SurroundOcc label file from lidar_path {lidar_path!r}")
+    return Path(root) / "samples" / f"{name}.npy"
+
+
+def read_surroundocc_labels(path: str | Path, grid: VoxelGrid = SURROUNDOCC_NUSCENES) -> np.ndarray:
+    """Densify one sparse label file into uint8 ``[X, Y, Z]`` (0 empty, 255 ignore).
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: not ``[N, 4]`` integers, an index outside the grid or a label outside
+            ``[0, num_classes)``.
+    """
+    path = require_file(Path(path), "SurroundOcc label file")
+    rows = np.load(path, allow_pickle=False)
+    if rows.ndim != 2 or rows.shape[1] != 4:
+        raise ValueError(f"{path}: expected sparse rows [N, 4] (x, y, z, label), got shape {rows.shape}")
+    if not np.issubdtype(rows.dtype, np.integer):
+        if not np.issubdtype(rows.dtype, np.floating) or not np.all(rows == np.round(rows)):
+            raise ValueError(f"{path}: expected integer rows, got dtype {rows.dtype} with fractional values")
+    rows = rows.astype(np.int64)
+    idx, label = rows[:, :3], rows[:, 3]
+    bad = ((idx < 0) | (idx >= np.asarray(grid.shape))).any(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{path}: {int(bad.sum())} row(s) index outside the grid {grid.shape}, e.g. {idx[bad][0].tolist()}"
+        )
+    if label.size and (label.min() < 0 or label.max() >= grid.num_classes):
+        raise ValueError(
+            f"{path}: labels must be in [0, {grid.num_classes}), found range [{label.min()}, {label.max()}]"
+        )
+    dense = np.full(grid.shape, grid.empty_index, dtype=np.uint8)
+    dense[idx[:, 0], idx[:, 1], idx[:, 2]] = np.where(label == grid.empty_index, grid.ignore_index, label)
+    return dense
+
+
+def write_surroundocc_sample(
+    root: str | Path, lidar_path: str, labels: np.ndarray | torch.Tensor, grid: VoxelGrid = SURROUNDOCC_NUSCENES
+) -> Path:
+    """Write dense labels ``[X, Y, Z]`` (0 empty, 255 ignore) as a SurroundOcc sparse file.
+
+    Every non-empty voxel becomes a row; ignore voxels are stored with label 0, so the file
+    reads back to the same dense volume. Returns the path
+    (:func:`surroundocc_label_path`).
+    """
+    dense = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    check_label_array(dense, grid.shape, "labels", grid.num_classes, grid.ignore_index)
+    idx = np.argwhere(dense != grid.empty_index)
+    values = dense[idx[:, 0], idx[:, 1], idx[:, 2]].astype(np.int64)
+    values[values == grid.ignore_index] = grid.empty_index
+    rows = np.concatenate([idx.astype(np.int64), values[:, None]], axis=1)
+    path = surroundocc_label_path(root, lidar_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, rows)
+    return path
+
+
+class SurroundOccNuScenes(NuScenesOccupancy):
+    """SurroundOcc-nuScenes samples (grid = LiDAR frame).
+
+    ``root`` is the ``nuscenes_occ`` directory holding ``samples/``; other arguments as
+    :class:`~gaussrender.data.nuscenes.NuScenesOccupancy`. Items carry ``labels`` int64
+    ``[200, 200, 16]``; SurroundOcc has no visibility masks.
+    """
+
+    grid = SURROUNDOCC_NUSCENES
+
+    def label_path(self, sample: SampleInfo) -> Path:
+        # SurroundOcc's own infos carry occ_path = .../samples/<lidar file>.npy; others only lidar_path.
+        if sample.occ_path and sample.occ_path.endswith(".npy"):
+            return self.root / "samples" / PurePosixPath(sample.occ_path).name
+        return surroundocc_label_path(self.root, sample.lidar_path)
+
+    def read_labels(self, sample: SampleInfo) -> dict[str, torch.Tensor]:
+        return {"labels": torch.from_numpy(read_surroundocc_labels(self.label_path(sample), self.grid).astype(np.int64))}
+
+    def ego_from_grid(self, sample: SampleInfo) -> np.ndarray:
+        return sample.lidar2ego.matrix()
