@@ -12,6 +12,7 @@ import sys
 
 # subcommand name -> module; a module is listed here once it exists and works
 COMMANDS: dict[str, str] = {
+    "eval": "gaussrender.commands.eval",
 }
 
 

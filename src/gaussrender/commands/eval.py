@@ -1,0 +1,185 @@
+"""Score saved occupancy predictions against a benchmark's ground truth.
+
+Predictions are one ``<token>.npz`` per ground-truth sample under ``--pred`` (key
+``semantics``, else ``pred``), an integer array in the benchmark's own layout: Occ3D
+``[200, 200, 16]`` with 17 = free, SurroundOcc ``[200, 200, 16]`` with 0 = empty (LiDAR
+frame), SSCBench-KITTI360 ``[256, 256, 32]`` with 0 = empty, saved as
+``<seq>/<frame>.npz``. Tokens: nuScenes sample tokens, ``<seq>/<frame>`` for KITTI-360.
+
+Metrics pool counts over the whole split (never per-sample averages) with each benchmark's
+own IoU convention (see :mod:`gaussrender.metrics`). Occ3D scores mIoU inside
+``mask_camera`` by default. RayIoU (nuScenes benchmarks) casts SparseOcc's rays from the
+LiDAR positions of up to 8 frames of the sample's scene found in ``--infos``, over the whole
+grid (no visibility mask).
+
+Example:
+    gaussrender eval --benchmark occ3d --gt data/nuscenes --infos infos_val.pkl --pred out/pred --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = "score saved predictions: IoU, mIoU and RayIoU per class (Occ3D, SurroundOcc, KITTI-360)"
+
+_BENCHMARKS = ("occ3d", "surroundocc", "kitti360")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--benchmark", required=True, choices=_BENCHMARKS, help="ground-truth layout and metric convention")
+    parser.add_argument("--gt", required=True, type=Path, help="ground-truth root (Occ3D: holds gts/; SurroundOcc: holds samples/; KITTI-360: holds preprocess/)")
+    parser.add_argument("--pred", required=True, type=Path, help="directory of <token>.npz predictions")
+    parser.add_argument("--infos", type=Path, help="nuScenes info file (.pkl or .json); required for occ3d and surroundocc")
+    parser.add_argument("--split", default=None, help="nuScenes: scenes of annotations.json's '<split>_split' (default: every sample of --infos); KITTI-360: train/val/test (default val)")
+    parser.add_argument("--no-rayiou", action="store_true", help="skip RayIoU (nuScenes benchmarks compute it by default)")
+    parser.add_argument("--mask-camera", action=argparse.BooleanOptionalAction, default=None, help="score voxel metrics inside mask_camera (default: on for occ3d; other benchmarks have no such mask)")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+
+
+def _error(message: str) -> int:
+    print(f"gaussrender eval: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _number(x: Any) -> float | None:
+    value = float(x)
+    return None if math.isnan(value) else value
+
+
+def _pct(x: float | None) -> str:
+    return "   nan" if x is None else f"{100.0 * x:6.2f}"
+
+
+def _load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
+    import numpy as np
+    import torch
+
+    with np.load(path) as data:
+        key = "semantics" if "semantics" in data.files else "pred" if "pred" in data.files else None
+        if key is None:
+            raise KeyError(f"{path}: expected key 'semantics' or 'pred', has {data.files}")
+        pred = data[key]
+    if pred.shape != shape:
+        raise ValueError(f"{path}: {key} must have shape {shape}, got {pred.shape}")
+    if not np.issubdtype(pred.dtype, np.integer):
+        raise ValueError(f"{path}: {key} must hold integer labels, got dtype {pred.dtype}")
+    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
+        raise ValueError(f"{path}: {key} labels must be in [0, {num_classes}), found [{pred.min()}, {pred.max()}]")
+    return torch.from_numpy(pred.astype(np.int64))
+
+
+def _dataset(args: argparse.Namespace, rayiou: bool):
+    from ..data import Occ3DNuScenes, SSCBenchKITTI360, SurroundOccNuScenes
+
+    if args.benchmark == "kitti360":
+        return SSCBenchKITTI360(args.gt, args.split or "val")
+    cls = Occ3DNuScenes if args.benchmark == "occ3d" else SurroundOccNuScenes
+    split = args.split
+    return cls(args.gt, args.infos, split=split, with_origins=rayiou)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..metrics import OccupancyMetrics, RayIoU
+
+    nuscenes = args.benchmark != "kitti360"
+    if nuscenes and args.infos is None:
+        return _error(f"--infos is required for --benchmark {args.benchmark} (calibration, scenes and tokens)")
+    mask_camera = args.mask_camera if args.mask_camera is not None else args.benchmark == "occ3d"
+    if mask_camera and args.benchmark != "occ3d":
+        return _error(f"--mask-camera: {args.benchmark} ground truth has no mask_camera")
+    use_rayiou = nuscenes and not args.no_rayiou
+    if not args.pred.is_dir():
+        return _error(f"prediction directory not found: {args.pred}")
+
+    dataset = _dataset(args, use_rayiou)
+    grid = dataset.grid
+    tokens = [s.token for s in dataset.samples] if nuscenes else [f"{q}/{f}" for q, f in dataset.frames]
+    missing = [t for t in tokens if not (args.pred / f"{t}.npz").is_file()]
+    if missing:
+        first = ", ".join(missing[:5])
+        return _error(
+            f"{len(missing)} of {len(tokens)} ground-truth samples have no prediction in {args.pred} "
+            f"(expected <token>.npz), first: {first}"
+        )
+
+    voxel_metric = OccupancyMetrics.for_grid(grid)
+    ray_metric = RayIoU(grid) if use_rayiou else None
+    ray_seconds = 0.0
+    start = time.perf_counter()
+    for index in tqdm(range(len(dataset)), desc=f"eval {args.benchmark}", unit="sample", file=sys.stderr):
+        item = dataset[index]
+        pred = _load_prediction(args.pred / f"{item['token']}.npz", grid.shape, grid.num_classes)[None]
+        target = item["labels"][None]
+        voxel_metric.update(pred, target, item["mask_camera"][None] if mask_camera else None)
+        if ray_metric is not None:
+            t0 = time.perf_counter()
+            ray_metric.update(pred, target, [item["origins"].double()])
+            ray_seconds += time.perf_counter() - t0
+    total_seconds = time.perf_counter() - start
+
+    voxel = voxel_metric.compute()
+    results: dict[str, Any] = {
+        "benchmark": args.benchmark,
+        "gt": str(args.gt),
+        "pred": str(args.pred),
+        "split": args.split if nuscenes else (args.split or "val"),
+        "num_samples": len(tokens),
+        "mask_camera": mask_camera,
+        "iou": _number(voxel["iou"]),
+        "miou": _number(voxel["miou"]),
+        "per_class_iou": {name: _number(v) for name, v in zip(grid.class_names, voxel["per_class_iou"])},
+    }
+    if ray_metric is not None:
+        ray = ray_metric.compute()
+        keys = [f"rayiou@{t:g}" for t in ray_metric.thresholds]
+        results["rayiou"] = _number(ray["rayiou"])
+        results.update({k: _number(ray[k]) for k in keys})
+        results["per_class_rayiou"] = {
+            name: {k: _number(ray["per_class_rayiou"][i, c]) for i, k in enumerate(keys)}
+            for c, name in enumerate(grid.class_names)
+            if c in grid.semantic_classes
+        }
+    results["seconds"] = {
+        "total": total_seconds,
+        "per_sample": total_seconds / len(tokens),
+        "rayiou_per_sample": ray_seconds / len(tokens) if ray_metric is not None else None,
+    }
+    _print_table(results, grid, torch)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _print_table(results: dict[str, Any], grid, torch) -> None:
+    ray = results.get("per_class_rayiou")
+    keys = list(next(iter(ray.values())).keys()) if ray else []
+    width = max(len(n) for n in grid.class_names)
+    header = f"{'class':<{width}}  {'IoU':>6}" + "".join(f"  {k:>9}" for k in keys)
+    print(header)
+    print("-" * len(header))
+    for c in grid.semantic_classes:
+        name = grid.class_names[c]
+        row = f"{name:<{width}}  {_pct(results['per_class_iou'][name])}"
+        row += "".join(f"  {_pct(ray[name][k]):>9}" for k in keys) if ray else ""
+        print(row)
+    print("-" * len(header))
+    mask = " (inside mask_camera)" if results["mask_camera"] else ""
+    print(f"samples: {results['num_samples']}{mask}")
+    print(f"IoU (geometry): {_pct(results['iou'])}   mIoU: {_pct(results['miou'])}")
+    if ray:
+        parts = "   ".join(f"{k}: {_pct(results[k])}" for k in keys)
+        print(f"RayIoU: {_pct(results['rayiou'])}   {parts}")
+    s = results["seconds"]
+    extra = f", RayIoU {s['rayiou_per_sample']:.3f} s/sample" if s["rayiou_per_sample"] is not None else ""
+    print(f"time: {s['total']:.1f} s ({s['per_sample']:.3f} s/sample{extra})")

@@ -1,0 +1,165 @@
+"""`gaussrender eval` end to end on files written in each benchmark's layout.
+
+Known answers: a prediction equal to the ground truth scores 100 everywhere; relabelling
+every voxel of one class X as another class Y gives IoU_X = 0, IoU_Y = n_Y / (n_Y + n_X)
+(voxel counts in the scored region) and 1 for every other class, on voxels and on rays.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from gaussrender import OCC3D_NUSCENES, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES
+from gaussrender.cli import main
+from gaussrender.data import write_infos_json, write_kitti360_sample, write_occ3d_sample, write_surroundocc_sample
+from tests.data.synthetic import random_labels, synthetic_scene
+
+CAR, BUS = 4, 3  # shared by the nuScenes grids and KITTI-360's car(1)/truck(4) below
+
+
+def _occ3d(tmp_path, n_scenes=2):
+    # one sample per scene: one RayIoU origin per sample keeps the ray casting cheap
+    samples = [s for i in range(n_scenes) for s in synthetic_scene(f"scene-{i:04d}", 1)]
+    rng = np.random.default_rng(0)
+    gts = {}
+    for s in samples:
+        sem = random_labels(rng, OCC3D_NUSCENES.shape, 18, 17, p_occupied=0.05)
+        cam = rng.random(OCC3D_NUSCENES.shape) < 0.7
+        write_occ3d_sample(tmp_path / "gt", s.scene, s.token, sem, cam | (rng.random(cam.shape) < 0.5), cam)
+        gts[s.token] = (sem, cam)
+    infos = write_infos_json(tmp_path / "infos.json", samples)
+    return samples, gts, infos
+
+
+def _save(pred_dir, token, array, key="semantics"):
+    path = pred_dir / f"{token}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{key: array})
+
+
+def _run(*argv):
+    return main(["eval", *map(str, argv)])
+
+
+def test_occ3d_identity_scores_100_and_corruption_gives_known_numbers(tmp_path, capsys):
+    samples, gts, infos = _occ3d(tmp_path)
+    for s in samples:
+        _save(tmp_path / "same", s.token, gts[s.token][0])
+        corrupted = gts[s.token][0].copy()
+        corrupted[corrupted == CAR] = BUS
+        _save(tmp_path / "bad", s.token, corrupted, key="pred")
+
+    out = tmp_path / "same.json"
+    assert _run("--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "same", "--out", out) == 0
+    r = json.loads(out.read_text())
+    assert r["num_samples"] == 2 and r["mask_camera"] is True
+    for key in ("iou", "miou", "rayiou", "rayiou@1", "rayiou@2", "rayiou@4"):
+        assert r[key] == pytest.approx(1.0), key
+    printed = capsys.readouterr().out
+    assert "driveable_surface" in printed and "mIoU: 100.00" in printed and "RayIoU: 100.00" in printed
+
+    out = tmp_path / "bad.json"
+    assert _run("--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "bad", "--out", out) == 0
+    r = json.loads(out.read_text())
+    n_car = sum(int(((sem == CAR) & cam).sum()) for sem, cam in gts.values())
+    n_bus = sum(int(((sem == BUS) & cam).sum()) for sem, cam in gts.values())
+    assert r["per_class_iou"]["car"] == 0.0
+    assert r["per_class_iou"]["bus"] == pytest.approx(n_bus / (n_bus + n_car))
+    assert r["miou"] == pytest.approx((15 + n_bus / (n_bus + n_car)) / 17)
+    assert r["iou"] == pytest.approx(1.0)  # occupancy untouched
+    ray = r["per_class_rayiou"]
+    assert all(ray["car"][k] == 0.0 for k in ("rayiou@1", "rayiou@2", "rayiou@4"))
+    assert 0.0 < ray["bus"]["rayiou@1"] < 1.0
+    untouched = [c for c in ray if c not in ("car", "bus") and ray[c]["rayiou@1"] is not None]
+    assert untouched and all(ray[c]["rayiou@4"] == pytest.approx(1.0) for c in untouched)
+
+
+def test_occ3d_without_mask_counts_every_voxel(tmp_path):
+    samples, gts, infos = _occ3d(tmp_path)
+    for s in samples:
+        corrupted = gts[s.token][0].copy()
+        corrupted[corrupted == CAR] = BUS
+        _save(tmp_path / "bad", s.token, corrupted)
+    out = tmp_path / "r.json"
+    argv = ["--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "bad"]
+    assert _run(*argv, "--no-mask-camera", "--no-rayiou", "--out", out) == 0
+    r = json.loads(out.read_text())
+    n_car = sum(int((sem == CAR).sum()) for sem, _ in gts.values())
+    n_bus = sum(int((sem == BUS).sum()) for sem, _ in gts.values())
+    assert r["mask_camera"] is False and "rayiou" not in r
+    assert r["per_class_iou"]["bus"] == pytest.approx(n_bus / (n_bus + n_car))
+
+
+def test_missing_predictions_are_listed(tmp_path, capsys):
+    samples, gts, infos = _occ3d(tmp_path, n_scenes=3)
+    _save(tmp_path / "pred", samples[1].token, gts[samples[1].token][0])
+    code = _run("--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "pred")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "2 of 3" in err and samples[0].token in err and samples[2].token in err
+
+
+def test_bad_prediction_and_arguments_are_named(tmp_path, capsys):
+    samples, gts, infos = _occ3d(tmp_path, n_scenes=1)
+    _save(tmp_path / "pred", samples[0].token, gts[samples[0].token][0][:, :, :8])
+    with pytest.raises(ValueError, match=rf"{samples[0].token}.npz: semantics must have shape \(200, 200, 16\)"):
+        _run("--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "pred", "--no-rayiou")
+    assert _run("--benchmark", "occ3d", "--gt", tmp_path / "gt", "--pred", tmp_path / "pred") == 2
+    assert "--infos is required" in capsys.readouterr().err
+    code = _run("--benchmark", "surroundocc", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "pred", "--mask-camera")
+    assert code == 2 and "no mask_camera" in capsys.readouterr().err
+
+
+def test_surroundocc_identity_and_corruption(tmp_path):
+    (s,) = synthetic_scene("scene-0001", 1)
+    rng = np.random.default_rng(0)
+    gt = random_labels(rng, SURROUNDOCC_NUSCENES.shape, 17, 0, p_occupied=0.05)
+    gt[rng.random(gt.shape) < 0.01] = 255
+    write_surroundocc_sample(tmp_path / "gt", s.lidar_path, gt)
+    infos = write_infos_json(tmp_path / "infos.json", [s])
+    same = np.where(gt == 255, 0, gt)  # ignore voxels never count, any label will do
+    _save(tmp_path / "same", s.token, same)
+    out = tmp_path / "same.json"
+    assert _run("--benchmark", "surroundocc", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "same", "--out", out) == 0
+    r = json.loads(out.read_text())
+    assert r["mask_camera"] is False
+    assert r["iou"] == pytest.approx(1.0) and r["miou"] == pytest.approx(1.0) and r["rayiou"] == pytest.approx(1.0)
+
+    bad = same.copy()
+    bad[bad == CAR] = BUS
+    _save(tmp_path / "bad", s.token, bad)
+    out = tmp_path / "bad.json"
+    assert _run("--benchmark", "surroundocc", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "bad", "--no-rayiou", "--out", out) == 0
+    r = json.loads(out.read_text())
+    n_car, n_bus = int((gt == CAR).sum()), int((gt == BUS).sum())
+    assert r["miou"] == pytest.approx((14 + n_bus / (n_bus + n_car)) / 16)
+
+
+def test_kitti360_identity_and_corruption(tmp_path):
+    rng = np.random.default_rng(0)
+    gts = {}
+    for frame in ("000000", "000005"):
+        gt = random_labels(rng, SSCBENCH_KITTI360.shape, 19, 0, p_occupied=0.02)
+        gt[rng.random(gt.shape) < 0.05] = 255
+        write_kitti360_sample(tmp_path / "gt", 6, frame, gt)
+        token = f"2013_05_28_drive_0006_sync/{frame}"
+        gts[token] = gt
+        _save(tmp_path / "same", token, np.where(gt == 255, 0, gt).astype(np.uint8))
+        bad = np.where(gt == 255, 0, gt).astype(np.uint8)
+        bad[bad == 1] = 4  # car -> truck
+        _save(tmp_path / "bad", token, bad)
+    out = tmp_path / "same.json"
+    assert _run("--benchmark", "kitti360", "--gt", tmp_path / "gt", "--pred", tmp_path / "same", "--out", out) == 0
+    r = json.loads(out.read_text())
+    assert r["split"] == "val" and r["num_samples"] == 2 and "rayiou" not in r
+    assert r["iou"] == pytest.approx(1.0) and r["miou"] == pytest.approx(1.0, abs=1e-6)
+
+    out = tmp_path / "bad.json"
+    assert _run("--benchmark", "kitti360", "--gt", tmp_path / "gt", "--pred", tmp_path / "bad", "--split", "val", "--out", out) == 0
+    r = json.loads(out.read_text())
+    n_car = sum(int((g == 1).sum()) for g in gts.values())
+    n_truck = sum(int((g == 4).sum()) for g in gts.values())
+    assert r["per_class_iou"]["car"] == 0.0
+    assert r["per_class_iou"]["truck"] == pytest.approx(n_truck / (n_truck + n_car), rel=1e-6)
+    assert r["miou"] == pytest.approx((16 + n_truck / (n_truck + n_car)) / 18, rel=1e-6)
