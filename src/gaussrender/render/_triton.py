@@ -69,6 +69,19 @@ def interpreter_requested() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def triton_interprets() -> bool:
+    """Whether this process's Triton runs kernels in its interpreter.
+
+    Triton fixes the mode of its own library functions (``tl.sum``, ``tl.cumprod``, ...) when
+    it is first imported, from ``TRITON_INTERPRET`` at that moment; our kernels must follow
+    the same mode.
+    """
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(tl.sum, InterpretedFunction)
+
+
 @dataclass(frozen=True)
 class _Kernels:
     forward: Any
@@ -77,11 +90,10 @@ class _Kernels:
 
 @functools.lru_cache(maxsize=2)
 def _kernels(interpret: bool) -> _Kernels:
-    """Wrap the kernel functions for one mode.
+    """Wrap the kernel functions for Triton's mode (compiled or interpreted).
 
-    ``triton.jit`` decides between compiling and interpreting from the environment at
-    decoration time; wrapping explicitly here lets one process hold both (CPU tests under the
-    interpreter next to native CUDA kernels) whatever the environment was at import.
+    The wrapping is explicit rather than ``@triton.jit`` at import so that importing the
+    kernel module never depends on the environment of that moment.
     """
     from . import _triton_kernels as k
 
@@ -231,14 +243,21 @@ def render_triton(
     precision; float16/bfloat16 are blended in float32 and the results cast back.
 
     Raises:
-        ValueError: tensors are not on a CUDA device and ``TRITON_INTERPRET`` is not ``"1"``.
+        ValueError: tensors are not on a CUDA device and ``TRITON_INTERPRET`` is not ``"1"``
+            (or was set only after triton had been imported).
     """
-    interpret = interpreter_requested()
-    if means.device.type != "cuda" and not interpret:
+    if means.device.type != "cuda" and not interpreter_requested():
         raise ValueError(
             f"backend='triton' needs CUDA tensors (got tensors on {means.device}); set "
-            "TRITON_INTERPRET=1 to run the kernels in Triton's CPU interpreter (slow, for "
-            "testing), or use backend='torch'"
+            "TRITON_INTERPRET=1 before Python imports triton to run the kernels in Triton's "
+            "CPU interpreter (slow, for testing), or use backend='torch'"
+        )
+    interpret = triton_interprets()
+    if means.device.type != "cuda" and not interpret:
+        raise ValueError(
+            "TRITON_INTERPRET=1 was set after triton had been imported in compiled mode; "
+            "Triton reads it once, at its first import: set it before importing triton (or "
+            "torch._inductor), or use backend='torch'"
         )
     config = TritonConfig() if config is None else config
     out_dtype = means.dtype
