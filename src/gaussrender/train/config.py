@@ -40,6 +40,9 @@ class ModelSection:
     name: Literal["tpvformer", "surroundocc"] = "tpvformer"  # architecture
     size: Literal["tiny", "base"] = "base"  # tiny: CPU-sized for tests and CI
     learned_opacity: bool = False  # predict a per-voxel opacity for GaussRender
+    backbone_depth: Optional[int] = None  # ResNet depth override (18, 34, 50, 101)
+    dropout: float = 0.1  # attention / feed-forward dropout
+    backbone_weights: Optional[str] = None  # local torchvision ResNet state dict to start from
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,12 @@ class SyntheticConfig:
 class DataConfig:
     grid: str = "occ3d"  # VoxelGrid preset: occ3d, surroundocc, kitti360
     format: Literal["occ3d", "surroundocc", "kitti360"] = "occ3d"  # reader of gaussrender.data
-    root: str = "data/nuscenes"  # dataset root (images, labels)
+    root: str = "data/nuscenes"  # labels root (Occ3D: holds gts/; SurroundOcc: nuscenes_occ/)
+    data_root: str = ""  # nuScenes root with samples/ (images); "" = root
     train_infos: str = ""  # infos file of the training split
     val_infos: str = ""  # infos file of the validation split
     image_size: tuple[int, int] = (896, 1600)  # (H, W) network input, pixels
+    num_cameras: int = 6  # cameras per sample
     num_workers: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synthetic: Optional[SyntheticConfig] = None  # write a synthetic dataset into `root` first
@@ -77,7 +82,8 @@ class LossConfig:
     ce_weight: float = 10.0  # class-weighted cross-entropy
     lovasz_weight: float = 1.0  # Lovasz-softmax
     scale_decay: float = 0.5  # weight factor per coarser auxiliary scale
-    class_weights: Optional[tuple[float, ...]] = None  # [C] CE weights; None: uniform
+    class_weights: Optional[tuple[float, ...]] = None  # [C] explicit CE weights (wins if set)
+    class_weighting: Literal["none", "inverse_log_frequency"] = "inverse_log_frequency"  # else
     render: bool = False  # add the GaussRender loss
     render_weight: float = 10.0  # λ of GaussRender
     render_kwargs: dict = field(default_factory=dict)  # extra GaussRenderLoss arguments
@@ -157,6 +163,12 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "5e-4" (no dot) as a string; accept what float() accepts
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where} must be a number, got {value!r}")
         return float(value)

@@ -1,0 +1,549 @@
+"""The training loop: one process or ``torchrun`` DDP, AMP, clipping, checkpoints, logs.
+
+:class:`Trainer` owns the model, optimiser, schedule, losses and data loaders of one run
+directory; :meth:`Trainer.fit` trains, validates and checkpoints; :func:`train` builds
+everything from a :class:`~gaussrender.train.config.Config`.
+
+Loss (DESIGN §5): ``L = loss_ce + loss_lovasz [+ loss_render]`` where the 3D terms come from
+:class:`gaussrender.losses3d.Occupancy3DLoss` and ``loss_render`` is the weighted total of
+:class:`gaussrender.GaussRenderLoss` (only with ``loss.render: true``). Every term is
+computed in float32 outside autocast. A term that is NaN/inf never reaches the optimiser:
+with ``loss.nonfinite: raise`` the run stops with :class:`NonFiniteLossError` naming the
+term, step and samples; with ``skip`` the step is skipped with a warning (on every rank, so
+DDP stays in lockstep) and counted in the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..grid import VoxelGrid, get_grid
+from ..losses3d import Occupancy3DLoss
+from .augment import AugmentedDataset
+from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_atomic
+from .config import Config, config_to_dict, save_config
+from .distributed import DistInfo, ShardSampler, TrainSampler, all_reduce_sum, init_distributed
+from .runlog import RunLogger
+from .schedule import warmup_cosine_factor
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainingLoss",
+    "Trainer",
+    "seed_everything",
+    "move_batch",
+    "count_classes",
+    "class_weights_for",
+]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term (or the gradient norm) was NaN or infinite."""
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, NumPy and PyTorch; optionally force deterministic algorithms."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs this before its first use to be deterministic
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors (and lists of tensors) of a collated batch moved to ``device``."""
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device, non_blocking=True)
+        elif isinstance(v, list) and v and all(isinstance(t, torch.Tensor) for t in v):
+            out[k] = [t.to(device, non_blocking=True) for t in v]
+        else:
+            out[k] = v
+    return out
+
+
+class TrainingLoss(torch.nn.Module):
+    """The total training loss of a config: 3D terms plus, optionally, GaussRender.
+
+    Args:
+        cfg: the run's config (section ``loss``).
+        grid: the voxel grid of the labels.
+        render_generator: CPU generator for GaussRender's camera sampling (saved in
+            checkpoints so that a resumed run draws the same cameras).
+        class_weights: ``[C]`` cross-entropy weights used when ``loss.class_weights`` is
+            not set (see :func:`class_weights_for`).
+
+    Call ``(outputs, batch)`` with the model's outputs (``logits``, ``aux_logits``,
+    ``opacity``) and the batch (``labels``, ``intrinsics``, ``cam_from_grid``, ``images``).
+    Returns ``(terms, extras)``: ``terms`` are the differentiable summands of the loss
+    (``loss_ce``, ``loss_lovasz`` and with rendering ``loss_render``); ``extras`` are
+    detached values for the log (the unweighted render terms ``render_cam``, ...).
+    """
+
+    def __init__(self, cfg: Config, grid: VoxelGrid, render_generator: torch.Generator | None = None,
+                 class_weights: torch.Tensor | None = None) -> None:
+        super().__init__()
+        weights = class_weights
+        if cfg.loss.class_weights is not None:
+            if len(cfg.loss.class_weights) != grid.num_classes:
+                raise ValueError(
+                    f"loss.class_weights has {len(cfg.loss.class_weights)} entries, the grid "
+                    f"{grid.name!r} has {grid.num_classes} classes"
+                )
+            weights = torch.tensor(cfg.loss.class_weights, dtype=torch.float32)
+        self.occupancy = Occupancy3DLoss(
+            grid.num_classes,
+            grid.empty_index,
+            grid.ignore_index,
+            ce_weight=cfg.loss.ce_weight,
+            lovasz_weight=cfg.loss.lovasz_weight,
+            scale_decay=cfg.loss.scale_decay,
+            class_weights=weights,
+        )
+        self.render = None
+        if cfg.loss.render:
+            from ..loss import GaussRenderLoss
+
+            kwargs = dict(cfg.loss.render_kwargs)
+            for reserved in ("weight", "on_nan", "prefix", "seed"):
+                if reserved in kwargs:
+                    raise ValueError(
+                        f"loss.render_kwargs.{reserved} is set by the trainer (use "
+                        "loss.render_weight / loss.nonfinite); remove it"
+                    )
+            self.render = GaussRenderLoss(grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
+        self.render_generator = render_generator
+
+    def forward(self, outputs: dict[str, Any], batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        logits = outputs["logits"].float()
+        labels = batch["labels"]
+        aux = [a.float() for a in (outputs.get("aux_logits") or ())]
+        terms = dict(self.occupancy(logits, labels, aux))
+        extras: dict[str, float] = {}
+        if self.render is None:
+            return terms, extras
+        if not all(bool(torch.isfinite(t)) for t in terms.values()):
+            # the render loss refuses non-finite logits; the 3D terms already carry the fault
+            terms["loss_render"] = logits.new_full((), float("nan"))
+            return terms, extras
+        opacity = outputs.get("opacity")
+        try:
+            out = self.render(
+                logits,
+                labels,
+                intrinsics=batch["intrinsics"].float(),
+                cam_from_grid=batch["cam_from_grid"].float(),
+                image_size=tuple(int(s) for s in batch["images"].shape[-2:]),
+                opacity=None if opacity is None else opacity.float(),
+                generator=self.render_generator,
+            )
+        except FloatingPointError:
+            terms["loss_render"] = logits.new_full((), float("nan"))
+            return terms, extras
+        terms["loss_render"] = out["loss"]
+        extras.update({f"render_{k}": float(v.detach()) for k, v in out.items() if k != "loss"})
+        return terms, extras
+
+
+def count_classes(dataset: torch.utils.data.Dataset, num_classes: int, info: DistInfo) -> torch.Tensor:
+    """``[C]`` int64 voxel count per class over ``dataset`` (items with ``labels``), summed
+    over ranks (each rank reads a non-overlapping shard)."""
+    counts = torch.zeros(num_classes, dtype=torch.int64)
+    for i in ShardSampler(len(dataset), info.rank, info.world_size):
+        labels = dataset[i]["labels"].reshape(-1).long()
+        labels = labels[(labels >= 0) & (labels < num_classes)]
+        counts += torch.bincount(labels, minlength=num_classes)
+    if info.distributed:
+        counts = all_reduce_sum(counts.to(info.device)).cpu()
+    return counts
+
+
+def class_weights_for(cfg: Config, grid: VoxelGrid, dataset: torch.utils.data.Dataset, info: DistInfo,
+                      cache: Path | None = None) -> torch.Tensor | None:
+    """Cross-entropy class weights of ``loss.class_weighting`` (None for ``"none"`` or when
+    ``loss.class_weights`` is given). Counts are cached as JSON in ``cache`` if given."""
+    import json
+
+    from ..losses3d import inverse_log_frequency_weights
+
+    if cfg.loss.class_weights is not None or cfg.loss.class_weighting == "none":
+        return None
+    if cache is not None and cache.is_file():
+        counts = torch.tensor(json.loads(cache.read_text())["counts"], dtype=torch.int64)
+        if counts.numel() != grid.num_classes:
+            raise ValueError(f"{cache} holds {counts.numel()} class counts, the grid has {grid.num_classes}")
+    else:
+        counts = count_classes(dataset, grid.num_classes, info)
+        if cache is not None and info.is_main:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"counts": counts.tolist(), "classes": list(grid.class_names)}))
+    return inverse_log_frequency_weights(counts).float()
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def _param_groups(model: torch.nn.Module, cfg: Config) -> list[dict[str, Any]]:
+    """Backbone parameters (``model.backbone_parameters()``, if defined) at ``lr x mult``."""
+    backbone = list(model.backbone_parameters()) if hasattr(model, "backbone_parameters") else []
+    ids = {id(p) for p in backbone}
+    rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+    backbone = [p for p in backbone if p.requires_grad]
+    groups = [{"params": rest, "lr": cfg.optim.lr, "name": "head"}]
+    if backbone:
+        groups.append({"params": backbone, "lr": cfg.optim.lr * cfg.optim.backbone_lr_mult, "name": "backbone"})
+    return groups
+
+
+def _gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    if not info.distributed:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+class Trainer:
+    """Everything of one training run.
+
+    Args:
+        cfg: the run's configuration.
+        run_dir: where ``config.yaml``, ``log.jsonl`` and checkpoints (``last.pt``) go.
+        model: the occupancy model (``model(images, intrinsics, cam_from_grid) -> dict``).
+        train_set: dataset of sample dicts (``images [V, 3, H, W]``, ``intrinsics``,
+            ``cam_from_grid``, ``labels [X, Y, Z]``, ``token``). With
+            ``loss.class_weighting: inverse_log_frequency`` its labels are counted once
+            (cached in ``run_dir/class_counts.json``).
+        val_set: validation dataset (``mask_camera``, ``origins`` optional) or None.
+        grid: the labels' voxel grid (default: the preset named by ``cfg.data.grid``).
+        collate: batch function for the data loaders (default :func:`gaussrender.data.collate`).
+        info: this process's place in the job (default: from the ``torchrun`` environment).
+        progress: show a tqdm bar on rank 0.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        model: torch.nn.Module,
+        train_set: torch.utils.data.Dataset,
+        val_set: torch.utils.data.Dataset | None = None,
+        grid: VoxelGrid | None = None,
+        collate: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+        info: DistInfo | None = None,
+        progress: bool = True,
+        metric_convention: Any = None,
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.info = info if info is not None else init_distributed(cfg.train.device)
+        self.grid = grid if grid is not None else get_grid(cfg.data.grid)
+        self.progress = progress
+        self.metric_convention = metric_convention
+        if collate is None:
+            from ..data import collate as data_collate
+
+            collate = data_collate
+        self.collate = collate
+        seed_everything(cfg.train.seed + self.info.rank, cfg.train.deterministic)
+        if self.info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.logger = RunLogger(self.run_dir, enabled=self.info.is_main)
+        device = self.info.device
+        self.model = model.to(device)
+        self.train_set = AugmentedDataset(train_set, cfg.data.augment, seed=cfg.train.seed)
+        self.val_set = val_set
+        self.sampler = TrainSampler(len(train_set), self.info.rank, self.info.world_size, cfg.train.seed)
+        self.steps_per_epoch = math.ceil(self.sampler.per_rank / cfg.train.batch_size)
+        total = self.steps_per_epoch * cfg.train.epochs
+        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(self.model, cfg), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
+        schedule_length = total  # the cosine spans the configured epochs even if max_steps stops early
+        min_ratio = cfg.optim.min_lr / cfg.optim.lr
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: warmup_cosine_factor(step, schedule_length, cfg.optim.warmup_iters,
+                                              cfg.optim.warmup_ratio, min_ratio),
+        )
+        amp = cfg.train.amp
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        if self.amp_dtype is not None and device.type != "cuda":
+            warnings.warn(f"train.amp={amp!r} needs CUDA; running in float32 on {device}", RuntimeWarning)
+            self.amp_dtype = None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.render_generator = torch.Generator().manual_seed(cfg.train.seed * 7919 + self.info.rank)
+        weights = class_weights_for(cfg, self.grid, train_set, self.info, self.run_dir / "class_counts.json")
+        self.loss_fn = TrainingLoss(cfg, self.grid, self.render_generator, weights).to(device)
+        self.ddp_model: torch.nn.Module = self.model
+        if self.info.distributed:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                # a learned opacity head is unused when the render loss is off
+                find_unused_parameters=cfg.model.learned_opacity and not cfg.loss.render,
+            )
+        self.step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.skipped_steps = 0
+
+    # ------------------------------------------------------------------ one step
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def forward_backward(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, float], bool]:
+        """Forward, loss and (if every term is finite on every rank) backward of one batch.
+
+        Returns:
+            ``(terms, extras, ok)``: detached loss terms, log extras, and whether the
+            gradients were computed (False: a non-finite term, the step must be skipped).
+
+        Raises:
+            NonFiniteLossError: a non-finite term with ``loss.nonfinite: raise``.
+        """
+        batch = move_batch(batch, self.info.device)
+        with self._autocast():
+            outputs = self.ddp_model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])
+        with torch.autocast(self.info.device.type, enabled=False):
+            terms, extras = self.loss_fn(outputs, batch)
+        bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()))]
+        if self.info.distributed:
+            any_bad = int(all_reduce_sum(torch.tensor([float(bool(bad))], device=self.info.device)).item()) > 0
+        else:
+            any_bad = bool(bad)
+        detached = {k: v.detach() for k, v in terms.items()}
+        if any_bad:
+            self._nonfinite(
+                f"non-finite loss term(s) {bad if bad else '(on another rank)'} "
+                f"{ {k: float(v) for k, v in detached.items()} } at step {self.step} "
+                f"(epoch {self.epoch}, samples {batch.get('token')}, rank {self.info.rank})"
+            )
+            return detached, extras, False
+        total = sum(terms.values())
+        self.scaler.scale(total).backward()
+        return detached, extras, True
+
+    def _nonfinite(self, message: str) -> None:
+        if self.cfg.loss.nonfinite == "raise":
+            raise NonFiniteLossError(message)
+        warnings.warn(message + "; optimiser step skipped", RuntimeWarning, stacklevel=3)
+        self.skipped_steps += 1
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimiser step; returns the logged values (terms, total, lr, grad norm)."""
+        self.ddp_model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        terms, extras, ok = self.forward_backward(batch)
+        record: dict[str, float] = {k: float(v) for k, v in terms.items()}
+        record["loss"] = float(sum(terms.values()))
+        record.update(extras)
+        grad_norm = float("nan")
+        if ok:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            max_norm = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip is not None else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
+                # gradients are already summed over ranks, so every rank takes this branch
+                self._nonfinite(f"non-finite gradient norm {grad_norm} at step {self.step} "
+                                f"(epoch {self.epoch}, samples {batch.get('token')})")
+                self.optimizer.zero_grad(set_to_none=True)
+                ok = False
+        if ok:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        record["grad_norm"] = grad_norm
+        record["skipped"] = float(not ok)
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        # the schedule advances per iteration even on a skipped step, so that the step
+        # counter and the learning rate never disagree
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
+        self.step += 1
+        self.step_in_epoch += 1
+        return record
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"global": rng_state(), "render": self.render_generator.get_state()}
+        return {
+            "model": _unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "skipped_steps": self.skipped_steps,
+            "world_size": self.info.world_size,
+            "rng": _gather_objects(rng, self.info),  # one entry per rank
+            "config": config_to_dict(self.cfg),
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write an atomic checkpoint (default ``run_dir/last.pt``); collective under DDP."""
+        path = Path(path) if path is not None else self.run_dir / "last.pt"
+        state = self.state_dict()  # every rank joins the RNG gather
+        if self.info.is_main:
+            save_atomic(state, path)
+        if self.info.distributed:
+            dist.barrier()
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save` for an exact resume."""
+        state = load_checkpoint(path, map_location=self.info.device)
+        _unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        rngs = state["rng"]
+        if len(rngs) == self.info.world_size:
+            rng = rngs[self.info.rank]
+            restore_rng_state(rng["global"])
+            self.render_generator.set_state(rng["render"])
+        else:
+            warnings.warn(
+                f"checkpoint {path} was written by {len(rngs)} process(es), this run has "
+                f"{self.info.world_size}: RNG states are not restored (resume is not bit-exact)",
+                RuntimeWarning,
+            )
+
+    # ------------------------------------------------------------------ loops
+    def _loader(self) -> torch.utils.data.DataLoader:
+        workers = self.cfg.data.num_workers
+        return torch.utils.data.DataLoader(
+            self.train_set,
+            batch_size=self.cfg.train.batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            collate_fn=self.collate,
+            pin_memory=self.info.device.type == "cuda",
+            drop_last=False,
+            # its own generator: creating the iterator must not draw from the global RNG,
+            # or a resumed run would diverge from the uninterrupted one
+            generator=torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + self.epoch),
+        )
+
+    def fit(self, resume: str | Path | None = None) -> dict[str, Any]:
+        """Train until ``train.epochs`` (or ``train.max_steps``); returns the last metrics."""
+        from tqdm.auto import tqdm
+
+        if resume is not None:
+            self.load(resume)
+        cfg = self.cfg.train
+        last_val: dict[str, Any] = {}
+        while self.epoch < cfg.epochs and self.step < self.total_steps:
+            if self.step_in_epoch >= self.steps_per_epoch:
+                self.epoch += 1
+                self.step_in_epoch = 0
+                continue
+            self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch * cfg.batch_size)
+            self.train_set.set_epoch(self.epoch)
+            bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch}",
+                       disable=not (self.info.is_main and self.progress), dynamic_ncols=True)
+            tic, samples = time.perf_counter(), 0
+            for batch in self._loader():
+                record = self.train_step(batch)
+                samples += len(batch["labels"]) * self.info.world_size
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{record['lr']:.2e}")
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    elapsed = time.perf_counter() - tic
+                    record["samples_per_s"] = samples / elapsed if elapsed > 0 else float("nan")
+                    record["epoch"] = self.epoch
+                    self.logger.log("train", self.step, **record)
+                    tic, samples = time.perf_counter(), 0
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save()
+                if self.step >= self.total_steps:
+                    break
+            bar.close()
+            epoch_done = self.step_in_epoch >= self.steps_per_epoch
+            if epoch_done:
+                self.epoch += 1
+                self.step_in_epoch = 0
+            if self.step % cfg.checkpoint_every != 0:
+                self.save()
+            finished = self.step >= self.total_steps or self.epoch >= cfg.epochs
+            if self.val_set is not None and cfg.val_every_epochs and (
+                (epoch_done and self.epoch % cfg.val_every_epochs == 0) or finished
+            ):
+                last_val = self.evaluate()
+                self.logger.log("val", self.step, epoch=self.epoch, **last_val)
+        self.logger.close()
+        return {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps, **last_val}
+
+    @torch.no_grad()
+    def evaluate(self, dataset: Iterable | None = None) -> dict[str, float]:
+        """mIoU / IoU (:class:`~gaussrender.metrics.OccupancyMetrics`) and RayIoU on the
+        validation set, sharded over ranks without padding; metric states are summed."""
+        from ..metrics import OccupancyMetrics
+
+        dataset = self.val_set if dataset is None else dataset
+        if dataset is None:
+            raise ValueError("evaluate() needs a validation dataset")
+        device = self.info.device
+        occ = OccupancyMetrics.for_grid(self.grid, convention=self.metric_convention).to(device)
+        ray = _ray_metric(self.grid, self.metric_convention)
+        if ray is not None:
+            ray = ray.to(device)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=1, sampler=ShardSampler(len(dataset), self.info.rank, self.info.world_size),
+            num_workers=self.cfg.data.num_workers, collate_fn=self.collate,
+            generator=torch.Generator().manual_seed(0),  # leave the global RNG untouched
+        )
+        self.model.eval()
+        rays_seen = 0
+        for batch in loader:
+            batch = move_batch(batch, device)
+            with self._autocast():
+                outputs = self.model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])
+            pred = outputs["logits"].float().argmax(dim=1)
+            mask = batch.get("mask_camera") if self.cfg.train.val_mask_camera else None
+            occ.update(pred, batch["labels"], None if mask is None else mask.bool())
+            if ray is not None and "origins" in batch:
+                ray.update(pred, batch["labels"], batch["origins"])
+                rays_seen += 1
+        self.model.train()
+        out = {k: v for k, v in occ.compute().items() if v.dim() == 0}
+        # every rank must join RayIoU's sync, so decide together whether any rank has rays
+        if ray is not None and all_reduce_sum(torch.tensor([float(rays_seen)], device=device)).item() > 0:
+            out.update({k: v for k, v in ray.compute().items() if v.dim() == 0})
+        return {k: float(v) for k, v in out.items()}
+
+
+def _ray_metric(grid: VoxelGrid, convention: Any) -> Any:
+    """RayIoU for the grid, or None when the metrics package has no RayIoU."""
+    from .. import metrics
+
+    ray_cls = getattr(metrics, "RayIoU", None)
+    if ray_cls is None:
+        return None
+    return ray_cls(grid)

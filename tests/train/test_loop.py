@@ -1,0 +1,124 @@
+"""The training loop on a tiny problem: exact resume, NaN handling, the render switch."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from gaussrender.data import collate
+from gaussrender.train.config import config_to_dict
+from gaussrender.train.loop import NonFiniteLossError, TrainingLoss
+from gaussrender.train.runlog import read_jsonl
+
+from .helpers import TINY_GRID, TinyOccModel, tiny_config, tiny_dataset, tiny_trainer
+
+RESUME_SECTIONS = dict(
+    data={"grid": "occ3d", "image_size": [24, 32], "num_workers": 0,
+          "augment": {"flip": True, "resize_scale": [0.9, 1.1], "brightness": 0.2}},
+    loss={"render": True, "render_kwargs": {"bev_size": 16, "camera_weights": [1.0, 1.0]}},
+    train={"epochs": 2, "log_every": 1, "checkpoint_every": 100, "device": "cpu"},
+)
+
+
+def _losses(run_dir):
+    return [(r["step"], r["loss"], r["lr"]) for r in read_jsonl(run_dir / "log.jsonl", "train")]
+
+
+def test_resume_reproduces_uninterrupted_losses_exactly(tmp_path):
+    # uninterrupted: 2 epochs x 3 samples = 6 steps (augmentation, dropout and random
+    # render-camera draws all active)
+    full = tiny_trainer(tmp_path / "full", tiny_config(**RESUME_SECTIONS))
+    full.fit()
+    want = _losses(tmp_path / "full")
+    assert [s for s, _, _ in want] == [1, 2, 3, 4, 5, 6]
+    # interrupted after 4 steps (mid-epoch 1), then resumed in a fresh trainer and process state
+    sections = {k: dict(v) for k, v in RESUME_SECTIONS.items()}
+    sections["train"]["max_steps"] = 4
+    part = tiny_trainer(tmp_path / "part", tiny_config(**sections))
+    part.fit()
+    assert (tmp_path / "part" / "last.pt").is_file()
+    torch.manual_seed(12345)  # scramble the global RNG: resume must restore it
+    resumed = tiny_trainer(tmp_path / "part", tiny_config(**RESUME_SECTIONS), model_seed=99)
+    resumed.fit(resume=tmp_path / "part" / "last.pt")
+    got = _losses(tmp_path / "part")
+    assert got == want
+    for p, q in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_schedule_warmup_and_backbone_group(tmp_path):
+    t = tiny_trainer(tmp_path, tiny_config(train={"epochs": 1, "log_every": 1, "device": "cpu"},
+                                           optim={"lr": 1e-2, "warmup_iters": 2, "backbone_lr_mult": 0.1}))
+    groups = {g["name"]: g for g in t.optimizer.param_groups}
+    assert groups["head"]["lr"] == pytest.approx(1e-2 / 3)  # warm-up starts at lr / 3
+    assert groups["backbone"]["lr"] == pytest.approx(1e-3 / 3)
+    assert {id(p) for p in groups["backbone"]["params"]} == {id(p) for p in t.model.backbone.parameters()}
+
+
+def test_nonfinite_loss_raises_with_context(tmp_path):
+    t = tiny_trainer(tmp_path)
+    t.model.make_nan = True
+    with pytest.raises(NonFiniteLossError, match=r"loss_ce.*step 0.*tok00"):
+        t.fit()
+
+
+def test_nonfinite_loss_skip_leaves_parameters_untouched(tmp_path):
+    t = tiny_trainer(tmp_path, tiny_config(loss={"nonfinite": "skip", "render": True},
+                                           train={"epochs": 1, "max_steps": 1, "log_every": 1, "device": "cpu"}))
+    before = [p.detach().clone() for p in t.model.parameters()]
+    t.model.make_nan = True
+    with pytest.warns(RuntimeWarning, match="non-finite loss term.*skipped"):
+        summary = t.fit()
+    assert summary["skipped_steps"] == 1
+    for p, q in zip(before, t.model.parameters()):
+        assert torch.equal(p, q)
+    (record,) = read_jsonl(tmp_path / "log.jsonl", "train")
+    assert record["skipped"] == 1.0
+    assert all(p.grad is None for p in t.model.parameters())
+
+
+def test_render_switch_changes_only_the_loss_terms():
+    off = tiny_config(loss={"render": False})
+    on = tiny_config(loss={"render": True})
+    a, b = config_to_dict(off), config_to_dict(on)
+    assert a["loss"].pop("render") is False and b["loss"].pop("render") is True
+    assert a == b
+    model = TinyOccModel().eval()
+    batch = collate(tiny_dataset(2))
+    outputs = model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])
+    terms_off, _ = TrainingLoss(off, TINY_GRID)(outputs, batch)
+    terms_on, extras = TrainingLoss(on, TINY_GRID)(outputs, batch)
+    assert set(terms_off) == {"loss_ce", "loss_lovasz"}
+    assert set(terms_on) == {"loss_ce", "loss_lovasz", "loss_render"}
+    for k in terms_off:
+        assert torch.equal(terms_off[k], terms_on[k])
+    assert terms_on["loss_render"] > 0
+    assert {"render_cam", "render_cam_depth", "render_bev", "render_bev_depth"} <= set(extras)
+
+
+def test_training_reduces_loss_and_validates(tmp_path):
+    cfg = tiny_config(train={"epochs": 4, "log_every": 1, "device": "cpu"})
+    t = tiny_trainer(tmp_path, cfg, n_train=2, n_val=2)
+    summary = t.fit()
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "log.jsonl", "train")]
+    assert losses[-1] < losses[0]
+    val = read_jsonl(tmp_path / "log.jsonl", "val")
+    assert len(val) == 4 and 0 <= val[-1]["miou"] <= 1 and 0 <= val[-1]["iou"] <= 1
+    assert summary["miou"] == val[-1]["miou"]
+    assert all(r["samples_per_s"] > 0 for r in read_jsonl(tmp_path / "log.jsonl", "train"))
+    assert (tmp_path / "config.yaml").is_file()
+
+
+def test_amp_on_cpu_warns_and_runs_fp32(tmp_path):
+    with pytest.warns(RuntimeWarning, match="needs CUDA"):
+        t = tiny_trainer(tmp_path, tiny_config(train={"amp": "bf16", "device": "cpu"}))
+    assert t.amp_dtype is None
+
+
+def test_class_weights_length_checked():
+    with pytest.raises(ValueError, match="class_weights has 2 entries"):
+        TrainingLoss(tiny_config(loss={"class_weights": [1.0, 2.0]}), TINY_GRID)
+    with pytest.raises(ValueError, match="render_kwargs.weight"):
+        TrainingLoss(tiny_config(loss={"render": True, "render_kwargs": {"weight": 3.0}}), TINY_GRID)
