@@ -1,0 +1,32 @@
+"""Evaluation metrics of semantic occupancy: voxel IoU/mIoU and RayIoU.
+
+Both are :class:`torchmetrics.Metric` objects holding integer counts pooled over the whole
+dataset (``update`` per batch, ``compute`` once, ``reset``), summed across processes when
+``torch.distributed`` is initialised.
+"""
+
+from .occupancy import (
+    CONVENTIONS,
+    OCC3D_CONVENTION,
+    SSCBENCH_CONVENTION,
+    SURROUNDOCC_CONVENTION,
+    IoUConvention,
+    OccupancyMetrics,
+)
+from .origins import ray_origins
+from .raycast import RayHits, first_hits
+from .rayiou import RayIoU, lidar_ray_directions
+
+__all__ = [
+    "OccupancyMetrics",
+    "IoUConvention",
+    "OCC3D_CONVENTION",
+    "SURROUNDOCC_CONVENTION",
+    "SSCBENCH_CONVENTION",
+    "CONVENTIONS",
+    "RayIoU",
+    "lidar_ray_directions",
+    "ray_origins",
+    "first_hits",
+    "RayHits",
+]

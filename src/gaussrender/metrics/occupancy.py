@@ -1,0 +1,254 @@
+"""Voxel IoU and mIoU of semantic occupancy, pooled over a dataset through a confusion matrix.
+
+The metric keeps one int64 ``[C, C]`` confusion matrix (rows: ground truth, columns:
+prediction) summed over every voxel of every sample of every process, and turns it into
+ratios only in :meth:`OccupancyMetrics.compute`. It never averages per sample.
+
+The benchmarks disagree on how to average per-class IoU; each convention is an explicit
+:class:`IoUConvention`, chosen per grid by :meth:`OccupancyMetrics.for_grid`:
+
+* Occ3D-nuScenes (the Occ3D toolkit): classes 0-16; a class absent from both prediction and
+  ground truth (inside ``mask_camera`` when evaluating with it) has IoU NaN and is skipped by
+  the mean (``absent="nan"``).
+* SurroundOcc-nuScenes (SurroundOcc's ``evaluate``): a plain mean over its 16 semantic
+  classes 1-16, NaN if a class never occurs in the whole evaluation (``absent="propagate"``).
+* SSCBench-KITTI-360 (Symphonies' ``SSCMetrics``): ``TP / (TP + FP + FN + 1e-6)`` per class,
+  so an absent class scores 0, plain mean over classes 1-18 (``absent="zero", eps=1e-6``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torchmetrics import Metric
+
+from .._checks import check_integer, check_shape, check_tensor, checks_enabled
+from ..grid import VoxelGrid, get_grid
+from ._iou import Absent, check_absent, class_iou, mean_iou
+
+__all__ = [
+    "IoUConvention",
+    "OCC3D_CONVENTION",
+    "SURROUNDOCC_CONVENTION",
+    "SSCBENCH_CONVENTION",
+    "CONVENTIONS",
+    "OccupancyMetrics",
+]
+
+
+@dataclass(frozen=True)
+class IoUConvention:
+    """How a benchmark averages per-class IoU.
+
+    Attributes:
+        absent: score of a class absent from both prediction and ground truth over the whole
+            evaluation: ``"nan"`` (NaN, skipped by the mean), ``"propagate"`` (NaN, and the
+            mean becomes NaN), ``"zero"`` (0, included in the mean).
+        eps: added to every per-class denominator (not to the geometry IoU's).
+    """
+
+    absent: Absent = "nan"
+    eps: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_absent(self.absent)
+        if not self.eps >= 0.0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
+
+
+OCC3D_CONVENTION = IoUConvention(absent="nan")
+SURROUNDOCC_CONVENTION = IoUConvention(absent="propagate")
+SSCBENCH_CONVENTION = IoUConvention(absent="zero", eps=1e-6)
+
+#: Convention of each preset grid, keyed by ``VoxelGrid.name``.
+CONVENTIONS: dict[str, IoUConvention] = {
+    "occ3d": OCC3D_CONVENTION,
+    "surroundocc": SURROUNDOCC_CONVENTION,
+    "kitti360": SSCBENCH_CONVENTION,
+}
+
+
+def check_labels(name: str, labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> None:
+    """Raise if ``labels`` holds a value outside ``[0, num_classes)`` (other than ``ignore_index``)."""
+    if not checks_enabled() or labels.numel() == 0:
+        return
+    bad = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
+    if bool(bad.any()):
+        values = torch.unique(labels[bad])[:8].tolist()
+        allowed = f"[0, {num_classes})" + ("" if ignore_index is None else f" or {ignore_index}")
+        raise ValueError(f"{name} must hold labels in {allowed}, found {values}")
+
+
+class OccupancyMetrics(Metric):
+    """Geometry IoU, semantic mIoU and per-class IoU of voxel labels, pooled over the dataset.
+
+    ``update`` adds the voxels of a batch to a ``[C, C]`` int64 confusion matrix; ``compute``
+    derives the ratios; ``reset`` clears it. Under ``torch.distributed`` the matrix is summed
+    over processes by torchmetrics' sync in ``compute`` (``dist_reduce_fx="sum"``). A
+    ``DistributedSampler`` that pads the last batch with repeated samples counts those twice:
+    evaluate with a sampler that does not pad.
+
+    Voxels whose ground truth is ``ignore_index`` never count, nor do voxels outside ``mask``.
+
+    Args:
+        num_classes: number of labels ``C``, free space included.
+        empty_index: label of free space; excluded from ``miou``; ``iou`` is occupied
+            (any other label) versus free.
+        ignore_index: ground-truth label of voxels without supervision (never counted).
+        class_names: optional name per class, kept for reports.
+        semantic_classes: classes averaged by ``miou``; default every class but ``empty_index``.
+        absent: see :class:`IoUConvention`.
+        eps: see :class:`IoUConvention`.
+        **kwargs: passed to :class:`torchmetrics.Metric` (e.g. ``sync_on_compute``).
+
+    Example:
+        >>> import torch, gaussrender as gr
+        >>> from gaussrender.metrics import OccupancyMetrics
+        >>> m = OccupancyMetrics.for_grid(gr.OCC3D_NUSCENES)
+        >>> labels = torch.full((1, 200, 200, 16), 17)
+        >>> labels[0, :, :, 0] = 11
+        >>> m.update(labels, labels)
+        >>> out = m.compute()
+        >>> float(out["iou"]), float(out["miou"])
+        (1.0, 1.0)
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    confmat: torch.Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        empty_index: int,
+        ignore_index: int = 255,
+        class_names: Sequence[str] | None = None,
+        semantic_classes: Sequence[int] | None = None,
+        absent: Absent = "nan",
+        eps: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if not isinstance(empty_index, int) or not 0 <= empty_index < num_classes:
+            raise ValueError(f"empty_index must be an int in [0, {num_classes}), got {empty_index!r}")
+        if not isinstance(ignore_index, int) or 0 <= ignore_index < num_classes:
+            raise ValueError(
+                f"ignore_index must be an int outside [0, {num_classes}) (it is not a class), "
+                f"got {ignore_index!r}"
+            )
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names must have {num_classes} names, got {len(class_names)}")
+        if semantic_classes is None:
+            semantic_classes = [c for c in range(num_classes) if c != empty_index]
+        semantic_classes = [int(c) for c in semantic_classes]
+        if not semantic_classes or any(not 0 <= c < num_classes for c in semantic_classes):
+            raise ValueError(
+                f"semantic_classes must be a non-empty list of classes in [0, {num_classes}), "
+                f"got {semantic_classes}"
+            )
+        self.convention = IoUConvention(absent=absent, eps=float(eps))
+        self.num_classes = num_classes
+        self.empty_index = empty_index
+        self.ignore_index = ignore_index
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.semantic_classes = tuple(semantic_classes)
+        self.add_state(
+            "confmat",
+            default=torch.zeros(num_classes, num_classes, dtype=torch.int64),
+            dist_reduce_fx="sum",
+        )
+
+    @classmethod
+    def for_grid(
+        cls, grid: VoxelGrid | str, convention: IoUConvention | None = None, **kwargs: Any
+    ) -> "OccupancyMetrics":
+        """The metric with a grid's classes and its benchmark's averaging convention.
+
+        Args:
+            grid: a :class:`~gaussrender.VoxelGrid` or a preset name.
+            convention: the averaging rule; by default the one of the preset named
+                ``grid.name`` in :data:`CONVENTIONS`. A grid that is not a preset must pass it.
+            **kwargs: passed to :class:`torchmetrics.Metric`.
+
+        Raises:
+            ValueError: if no convention is given and ``grid.name`` has none on record.
+        """
+        grid = get_grid(grid)
+        if convention is None:
+            if grid.name not in CONVENTIONS:
+                raise ValueError(
+                    f"grid {grid.name!r} has no IoU convention on record (known: "
+                    f"{sorted(CONVENTIONS)}); pass convention=IoUConvention(...) explicitly"
+                )
+            convention = CONVENTIONS[grid.name]
+        return cls(
+            num_classes=grid.num_classes,
+            empty_index=grid.empty_index,
+            ignore_index=grid.ignore_index,
+            class_names=grid.class_names,
+            semantic_classes=grid.semantic_classes,
+            absent=convention.absent,
+            eps=convention.eps,
+            **kwargs,
+        )
+
+    def update(
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> None:  # type: ignore[override]
+        """Add a batch.
+
+        Args:
+            pred: ``[B, X, Y, Z]`` integer predicted labels in ``[0, C)``.
+            target: ``[B, X, Y, Z]`` integer ground-truth labels in ``[0, C)`` or ``ignore_index``.
+            mask: optional ``[B, X, Y, Z]`` bool; only voxels where it is True count
+                (e.g. Occ3D's ``mask_camera``).
+        """
+        check_integer("pred", pred)
+        check_integer("target", target)
+        sizes = check_shape("target", target, ["B", "X", "Y", "Z"])
+        shape = [sizes[k] for k in ("B", "X", "Y", "Z")]
+        check_shape("pred", pred, shape)
+        check_labels("pred", pred, self.num_classes, None)
+        check_labels("target", target, self.num_classes, self.ignore_index)
+        valid = target != self.ignore_index
+        if mask is not None:
+            check_tensor("mask", mask)
+            if mask.dtype != torch.bool:
+                raise TypeError(f"mask must be a bool tensor, got dtype {mask.dtype}")
+            check_shape("mask", mask, shape)
+            valid = valid & mask.to(valid.device)
+        device = self.confmat.device
+        t = target.to(device)[valid.to(device)].long()
+        p = pred.to(device)[valid.to(device)].long()
+        counts = torch.bincount(t * self.num_classes + p, minlength=self.num_classes**2)
+        self.confmat += counts.view(self.num_classes, self.num_classes)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Ratios from the pooled confusion matrix.
+
+        Returns:
+            dict with float64 tensors: ``iou`` (scalar, occupied vs free), ``miou`` (scalar,
+            mean over ``semantic_classes`` under the convention), ``per_class_iou`` (``[C]``,
+            every class including free space).
+        """
+        cm = self.confmat
+        tp = cm.diagonal()
+        per_class = class_iou(
+            tp, cm.sum(dim=1), cm.sum(dim=0), absent=self.convention.absent, eps=self.convention.eps
+        )
+        miou = mean_iou(per_class, self.semantic_classes, absent=self.convention.absent)
+        occupied = torch.ones(self.num_classes, dtype=torch.bool, device=cm.device)
+        occupied[self.empty_index] = False
+        geo_tp = cm[occupied][:, occupied].sum()
+        geo_gt = cm[occupied].sum()
+        geo_pred = cm[:, occupied].sum()
+        iou = class_iou(geo_tp, geo_gt, geo_pred, absent=self.convention.absent)
+        return {"iou": iou, "miou": miou, "per_class_iou": per_class}
