@@ -191,7 +191,9 @@ def class_weights_for(cfg: Config, grid: VoxelGrid, dataset: torch.utils.data.Da
         counts = count_classes(dataset, grid.num_classes, info)
         if cache is not None and info.is_main:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps({"counts": counts.tolist(), "classes": list(grid.class_names)}))
+            tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps({"counts": counts.tolist(), "classes": list(grid.class_names)}))
+            os.replace(tmp, cache)  # other ranks never see a half-written file
     return inverse_log_frequency_weights(counts).float()
 
 
