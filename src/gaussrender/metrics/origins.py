@@ -14,7 +14,7 @@ from .._checks import check_finite, check_floating, check_shape
 __all__ = ["ray_origins"]
 
 
-def _pose(name: str, value: torch.Tensor, batch: str | None = None) -> torch.Tensor:
+def _pose(name: str, value: torch.Tensor, batch: str | int | None = None) -> torch.Tensor:
     check_floating(name, value)
     check_shape(name, value, [4, 4] if batch is None else [batch, 4, 4])
     check_finite(name, value)
@@ -62,7 +62,7 @@ def ray_origins(
     ref_g = _pose("ref_ego2global", ref_ego2global)
     ref_l = _pose("ref_lidar2ego", ref_lidar2ego)
     frames_g = _pose("frames_ego2global", frames_ego2global, "T")
-    frames_l = _pose("frames_lidar2ego", frames_lidar2ego, str(frames_ego2global.shape[0]))
+    frames_l = _pose("frames_lidar2ego", frames_lidar2ego, frames_g.shape[0])
     if not limit_xy > 0:
         raise ValueError(f"limit_xy must be > 0 metres, got {limit_xy}")
     if isinstance(max_origins, bool) or not isinstance(max_origins, int) or max_origins < 1:
