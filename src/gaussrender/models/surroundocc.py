@@ -80,7 +80,9 @@ def _conv_block(in_ch: int, out_ch: int, groups: int, up: bool) -> nn.Sequential
 class _OccLayer(nn.Module):
     """Spatial cross-attention, norm, FFN, norm, 3D convolutions (residual)."""
 
-    def __init__(self, dims: int, ffn_dims: int, heads: int, points: int, conv_num: int, groups: int, dropout: float):
+    def __init__(
+        self, dims: int, ffn_dims: int, heads: int, points: int, conv_num: int, groups: int, dropout: float
+    ) -> None:
         super().__init__()
         self.cross = ImageCrossAttention(dims, heads, 1, [(1, points)], dropout)
         self.norm_cross = nn.LayerNorm(dims)
@@ -88,7 +90,16 @@ class _OccLayer(nn.Module):
         self.norm_ffn = nn.LayerNorm(dims)
         self.convs = nn.Sequential(*[_conv_block(dims, dims, groups, up=False) for _ in range(conv_num)])
 
-    def forward(self, query, volume_shape, features, shapes, locations, visible):
+    def forward(
+        self,
+        query: torch.Tensor,
+        volume_shape: tuple[int, int, int],
+        features: torch.Tensor,
+        shapes: list[tuple[int, int]],
+        locations: torch.Tensor,
+        visible: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[B, x*y*z, C]`` voxel queries (row-major over ``volume_shape``) -> same shape."""
         (query,) = self.cross([query], features, shapes, [locations], [visible])
         query = self.norm_ffn(self.ffn(self.norm_cross(query)))
         b, n, c = query.shape

@@ -193,7 +193,16 @@ class _TPVLayer(nn.Module):
         self.ffn = FFN(c, size.ffn_dims, dropout)
         self.norm_ffn = nn.LayerNorm(c)
 
-    def forward(self, query, plane_sizes, features, shapes, locations, visible):
+    def forward(
+        self,
+        query: torch.Tensor,
+        plane_sizes: list[int],
+        features: torch.Tensor,
+        shapes: list[tuple[int, int]],
+        locations: list[torch.Tensor],
+        visible: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """``[B, N, C]`` planes -> ``[B, N, C]``; camera inputs as in :class:`ImageCrossAttention`."""
         query = self.norm_hybrid(self.hybrid(query))
         if self.cross is not None:
             planes = self.cross(list(query.split(plane_sizes, dim=1)), features, shapes, locations, visible)
