@@ -73,18 +73,18 @@ def ms_deform_attn(
     per_level = value.split([h * w for h, w in shapes], dim=1)
     # grid_sample wants [-1, 1] with the same corner convention as our [0, 1].
     grids = 2.0 * sampling_locations - 1.0
-    sampled = []
+    out = None
     for lvl, (h, w) in enumerate(shapes):
         # [B, h*w, M, D] -> [B*M, D, h, w]
         v = per_level[lvl].permute(0, 2, 3, 1).reshape(b * m, d, h, w)
         # [B, Q, M, P, 2] -> [B*M, Q, P, 2]
         g = grids[:, :, :, lvl].permute(0, 2, 1, 3, 4).reshape(b * m, q, p, 2)
-        sampled.append(
-            F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
-        )  # [B*M, D, Q, P]
-    stacked = torch.stack(sampled, dim=-2).flatten(-2)  # [B*M, D, Q, L*P]
-    weights = attention_weights.permute(0, 2, 1, 3, 4).reshape(b * m, 1, q, len(shapes) * p)
-    out = (stacked * weights).sum(-1)  # [B*M, D, Q]
+        sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
+        weights = attention_weights[:, :, :, lvl].permute(0, 2, 1, 3).reshape(b * m, 1, q, p)
+        # Reduce level by level: only one level's samples [B*M, D, Q, P] live at a time
+        # (autograd keeps them for the weights' gradient, but never a stacked copy).
+        part = (sampled * weights).sum(-1)  # [B*M, D, Q]
+        out = part if out is None else out + part
     return out.view(b, m, d, q).permute(0, 3, 1, 2).reshape(b, q, m * d)
 
 

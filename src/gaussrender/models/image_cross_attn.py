@@ -4,7 +4,9 @@ BEVFormer's idea, shared by TPVFormer (image cross-attention) and SurroundOcc (2
 spatial cross-attention): every query owns ``D`` 3D anchor points (metres, grid frame);
 they are projected into each camera, and the query reads deformable-attention samples
 around the projections. Anchors behind a camera or outside its image get zero weight; a
-query averages over the cameras that see at least one of its anchors.
+query averages over the cameras that see at least one of its anchors, and only those
+cameras sample for it (the padded "rebatching" of BEVFormer), which keeps memory near
+one camera's worth per query instead of ``V``.
 """
 
 from __future__ import annotations
@@ -105,21 +107,39 @@ class AnchorSampler(nn.Module):
         Returns:
             ``[B, N, C]``.
         """
-        b, n, _ = query.shape
+        b, n, c = query.shape
         v = locations.shape[1]
         m, lv, d, k = self.num_heads, self.num_levels, self.num_anchors, self.points
-        off = self.sampling_offsets(query).view(b, 1, n, m, lv, d, k, 2)
+        off = self.sampling_offsets(query).view(b, n, m, lv, d, k, 2)
+        weights = self.attention_weights(query).view(b, n, m, lv * d * k).softmax(-1).view(b, n, m, lv, d, k)
+
+        # Each camera sees a fraction of the queries: sample only those ("rebatching", as in
+        # BEVFormer), padded to the longest list over (batch, camera). The padding entries
+        # are queries with no visible anchor, so their weights are zero below.
+        hit = visible.any(-1)  # [B, V, N]
+        length = int(hit.sum(-1).max())
+        if length == 0:
+            return query.new_zeros(b, n, c)
+        order = torch.sort((~hit).to(torch.uint8), dim=-1, stable=True).indices[..., :length]  # [B, V, L]
+        batch = torch.arange(b, device=query.device).view(b, 1, 1)
+        vis = torch.gather(visible, 2, order[..., None].expand(-1, -1, -1, d))  # [B, V, L, D]
+        ref = torch.gather(locations, 2, order[..., None, None].expand(-1, -1, -1, d, 2))
         norm = torch.tensor(
             [[w, h] for h, w in spatial_shapes], dtype=off.dtype, device=off.device
         ).view(1, 1, 1, 1, lv, 1, 1, 2)
-        ref = locations.to(off.dtype).view(b, v, n, 1, 1, d, 1, 2)
-        loc = (ref + off / norm).reshape(b * v, n, m, lv, d * k, 2)
-        weights = self.attention_weights(query).view(b, n, m, lv * d * k).softmax(-1)
-        weights = weights.view(b, 1, n, m, lv, d, k) * visible.to(weights.dtype).view(b, v, n, 1, 1, d, 1)
-        out = ms_deform_attn(value, spatial_shapes, loc, weights.reshape(b * v, n, m, lv, d * k))
-        out = out.view(b, v, n, -1).sum(1)
-        count = visible.any(-1).sum(1).clamp(min=1).to(out.dtype)  # [B, N]
-        return out / count.unsqueeze(-1)
+        loc = ref.to(off.dtype).view(b, v, length, 1, 1, d, 1, 2) + off[batch, order] / norm
+        w = weights[batch, order] * vis.to(weights.dtype).view(b, v, length, 1, 1, d, 1)
+        out = ms_deform_attn(
+            value,
+            spatial_shapes,
+            loc.reshape(b * v, length, m, lv, d * k, 2),
+            w.reshape(b * v, length, m, lv, d * k),
+        )  # [B*V, L, C]
+        total = query.new_zeros(b, n, c).scatter_add_(
+            1, order.reshape(b, v * length, 1).expand(-1, -1, c), out.reshape(b, v * length, c)
+        )
+        count = hit.sum(1).clamp(min=1).to(total.dtype)  # cameras seeing each query, [B, N]
+        return total / count.unsqueeze(-1)
 
 
 class ImageCrossAttention(nn.Module):
