@@ -5,8 +5,8 @@ spatial cross-attention): every query owns ``D`` 3D anchor points (metres, grid 
 they are projected into each camera, and the query reads deformable-attention samples
 around the projections. Anchors behind a camera or outside its image get zero weight; a
 query averages over the cameras that see at least one of its anchors, and only those
-cameras sample for it (the padded "rebatching" of BEVFormer), which keeps memory near
-one camera's worth per query instead of ``V``.
+cameras sample for it (BEVFormer's padded "rebatching"), so work and activation memory
+scale with the queries each camera sees rather than with all queries times ``V``.
 """
 
 from __future__ import annotations
