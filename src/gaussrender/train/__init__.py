@@ -1,10 +1,13 @@
 """Training system: YAML configs, the training loop (single process or ``torchrun`` DDP),
 checkpoints, logs, augmentation and a synthetic dataset for CPU runs.
 
-Entry points: ``gaussrender train --config configs/<name>.yaml`` and
-``gaussrender predict``; in Python :func:`gaussrender.train.loop.train`.
+Entry points: ``gaussrender train --config configs/<name>.yaml --run RUN`` and
+``gaussrender predict``; in Python :func:`train` and :func:`predict`, or
+:class:`~gaussrender.train.loop.Trainer` with your own model and datasets.
 """
 
 from .config import Config, load_config, save_config
+from .loop import NonFiniteLossError, Trainer
+from .run import predict, train
 
-__all__ = ["Config", "load_config", "save_config"]
+__all__ = ["Config", "load_config", "save_config", "Trainer", "NonFiniteLossError", "train", "predict"]

@@ -237,6 +237,9 @@ class Trainer:
         collate: batch function for the data loaders (default :func:`gaussrender.data.collate`).
         info: this process's place in the job (default: from the ``torchrun`` environment).
         progress: show a tqdm bar on rank 0.
+        metric_convention: IoU averaging rule for validation
+            (:class:`gaussrender.metrics.occupancy.IoUConvention`); default: the grid
+            preset's own. A grid that is not a preset must pass one.
     """
 
     def __init__(
@@ -506,16 +509,14 @@ class Trainer:
     def evaluate(self, dataset: Iterable | None = None) -> dict[str, float]:
         """mIoU / IoU (:class:`~gaussrender.metrics.OccupancyMetrics`) and RayIoU on the
         validation set, sharded over ranks without padding; metric states are summed."""
-        from ..metrics import OccupancyMetrics
+        from ..metrics import OccupancyMetrics, RayIoU
 
         dataset = self.val_set if dataset is None else dataset
         if dataset is None:
             raise ValueError("evaluate() needs a validation dataset")
         device = self.info.device
         occ = OccupancyMetrics.for_grid(self.grid, convention=self.metric_convention).to(device)
-        ray = _ray_metric(self.grid, self.metric_convention)
-        if ray is not None:
-            ray = ray.to(device)
+        ray = RayIoU(self.grid).to(device)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=1, sampler=ShardSampler(len(dataset), self.info.rank, self.info.world_size),
             num_workers=self.cfg.data.num_workers, collate_fn=self.collate,
@@ -530,22 +531,12 @@ class Trainer:
             pred = outputs["logits"].float().argmax(dim=1)
             mask = batch.get("mask_camera") if self.cfg.train.val_mask_camera else None
             occ.update(pred, batch["labels"], None if mask is None else mask.bool())
-            if ray is not None and "origins" in batch:
+            if "origins" in batch:  # RayIoU needs the LiDAR origins (nuScenes readers)
                 ray.update(pred, batch["labels"], batch["origins"])
                 rays_seen += 1
         self.model.train()
         out = {k: v for k, v in occ.compute().items() if v.dim() == 0}
         # every rank must join RayIoU's sync, so decide together whether any rank has rays
-        if ray is not None and all_reduce_sum(torch.tensor([float(rays_seen)], device=device)).item() > 0:
+        if all_reduce_sum(torch.tensor([float(rays_seen)], device=device)).item() > 0:
             out.update({k: v for k, v in ray.compute().items() if v.dim() == 0})
         return {k: float(v) for k, v in out.items()}
-
-
-def _ray_metric(grid: VoxelGrid, convention: Any) -> Any:
-    """RayIoU for the grid, or None when the metrics package has no RayIoU."""
-    from .. import metrics
-
-    ray_cls = getattr(metrics, "RayIoU", None)
-    if ray_cls is None:
-        return None
-    return ray_cls(grid)

@@ -1,0 +1,49 @@
+"""Predict occupancy with a trained checkpoint: one ``<token>.npz`` per sample.
+
+Each file holds ``semantics``, uint8 ``[X, Y, Z]`` (the argmax class), the layout
+``gaussrender eval`` scores. The model and data settings come from the run's
+``config.yaml``; ``--data``/``--infos`` point it at another copy of the data.
+
+Example:
+    gaussrender predict --config runs/tiny/config.yaml --checkpoint runs/tiny/last.pt --out runs/tiny/pred
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "write <token>.npz occupancy predictions of a trained checkpoint (scored by gaussrender eval)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="the run's config.yaml")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint (e.g. RUN/last.pt)")
+    parser.add_argument("--out", required=True, type=Path, help="output directory for <token>.npz")
+    parser.add_argument("--data", default=None, help="dataset root (default: the config's data.root)")
+    parser.add_argument("--infos", default=None, help="info file (default: the config's val_infos)")
+    parser.add_argument("--split", default="val", choices=("train", "val"), help="which split of the config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (e.g. --set train.device=cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.config import load_config
+    from ..train.distributed import shutdown_distributed
+    from ..train.run import predict
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"gaussrender predict: error: {err}", file=sys.stderr)
+        return 2
+    if not args.checkpoint.is_file():
+        print(f"gaussrender predict: error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
+        return 2
+    try:
+        written = predict(cfg, args.checkpoint, args.out, root=args.data, infos=args.infos, split=args.split)
+    finally:
+        shutdown_distributed()
+    print(f"gaussrender predict: wrote {len(written)} prediction(s) to {args.out}")
+    return 0

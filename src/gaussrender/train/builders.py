@@ -1,0 +1,92 @@
+"""Build a run's model and datasets from its :class:`~gaussrender.train.config.Config`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..grid import VoxelGrid, get_grid
+from .config import Config, DataConfig
+
+__all__ = ["build_model_from_config", "build_dataset", "prepare_synthetic"]
+
+
+def build_model_from_config(cfg: Config) -> torch.nn.Module:
+    """The occupancy model of ``cfg.model`` for ``cfg.data`` (grid, cameras, image size);
+    the backbone starts from ``model.backbone_weights`` when given (a local file)."""
+    from ..models import ModelConfig, build_model, load_torchvision_weights
+
+    model = build_model(ModelConfig(
+        name=cfg.model.name,
+        size=cfg.model.size,
+        grid=get_grid(cfg.data.grid),
+        num_cameras=cfg.data.num_cameras,
+        image_size=tuple(cfg.data.image_size),
+        learned_opacity=cfg.model.learned_opacity,
+        backbone_depth=cfg.model.backbone_depth,
+        dropout=cfg.model.dropout,
+    ))
+    if cfg.model.backbone_weights:
+        load_torchvision_weights(model.image_encoder.backbone, cfg.model.backbone_weights)
+    return model
+
+
+def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
+    """Write the synthetic dataset ``cfg.synthetic`` describes into ``cfg.root`` unless its
+    info files are already there (main process only; others wait at a barrier)."""
+    import torch.distributed as dist
+
+    from .synthetic import make_dataset
+
+    syn = cfg.synthetic
+    if syn is None:
+        return
+    root = Path(cfg.root)
+    ready = all((root / name).is_file() for name in ("synthetic_infos_train.json", "synthetic_infos_val.json"))
+    if is_main and not ready:
+        make_dataset(root, syn.num_scenes, num_val_scenes=syn.num_val_scenes, seed=syn.seed,
+                     image_size=tuple(syn.image_size))
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _infos(cfg: DataConfig, split: str) -> str:
+    if cfg.synthetic is not None:
+        return str(Path(cfg.root) / f"synthetic_infos_{split}.json")
+    path = cfg.train_infos if split == "train" else cfg.val_infos
+    if not path:
+        raise ValueError(f"data.{split}_infos is empty; give the {split} info file of {cfg.format!r}")
+    return path
+
+
+def build_dataset(cfg: DataConfig, split: str, *, load_images: bool = True, root: str | None = None,
+                  infos: str | None = None) -> torch.utils.data.Dataset:
+    """The reader of ``cfg.format`` for ``split`` (``"train"`` or ``"val"``).
+
+    Args:
+        cfg: the data section.
+        split: ``"train"`` or ``"val"``.
+        load_images: read the images (False: labels and calibration only).
+        root: replaces ``cfg.root`` (e.g. ``gaussrender predict --data``).
+        infos: replaces the split's info file (nuScenes formats).
+    """
+    from .. import data
+
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    root = root if root is not None else cfg.root
+    size = tuple(cfg.image_size)
+    if cfg.format == "kitti360":
+        return data.SSCBenchKITTI360(root, split, load_images=load_images, image_size=size)
+    reader = data.Occ3DNuScenes if cfg.format == "occ3d" else data.SurroundOccNuScenes
+    data_root = cfg.data_root or root
+    ds = reader(root, infos if infos is not None else _infos(cfg, split), load_images=load_images,
+                image_size=size, data_root=data_root)
+    if get_grid(cfg.grid) != ds.grid:
+        raise ValueError(f"data.grid {cfg.grid!r} does not match the {cfg.format!r} reader's grid {ds.grid.name!r}")
+    return ds
+
+
+def grid_of(cfg: Config) -> VoxelGrid:
+    return get_grid(cfg.data.grid)

@@ -1,0 +1,102 @@
+"""Whole runs: :func:`train` a config into a run directory, :func:`predict` with a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .builders import build_dataset, build_model_from_config, grid_of, prepare_synthetic
+from .checkpoint import load_checkpoint
+from .config import Config
+from .distributed import DistInfo, ShardSampler, init_distributed, shutdown_distributed
+from .loop import Trainer, class_weights_for, move_batch
+
+__all__ = ["train", "predict"]
+
+
+def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir`` (single process or under ``torchrun``).
+
+    Writes ``run_dir/config.yaml`` (resolved), ``log.jsonl``, ``last.pt``; with
+    ``data.synthetic`` set, first writes the synthetic dataset into ``data.root``.
+
+    Returns:
+        The final step/epoch and the last validation metrics.
+    """
+    info = init_distributed(cfg.train.device)
+    try:
+        prepare_synthetic(cfg.data, info.is_main)
+        run_dir = Path(run_dir)
+        grid = grid_of(cfg)
+        # count classes from labels only (no images) before the trainer needs the weights
+        if cfg.loss.class_weights is None and cfg.loss.class_weighting != "none":
+            labels_only = build_dataset(cfg.data, "train", load_images=False)
+            class_weights_for(cfg, grid, labels_only, info, run_dir / "class_counts.json")
+        train_set = build_dataset(cfg.data, "train")
+        val_set = build_dataset(cfg.data, "val") if cfg.train.val_every_epochs else None
+        model = build_model_from_config(cfg)
+        trainer = Trainer(cfg, run_dir, model, train_set, val_set, grid=grid, info=info, progress=progress)
+        return trainer.fit(resume=resume)
+    finally:
+        shutdown_distributed()
+
+
+@torch.no_grad()
+def predict(
+    cfg: Config,
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    root: str | None = None,
+    infos: str | None = None,
+    split: str = "val",
+    info: DistInfo | None = None,
+) -> list[Path]:
+    """Write ``<out_dir>/<token>.npz`` (key ``semantics``, uint8 ``[X, Y, Z]``) per sample.
+
+    Args:
+        cfg: the run's config (``RUN/config.yaml``).
+        checkpoint: a checkpoint of that run (``model`` weights are used).
+        out_dir: output directory.
+        root: dataset root replacing ``cfg.data.root``.
+        infos: info file replacing the split's (nuScenes formats).
+        split: which split of the config's data to predict.
+        info: process placement (default from the ``torchrun`` environment); samples are
+            sharded over ranks without overlap.
+
+    Returns:
+        The files this process wrote.
+    """
+    info = info if info is not None else init_distributed(cfg.train.device)
+    grid = grid_of(cfg)
+    dataset = build_dataset(cfg.data, split, root=root, infos=infos)
+    model = build_model_from_config(cfg)
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    if "model" not in state:
+        raise ValueError(f"{checkpoint}: no 'model' entry; expected a checkpoint written by gaussrender train")
+    model.load_state_dict(state["model"])
+    model.to(info.device).eval()
+    from ..data import collate
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=1, sampler=ShardSampler(len(dataset), info.rank, info.world_size),
+        num_workers=cfg.data.num_workers, collate_fn=collate,
+    )
+    written = []
+    for batch in loader:
+        batch = move_batch(batch, info.device)
+        logits = model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])["logits"]
+        labels = logits.float().argmax(dim=1).to(torch.uint8).cpu().numpy()
+        for token, sem in zip(batch["token"], labels):
+            if sem.shape != tuple(grid.shape):
+                raise ValueError(f"model output grid {sem.shape} differs from the config's grid {grid.shape}")
+            path = out_dir / f"{token}.npz"  # KITTI-360 tokens are <seq>/<frame>
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(path, semantics=sem)
+            written.append(path)
+    return written
