@@ -13,6 +13,8 @@ import sys
 # subcommand name -> module; a module is listed here once it exists and works
 COMMANDS: dict[str, str] = {
     "eval": "gaussrender.commands.eval",
+    "train": "gaussrender.commands.train",
+    "predict": "gaussrender.commands.predict",
 }
 
 
