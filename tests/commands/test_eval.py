@@ -59,9 +59,12 @@ def test_occ3d_identity_scores_100_and_corruption_gives_known_numbers(tmp_path, 
     printed = capsys.readouterr().out
     assert "driveable_surface" in printed and "mIoU: 100.00" in printed and "RayIoU: 100.00" in printed
 
+    # two worker processes, one sample each: their merged counts must give the known numbers
     out = tmp_path / "bad.json"
-    assert _run("--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "bad", "--out", out) == 0
+    argv = ["--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "bad"]
+    assert _run(*argv, "--workers", 2, "--out", out) == 0
     r = json.loads(out.read_text())
+    assert r["workers"] == 2
     n_car = sum(int(((sem == CAR) & cam).sum()) for sem, cam in gts.values())
     n_bus = sum(int(((sem == BUS) & cam).sum()) for sem, cam in gts.values())
     assert r["per_class_iou"]["car"] == 0.0

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-rayiou", action="store_true", help="skip RayIoU (nuScenes benchmarks compute it by default)")
     parser.add_argument("--mask-camera", action=argparse.BooleanOptionalAction, default=None, help="score voxel metrics inside mask_camera (default: on for occ3d; other benchmarks have no such mask)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--workers", type=int, default=1, help="processes scoring samples in parallel (each with its share of the torch threads)")
     parser.add_argument("--device", default="cpu", help="torch device the metrics count on, e.g. cuda (ray casting dominates the run time)")
 
 
@@ -84,11 +85,46 @@ def _dataset(args: argparse.Namespace, rayiou: bool):
     return cls(args.gt, args.infos, split=args.split, with_origins=rayiou)
 
 
+class _Chunk:
+    """Scores a list of sample indices with fresh metrics and returns them (on the CPU).
+
+    A picklable callable so that worker processes can run it; the caller merges the metrics
+    (all their states are counts that add up), which gives the same result as one
+    sequential pass.
+    """
+
+    def __init__(self, dataset: Any, pred_dir: Path, mask_camera: bool, rayiou: bool, device: str, threads: int) -> None:
+        self.dataset, self.pred_dir, self.mask_camera = dataset, pred_dir, mask_camera
+        self.rayiou, self.device, self.threads = rayiou, device, threads
+
+    def __call__(self, indices: list[int]) -> tuple[Any, Any, float]:
+        import torch
+
+        from ..metrics import OccupancyMetrics, RayIoU
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        grid = self.dataset.grid
+        voxel = OccupancyMetrics.for_grid(grid).to(self.device)
+        ray = RayIoU(grid).to(self.device) if self.rayiou else None
+        ray_seconds = 0.0
+        for index in indices:
+            item = self.dataset[index]
+            pred = _load_prediction(self.pred_dir / f"{item['token']}.npz", grid.shape, grid.num_classes)[None]
+            target = item["labels"][None]
+            voxel.update(pred, target, item["mask_camera"][None] if self.mask_camera else None)
+            if ray is not None:
+                t0 = time.perf_counter()
+                ray.update(pred, target, [item["origins"].double()])
+                if torch.device(self.device).type == "cuda":
+                    torch.cuda.synchronize()  # kernels run asynchronously: time them, not their launch
+                ray_seconds += time.perf_counter() - t0
+        return voxel.cpu(), ray.cpu() if ray is not None else None, ray_seconds
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
-
-    from ..metrics import OccupancyMetrics, RayIoU
 
     nuscenes = args.benchmark != "kitti360"
     if nuscenes and args.infos is None:
@@ -97,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
     if mask_camera and args.benchmark != "occ3d":
         return _error(f"--mask-camera: {args.benchmark} ground truth has no mask_camera")
     use_rayiou = nuscenes and not args.no_rayiou
+    if args.workers < 1:
+        return _error(f"--workers must be >= 1, got {args.workers}")
     if not args.pred.is_dir():
         return _error(f"prediction directory not found: {args.pred}")
 
@@ -111,21 +149,41 @@ def run(args: argparse.Namespace) -> int:
             f"(expected <token>.npz), first: {first}"
         )
 
-    voxel_metric = OccupancyMetrics.for_grid(grid).to(args.device)
-    ray_metric = RayIoU(grid).to(args.device) if use_rayiou else None
+    voxel_metric: Any = None  # the first chunk's metrics, the others merged into them
+    ray_metric: Any = None
+    indices = list(range(len(dataset)))
+    # one sample per chunk in-process (fine-grained progress); a few chunks per worker otherwise
+    size = 1 if args.workers == 1 else max(1, math.ceil(len(indices) / (4 * args.workers)))
+    chunks = [indices[i : i + size] for i in range(0, len(indices), size)]
+    # workers share the torch threads; in-process the threads stay as they are (0)
+    threads = 0 if args.workers == 1 else max(1, torch.get_num_threads() // args.workers)
+    job = _Chunk(dataset, args.pred, mask_camera, use_rayiou, args.device, threads)
     ray_seconds = 0.0
     start = time.perf_counter()
-    for index in tqdm(range(len(dataset)), desc=f"eval {args.benchmark}", unit="sample", file=sys.stderr):
-        item = dataset[index]
-        pred = _load_prediction(args.pred / f"{item['token']}.npz", grid.shape, grid.num_classes)[None]
-        target = item["labels"][None]
-        voxel_metric.update(pred, target, item["mask_camera"][None] if mask_camera else None)
-        if ray_metric is not None:
-            t0 = time.perf_counter()
-            ray_metric.update(pred, target, [item["origins"].double()])
-            if torch.device(args.device).type == "cuda":
-                torch.cuda.synchronize()  # kernels run asynchronously: time them, not their launch
-            ray_seconds += time.perf_counter() - t0
+    with tqdm(total=len(indices), desc=f"eval {args.benchmark}", unit="sample", file=sys.stderr) as bar:
+        if args.workers == 1:
+            outputs = map(job, chunks)
+            executor = None
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: a forked child may deadlock in an OpenMP pool the parent already started
+            executor = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"))
+            outputs = executor.map(job, chunks)
+        try:
+            for chunk, (voxel, ray, seconds) in zip(chunks, outputs):
+                if voxel_metric is None:
+                    voxel_metric, ray_metric = voxel, ray
+                else:
+                    voxel_metric.merge_state(voxel)
+                    if ray_metric is not None:
+                        ray_metric.merge_state(ray)
+                ray_seconds += seconds
+                bar.update(len(chunk))
+        finally:
+            if executor is not None:
+                executor.shutdown(cancel_futures=True)
     total_seconds = time.perf_counter() - start
 
     voxel = voxel_metric.compute()
@@ -137,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         "num_samples": len(tokens),
         "mask_camera": mask_camera,
         "device": str(args.device),
+        "workers": args.workers,
         "iou": _number(voxel["iou"]),
         "miou": _number(voxel["miou"]),
         "per_class_iou": {name: _number(v) for name, v in zip(grid.class_names, voxel["per_class_iou"])},
@@ -154,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     results["seconds"] = {
         "total": total_seconds,
         "per_sample": total_seconds / len(tokens),
+        # summed over workers: per-sample cost, not wall time, when --workers > 1
         "rayiou_per_sample": ray_seconds / len(tokens) if ray_metric is not None else None,
     }
     _print_table(results, grid)
