@@ -164,7 +164,12 @@ def test_images_load_resize_and_intrinsics_follow(tmp_path):
     half = Occ3DNuScenes(tmp_path, samples, load_images=True, image_size=(180, 320), with_origins=False)[0]
     assert half["images"].shape == (6, 3, 180, 320)
     np.testing.assert_allclose(half["intrinsics"][0].numpy(), [[200, 0, 160], [0, 200, 90], [0, 0, 1]], atol=1e-5)
-    # without loading, intrinsics scale from the stored nuScenes size
+    # without loading, intrinsics scale from the image file's own size (640 x 360 here) ...
+    k = Occ3DNuScenes(tmp_path, samples, image_size=(180, 320), with_origins=False)[0]["intrinsics"][0]
+    np.testing.assert_allclose(k.numpy(), [[200, 0, 160], [0, 200, 90], [0, 0, 1]], atol=1e-5)
+    # ... or, with no file, from the stored nuScenes size 1600 x 900
+    for name in CAMERA_NAMES:
+        (tmp_path / "samples" / name / f"{samples[0].token}_{name}.png").unlink()
     k = Occ3DNuScenes(tmp_path, samples, image_size=(450, 800), with_origins=False)[0]["intrinsics"][0]
     np.testing.assert_allclose(k.numpy(), [[200, 0, 160], [0, 200, 90], [0, 0, 1]], atol=1e-5)
 

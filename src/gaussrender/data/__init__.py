@@ -9,7 +9,7 @@ layout, e.g. to build synthetic datasets and tests.
 """
 
 from .collate import collate
-from .images import load_image, scale_intrinsics
+from .images import load_image, scale_intrinsics, stored_image_size
 from .infos import (
     CAMERA_NAMES,
     CameraInfo,
@@ -50,6 +50,7 @@ __all__ = [
     "write_infos_json",
     "load_image",
     "scale_intrinsics",
+    "stored_image_size",
     "NUSCENES_IMAGE_SIZE",
     "NuScenesOccupancy",
     "cam_from_ego",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["load_image", "scale_intrinsics"]
+__all__ = ["load_image", "scale_intrinsics", "stored_image_size"]
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -39,6 +39,18 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[t
         array = np.asarray(img, dtype=np.float32) / 255.0
     h, w = array.shape[:2]
     return torch.from_numpy(array).permute(2, 0, 1).contiguous(), (w / w0, h / h0)
+
+
+def stored_image_size(path: str | Path, default: tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` of the image at ``path`` from its header, or ``default`` when the file is absent."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        return default
+    with Image.open(path) as img:
+        w, h = img.size
+    return h, w
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:

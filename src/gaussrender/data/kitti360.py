@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from ..grid import SSCBENCH_KITTI360, VoxelGrid
 from ._arrays import check_label_array, require_file
-from .images import load_image, scale_intrinsics
+from .images import load_image, scale_intrinsics, stored_image_size
 
 __all__ = [
     "KITTI360_SPLITS",
@@ -237,7 +237,7 @@ class SSCBenchKITTI360(Dataset):
             out["images"] = image[None]
             intrinsics = scale_intrinsics(intrinsics, sx, sy)
         elif self.image_size is not None:
-            h0, w0 = KITTI360_IMAGE_SIZE
+            h0, w0 = stored_image_size(image_path, KITTI360_IMAGE_SIZE)
             intrinsics = scale_intrinsics(intrinsics, self.image_size[1] / w0, self.image_size[0] / h0)
         out["intrinsics"] = intrinsics
         out["cam_from_grid"] = torch.from_numpy(self.calibration.cam_from_velo).float()[None]

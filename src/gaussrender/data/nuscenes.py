@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..grid import VoxelGrid
-from .images import load_image, scale_intrinsics
+from .images import load_image, scale_intrinsics, stored_image_size
 from .infos import CAMERA_NAMES, SampleInfo, load_infos
 
 __all__ = [
@@ -102,8 +102,9 @@ class NuScenesOccupancy(Dataset, ABC):
         data_root: nuScenes root holding ``samples/`` (default: ``root``).
         camera_names: views, in order.
         with_origins: compute RayIoU ray origins (``origins``) from the scene's frames.
-        stored_image_size: ``(H, W)`` of the stored images, used to scale intrinsics to
-            ``image_size`` when images are not loaded.
+        stored_image_size: ``(H, W)`` assumed for a stored image that is absent, to scale
+            intrinsics to ``image_size`` when images are not loaded (an image file that
+            exists gives its own size).
     """
 
     grid: VoxelGrid
@@ -222,9 +223,13 @@ class NuScenesOccupancy(Dataset, ABC):
             out["images"] = torch.stack(images)
             intrinsics = torch.stack(scaled)
         elif self.image_size is not None:
-            h0, w0 = self.stored_image_size
             h, w = self.image_size
-            intrinsics = scale_intrinsics(intrinsics, w / w0, h / h0)
+            scaled = []
+            for k, path in zip(intrinsics, image_paths):
+                # the calibration is for the stored image: its header says the size when present
+                h0, w0 = stored_image_size(path, self.stored_image_size)
+                scaled.append(scale_intrinsics(k, w / w0, h / h0))
+            intrinsics = torch.stack(scaled)
         out["intrinsics"] = intrinsics
         out["cam_from_grid"] = torch.from_numpy(cam_from_grid).float()
         out.update(self.read_labels(sample))
