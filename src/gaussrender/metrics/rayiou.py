@@ -10,9 +10,10 @@ Conventions adopted from SparseOcc's ``ray_metrics.py``, ``ego_pose_dataset.py``
 ``dvr`` extension (see :func:`~gaussrender.metrics.raycast.first_hits` for the traversal):
 
 * ray pattern: pitch ``-(pi/2 - atan(k + 1))`` for ``k = 0..9``, then continued with the last
-  step until the pitch reaches 0.21 rad (the last one added is the first >= 0.21), 44 pitches
-  in all; azimuth every 1 degree from 0 to 359; 15,840 unit directions, rounded to float32 as
-  in the original, in the grid frame (x forward, y left, z up);
+  step until the pitch reaches 0.21 rad (the last one added is the first >= 0.21), 39 pitches
+  in all; azimuth every 1 degree from 0 to 359; 14,040 unit directions (a comment in the
+  original says 15,840, its code gives 14,040), rounded to float32 as in the original, in the
+  grid frame (x forward, y left, z up);
 * origins: the LiDAR positions of up to 8 frames of the scene (:func:`ray_origins`), every
   ray is cast from every origin;
 * a voxel is occupied when its label is not the empty class; a ray starts in the voxel of its
@@ -48,7 +49,7 @@ __all__ = ["RayIoU", "lidar_ray_directions"]
 
 
 def lidar_ray_directions() -> torch.Tensor:
-    """SparseOcc's query rays: unit directions ``[15840, 3]`` (float32), pitch-major order.
+    """SparseOcc's query rays: unit directions ``[14040, 3]`` (float32), pitch-major order.
 
     Pitches ``-(pi/2 - atan(k + 1))`` for ``k = 0..9`` (from -45 deg up to about -5.7 deg),
     continued with the last spacing until above 0.21 rad; azimuths 0..359 degrees.
