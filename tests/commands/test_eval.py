@@ -13,7 +13,7 @@ import pytest
 from gaussrender import OCC3D_NUSCENES, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES
 from gaussrender.cli import main
 from gaussrender.data import write_infos_json, write_kitti360_sample, write_occ3d_sample, write_surroundocc_sample
-from tests.data.synthetic import random_labels, synthetic_scene
+from tests.data.synthetic import random_labels, synthetic_scene, write_tables
 
 CAR, BUS = 4, 3  # shared by the nuScenes grids and KITTI-360's car(1)/truck(4) below
 
@@ -92,6 +92,21 @@ def test_occ3d_without_mask_counts_every_voxel(tmp_path):
     n_bus = sum(int((sem == BUS).sum()) for sem, _ in gts.values())
     assert r["mask_camera"] is False and "rayiou" not in r
     assert r["per_class_iou"]["bus"] == pytest.approx(n_bus / (n_bus + n_car))
+
+
+def test_official_tables_instead_of_an_info_file(tmp_path):
+    samples = synthetic_scene("scene-0042", 2)
+    rng = np.random.default_rng(0)
+    for s in samples:
+        sem = random_labels(rng, OCC3D_NUSCENES.shape, 18, 17, p_occupied=0.05)
+        write_occ3d_sample(tmp_path / "gt", s.scene, s.token, sem, np.ones(sem.shape, bool), np.ones(sem.shape, bool))
+        _save(tmp_path / "pred", s.token, sem)
+    write_tables(tmp_path / "nuscenes", samples, version="v1.0-mini", scene_name="scene-0042")
+    out = tmp_path / "r.json"
+    argv = ["--benchmark", "occ3d", "--gt", tmp_path / "gt", "--pred", tmp_path / "pred", "--no-rayiou"]
+    assert _run(*argv, "--infos", tmp_path / "nuscenes", "--nuscenes-version", "v1.0-mini", "--out", out) == 0
+    r = json.loads(out.read_text())
+    assert r["num_samples"] == 2 and r["miou"] == pytest.approx(1.0)
 
 
 def test_missing_predictions_are_listed(tmp_path, capsys):

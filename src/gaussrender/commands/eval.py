@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark", required=True, choices=_BENCHMARKS, help="ground-truth layout and metric convention")
     parser.add_argument("--gt", required=True, type=Path, help="ground-truth root (Occ3D: holds gts/; SurroundOcc: holds samples/; KITTI-360: holds preprocess/)")
     parser.add_argument("--pred", required=True, type=Path, help="directory of <token>.npz predictions")
-    parser.add_argument("--infos", type=Path, help="nuScenes info file (.pkl or .json); required for occ3d and surroundocc")
+    parser.add_argument("--infos", type=Path, help="nuScenes info file (.pkl or .json), or a nuScenes root whose <version>/ holds the official tables; required for occ3d and surroundocc")
+    parser.add_argument("--nuscenes-version", default="v1.0-trainval", help="tables folder when --infos is a directory (default v1.0-trainval)")
     parser.add_argument("--split", default=None, help="nuScenes: scenes of annotations.json's '<split>_split' (default: every sample of --infos); KITTI-360: train/val/test (default val)")
     parser.add_argument("--no-rayiou", action="store_true", help="skip RayIoU (nuScenes benchmarks compute it by default)")
     parser.add_argument("--mask-camera", action=argparse.BooleanOptionalAction, default=None, help="score voxel metrics inside mask_camera (default: on for occ3d; other benchmarks have no such mask)")
@@ -77,12 +78,13 @@ def _load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
 
 
 def _dataset(args: argparse.Namespace, rayiou: bool):
-    from ..data import Occ3DNuScenes, SSCBenchKITTI360, SurroundOccNuScenes
+    from ..data import Occ3DNuScenes, SSCBenchKITTI360, SurroundOccNuScenes, load_nuscenes_tables
 
     if args.benchmark == "kitti360":
         return SSCBenchKITTI360(args.gt, args.split or "val")
     cls = Occ3DNuScenes if args.benchmark == "occ3d" else SurroundOccNuScenes
-    return cls(args.gt, args.infos, split=args.split, with_origins=rayiou)
+    infos = load_nuscenes_tables(args.infos, args.nuscenes_version) if args.infos.is_dir() else args.infos
+    return cls(args.gt, infos, split=args.split, with_origins=rayiou)
 
 
 class _Chunk:
