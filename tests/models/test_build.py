@@ -88,3 +88,13 @@ def test_bad_inputs_raise():
         build_model({"name": "tpvformer"})
     assert ModelConfig("tpvformer", grid="kitti360").grid is gr.SSCBENCH_KITTI360
     assert isinstance(build_tiny("tpvformer", TINY_GRIDS["occ3d"]), TPVFormer)
+
+
+def test_image_sizes_off_the_stride_are_padded():
+    # 900x1600 nuScenes images are not multiples of 32; neither is 60x90.
+    torch.manual_seed(0)
+    cfg = ModelConfig("tpvformer", "tiny", TINY_GRIDS["occ3d"], num_cameras=2, image_size=(60, 90))
+    model = build_model(cfg)
+    k, t = rig()
+    out = model(torch.rand(1, 2, 3, 60, 90), k, t)
+    assert out["logits"].shape == (1, 18, 25, 25, 2) and bool(torch.isfinite(out["logits"]).all())

@@ -84,3 +84,17 @@ def test_rebatched_sampling_matches_dense_masked_sampling():
     # Nobody sees anything: zeros, without sampling.
     none = sampler(query, value, shapes, loc, torch.zeros_like(visible))
     assert torch.count_nonzero(none) == 0
+
+
+def test_padding_rescales_locations_but_not_visibility():
+    k, t = rig()
+    # 2 m left at 10 m in the back camera: u = 60 px of 96; 4 m up at 10 m: v = 32 - 24 px.
+    pts = torch.tensor([[[-10.0, 2.0, 1.5]], [[-10.0, 2.0, 5.5]], [[-10.0, -10.0, 1.5]]])
+    loc, vis = project_points(pts, k, t, (H, W), padded_size=(96, 128))
+    torch.testing.assert_close(loc[0, 1, :2, 0], torch.tensor([[60.0 / 128, 32.0 / 96], [60.0 / 128, 8.0 / 96]]))
+    # 10 m right at 10 m: u = 48 - 60 px < 0, outside the real image whatever the padding.
+    assert vis[0, 1, :, 0].tolist() == [True, True, False]
+    # A point projecting into the padding only (u = 96 + 8 px) is not visible.
+    far_left = torch.tensor([[[-10.0, 9.33, 1.5]]])
+    loc, vis = project_points(far_left, k, t, (H, W), padded_size=(96, 128))
+    assert 96 < float(loc[0, 1, 0, 0, 0]) * 128 < 128 and not bool(vis[0, 1, 0, 0])

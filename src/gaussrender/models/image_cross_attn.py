@@ -28,6 +28,7 @@ def project_points(
     intrinsics: torch.Tensor,
     cam_from_grid: torch.Tensor,
     image_size: Sequence[int],
+    padded_size: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Project grid-frame points into every camera.
 
@@ -35,14 +36,18 @@ def project_points(
         points: ``[N, D, 3]`` metres, grid frame (shared by the batch).
         intrinsics: ``[B, V, 3, 3]`` pixels.
         cam_from_grid: ``[B, V, 4, 4]`` grid frame -> OpenCV camera, metres.
-        image_size: ``(H, W)`` in pixels of the (padded) image the features cover.
+        image_size: ``(H, W)`` of the real image, pixels: points outside it are not visible.
+        padded_size: ``(H_p, W_p)`` of the zero-padded image the feature maps cover
+            (bottom/right padding); defaults to ``image_size``.
 
     Returns:
-        ``(locations [B, V, N, D, 2], visible [B, V, N, D])``: normalised ``(u / W, v / H)``
-        image coordinates (pixel centres at ``+0.5``, see :func:`ms_deform_attn`) and
-        whether the point is in front of the camera and inside the image.
+        ``(locations [B, V, N, D, 2], visible [B, V, N, D])``: normalised
+        ``(u / W_p, v / H_p)`` image coordinates (pixel centres at ``+0.5``, see
+        :func:`ms_deform_attn`) and whether the point is in front of the camera and inside
+        the real image.
     """
     h, w = float(image_size[0]), float(image_size[1])
+    hp, wp = (h, w) if padded_size is None else (float(padded_size[0]), float(padded_size[1]))
     # Projection in float32 at least: half precision loses whole pixels at 50 m.
     dtype = torch.promote_types(points.dtype, torch.float32)
     rot = cam_from_grid[..., :3, :3].to(dtype)
@@ -52,11 +57,11 @@ def project_points(
     pix = torch.einsum("bvij,bvndj->bvndi", k, cam)
     depth = pix[..., 2]
     uv = pix[..., :2] / depth.clamp(min=_EPS_DEPTH).unsqueeze(-1)
-    loc = uv / torch.tensor([w, h], dtype=dtype, device=uv.device)
+    loc = uv / torch.tensor([wp, hp], dtype=dtype, device=uv.device)
     visible = (
         (cam[..., 2] > _EPS_DEPTH)
-        & (loc[..., 0] > 0) & (loc[..., 0] < 1)
-        & (loc[..., 1] > 0) & (loc[..., 1] < 1)
+        & (uv[..., 0] > 0) & (uv[..., 0] < w)
+        & (uv[..., 1] > 0) & (uv[..., 1] < h)
     )
     return loc, visible
 

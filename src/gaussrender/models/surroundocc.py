@@ -186,7 +186,7 @@ class SurroundOcc(nn.Module):
             f = feats[i]
             f = self.transfer[i](f.flatten(0, 1)).unflatten(0, (b, v))
             features, shapes = flatten_camera_features([f], self.cams_embeds[i], self.level_embeds[i])
-            loc, vis = project_points(getattr(self, f"anchors_{i}"), intrinsics, cam_from_grid, padded)
+            loc, vis = project_points(getattr(self, f"anchors_{i}"), intrinsics, cam_from_grid, cfg.image_size, padded)
             query = self.volume_queries[i].unsqueeze(0).expand(b, -1, -1).to(features.dtype)
             shape = self.sizes[i + 1]
             for layer in layers:

@@ -295,7 +295,7 @@ class TPVFormer(nn.Module):
         padded = ImageEncoder.padded_size(cfg.image_size)
         locations, visible = [], []
         for plane in range(3):
-            loc, vis = project_points(getattr(self, f"anchors_{plane}"), intrinsics, cam_from_grid, padded)
+            loc, vis = project_points(getattr(self, f"anchors_{plane}"), intrinsics, cam_from_grid, cfg.image_size, padded)
             locations.append(loc)
             visible.append(vis)
 
