@@ -117,11 +117,11 @@ def first_hits(occupied: torch.Tensor, origins: torch.Tensor, directions: torch.
 
     # Per-axis 1-D state (contiguous, cheap elementwise ops). Voxel codes are one byte, bit g
     # set when grid g is occupied, so one gather per step serves every grid.
-    vx, vy, vz = v.unbind(dim=1)
-    sx, sy, sz = step.unbind(dim=1)
-    tx, ty, tz = t_max.unbind(dim=1)
-    dx, dy, dz = t_delta.unbind(dim=1)
-    fx, fy, fz = (step * stride).unbind(dim=1)
+    vx, vy, vz = v.T.contiguous()
+    sx, sy, sz = step.T.contiguous()
+    tx, ty, tz = t_max.T.contiguous()
+    dx, dy, dz = t_delta.T.contiguous()
+    fx, fy, fz = (step * stride).T.contiguous()
     bits = (1 << torch.arange(G, device=device, dtype=torch.int64)).view(G, 1, 1, 1)
     code = (occupied.long() * bits).sum(dim=0).reshape(-1).to(torch.uint8)
     pending = torch.full(ids.shape, (1 << G) - 1, dtype=torch.uint8, device=device)
