@@ -174,9 +174,11 @@ def test_images_load_resize_and_intrinsics_follow(tmp_path):
     np.testing.assert_allclose(k.numpy(), [[200, 0, 160], [0, 200, 90], [0, 0, 1]], atol=1e-5)
 
 
-def test_missing_image_is_named(tmp_path):
+def test_missing_image_and_bad_size_are_named(tmp_path):
     samples = synthetic_scene("scene-0001", 1)
     _write(tmp_path, samples)
+    with pytest.raises(ValueError, match=r"image_size must be \(H, W\) positive ints"):
+        Occ3DNuScenes(tmp_path, samples, image_size=(450.0, 800))
     with pytest.raises(FileNotFoundError, match="CAM_FRONT.png"):
         Occ3DNuScenes(tmp_path, samples, load_images=True, with_origins=False)[0]
 

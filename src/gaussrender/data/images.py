@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["load_image", "scale_intrinsics", "stored_image_size"]
+__all__ = ["load_image", "scale_intrinsics", "stored_image_size", "check_image_size"]
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -33,7 +33,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[t
         img = img.convert("RGB")
         w0, h0 = img.size
         if size is not None:
-            h, w = _check_size(size)
+            h, w = check_image_size(size)
             if (h, w) != (h0, w0):
                 img = img.resize((w, h), Image.BILINEAR)
         array = np.asarray(img, dtype=np.float32) / 255.0
@@ -53,7 +53,8 @@ def stored_image_size(path: str | Path, default: tuple[int, int]) -> tuple[int, 
     return h, w
 
 
-def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+def check_image_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Validate an ``image_size`` argument: ``(H, W)`` positive ints, pixels."""
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2

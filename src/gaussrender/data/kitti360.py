@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from ..grid import SSCBENCH_KITTI360, VoxelGrid
 from ._arrays import check_label_array, require_file
-from .images import load_image, scale_intrinsics, stored_image_size
+from .images import check_image_size, load_image, scale_intrinsics, stored_image_size
 
 __all__ = [
     "KITTI360_SPLITS",
@@ -212,7 +212,7 @@ class SSCBenchKITTI360(Dataset):
             raise ValueError(f"no *_1_1.npy label file under {self.root / 'preprocess' / 'labels'} for {sequences}")
         self.calibration = read_kitti360_calibration(self.root)
         self.load_images = bool(load_images)
-        self.image_size = image_size
+        self.image_size = check_image_size(image_size) if image_size is not None else None
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..grid import VoxelGrid
-from .images import load_image, scale_intrinsics, stored_image_size
+from .images import check_image_size, load_image, scale_intrinsics, stored_image_size
 from .infos import CAMERA_NAMES, SampleInfo, load_infos
 
 __all__ = [
@@ -136,7 +136,7 @@ class NuScenesOccupancy(Dataset, ABC):
             )
         self._scenes = group_scenes(all_samples)
         self.load_images = bool(load_images)
-        self.image_size = image_size
+        self.image_size = check_image_size(image_size) if image_size is not None else None
         self.data_root = Path(data_root) if data_root is not None else self.root
         self.camera_names = tuple(camera_names)
         self.with_origins = bool(with_origins)
@@ -184,12 +184,11 @@ class NuScenesOccupancy(Dataset, ABC):
 
         frames = self._scenes[sample.scene]
         half = min(self.grid.range_max[0], -self.grid.range_min[0], self.grid.range_max[1], -self.grid.range_min[1])
-        as_t = lambda m: torch.from_numpy(np.asarray(m, dtype=np.float64))  # noqa: E731
         origins_ego = ray_origins(
-            as_t(sample.ego2global.matrix()),
-            as_t(sample.lidar2ego.matrix()),
-            as_t(np.stack([f.ego2global.matrix() for f in frames])),
-            as_t(np.stack([f.lidar2ego.matrix() for f in frames])),
+            torch.from_numpy(sample.ego2global.matrix()),
+            torch.from_numpy(sample.lidar2ego.matrix()),
+            torch.from_numpy(np.stack([f.ego2global.matrix() for f in frames])),
+            torch.from_numpy(np.stack([f.lidar2ego.matrix() for f in frames])),
             limit_xy=half - self.origin_margin,
         ).numpy()
         grid_from_ego = np.linalg.inv(self.ego_from_grid(sample))
