@@ -1,0 +1,202 @@
+"""A small synthetic multi-camera dataset in the nuScenes / Occ3D layout, for CPU runs.
+
+Each sample is one procedural scene (:func:`gaussrender.scene.make_scene`) on the Occ3D
+grid. Its six camera images are the ground-truth Gaussians rendered by
+:func:`gaussrender.render` with palette colours as features (cameras of
+:func:`gaussrender.nuscenes_rig` at a small resolution, a sky colour as background), so the
+images show exactly the labelled geometry. Everything is written through the data package's
+writers, so that :class:`gaussrender.data.Occ3DNuScenes` reads it like the real benchmark::
+
+    root/
+      gts/<scene>/<token>/labels.npz       semantics, mask_lidar, mask_camera (uint8)
+      samples/<CAM_NAME>/<token>.png        RGB images
+      synthetic_infos_train.json            BEVDet-style infos (calibration, poses)
+      synthetic_infos_val.json
+
+The grid is the key frame's ego frame; the LiDAR sits at the scene's roof position with the
+ego's orientation. Generation is deterministic in ``seed``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..grid import OCC3D_NUSCENES, VoxelGrid
+
+__all__ = ["SyntheticDataset", "make_dataset", "matrix_to_quaternion"]
+
+#: RGB in [0, 1] of pixels where no Gaussian is seen
+SKY = (0.62, 0.75, 0.90)
+
+
+@dataclass(frozen=True)
+class SyntheticDataset:
+    """Where :func:`make_dataset` wrote things."""
+
+    root: Path
+    train_infos: Path
+    val_infos: Path
+    image_size: tuple[int, int]
+
+
+def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """Unit quaternion (w, x, y, z) of a ``[3, 3]`` rotation matrix, with ``w >= 0``.
+
+    Picks the largest of ``w, x, y, z`` to divide by (numerically stable for all rotations).
+    """
+    r = np.asarray(rotation, dtype=np.float64)
+    if r.shape != (3, 3):
+        raise ValueError(f"rotation must be a [3, 3] matrix, got shape {list(r.shape)}")
+    trace = r[0, 0] + r[1, 1] + r[2, 2]
+    candidates = [1 + trace, 1 + r[0, 0] - r[1, 1] - r[2, 2], 1 - r[0, 0] + r[1, 1] - r[2, 2],
+                  1 - r[0, 0] - r[1, 1] + r[2, 2]]
+    k = int(np.argmax(candidates))
+    s = 2.0 * math.sqrt(max(candidates[k], 1e-300))
+    if k == 0:
+        q = (s / 4, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s)
+    elif k == 1:
+        q = ((r[2, 1] - r[1, 2]) / s, s / 4, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s)
+    elif k == 2:
+        q = ((r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, s / 4, (r[1, 2] + r[2, 1]) / s)
+    else:
+        q = ((r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, s / 4)
+    qa = np.asarray(q) / np.linalg.norm(q)
+    if qa[0] < 0:
+        qa = -qa
+    return tuple(float(v) for v in qa)  # type: ignore[return-value]
+
+
+def _pose(matrix: np.ndarray):
+    from ..data import Pose
+
+    return Pose(tuple(float(v) for v in matrix[:3, 3]), matrix_to_quaternion(matrix[:3, :3]))
+
+
+def render_views(
+    labels: torch.Tensor,
+    colors: torch.Tensor,
+    intrinsics: torch.Tensor,
+    cam_from_grid: torch.Tensor,
+    image_size: tuple[int, int],
+    grid: VoxelGrid = OCC3D_NUSCENES,
+) -> torch.Tensor:
+    """RGB images ``[V, H, W, 3]`` in ``[0, 1]`` of the labelled voxels seen by the cameras.
+
+    Only Gaussians whose centre projects within 1.3x the image extent are rendered (see the
+    comment in the code).
+
+    Args:
+        labels: ``[X, Y, Z]`` integer labels.
+        colors: ``[C, 3]`` RGB in ``[0, 1]`` per class.
+        intrinsics: ``[V, 3, 3]`` pixels (for ``image_size``).
+        cam_from_grid: ``[V, 4, 4]`` grid → OpenCV camera.
+        image_size: ``(H, W)`` pixels.
+    """
+    from ..cameras import Cameras
+    from ..gaussians import voxels_to_gaussians
+    from ..render import render
+
+    gauss = voxels_to_gaussians(grid, labels=labels.long())
+    features = gauss.features.float() @ colors.float()  # one-hot x palette
+    means = gauss.means.float()
+    h, w = int(image_size[0]), int(image_size[1])
+    cams = Cameras(cam_from_grid.float(), intrinsics.float(), w, h)
+    uv, depth = cams.project(means)  # [V, N, 2], [V, N]
+    # Keep Gaussians whose centre lies within 1.3x the image's extent (3DGS's frustum
+    # margin). The renderer's exact Jacobian would smear a ground voxel just beside the
+    # camera over the whole image; the 3DGS rasteriser clamps the Jacobian there instead.
+    margin_u, margin_v = 0.3 * w, 0.3 * h
+    inside = ((uv[..., 0] > -margin_u) & (uv[..., 0] < w + margin_u)
+              & (uv[..., 1] > -margin_v) & (uv[..., 1] < h + margin_v) & (depth > cams.near))
+    views = []
+    for v in range(len(cams)):
+        keep = inside[v]
+        out = render(means[keep], gauss.opacities.float()[keep], features[keep], gauss.scales.float()[keep],
+                     cams[v], background=torch.tensor(SKY), backend="torch")
+        views.append(out.features[0])
+    return torch.stack(views).clamp(0.0, 1.0)
+
+
+def make_dataset(
+    root: str | Path,
+    num_scenes: int,
+    *,
+    num_val_scenes: int = 1,
+    seed: int = 0,
+    image_size: tuple[int, int] = (48, 88),
+    colors: torch.Tensor | None = None,
+    camera_stride: int = 16,
+) -> SyntheticDataset:
+    """Write ``num_scenes`` training and ``num_val_scenes`` validation samples under ``root``.
+
+    Args:
+        root: output directory (created; existing samples with the same tokens are replaced).
+        num_scenes: training samples (one per scene), ``>= 1``.
+        num_val_scenes: validation samples, ``>= 0``; their seeds follow the training ones.
+        seed: seed of the first scene; scene ``i`` uses ``seed + i``.
+        image_size: ``(H, W)`` of the rendered images, pixels.
+        colors: ``[18, 3]`` RGB in ``[0, 1]`` per Occ3D class; default the package palette
+            (:func:`gaussrender.viz.palette`).
+        camera_stride: pixel spacing (at 1600x900) of the rays that build ``mask_camera``;
+            the scene generator's default is 8, 16 is 4x cheaper and still dense at 0.4 m.
+
+    Returns:
+        :class:`SyntheticDataset` with the info file paths.
+    """
+    from ..camera_strategies import nuscenes_rig
+    from ..data import CameraInfo, SampleInfo, write_infos_json, write_occ3d_sample
+    from ..scene import LIDAR_ORIGIN, make_scene
+    from ..viz import palette, save_png
+
+    for name, value, lo in (("num_scenes", num_scenes, 1), ("num_val_scenes", num_val_scenes, 0), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+    if len(image_size) != 2 or not all(isinstance(s, int) and s > 0 for s in image_size):
+        raise ValueError(f"image_size must be (H, W) positive ints (pixels), got {image_size!r}")
+    grid = OCC3D_NUSCENES
+    if colors is None:
+        colors = torch.from_numpy(palette(grid)).float() / 255.0
+    colors = torch.as_tensor(colors, dtype=torch.float32)
+    if colors.shape != (grid.num_classes, 3):
+        raise ValueError(f"colors must have shape [{grid.num_classes}, 3], got {list(colors.shape)}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    h, w = image_size
+    intrinsics, cam_from_ego, names = nuscenes_rig(image_size, dtype=torch.float64)
+    lidar2ego = np.eye(4)
+    lidar2ego[:3, 3] = LIDAR_ORIGIN
+    samples: list = []
+    for i in range(num_scenes + num_val_scenes):
+        scene_seed = seed + i
+        # one frame: the synthetic set has one labelled sample per scene, no sweeps to accumulate
+        scene = make_scene(scene_seed, grid, frames=1, camera_stride=camera_stride)
+        scene_name = f"scene-synthetic-{scene_seed:04d}"
+        token = f"synthetic{scene_seed:06d}"
+        write_occ3d_sample(root, scene_name, token, scene.semantics, scene.mask_lidar, scene.mask_camera, grid)
+        images = render_views(scene.semantics, colors, intrinsics, cam_from_ego, image_size, grid)
+        ego2global = _pose(scene.ego_poses[scene.key_frame].numpy())
+        cameras = {}
+        for v, name in enumerate(names):
+            rel = f"samples/{name}/{token}.png"
+            save_png(root / rel, (images[v].numpy() * 255.0 + 0.5).astype(np.uint8))
+            cameras[name] = CameraInfo(
+                name=name,
+                image_path=rel,
+                intrinsics=intrinsics[v].numpy(),
+                sensor2ego=_pose(np.linalg.inv(cam_from_ego[v].numpy())),
+                ego2global=ego2global,
+            )
+        samples.append(SampleInfo(
+            token=token, scene=scene_name, scene_token=scene_name, timestamp=1_000_000 * scene_seed,
+            lidar_path="", lidar2ego=_pose(lidar2ego), ego2global=ego2global, cameras=cameras,
+            occ_path=f"gts/{scene_name}/{token}",
+        ))
+    train = write_infos_json(root / "synthetic_infos_train.json", samples[:num_scenes], version="synthetic")
+    val = write_infos_json(root / "synthetic_infos_val.json", samples[num_scenes:], version="synthetic")
+    return SyntheticDataset(root, train, val, (h, w))
