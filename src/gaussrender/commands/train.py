@@ -5,9 +5,9 @@ to ``RUN/log.jsonl`` (and ``RUN/tb`` with TensorBoard installed); checkpoints to
 ``RUN/last.pt``. ``--resume RUN/last.pt`` continues a run exactly where it stopped.
 
 Examples:
-    gaussrender train --config configs/tiny_synthetic_render.yaml --run runs/tiny
-    gaussrender train --config configs/tpvformer_occ3d_render.yaml --run runs/tpv --set data.root=/data/occ3d
-    torchrun --nproc_per_node 8 -m gaussrender train --config configs/tpvformer_occ3d_render.yaml --run runs/tpv
+    gaussrender train --config configs/tiny_synthetic_render.yaml --run-dir runs/tiny
+    gaussrender train --config configs/tpvformer_occ3d_render.yaml --run-dir runs/tpv --set data.root=/data/occ3d
+    torchrun --nproc_per_node 8 -m gaussrender train --config configs/tpvformer_occ3d_render.yaml --run-dir runs/tpv
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ HELP = "train a model from a YAML config (torchrun for several GPUs/processes)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="YAML config (see configs/)")
-    parser.add_argument("--run", required=True, type=Path, help="run directory (config.yaml, log.jsonl, last.pt)")
+    parser.add_argument("--run-dir", dest="run", required=True, type=Path,
+                        help="run directory (config.yaml, log.jsonl, last.pt)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)")
     parser.add_argument("--resume", type=Path, default=None, help="checkpoint to resume from (e.g. RUN/last.pt)")

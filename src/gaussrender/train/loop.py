@@ -240,6 +240,8 @@ class Trainer:
         metric_convention: IoU averaging rule for validation
             (:class:`gaussrender.metrics.occupancy.IoUConvention`); default: the grid
             preset's own. A grid that is not a preset must pass one.
+        class_weights: ``[C]`` cross-entropy weights already computed by the caller (e.g.
+            from a labels-only dataset); default: :func:`class_weights_for` on ``train_set``.
     """
 
     def __init__(
@@ -254,6 +256,7 @@ class Trainer:
         info: DistInfo | None = None,
         progress: bool = True,
         metric_convention: Any = None,
+        class_weights: torch.Tensor | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -296,7 +299,9 @@ class Trainer:
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.render_generator = torch.Generator().manual_seed(cfg.train.seed * 7919 + self.info.rank)
-        weights = class_weights_for(cfg, self.grid, train_set, self.info, self.run_dir / "class_counts.json")
+        weights = class_weights
+        if weights is None:
+            weights = class_weights_for(cfg, self.grid, train_set, self.info, self.run_dir / "class_counts.json")
         self.loss_fn = TrainingLoss(cfg, self.grid, self.render_generator, weights).to(device)
         self.ddp_model: torch.nn.Module = self.model
         if self.info.distributed:

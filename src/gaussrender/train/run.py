@@ -31,14 +31,16 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         prepare_synthetic(cfg.data, info.is_main)
         run_dir = Path(run_dir)
         grid = grid_of(cfg)
-        # count classes from labels only (no images) before the trainer needs the weights
+        # count classes once, from labels only (no images), for every rank together
+        weights = None
         if cfg.loss.class_weights is None and cfg.loss.class_weighting != "none":
             labels_only = build_dataset(cfg.data, "train", load_images=False)
-            class_weights_for(cfg, grid, labels_only, info, run_dir / "class_counts.json")
+            weights = class_weights_for(cfg, grid, labels_only, info, run_dir / "class_counts.json")
         train_set = build_dataset(cfg.data, "train")
         val_set = build_dataset(cfg.data, "val") if cfg.train.val_every_epochs else None
         model = build_model_from_config(cfg)
-        trainer = Trainer(cfg, run_dir, model, train_set, val_set, grid=grid, info=info, progress=progress)
+        trainer = Trainer(cfg, run_dir, model, train_set, val_set, grid=grid, info=info, progress=progress,
+                          class_weights=weights)
         return trainer.fit(resume=resume)
     finally:
         shutdown_distributed()
