@@ -9,7 +9,7 @@ import torch
 from ..grid import VoxelGrid, get_grid
 from .config import Config, DataConfig
 
-__all__ = ["build_model_from_config", "build_dataset", "prepare_synthetic"]
+__all__ = ["build_model_from_config", "build_dataset", "prepare_synthetic", "grid_of"]
 
 
 def build_model_from_config(cfg: Config) -> torch.nn.Module:
@@ -77,16 +77,18 @@ def build_dataset(cfg: DataConfig, split: str, *, load_images: bool = True, root
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     root = root if root is not None else cfg.root
     size = tuple(cfg.image_size)
+    reader = {"occ3d": data.Occ3DNuScenes, "surroundocc": data.SurroundOccNuScenes,
+              "kitti360": data.SSCBenchKITTI360}[cfg.format]
+    if get_grid(cfg.grid) != reader.grid:
+        raise ValueError(
+            f"data.grid {cfg.grid!r} does not match the {cfg.format!r} reader's grid {reader.grid.name!r}"
+        )
     if cfg.format == "kitti360":
-        return data.SSCBenchKITTI360(root, split, load_images=load_images, image_size=size)
-    reader = data.Occ3DNuScenes if cfg.format == "occ3d" else data.SurroundOccNuScenes
-    data_root = cfg.data_root or root
-    ds = reader(root, infos if infos is not None else _infos(cfg, split), load_images=load_images,
-                image_size=size, data_root=data_root)
-    if get_grid(cfg.grid) != ds.grid:
-        raise ValueError(f"data.grid {cfg.grid!r} does not match the {cfg.format!r} reader's grid {ds.grid.name!r}")
-    return ds
+        return reader(root, split, load_images=load_images, image_size=size)
+    return reader(root, infos if infos is not None else _infos(cfg, split), load_images=load_images,
+                  image_size=size, data_root=cfg.data_root or root)
 
 
 def grid_of(cfg: Config) -> VoxelGrid:
+    """The voxel grid preset named by ``cfg.data.grid``."""
     return get_grid(cfg.data.grid)
