@@ -6,9 +6,12 @@ both kinds and importing this module never decides the mode for the rest of the 
 
 Layout shared by both kernels:
 
-* one program per 16x16 tile (``TILE``), tiles numbered ``(view * tiles_y + row) * tiles_x +
-  col`` exactly as :func:`gaussrender.render._project.bin_gaussians` numbers them;
-* pixels are a flat block of ``TILE * TILE`` lanes; pixel (r, c) samples (c + 0.5, r + 0.5);
+* tiles of 16x16 pixels (``TILE``), numbered ``(view * tiles_y + row) * tiles_x + col``
+  exactly as :func:`gaussrender.render._project.bin_gaussians` numbers them; a program handles
+  a band of ``ROWS`` rows of one tile (program axis ``band``), so several programs may walk
+  the same tile list: fewer pixels per program means fewer registers per thread;
+* a band's pixels are a flat block of ``ROWS * TILE`` lanes; pixel (r, c) samples
+  (c + 0.5, r + 0.5);
 * a tile's depth-sorted (Gaussian, tile) pairs are walked in batches of ``BATCH`` entries, so
   every blending quantity is a ``[pixels, BATCH]`` block; the strict front-to-back order
   inside a batch is recovered with cumulative products along the batch axis;
@@ -47,13 +50,15 @@ def blend_forward_kernel(
     tiles_x,
     tiles_per_view,
     TILE: tl.constexpr,
+    ROWS: tl.constexpr,
     BATCH: tl.constexpr,
     CHANNEL_BLOCK: tl.constexpr,
     ALPHA_MIN: tl.constexpr,
     ALPHA_MAX: tl.constexpr,
     T_MIN: tl.constexpr,
 ):
-    """Grid ``(num_tiles, num_channel_blocks)``: program (tile, block) blends one channel block.
+    """Grid ``(num_tiles, num_channel_blocks, TILE // ROWS)``: program (tile, block, band)
+    blends one channel block of one band of rows.
 
     Every channel block re-derives the same transmittance (identical arithmetic, so identical
     bits); only block 0 stores depth, T and the last-entry count.
@@ -61,10 +66,11 @@ def blend_forward_kernel(
     dtype = means2d_ptr.dtype.element_ty
     tile = tl.program_id(0)
     block = tl.program_id(1)
+    band = tl.program_id(2)
     view = tile // tiles_per_view
     tile_in_view = tile % tiles_per_view
-    lane = tl.arange(0, TILE * TILE)
-    row = (tile_in_view // tiles_x) * TILE + lane // TILE
+    lane = tl.arange(0, ROWS * TILE)
+    row = (tile_in_view // tiles_x) * TILE + band * ROWS + lane // TILE
     col = (tile_in_view % tiles_x) * TILE + lane % TILE
     inside = (row < height) & (col < width)
     px = col.to(dtype) + 0.5
@@ -76,11 +82,11 @@ def blend_forward_kernel(
     ch = block * CHANNEL_BLOCK + tl.arange(0, CHANNEL_BLOCK)
     ch_ok = ch < num_channels
 
-    trans = tl.full([TILE * TILE], 1.0, dtype)
+    trans = tl.full([ROWS * TILE], 1.0, dtype)
     alive = inside  # pixels outside the image never need work
-    last = tl.zeros([TILE * TILE], dtype=tl.int32)
-    depth = tl.zeros([TILE * TILE], dtype=dtype)
-    color = tl.zeros([TILE * TILE, CHANNEL_BLOCK], dtype=dtype)
+    last = tl.zeros([ROWS * TILE], dtype=tl.int32)
+    depth = tl.zeros([ROWS * TILE], dtype=dtype)
+    color = tl.zeros([ROWS * TILE, CHANNEL_BLOCK], dtype=dtype)
 
     b0 = 0
     n_alive = tl.sum(alive.to(tl.int32), axis=0)
@@ -162,13 +168,14 @@ def blend_backward_kernel(
     tiles_x,
     tiles_per_view,
     TILE: tl.constexpr,
+    ROWS: tl.constexpr,
     BATCH: tl.constexpr,
     CHANNEL_BLOCK: tl.constexpr,
     NUM_CHANNEL_BLOCKS: tl.constexpr,
     ALPHA_MIN: tl.constexpr,
     ALPHA_MAX: tl.constexpr,
 ):
-    """Grid ``(num_tiles,)``: re-walk each tile's list back to front (3DGS style).
+    """Grid ``(num_tiles, TILE // ROWS)``: re-walk each tile's list back to front (3DGS style).
 
     With ``w_i = α_i T_i`` and ``g_i = ∂L/∂C · f_i + ∂L/∂D · z_i`` per pixel,
     ``∂L/∂α_i = T_i g_i - S_i / (1 - α_i)`` where ``S_i = Σ_{j>i} w_j g_j + ∂L/∂T_N · T_N``
@@ -177,10 +184,11 @@ def blend_backward_kernel(
     """
     dtype = means2d_ptr.dtype.element_ty
     tile = tl.program_id(0)
+    band = tl.program_id(1)
     view = tile // tiles_per_view
     tile_in_view = tile % tiles_per_view
-    lane = tl.arange(0, TILE * TILE)
-    row = (tile_in_view // tiles_x) * TILE + lane // TILE
+    lane = tl.arange(0, ROWS * TILE)
+    row = (tile_in_view // tiles_x) * TILE + band * ROWS + lane // TILE
     col = (tile_in_view % tiles_x) * TILE + lane % TILE
     inside = (row < height) & (col < width)
     px = col.to(dtype) + 0.5
