@@ -36,8 +36,9 @@ class TritonConfig:
     """Launch parameters of the blending kernels (powers of two; ``>= 16`` for ``tl.dot``).
 
     They change speed, never results (beyond float rounding). The defaults were chosen from
-    ptxas resource reports of sm_90 builds (no register spills for up to 32 channels), not
-    from GPU timings.
+    ptxas resource reports of sm_90 builds (with up to 32 channels, 16 bytes of register
+    spill per thread at most, against about 1 KB for whole-tile programs), not from GPU
+    timings.
 
     Attributes:
         rows: tile rows per program (a divisor of 16; 16 = one program per tile); fewer
@@ -46,7 +47,7 @@ class TritonConfig:
         backward_batch: list entries per step of the backward kernel (it keeps more
             ``[pixels, batch]`` blocks alive, hence a smaller default).
         max_channel_block: widest channel block; more channels loop over blocks.
-        num_warps: warps per program (one program per 256-pixel tile).
+        num_warps: warps per program (one program per ``rows`` x 16 pixels).
     """
 
     rows: int = 8
