@@ -201,8 +201,10 @@ def trajectory(
     lo = torch.tensor(grid.range_min[:2], dtype=rot.dtype, device=rot.device)
     hi = torch.tensor(grid.range_max[:2], dtype=rot.dtype, device=rot.device)
     d = direction[..., :2]
-    safe = torch.where(d.abs() > 1e-9, d, torch.full_like(d, 1e-9))
+    moving = d.abs() > 1e-9
+    safe = torch.where(moving, d, torch.ones_like(d))
     to_wall = torch.where(d > 0, (hi - centre[..., :2]) / safe, (lo - centre[..., :2]) / safe)
+    to_wall = torch.where(moving, to_wall, torch.full_like(to_wall, float("inf")))
     distance = to_wall.amin(dim=-1).clamp_min(0.0)
     fraction = _uniform(batch, 0.0, max_fraction, cam_from_grid, generator)
     return move_cameras(cam_from_grid, forward=fraction * distance, lift=lift)

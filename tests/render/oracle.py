@@ -33,7 +33,7 @@ def oracle_render(means, opacities, features, scales, cam_from_world, intrinsics
         trans = torch.ones(height, width, dtype=torch.float64)
         done = torch.zeros(height, width, dtype=torch.bool)
         cam_pts = [w[:3, :3] @ means[i] + w[:3, 3] for i in range(n)]
-        zs = [float(p[2]) for p in cam_pts]
+        zs = [float(p[2].detach()) for p in cam_pts]
         order = sorted(range(n), key=lambda i: (zs[i], i))
         for i in order:
             t = cam_pts[i]

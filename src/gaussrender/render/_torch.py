@@ -29,7 +29,7 @@ from ._project import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_gaussians, project_gaussi
 
 __all__ = ["render_torch"]
 
-TILE = 16
+TILE = 8
 
 
 def _blend_slice(
@@ -81,19 +81,24 @@ def render_torch(
     background: torch.Tensor,
     depth_chunk: int = 32,
     max_elements: int = 1 << 22,
+    tile: int = TILE,
 ) -> RenderResult:
-    """Render with the vectorised PyTorch backend; see :func:`gaussrender.render`."""
+    """Render with the vectorised PyTorch backend; see :func:`gaussrender.render`.
+
+    ``depth_chunk`` (Gaussians per tile per round), ``max_elements`` (alpha values evaluated
+    at once) and ``tile`` (tile edge, pixels) change speed and memory, never the result.
+    """
     device, dtype = means.device, means.dtype
     num_views, width, height = len(cameras), cameras.width, cameras.height
     n, c = features.shape
-    tiles_x, tiles_y = math.ceil(width / TILE), math.ceil(height / TILE)
+    tiles_x, tiles_y = math.ceil(width / tile), math.ceil(height / tile)
     tiles_per_view = tiles_x * tiles_y
     num_tiles = num_views * tiles_per_view
-    pixels = TILE * TILE
+    pixels = tile * tile
 
     proj = project_gaussians(means, opacities, scales, cameras)
 
-    bins = bin_gaussians(proj, width, height, TILE)
+    bins = bin_gaussians(proj, width, height, tile)
     pair_flat, pair_gauss = bins.pair_flat, bins.pair_gauss
     tile_start, tile_count = bins.tile_start, bins.tile_count
     with torch.no_grad():
@@ -101,9 +106,9 @@ def render_torch(
         lp = torch.arange(pixels, device=device)
         all_tiles = torch.arange(num_tiles, device=device)
         tile_in_view = all_tiles % tiles_per_view
-        tile_px = ((tile_in_view % tiles_x) * TILE)[:, None] + (lp % TILE)[None, :]
-        tile_py = (torch.div(tile_in_view, tiles_x, rounding_mode="floor") * TILE)[:, None] + torch.div(
-            lp, TILE, rounding_mode="floor"
+        tile_px = ((tile_in_view % tiles_x) * tile)[:, None] + (lp % tile)[None, :]
+        tile_py = (torch.div(tile_in_view, tiles_x, rounding_mode="floor") * tile)[:, None] + torch.div(
+            lp, tile, rounding_mode="floor"
         )[None, :]
         inside = (tile_px < width) & (tile_py < height)
 
@@ -183,8 +188,8 @@ def render_torch(
     color = color + trans[..., None] * background
 
     def to_image(x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(num_views, tiles_y, tiles_x, TILE, TILE, *x.shape[2:])
-        x = x.transpose(2, 3).reshape(num_views, tiles_y * TILE, tiles_x * TILE, *x.shape[5:])
+        x = x.reshape(num_views, tiles_y, tiles_x, tile, tile, *x.shape[2:])
+        x = x.transpose(2, 3).reshape(num_views, tiles_y * tile, tiles_x * tile, *x.shape[5:])
         return x[:, :height, :width]
 
     return RenderResult(

@@ -1,0 +1,149 @@
+"""GaussRenderLoss on the three benchmark grids: zero at the truth, finite, trainable, safe."""
+
+import pytest
+import torch
+
+import gaussrender as gr
+
+
+def _scene(grid, seed=0):
+    """A sparse scene: a ground slab, a box object and a wall, plus some ignore voxels."""
+    g = torch.Generator().manual_seed(seed)
+    x, y, z = grid.shape
+    labels = torch.full((1, x, y, z), grid.empty_index, dtype=torch.long)
+    sem = list(grid.semantic_classes)
+    labels[0, x // 4 : 3 * x // 4, y // 4 : 3 * y // 4, 1] = sem[int(torch.randint(len(sem), (1,), generator=g))]
+    labels[0, x // 2 + 5 : x // 2 + 9, y // 2 - 2 : y // 2 + 2, 2:5] = sem[0]
+    labels[0, x // 2 + 15, y // 4 : 3 * y // 4, 2:8] = sem[-1]
+    labels[0, : x // 8, : y // 8, :] = grid.ignore_index
+    return labels
+
+
+def _cameras(grid, size=(90, 160)):
+    k, p, _ = gr.nuscenes_rig(size)
+    # the rig sits at the ego origin; KITTI-360's grid lies ahead of it, so keep the front camera
+    return k[None], p[None]
+
+
+def _onehot_logits(labels, grid, margin=200.0):
+    oh = torch.nn.functional.one_hot(labels.clamp(max=grid.num_classes - 1), grid.num_classes)
+    return margin * oh.permute(0, 4, 1, 2, 3).float()
+
+
+@pytest.mark.parametrize("grid", [gr.OCC3D_NUSCENES, gr.SURROUNDOCC_NUSCENES, gr.SSCBENCH_KITTI360])
+def test_zero_at_the_truth_and_positive_elsewhere(grid):
+    labels = _scene(grid)
+    k, p = _cameras(grid)
+    loss_fn = gr.GaussRenderLoss(grid, bev_size=96, seed=0, camera_strategy="sensor")
+    out = loss_fn(_onehot_logits(labels, grid), labels, k, p, (90, 160))
+    assert all(float(v) == 0.0 for v in out.values()), out
+    noisy = (_onehot_logits(labels, grid, 8.0) + 0.5 * torch.randn(labels.shape[0], grid.num_classes, *grid.shape)).requires_grad_()
+    out = loss_fn(noisy, labels, k, p, (90, 160))
+    assert all(torch.isfinite(v) for v in out.values())
+    assert out["bev"] > 0 and out["loss"] > 0
+    torch.testing.assert_close(out["loss"], 10.0 * (out["cam"] + out["cam_depth"] + out["bev"] + out["bev_depth"]))
+    out["loss"].backward()
+    assert torch.isfinite(noisy.grad).all() and noisy.grad.abs().sum() > 0
+
+
+def test_loss_decreases_under_optimisation():
+    grid = gr.OCC3D_NUSCENES
+    labels = _scene(grid, seed=1)
+    k, p = _cameras(grid)
+    torch.manual_seed(0)
+    # a wrong but confident start: the object is shifted by 2 voxels and mislabelled
+    start = labels.roll(2, dims=1)
+    start[start == grid.semantic_classes[0]] = grid.semantic_classes[3]
+    logits = (_onehot_logits(start, grid, 6.0) + 0.5 * torch.randn(1, grid.num_classes, *grid.shape)).requires_grad_()
+    opt = torch.optim.Adam([logits], lr=0.3)
+    loss_fn = gr.GaussRenderLoss(grid, bev_size=96, resolution_divisor=2, seed=0, camera_strategy="sensor")
+    losses = []
+    for _ in range(5):
+        out = loss_fn(logits, labels, k, p, (90, 160))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["loss"]))
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_empty_and_all_ignore_scenes_give_zero_finite_gradients():
+    grid = gr.OCC3D_NUSCENES
+    k, p = _cameras(grid)
+    loss_fn = gr.GaussRenderLoss(grid, bev_size=32)
+    ignore = torch.full((1, *grid.shape), 255)
+    logits = torch.randn(1, grid.num_classes, *grid.shape, requires_grad=True)
+    out = loss_fn(logits, ignore, k, p, (90, 160))
+    out["loss"].backward()
+    assert float(out["loss"]) == 0 and torch.equal(logits.grad, torch.zeros_like(logits))
+    empty = torch.full((1, *grid.shape), grid.empty_index)
+    confident_empty = _onehot_logits(empty, grid).requires_grad_()
+    out = loss_fn(confident_empty, empty, k, p, (90, 160))
+    out["loss"].backward()
+    assert float(out["loss"]) == 0 and torch.isfinite(confident_empty.grad).all()
+    assert confident_empty.grad.abs().max() == 0
+    # an empty truth with a wrong prediction is penalised
+    wrong = torch.zeros_like(confident_empty)
+    assert float(loss_fn(wrong, empty, k, p, (90, 160))["loss"]) > 0
+
+
+def test_bev_only_without_cameras_and_options():
+    grid = gr.OCC3D_NUSCENES
+    labels = _scene(grid)
+    logits = _onehot_logits(labels, grid, 8.0)
+    out = gr.GaussRenderLoss(grid, bev_size=48)(logits, labels)
+    assert out["cam"] == 0 and out["cam_depth"] == 0 and out["bev"] > 0
+    k, p = _cameras(grid)
+    for kw in [dict(semantic="ce"), dict(semantic="kl"), dict(bev_model="orthographic"), dict(views=("cam",)),
+               dict(depth=False), dict(camera_strategy="stereo", cameras_per_sample=2),
+               dict(camera_weights=gr.NUSCENES_CAMERA_WEIGHTS, cameras_per_sample=3),
+               dict(camera_strategy="elevated"), dict(camera_strategy="random"), dict(camera_strategy="trajectory")]:
+        out = gr.GaussRenderLoss(grid, bev_size=48, resolution_divisor=2, seed=0, **kw)(logits, labels, k, p, (90, 160))
+        assert all(torch.isfinite(v) for v in out.values()), kw
+        if "views" in kw:
+            assert out["bev"] == 0 and out["cam"] > 0
+        if kw.get("depth") is False:
+            assert out["cam_depth"] == 0 and out["bev_depth"] == 0
+    out = gr.GaussRenderLoss(grid, bev_size=32, prefix="loss_render_")(logits, labels)
+    assert set(out) == {"loss", "loss_render_cam", "loss_render_cam_depth", "loss_render_bev", "loss_render_bev_depth"}
+    assert isinstance(gr.GaussRenderLoss("surroundocc").grid, gr.VoxelGrid)
+
+
+def test_seeded_camera_sampling_is_reproducible():
+    grid = gr.OCC3D_NUSCENES
+    labels = _scene(grid)
+    logits = _onehot_logits(labels, grid, 8.0)
+    k, p = _cameras(grid)
+    runs = [gr.GaussRenderLoss(grid, views=("cam",), camera_strategy="random", resolution_divisor=2, seed=5)(logits, labels, k, p, (90, 160))["cam"] for _ in range(2)]
+    assert float(runs[0]) == float(runs[1])
+
+
+def test_bad_input():
+    grid = gr.OCC3D_NUSCENES
+    labels = _scene(grid)
+    logits = _onehot_logits(labels, grid, 8.0)
+    k, p = _cameras(grid)
+    loss_fn = gr.GaussRenderLoss(grid, bev_size=16)
+    with pytest.raises(ValueError, match="logits"):
+        loss_fn(logits[:, :5], labels)
+    with pytest.raises(ValueError, match="NaN"):
+        loss_fn(torch.full_like(logits, float("nan")), labels)
+    with pytest.raises(ValueError, match="labels"):
+        loss_fn(logits, labels.clamp(max=17) + 1)
+    with pytest.raises(ValueError, match="together"):
+        loss_fn(logits, labels, intrinsics=k)
+    with pytest.raises(ValueError, match="cam_from_grid"):
+        loss_fn(logits, labels, k, p[:, :2], (90, 160))
+    with pytest.raises(ValueError, match="image_size"):
+        loss_fn(logits, labels, k, p, (0, 160))
+    singular = k.clone()
+    singular[..., 0, 0] = 0
+    with pytest.raises(ValueError, match="singular"):
+        loss_fn(logits, labels, singular, p, (90, 160))
+    with pytest.raises(ValueError, match="views"):
+        gr.GaussRenderLoss(grid, views=("side",))
+    with pytest.raises(ValueError, match="camera_strategy"):
+        gr.GaussRenderLoss(grid, camera_strategy="drone")
+    with pytest.raises(ValueError, match="camera_weights"):
+        gr.GaussRenderLoss(grid, camera_weights=(1.0, 2.0))(logits, labels, k, p, (90, 160))
