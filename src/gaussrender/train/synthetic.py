@@ -28,7 +28,7 @@ import torch
 
 from ..grid import OCC3D_NUSCENES, VoxelGrid
 
-__all__ = ["SyntheticDataset", "make_dataset", "matrix_to_quaternion"]
+__all__ = ["SyntheticDataset", "make_dataset", "render_views", "matrix_to_quaternion", "SKY"]
 
 #: RGB in [0, 1] of pixels where no Gaussian is seen
 SKY = (0.62, 0.75, 0.90)
