@@ -30,3 +30,26 @@ def test_disabled_logger_writes_nothing(tmp_path):
 def test_missing_log_names_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="log.jsonl"):
         read_jsonl(tmp_path / "log.jsonl")
+
+
+def test_tensorboard_gets_numeric_fields(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class FakeWriter:  # stands in for tensorboard's SummaryWriter (an optional extra)
+        def __init__(self, log_dir):
+            calls.append(("dir", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, value, step))
+
+        def close(self):
+            calls.append(("closed",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    log = RunLogger(tmp_path)
+    log.log("train", 3, loss=1.5, skipped=False, note="text")
+    log.close()
+    assert calls == [("dir", str(tmp_path / "tb")), ("train/loss", 1.5, 3), ("closed",)]
