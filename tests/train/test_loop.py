@@ -121,3 +121,11 @@ def test_class_weights_length_checked():
         TrainingLoss(tiny_config(loss={"class_weights": [1.0, 2.0]}), TINY_GRID)
     with pytest.raises(ValueError, match="render_kwargs.weight"):
         TrainingLoss(tiny_config(loss={"render": True, "render_kwargs": {"weight": 3.0}}), TINY_GRID)
+
+
+def test_gradients_are_clipped_to_max_norm(tmp_path):
+    t = tiny_trainer(tmp_path, tiny_config(optim={"grad_clip": 1e-3}))
+    record = t.train_step(collate(tiny_dataset(1)))
+    assert record["grad_norm"] > 1e-3  # the norm before clipping is logged
+    total = torch.sqrt(sum(p.grad.pow(2).sum() for p in t.model.parameters() if p.grad is not None))
+    assert total <= 1e-3 * (1 + 1e-4)
