@@ -42,9 +42,13 @@ def oracle_render(means, opacities, features, scales, cam_from_world, intrinsics
             a_mat = k[:2, :2]
             if model == "pinhole":
                 proj = a_mat @ (t[:2] / t[2]) + k[:2, 2]
+                # the Jacobian's direction is clamped to 1.3x the field of view (3DGS, gsplat)
+                fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+                xz = torch.clamp(t[0] / t[2], -(cx / fx + 0.15 * width / fx), (width - cx) / fx + 0.15 * width / fx)
+                yz = torch.clamp(t[1] / t[2], -(cy / fy + 0.15 * height / fy), (height - cy) / fy + 0.15 * height / fy)
                 jac = a_mat @ torch.stack([
-                    torch.stack([1 / t[2], torch.zeros((), dtype=torch.float64), -t[0] / t[2] ** 2]),
-                    torch.stack([torch.zeros((), dtype=torch.float64), 1 / t[2], -t[1] / t[2] ** 2]),
+                    torch.stack([1 / t[2], torch.zeros((), dtype=torch.float64), -xz / t[2]]),
+                    torch.stack([torch.zeros((), dtype=torch.float64), 1 / t[2], -yz / t[2]]),
                 ])
             else:
                 proj = a_mat @ t[:2] + k[:2, 2]

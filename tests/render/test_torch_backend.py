@@ -173,3 +173,17 @@ def test_bad_input_names_the_argument():
         gr.render(m, o, f, 0.3, "camera")
     with pytest.raises(ValueError, match="backend"):
         gr.render(m, o, f, 0.3, cams, backend="cuda")
+
+
+def test_near_plane_gaussians_far_off_screen_do_not_smear():
+    # 3DGS clamps the Jacobian's direction to 1.3x the field of view; without it this
+    # Gaussian, 0.5 m ahead and 5 m to the side, would cover the whole image.
+    k = torch.tensor([[[40.0, 0.0, 20.0], [0.0, 40.0, 15.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+    cams = gr.Cameras(torch.eye(4, dtype=torch.float64)[None], k, 40, 30)
+    means = torch.tensor([[5.0, 0.0, 0.5], [0.0, -4.0, 0.45], [0.2, 0.1, 3.0]], dtype=torch.float64)
+    opac = torch.tensor([1.0, 0.9, 0.5], dtype=torch.float64)
+    feats = torch.eye(3, dtype=torch.float64)
+    out = gr.render(means, opac, feats, 0.3, cams, backend="torch")
+    _compare(out, _oracle(means, opac, feats, 0.3, cams))
+    side_only = gr.render(means[:2], opac[:2], feats[:2], 0.3, cams, backend="torch")
+    assert float(side_only.alpha.max()) == 0.0  # unclamped, they would reach alpha ~0.2 here

@@ -54,8 +54,9 @@ def project_gaussians(
 ) -> Projected:
     """Project Gaussians ``means [N, 3]`` (metres, world frame) with isotropic ``scales [N]``.
 
-    The 2D covariance is ``Σ' = s² J Jᵀ + 0.3 I`` with ``J`` the exact Jacobian of the
-    projection at the mean (no clamping of off-screen Gaussians: the footprint test is exact).
+    The 2D covariance is ``Σ' = s² J Jᵀ + 0.3 I`` with ``J`` the Jacobian of the projection
+    at the mean, whose direction is clamped to 1.3x the field of view as in the 3DGS
+    rasteriser (limits ``cx/fx + 0.15 W/fx`` and ``(W - cx)/fx + 0.15 W/fx``, same for y).
     """
     w = cameras.cam_from_world.to(means.dtype)
     k = cameras.intrinsics.to(means.dtype)
@@ -70,12 +71,22 @@ def project_gaussians(
         z_safe = torch.where(in_front, z, torch.ones_like(z))
         inv_z = 1.0 / z_safe
         x, y = cam[..., 0] * inv_z, cam[..., 1] * inv_z
+        # As in the 3DGS rasteriser (and gsplat), the Jacobian is evaluated at the mean's
+        # direction clamped to 1.3x the field of view: far off-screen, the linearisation
+        # would otherwise smear near-plane Gaussians across the whole image.
+        width, height = cameras.width, cameras.height
+        lim_x_neg = cx / fx + 0.15 * width / fx
+        lim_x_pos = (width - cx) / fx + 0.15 * width / fx
+        lim_y_neg = cy / fy + 0.15 * height / fy
+        lim_y_pos = (height - cy) / fy + 0.15 * height / fy
+        xc = torch.minimum(torch.maximum(x, -lim_x_neg), lim_x_pos)
+        yc = torch.minimum(torch.maximum(y, -lim_y_neg), lim_y_pos)
         # J = A @ [[1/z, 0, -x/z], [0, 1/z, -y/z]] with A = [[fx, s], [0, fy]]
         j00 = fx * inv_z
         j01 = s * inv_z
-        j02 = -(fx * x + s * y) * inv_z
+        j02 = -(fx * xc + s * yc) * inv_z
         j11 = fy * inv_z
-        j12 = -fy * y * inv_z
+        j12 = -fy * yc * inv_z
     else:
         x, y = cam[..., 0], cam[..., 1]
         j00 = fx.expand_as(z)
