@@ -13,6 +13,7 @@ import sys
 # subcommand name -> module; a module is listed here once it exists and works
 COMMANDS: dict[str, str] = {
     "eval": "gaussrender.commands.eval",
+    "demo": "gaussrender.commands.demo",
     "train": "gaussrender.commands.train",
     "predict": "gaussrender.commands.predict",
 }
