@@ -132,7 +132,10 @@ def test_wrong_shape_is_reported(tmp_path, capsys) -> None:
     assert "(200, 200, 16)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args", [["--frames", "0"], ["--size", "0"], ["--fps", "0"], ["--threads", "0"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--frames", "0"], ["--size", "0"], ["--fps", "0"], ["--threads", "0"], ["--device", "nonsense"], ["--backend", "triton"]],
+)
 def test_bad_options(tmp_path, capsys, args) -> None:
     assert main(["demo", "--out", str(tmp_path / "o"), *args]) == 2
     assert args[0] in capsys.readouterr().err

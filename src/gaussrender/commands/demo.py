@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=24, help="frames of the orbit GIF (default 24)")
     parser.add_argument("--size", type=float, default=0.25, help="image size as a fraction of nuScenes' 1600x900 (default 0.25)")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)")
+    parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
     parser.add_argument(
         "--threads",
@@ -93,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--seed must be >= 0, got {args.seed}")
     if args.threads < 1:
         return _error(f"--threads must be >= 1, got {args.threads}")
+    if args.backend == "triton" and not str(args.device).startswith("cuda"):
+        return _error("--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)")
 
     import numpy as np
     import torch
@@ -110,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     torch.set_num_threads(args.threads)
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        return _error(f"--device {args.device!r} is not usable: {err}")
     grid = OCC3D_NUSCENES
     if args.labels is not None:
         try:
@@ -122,19 +130,20 @@ def run(args: argparse.Namespace) -> int:
         scene = make_scene(args.seed, grid)
         labels = scene.semantics.long()
         source = f"procedural scene, seed {args.seed}"
-    logits = degrade(labels, args.seed, grid)
+    labels = labels.to(device)
+    logits = degrade(labels.cpu(), args.seed, grid).to(device)
     gt = voxels_to_gaussians(grid, labels=labels)
     pred = voxels_to_gaussians(grid, logits=logits, labels=labels)
     print(f"{source}: {len(gt)} ground-truth Gaussians, {len(pred)} predicted (opacity >= 1/255)")
 
     height, width = max(8, round(900 * args.size)), max(8, round(1600 * args.size))
-    intrinsics, cam_from_ego, names = nuscenes_rig((height, width))
+    intrinsics, cam_from_ego, names = nuscenes_rig((height, width), device=device)
     front = Cameras(cam_from_ego[:1], intrinsics[:1], width, height)
     gen = torch.Generator().manual_seed(args.seed)
     raised = Cameras(elevated(cam_from_ego[:1], generator=gen), intrinsics[:1], width, height)
     bev_size = max(32, round(1600 * args.size))
-    bev = bev_camera(grid, size=bev_size)
-    background = torch.zeros(grid.num_classes)
+    bev = bev_camera(grid, size=bev_size, device=device)
+    background = torch.zeros(grid.num_classes, device=device)
     background[grid.empty_index] = 1.0  # pixels that see nothing show free space
     colors = palette(grid)
 
@@ -144,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             out = render(
                 g.means[keep], g.opacities[keep], g.features[keep], g.scales[keep], cams, background, backend=args.backend
             )
+        out.features, out.depth, out.alpha = out.features.cpu(), out.depth.cpu(), out.alpha.cpu()
         sem = [colorize_semantics(f.numpy(), colors) for f in out.features]
         # alpha-weighted depth / alpha = the expected depth of what the pixel sees
         d = torch.where(out.alpha > 0.5, out.depth / out.alpha.clamp_min(1e-6), torch.zeros_like(out.depth))
@@ -173,12 +183,12 @@ def run(args: argparse.Namespace) -> int:
         # the orbit's panels are 3/4 of the sensor views' size: two per frame, many frames
         ow, oh = max(8, round(0.75 * width)), max(8, round(0.75 * height))
         focal = 0.5 * ow / math.tan(math.radians(35.0))  # 70° horizontal field of view
-        k = torch.tensor([[focal, 0.0, ow / 2], [0.0, focal, oh / 2], [0.0, 0.0, 1.0]])
+        k = torch.tensor([[focal, 0.0, ow / 2], [0.0, focal, oh / 2], [0.0, 0.0, 1.0]], device=device)
         frames = []
         for i in range(args.frames):
             angle = 2 * math.pi * i / args.frames + math.pi  # start behind the ego
-            eye = torch.tensor([ORBIT_RADIUS * math.cos(angle), ORBIT_RADIUS * math.sin(angle), ORBIT_HEIGHT])
-            cams = Cameras(look_at(eye, torch.zeros(3))[None], k[None], ow, oh)
+            eye = torch.tensor([ORBIT_RADIUS * math.cos(angle), ORBIT_RADIUS * math.sin(angle), ORBIT_HEIGHT], device=device)
+            cams = Cameras(look_at(eye, torch.zeros(3, device=device))[None], k[None], ow, oh)
             (gs,), _ = draw(gt, cams, (0.0, 1.0))
             (ps,), _ = draw(pred, cams, (0.0, 1.0))
             frames.append(tile_images([[gs, ps]], [["ground truth", "prediction (degraded)"]]))
@@ -193,10 +203,11 @@ def run(args: argparse.Namespace) -> int:
 
     loss_fn = GaussRenderLoss(grid, bev_size=bev_size, backend=args.backend, seed=args.seed)
     with torch.no_grad():
+        # the pictured front camera, so that the numbers match what the PNGs show
         terms = loss_fn(
-            logits[None], labels[None], intrinsics=intrinsics[None], cam_from_grid=cam_from_ego[None], image_size=(height, width)
+            logits[None], labels[None], intrinsics=intrinsics[None, :1], cam_from_grid=cam_from_ego[None, :1], image_size=(height, width)
         )
-    print("GaussRender loss, ground truth vs degraded prediction (one sampled camera + BEV):")
+    print(f"GaussRender loss, ground truth vs degraded prediction ({names[0]} + bird's-eye view):")
     for name in ("cam", "cam_depth", "bev", "bev_depth", "loss"):
         print(f"  {name:<10} {float(terms[name]):.6f}")
     print("wrote:")
