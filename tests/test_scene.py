@@ -22,11 +22,8 @@ NAMES = GRID.class_names
 EMPTY = GRID.empty_index
 SEEDS = (0, 1, 2, 7)
 
-# the classes the task lists as the scene's cast; every typical seed must show all of them
-REQUIRED = (
-    "driveable_surface", "sidewalk", "terrain", "vegetation", "manmade", "car", "truck", "bus",
-    "pedestrian", "barrier", "traffic_cone",
-)
+# the scene's cast: every nuScenes class but "others"; every typical seed must show all of them
+REQUIRED = NAMES[1:17]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -143,8 +140,9 @@ def test_ego_poses_drive_along_x() -> None:
 def test_fast() -> None:
     start = time.process_time()
     make_scene(11)
-    # ~0.7 s of CPU time here (one thread); CPU time so that a loaded machine does not fail it
-    assert time.process_time() - start < 2.0
+    # 0.8-1.6 s of CPU time (one thread) on a busy shared machine, well under 2 s idle; CPU
+    # time, with headroom, so that a loaded machine does not fail it
+    assert time.process_time() - start < 3.0
 
 
 def test_bad_inputs() -> None:

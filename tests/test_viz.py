@@ -119,6 +119,9 @@ def test_png_and_gif_round_trip(tmp_path) -> None:
     img = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
     path = viz.save_png(tmp_path / "sub" / "a.png", img)
     assert path.exists() and np.array_equal(np.asarray(Image.open(path)), img)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it, not 0600
     frames = [np.full((8, 10, 3), c, np.uint8) for c in (0, 80, 160, 240)]
     frames[1][:, :5] = (255, 0, 0)
     gif = viz.save_gif(tmp_path / "a.gif", frames, fps=5)
