@@ -119,12 +119,15 @@ def test_masks_are_plausible(scenes) -> None:
         # (the ego lane is kept clear for 12 m; the ground shows from ~6 m on)
         assert cam[116:128, 98:102, 2].all()
         assert not cam[..., :2].any()
-        # building interiors are free and hidden (rays stop at the facades)
+        # both free and occupied voxels are seen, and occlusion hides some of each
         assert (cam & ~occ).sum() > 0 and (cam & occ).sum() > 0
-        # no voxel behind the first hit: a visible occupied voxel has a visible free
-        # neighbour or is adjacent to the sensor's side; cheap necessary check: not every
-        # occupied voxel is visible
-        assert (occ & ~cam).sum() > 0
+        assert (occ & ~cam).sum() > 0 and (~occ & ~cam).sum() > 0
+        # building interiors (free voxels under a manmade roof) stay hidden: rays stop at the
+        # walls
+        manmade = (s.semantics == NAMES.index("manmade")).int()
+        roofed = manmade.flip(2).cumsum(2).flip(2) - manmade > 0  # manmade somewhere above
+        interior = ~occ & roofed
+        assert interior.any() and not (interior & cam).any() and not (interior & lidar).any()
 
 
 def test_ego_poses_drive_along_x() -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -217,7 +218,7 @@ class _Layout:
         return x1 > lo and x0 < hi
 
 
-def _layout(rng: np.random.Generator, grid: VoxelGrid) -> _Layout:
+def _layout(rng: np.random.Generator) -> _Layout:
     lane_w = float(rng.uniform(3.2, 3.7))
     lanes_left, lanes_right = int(rng.integers(1, 3)), int(rng.integers(0, 2))
     park_right, park_left = bool(rng.random() < 0.6), bool(rng.random() < 0.5)
@@ -403,7 +404,8 @@ def _vehicle(c: _Canvas, kind: str, x: float, y: float, heading: int, rng: np.ra
     return True
 
 
-def _try(rng: np.random.Generator, attempts: int, place) -> bool:  # type: ignore[no-untyped-def]
+def _try(attempts: int, place: Callable[[], bool]) -> bool:
+    """Call ``place`` until it succeeds (a random spot was free), at most ``attempts`` times."""
     return any(place() for _ in range(attempts))
 
 
@@ -421,15 +423,15 @@ def _paint_traffic(c: _Canvas, lay: _Layout, rng: np.random.Generator) -> None:
     lanes = lay.lane_centres()
     oncoming = [l for l in lanes if l[1] < 0]
     # the car ahead keeps a gap, so the front camera sees down the road
-    _try(rng, 40, lambda: in_lane("car", lanes[0], 14.0, 30.0))
+    _try(40, lambda: in_lane("car", lanes[0], 14.0, 30.0))
     c.claim(-10.0, 12.0, -lay.lane_w / 2 + 0.2, lay.lane_w / 2 - 0.2)
 
     # the guaranteed cast first, so every class appears in every scene
-    _try(rng, 40, lambda: in_lane("bus", oncoming[int(rng.integers(len(oncoming)))]))
-    _try(rng, 40, lambda: in_lane("truck+trailer", lanes[int(rng.integers(len(lanes)))]))
+    _try(40, lambda: in_lane("bus", oncoming[int(rng.integers(len(oncoming)))]))
+    _try(40, lambda: in_lane("truck+trailer", lanes[int(rng.integers(len(lanes)))]))
     for _ in range(int(rng.integers(4, 9))):
         kind = rng.choice(["car", "car", "car", "car", "truck", "bus"])
-        _try(rng, 10, lambda: in_lane(str(kind), lanes[int(rng.integers(len(lanes)))]))
+        _try(10, lambda: in_lane(str(kind), lanes[int(rng.integers(len(lanes)))]))
 
     strips = []
     if lay.park_right:
@@ -444,10 +446,10 @@ def _paint_traffic(c: _Canvas, lay: _Layout, rng: np.random.Generator) -> None:
             return False
         return _vehicle(c, kind, x, y + rng.uniform(-0.15, 0.15), heading, rng)
 
-    _try(rng, 40, lambda: parked("truck"))
-    _try(rng, 40, lambda: parked("motorcycle"))
+    _try(40, lambda: parked("truck"))
+    _try(40, lambda: parked("motorcycle"))
     for _ in range(int(rng.integers(5, 12))):
-        _try(rng, 5, lambda: parked(str(rng.choice(["car", "car", "car", "car", "motorcycle"]))))
+        _try(5, lambda: parked(str(rng.choice(["car", "car", "car", "car", "motorcycle"]))))
 
     if lay.cross_x is not None:  # cars waiting at the crossing, aligned with the cross street
         for _ in range(int(rng.integers(1, 4))):
@@ -464,7 +466,7 @@ def _paint_traffic(c: _Canvas, lay: _Layout, rng: np.random.Generator) -> None:
         y = inner + (outer - inner) * rng.uniform(lo_h, 0.85)
         return _vehicle(c, kind, rng.uniform(xmin, xmax), y, 1, rng)
 
-    _try(rng, 40, lambda: on_sidewalk("bicycle", 0.6))
+    _try(40, lambda: on_sidewalk("bicycle", 0.6))
     for _ in range(int(rng.integers(0, 3))):
         on_sidewalk("bicycle", 0.6)
 
@@ -485,7 +487,7 @@ def _paint_people(c: _Canvas, lay: _Layout, rng: np.random.Generator) -> None:
         inner, outer = (lay.road_hi, lay.walk_hi) if side > 0 else (lay.road_lo, lay.walk_lo)
         return person(rng.uniform(g.range_min[0] + 1, g.range_max[0] - 1), rng.uniform(min(inner, outer) + 0.4, max(inner, outer) - 0.4))
 
-    _try(rng, 40, on_walk)
+    _try(40, on_walk)
     for _ in range(int(rng.integers(4, 12))):
         on_walk()
     if lay.cross_x is not None:  # a few crossing the main road at the intersection
@@ -840,7 +842,7 @@ def make_scene(
         raise ValueError(f"frames must be an int >= 1, got {frames!r}")
     rng = np.random.default_rng(int(seed))
     canvas = _Canvas(grid, ground_z)
-    lay = _layout(rng, grid)
+    lay = _layout(rng)
     _paint_ground(canvas, lay, rng)
     _paint_buildings(canvas, lay, rng)
     _paint_works(canvas, lay, rng)

@@ -7,6 +7,7 @@ the target folder, then renamed, so a reader never sees half a picture.
 
 from __future__ import annotations
 
+import colorsys
 import os
 import tempfile
 from pathlib import Path
@@ -117,8 +118,6 @@ def _check_image(name: str, image: object) -> np.ndarray:
 
 def _distinct_color(i: int) -> tuple[int, int, int]:
     """A colour for a class no table names: hues spaced by the golden angle."""
-    import colorsys
-
     r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.65, 0.9)
     return int(r * 255), int(g * 255), int(b * 255)
 
