@@ -1,0 +1,190 @@
+"""CPU benchmark of the renderer and of GaussRenderLoss on Occ3D-size scenes.
+
+Scenes (Occ3D-nuScenes grid, 200x200x16, 18 classes), all from one label volume (the
+procedural scene of ``gaussrender.scene.make_scene(seed)``, or ``--labels labels.npz``):
+
+* ``gt``: the ground-truth Gaussians (non-empty voxels, opacity 1);
+* ``trained``: a prediction with trained-like confidences, logits = 8 x one-hot(truth) +
+  N(0, 1) noise (free space is confidently free, so most of it is culled exactly);
+* ``untrained``: logits ~ N(0, 1): every voxel is nearly opaque (opacity ~ 0.997), the worst
+  case, 640,000 Gaussians.
+
+Views: the front camera of the nuScenes-like rig at 1/4 of 1600x900 (400x225) plus the
+400x400 perspective BEV, as the loss renders them.
+
+Measured per scene, each in a fresh subprocess so that the peak memory (``ru_maxrss``) belongs
+to that scene alone: ``render`` forward and forward+backward of the scene's Gaussians into both
+views, and ``loss`` forward+backward of the whole ``GaussRenderLoss`` (prediction and truth
+rendered into both views, all four terms), medians of ``--repeats`` runs after one warm-up.
+
+    python benchmarks/render.py                       # table + benchmarks/results/render_cpu.json
+    python benchmarks/render.py --labels /path/labels.npz --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import gaussrender as gr
+
+SCENES = ("gt", "trained", "untrained")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load_labels(path: str | None, seed: int) -> torch.Tensor:
+    if path:
+        import numpy as np
+
+        with np.load(path) as data:
+            if "semantics" not in data:
+                raise KeyError(f"{path}: expected key 'semantics', found {sorted(data.keys())}")
+            return torch.from_numpy(data["semantics"].astype("int64"))
+    from gaussrender.scene import make_scene
+
+    return make_scene(seed).semantics.long()
+
+
+def make_logits(kind: str, labels: torch.Tensor, grid: gr.VoxelGrid) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    onehot = torch.nn.functional.one_hot(labels.clamp(max=grid.num_classes - 1), grid.num_classes)
+    onehot = onehot.permute(3, 0, 1, 2).float()
+    if kind == "gt":
+        return 200.0 * onehot  # softmax is exactly one-hot: the prediction equals the truth
+    noise = torch.randn(onehot.shape, generator=g)
+    if kind == "trained":
+        return 8.0 * onehot + noise
+    return noise
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def median_time(fn, repeats: int) -> tuple[float, list[float]]:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def run_one(scene: str, args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    grid = gr.OCC3D_NUSCENES
+    labels = load_labels(args.labels, args.seed)
+    logits = make_logits(scene, labels, grid)
+    k, poses, _ = gr.nuscenes_rig((900, 1600))
+    front = gr.Cameras(poses[:1], gr.camera_strategies.scale_intrinsics(k[:1], 0.25), 400, 225)
+    bev = gr.bev_camera(grid, 400)
+    background = torch.nn.functional.one_hot(torch.tensor(grid.empty_index), grid.num_classes).float()
+    with torch.no_grad():
+        g = gr.voxels_to_gaussians(grid, logits=logits, labels=labels)
+    repeats = args.repeats if scene != "untrained" else max(1, min(args.repeats, 2))
+    baseline = rss_mib()
+
+    def render_forward() -> None:
+        with torch.no_grad():
+            for cams in (front, bev):
+                gr.render(g.means, g.opacities, g.features, g.scales, cams, background, backend="torch")
+
+    def render_forward_backward() -> None:
+        feats = g.features.clone().requires_grad_()
+        opac = g.opacities.clone().requires_grad_()
+        means = g.means.clone().requires_grad_()
+        total = 0.0
+        for cams in (front, bev):
+            out = gr.render(means, opac, feats, g.scales, cams, background, backend="torch")
+            total = total + out.features.square().sum() + out.depth.sum()
+        total.backward()
+
+    loss_fn = gr.GaussRenderLoss(
+        grid, camera_weights=(1, 0, 0, 0, 0, 0), camera_strategy="sensor", resolution_divisor=4, backend="torch"
+    )
+
+    def loss_forward_backward() -> None:
+        x = logits[None].clone().requires_grad_()
+        out = loss_fn(x, labels[None], k[None], poses[None], (900, 1600))
+        out["loss"].backward()
+
+    result = {"scene": scene, "gaussians": len(g), "repeats": repeats}
+    for name, fn in (
+        ("render_fwd", render_forward),
+        ("render_fwd_bwd", render_forward_backward),
+        ("loss_fwd_bwd", loss_forward_backward),
+    ):
+        med, times = median_time(fn, repeats)
+        result[name + "_s"] = med
+        result[name + "_runs_s"] = times
+    result["peak_rss_mib"] = rss_mib()
+    result["baseline_rss_mib"] = baseline
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--labels", help="an Occ3D labels.npz (default: the procedural scene)")
+    p.add_argument("--seed", type=int, default=0, help="procedural scene seed")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--scenes", nargs="+", choices=SCENES, default=list(SCENES))
+    p.add_argument("--out", default=str(RESULTS / "render_cpu.json"))
+    p.add_argument("--one", choices=SCENES, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.one:
+        print(json.dumps(run_one(args.one, args)))
+        return 0
+
+    rows = []
+    for scene in args.scenes:
+        cmd = [sys.executable, __file__, "--one", scene, "--repeats", str(args.repeats), "--seed", str(args.seed)]
+        if args.labels:
+            cmd += ["--labels", args.labels]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            raise SystemExit(f"scene {scene} failed (exit {proc.returncode})")
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    print(f"\nOcc3D grid, views: front camera 400x225 + BEV 400x400, torch backend, {torch.get_num_threads()} threads")
+    print(f"{'scene':<10} {'gaussians':>9} {'render fwd':>11} {'render f+b':>11} {'loss f+b':>9} {'peak RSS':>10}")
+    for r in rows:
+        print(
+            f"{r['scene']:<10} {r['gaussians']:>9} {r['render_fwd_s']:>10.2f}s {r['render_fwd_bwd_s']:>10.2f}s"
+            f" {r['loss_fwd_bwd_s']:>8.2f}s {r['peak_rss_mib'] / 1024:>8.2f}GiB"
+        )
+    meta = {
+        "command": "python benchmarks/render.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "torch": torch.__version__,
+        "gaussrender": gr.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "load_average_at_end": os.getloadavg(),
+        "labels": args.labels or f"gaussrender.scene.make_scene({args.seed})",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    os.replace(tmp, out)
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
