@@ -9,6 +9,10 @@ Five-minute tour::
     out["loss"].backward()
 
 Lower level: :func:`voxels_to_gaussians`, :class:`Cameras`, :func:`render`.
+Evaluation: :class:`OccupancyMetrics`, :class:`RayIoU` (:mod:`gaussrender.metrics`).
+Data: :mod:`gaussrender.data` (Occ3D, SurroundOcc, SSCBench-KITTI360 readers).
+Models: :mod:`gaussrender.models` (TPVFormer, SurroundOcc); training: :mod:`gaussrender.train`.
+Pictures: :func:`make_scene` (procedural scenes), :mod:`gaussrender.viz`.
 """
 
 from ._checks import set_checks
@@ -18,7 +22,9 @@ from .render import RenderResult, available_backends, render
 from .gaussians import Gaussians, voxels_to_gaussians
 from .camera_strategies import NUSCENES_CAMERA_WEIGHTS, apply_strategy, bev_camera, nuscenes_rig
 from .loss import GaussRenderLoss, gauss_render_loss
-from . import camera_strategies
+from .scene import degrade, make_scene
+from . import camera_strategies, data, losses3d, metrics, models, viz
+from .metrics import OccupancyMetrics, RayIoU
 
 __version__ = "0.1.0"
 
@@ -43,6 +49,15 @@ __all__ = [
     "apply_strategy",
     "NUSCENES_CAMERA_WEIGHTS",
     "camera_strategies",
+    "make_scene",
+    "degrade",
+    "OccupancyMetrics",
+    "RayIoU",
+    "metrics",
+    "data",
+    "models",
+    "losses3d",
+    "viz",
     "set_checks",
     "__version__",
 ]

@@ -18,10 +18,12 @@ __all__ = [
     "SURROUNDOCC_NUSCENES",
     "SSCBENCH_KITTI360",
     "PRESETS",
+    "NUSCENES_CLASSES",
     "get_grid",
 ]
 
-_NUSCENES_OBJECTS = (
+#: The 16 nuScenes occupancy classes shared by Occ3D and SurroundOcc (without others/free/empty).
+NUSCENES_CLASSES = (
     "barrier",
     "bicycle",
     "bus",
@@ -139,7 +141,7 @@ OCC3D_NUSCENES = VoxelGrid(
     range_max=(40.0, 40.0, 5.4),
     voxel_size=0.4,
     shape=(200, 200, 16),
-    class_names=("others",) + _NUSCENES_OBJECTS + ("free",),
+    class_names=("others",) + NUSCENES_CLASSES + ("free",),
     empty_index=17,
     gaussian_scale=0.27,
     camera_strategy="sensor",
@@ -151,7 +153,7 @@ SURROUNDOCC_NUSCENES = VoxelGrid(
     range_max=(50.0, 50.0, 3.0),
     voxel_size=0.5,
     shape=(200, 200, 16),
-    class_names=("empty",) + _NUSCENES_OBJECTS,
+    class_names=("empty",) + NUSCENES_CLASSES,
     empty_index=0,
     gaussian_scale=0.25,
     camera_strategy="trajectory",

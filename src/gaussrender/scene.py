@@ -38,29 +38,12 @@ import torch.nn.functional as F
 
 from ._checks import check_floating, check_integer, check_shape
 from .cameras import Cameras
-from .grid import OCC3D_NUSCENES, VoxelGrid, get_grid
+from .grid import NUSCENES_CLASSES, OCC3D_NUSCENES, VoxelGrid, get_grid
 
 __all__ = ["Scene", "make_scene", "degrade", "visibility_mask", "line_of_sight", "camera_rays", "lidar_rays"]
 
 #: Classes the scene paints; a grid must name all of them.
-SCENE_CLASSES = (
-    "barrier",
-    "bicycle",
-    "bus",
-    "car",
-    "construction_vehicle",
-    "motorcycle",
-    "pedestrian",
-    "traffic_cone",
-    "trailer",
-    "truck",
-    "driveable_surface",
-    "other_flat",
-    "sidewalk",
-    "terrain",
-    "manmade",
-    "vegetation",
-)
+SCENE_CLASSES = NUSCENES_CLASSES
 
 #: nuScenes roof LiDAR in the ego frame, metres (the real lidar2ego translation, rounded).
 LIDAR_ORIGIN = (0.94, 0.0, 1.84)

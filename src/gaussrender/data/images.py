@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..camera_strategies import scale_intrinsics
+
 __all__ = ["load_image", "scale_intrinsics", "stored_image_size", "check_image_size"]
 
 
@@ -64,15 +66,3 @@ def check_image_size(size: tuple[int, int]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def scale_intrinsics(intrinsics: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
-    """Intrinsics ``[..., 3, 3]`` for an image resized by ``sx`` (width) and ``sy`` (height).
-
-    With gaussrender's convention that pixel edges lie on integer coordinates (pixel column c
-    covers [c, c+1)), a resize maps u to ``sx * u`` exactly, so the first row scales by ``sx``
-    and the second by ``sy``.
-    """
-    out = intrinsics.clone()
-    out[..., 0, :] = out[..., 0, :] * sx
-    out[..., 1, :] = out[..., 1, :] * sy
-    out[..., 2, :] = intrinsics[..., 2, :]
-    return out

@@ -23,6 +23,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from ..camera_strategies import NUSCENES_CAMERA_NAMES
+
 from ._geometry import Pose
 
 __all__ = [
@@ -36,14 +38,7 @@ __all__ = [
 ]
 
 #: nuScenes camera order used everywhere in gaussrender (views ``V`` follow it).
-CAMERA_NAMES: tuple[str, ...] = (
-    "CAM_FRONT",
-    "CAM_FRONT_RIGHT",
-    "CAM_FRONT_LEFT",
-    "CAM_BACK",
-    "CAM_BACK_LEFT",
-    "CAM_BACK_RIGHT",
-)
+CAMERA_NAMES: tuple[str, ...] = NUSCENES_CAMERA_NAMES
 
 # Everything a BEVDet/mmdet3d info pickle legitimately needs: numpy arrays and scalars.
 _ALLOWED_GLOBALS = {
