@@ -3,8 +3,8 @@
 All three renderers get the same isotropic Gaussians and the same views, in one process:
 
 * scenes on the Occ3D-nuScenes grid (200x200x16, 0.4 m voxels, scale 0.27 m), built from
-  labels (``--labels`` an Occ3D ``labels.npz``; without it a deterministic synthetic street,
-  see :func:`synthetic_occ3d_labels`):
+  labels (``--labels`` an Occ3D ``labels.npz``; without it the procedural driving scene of
+  :func:`gaussrender.make_scene`, the same one the CPU benchmark and the demo use):
   ``gt`` (ground truth: occupied voxels, one-hot, opacity 1),
   ``trained`` (prediction logits = 10 x one-hot(GT) + N(0, 1.5²) noise: confident, a few
   faint false positives),
@@ -53,72 +53,6 @@ SCENES = ("gt", "trained", "untrained")
 VIEWS = ("cam1_400x225", "cam6_400x225", "cam1_800x450", "cam6_800x450", "bev_400x400")
 RENDERERS = ("triton", "torch", "gsplat")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-# Occ3D-nuScenes class indices used by the synthetic street
-_CAR, _PEDESTRIAN, _TRUCK, _ROAD, _SIDEWALK, _TERRAIN, _MANMADE, _VEGETATION, _FREE = 4, 7, 10, 11, 13, 14, 15, 16, 17
-
-
-def synthetic_occ3d_labels(seed: int = 0) -> torch.Tensor:
-    """A deterministic street scene on the Occ3D grid, ``[200, 200, 16]`` uint8 class ids.
-
-    Road along x (|y| < 8 m), sidewalks, terrain, building shells and trees on both sides,
-    cars and trucks on the road and pedestrians on the sidewalks; ground observed up to 34 m
-    from the ego car, as in a LiDAR-derived label. 42217 occupied voxels (seed 0), the same
-    order as a real Occ3D sample (the demo sample in shared/data has 31107).
-    """
-    g = torch.Generator().manual_seed(seed)
-    size_x, size_y, size_z = 200, 200, 16
-    labels = torch.full((size_x, size_y, size_z), _FREE, dtype=torch.uint8)
-    centres = (torch.arange(200, dtype=torch.float32) + 0.5) * 0.4 - 40.0  # x and y, metres
-    x, y = torch.meshgrid(centres, centres, indexing="ij")
-    ground = 2  # z in [-0.2, 0.2] m
-    observed = x * x + y * y < 34.0**2
-    labels[..., ground][observed & (y.abs() >= 11.0)] = _TERRAIN
-    labels[..., ground][observed & (y.abs() >= 8.0) & (y.abs() < 11.0)] = _SIDEWALK
-    labels[..., ground][observed & (y.abs() < 8.0)] = _ROAD
-
-    def box(x0: float, x1: float, y0: float, y1: float, z0: int, z1: int, cls: int, shell: bool = False) -> None:
-        ix = ((centres >= x0) & (centres < x1)).nonzero().flatten()
-        iy = ((centres >= y0) & (centres < y1)).nonzero().flatten()
-        if ix.numel() == 0 or iy.numel() == 0:
-            return
-        block = labels[ix[0] : ix[-1] + 1, iy[0] : iy[-1] + 1, z0:z1]
-        if shell:  # LiDAR labels hold the visible faces, not solid interiors
-            inner = block[1:-1, 1:-1, :-1]
-            block.fill_(cls)
-            inner.fill_(_FREE)
-        else:
-            block.fill_(cls)
-
-    def rand(lo: float, hi: float) -> float:
-        return lo + (hi - lo) * float(torch.rand((), generator=g))
-
-    for side in (-1.0, 1.0):
-        xpos = -40.0
-        while xpos < 40.0:  # buildings with gaps
-            length = rand(8.0, 20.0)
-            y_near = side * rand(13.0, 15.0)
-            y_far = y_near + side * rand(6.0, 10.0)
-            box(xpos, xpos + length, min(y_near, y_far), max(y_near, y_far), ground + 1, int(rand(8, 16)), _MANMADE, True)
-            xpos += length + rand(3.0, 8.0)
-        for _ in range(10):  # trees on the terrain strip
-            tx, ty = rand(-38.0, 38.0), side * rand(11.2, 12.6)
-            box(tx - 0.6, tx + 0.6, ty - 0.6, ty + 0.6, ground + 1, ground + 5, _VEGETATION)
-            box(tx - 2.0, tx + 2.0, ty - 2.0, ty + 2.0, ground + 5, ground + 10, _VEGETATION, True)
-        for _ in range(6):  # pedestrians on the sidewalk
-            px, py = rand(-30.0, 30.0), side * rand(8.4, 10.6)
-            box(px - 0.3, px + 0.3, py - 0.3, py + 0.3, ground + 1, ground + 5, _PEDESTRIAN)
-    for _ in range(16):  # vehicles in four lanes, clear of the ego car
-        lane = [-6.0, -2.2, 2.2, 6.0][int(torch.randint(0, 4, (), generator=g))]
-        vx = rand(-36.0, 36.0)
-        if abs(vx) < 6.0:
-            continue
-        if float(torch.rand((), generator=g)) < 0.2:
-            box(vx - 4.0, vx + 4.0, lane - 1.2, lane + 1.2, ground + 1, ground + 9, _TRUCK, True)
-        else:
-            box(vx - 2.2, vx + 2.2, lane - 0.9, lane + 0.9, ground + 1, ground + 5, _CAR, True)
-    return labels
-
 
 def batch_labels(labels: torch.Tensor, batch: int) -> list[torch.Tensor]:
     """``batch`` distinct samples of equal statistics: the scene and its mirror images."""
@@ -324,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         labels = torch.from_numpy(read_occ3d_labels(args.labels, grid)["semantics"])
         label_source = str(args.labels)
     else:
-        labels = synthetic_occ3d_labels(args.seed)
-        label_source = f"synthetic_occ3d_labels(seed={args.seed})"
+        labels = gr.make_scene(args.seed).semantics
+        label_source = f"gaussrender.make_scene({args.seed})"
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.scenes_only:
