@@ -87,9 +87,6 @@ def render_views(
 ) -> torch.Tensor:
     """RGB images ``[V, H, W, 3]`` in ``[0, 1]`` of the labelled voxels seen by the cameras.
 
-    Only Gaussians whose centre projects within 1.3x the image extent are rendered (see the
-    comment in the code).
-
     Args:
         labels: ``[X, Y, Z]`` integer labels.
         colors: ``[C, 3]`` RGB in ``[0, 1]`` per class.
@@ -106,20 +103,9 @@ def render_views(
     means = gauss.means.float()
     h, w = int(image_size[0]), int(image_size[1])
     cams = Cameras(cam_from_grid.float(), intrinsics.float(), w, h)
-    uv, depth = cams.project(means)  # [V, N, 2], [V, N]
-    # Keep Gaussians whose centre lies within 1.3x the image's extent (3DGS's frustum
-    # margin). The renderer's exact Jacobian would smear a ground voxel just beside the
-    # camera over the whole image; the 3DGS rasteriser clamps the Jacobian there instead.
-    margin_u, margin_v = 0.3 * w, 0.3 * h
-    inside = ((uv[..., 0] > -margin_u) & (uv[..., 0] < w + margin_u)
-              & (uv[..., 1] > -margin_v) & (uv[..., 1] < h + margin_v) & (depth > cams.near))
-    views = []
-    for v in range(len(cams)):
-        keep = inside[v]
-        out = render(means[keep], gauss.opacities.float()[keep], features[keep], gauss.scales.float()[keep],
-                     cams[v], background=torch.tensor(SKY), backend="torch")
-        views.append(out.features[0])
-    return torch.stack(views).clamp(0.0, 1.0)
+    out = render(means, gauss.opacities.float(), features, gauss.scales.float(), cams,
+                 background=torch.tensor(SKY), backend="torch")
+    return out.features.clamp(0.0, 1.0)
 
 
 def make_dataset(
