@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 import gaussrender as gr
+from gaussrender._io import atomic_write_text
 
 SCENES = ("gt", "trained", "untrained")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -177,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "labels": args.labels or f"gaussrender.scene.make_scene({args.seed})",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    os.replace(tmp, out)
+    out = atomic_write_text(args.out, json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"\nwrote {out}")
     return 0
 

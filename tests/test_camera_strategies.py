@@ -72,7 +72,6 @@ def test_random_strategy_ranges():
 
 
 def test_stereo_adds_shifted_copies():
-    _, p = gr.nuscenes_rig(dtype=torch.float64)[1:], None
     k, poses, _ = gr.nuscenes_rig(dtype=torch.float64)
     out = cs.stereo(poses[:3], torch.Generator().manual_seed(0))
     assert out.shape == (6, 4, 4)

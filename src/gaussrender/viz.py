@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import colorsys
 import os
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ._io import atomic_write
 from .grid import VoxelGrid, get_grid
 
 __all__ = [
@@ -306,27 +306,6 @@ def tile_images(
             x += col_w[j] + pad
         y += row_h[i] + cap + pad
     return np.asarray(canvas)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Create ``path``'s folder, call ``write(file)`` on a temporary file beside it, then rename
-    it to ``path`` (atomic on POSIX). The temporary file is removed if ``write`` fails."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> Path:

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._io import atomic_write_text
+
 HELP = "score saved predictions: IoU, mIoU and RayIoU per class (Occ3D, SurroundOcc, KITTI-360)"
 
 _BENCHMARKS = ("occ3d", "surroundocc", "kitti360")
@@ -220,8 +222,7 @@ def run(args: argparse.Namespace) -> int:
     }
     _print_table(results, grid)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+        atomic_write_text(args.out, json.dumps(results, indent=2))
         print(f"wrote {args.out}")
     return 0
 

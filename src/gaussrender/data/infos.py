@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .._io import atomic_write_text
 from ..camera_strategies import NUSCENES_CAMERA_NAMES
 
 from ._geometry import Pose
@@ -261,11 +262,7 @@ def write_infos_json(path: str | Path, samples: Iterable[SampleInfo], *, version
         if s.occ_path is not None:
             record["occ_path"] = s.occ_path
         infos.append(record)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        json.dump({"version": version, "quaternion_order": "w,x,y,z", "infos": infos}, f)
-    return path
+    return atomic_write_text(path, json.dumps({"version": version, "quaternion_order": "w,x,y,z", "infos": infos}))
 
 
 def _read_table(directory: Path, name: str) -> list[dict[str, Any]]:

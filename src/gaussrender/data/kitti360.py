@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._io import atomic_write
 from ..grid import SSCBENCH_KITTI360, VoxelGrid
 from ._arrays import check_label_array, require_file
 from .images import check_image_size, load_image, scale_intrinsics, stored_image_size
@@ -154,15 +155,13 @@ def write_kitti360_sample(
     arr = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     check_label_array(arr, grid.shape, "labels", grid.num_classes, grid.ignore_index)
     path = Path(root) / "preprocess" / "labels" / seq / f"{frame}_1_1.npy"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, arr.astype(np.uint8))
+    atomic_write(path, lambda f: np.save(f, arr.astype(np.uint8)))
     if invalid is not None:
         inv = np.asarray(invalid.cpu() if isinstance(invalid, torch.Tensor) else invalid).astype(bool)
         if inv.shape != grid.shape:
             raise ValueError(f"invalid must have shape {grid.shape}, got {inv.shape}")
         inv_path = Path(root) / "data_2d_raw" / seq / "voxels" / f"{frame}.invalid"
-        inv_path.parent.mkdir(parents=True, exist_ok=True)
-        np.packbits(inv.reshape(-1)).tofile(inv_path)
+        atomic_write(inv_path, lambda f: f.write(np.packbits(inv.reshape(-1)).tobytes()))
     return path
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._io import atomic_write
 from ..grid import OCC3D_NUSCENES, VoxelGrid
 from ._arrays import check_label_array, check_mask_array, require_file
 from .infos import SampleInfo
@@ -75,8 +76,7 @@ def write_occ3d_sample(
         arr = np.asarray(m.cpu() if isinstance(m, torch.Tensor) else m)
         masks[name] = check_mask_array(arr, grid.shape, name).astype(np.uint8)
     path = occ3d_label_path(root, scene, token)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, semantics=sem.astype(np.uint8), **masks)
+    atomic_write(path, lambda f: np.savez_compressed(f, semantics=sem.astype(np.uint8), **masks))
     return path
 
 

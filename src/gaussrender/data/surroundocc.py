@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
+from .._io import atomic_write
 from ..grid import SURROUNDOCC_NUSCENES, VoxelGrid
 from ._arrays import check_label_array, require_file
 from .infos import SampleInfo
@@ -82,8 +83,7 @@ def write_surroundocc_sample(
     values[values == grid.ignore_index] = grid.empty_index
     rows = np.concatenate([idx.astype(np.int64), values[:, None]], axis=1)
     path = surroundocc_label_path(root, lidar_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, rows)
+    atomic_write(path, lambda f: np.save(f, rows))
     return path
 
 

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import torch
 from torchmetrics import Metric
 
-from .._checks import check_finite, check_floating, check_integer, check_shape, check_tensor
+from .._checks import check_finite, check_floating, check_integer, check_shape
 from ..grid import VoxelGrid, get_grid
 from ._iou import class_iou, mean_iou
 from .occupancy import check_labels

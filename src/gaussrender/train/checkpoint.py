@@ -9,14 +9,14 @@ intact.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .._io import atomic_write
 
 __all__ = ["save_atomic", "load_checkpoint", "rng_state", "restore_rng_state"]
 
@@ -43,25 +43,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj)`` to ``path`` atomically: temp file in the same dir, then replace.
+    """``torch.save(obj)`` to ``path`` atomically and durably (temp file, fsync, rename).
 
     On any error the temporary file is removed and ``path`` is left as it was.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f), fsync=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

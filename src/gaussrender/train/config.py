@@ -18,6 +18,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from .._io import atomic_write_text
+
 __all__ = [
     "ModelSection",
     "AugmentConfig",
@@ -275,4 +277,4 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config (every key, defaults included) as YAML."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .._io import atomic_write_text
 from ..grid import VoxelGrid, get_grid
 from ..losses3d import Occupancy3DLoss
 from .augment import AugmentedDataset
@@ -190,10 +191,8 @@ def class_weights_for(cfg: Config, grid: VoxelGrid, dataset: torch.utils.data.Da
     else:
         counts = count_classes(dataset, grid.num_classes, info)
         if cache is not None and info.is_main:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"counts": counts.tolist(), "classes": list(grid.class_names)}))
-            os.replace(tmp, cache)  # other ranks never see a half-written file
+            # other ranks never see a half-written file
+            atomic_write_text(cache, json.dumps({"counts": counts.tolist(), "classes": list(grid.class_names)}))
     return inverse_log_frequency_weights(counts).float()
 
 

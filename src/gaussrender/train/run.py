@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import atomic_write
 from .builders import build_dataset, build_model_from_config, grid_of, prepare_synthetic
 from .checkpoint import load_checkpoint
 from .config import Config
@@ -98,7 +99,6 @@ def predict(
             if sem.shape != tuple(grid.shape):
                 raise ValueError(f"model output grid {sem.shape} differs from the config's grid {grid.shape}")
             path = out_dir / f"{token}.npz"  # KITTI-360 tokens are <seq>/<frame>
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(path, semantics=sem)
+            atomic_write(path, lambda f, sem=sem: np.savez_compressed(f, semantics=sem))
             written.append(path)
     return written
