@@ -187,3 +187,18 @@ def test_near_plane_gaussians_far_off_screen_do_not_smear():
     _compare(out, _oracle(means, opac, feats, 0.3, cams))
     side_only = gr.render(means[:2], opac[:2], feats[:2], 0.3, cams, backend="torch")
     assert float(side_only.alpha.max()) == 0.0  # unclamped, they would reach alpha ~0.2 here
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CPU-vs-GPU check runs on a GPU machine")
+def test_cuda_matches_cpu():
+    cams = random_cameras(2, 40, 30, seed=11, dtype=torch.float32)
+    means, opac, feats, scales = (t.float() for t in random_gaussians(120, 6, seed=11))
+    opac = opac.clamp(max=0.95)  # away from the T = 1e-4 boundary that two 0.99 alphas hit exactly
+    outs = []
+    for device in ("cpu", "cuda"):
+        leaves = [t.to(device).requires_grad_() for t in (means, opac, feats)]
+        out = gr.render(*leaves, scales.to(device), cams.to(device), backend="torch")
+        (out.features.square().sum() + out.depth.sum()).backward()
+        outs.append([out.features, out.depth, out.alpha] + [t.grad for t in leaves])
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a.cpu(), b.cpu(), atol=1e-4, rtol=1e-4)
