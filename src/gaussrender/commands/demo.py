@@ -55,34 +55,6 @@ def _error(message: str) -> int:
     return 2
 
 
-def _in_frustum(means, radii, cams):  # type: ignore[no-untyped-def]
-    """``[N]`` bool: Gaussians whose ball of ``radii`` ``[N]`` metres (3 sigma) reaches into
-    the single pinhole view ``cams``.
-
-    The others lie entirely outside the view; dropping them before rendering saves time (a
-    sensor view sees a fifth of the scene) and guards against the linearised (EWA)
-    projection, which is poor for Gaussians just in front of the camera plane far to the side.
-    """
-    import torch
-
-    w = cams.cam_from_world[0].to(means.dtype)
-    p = means @ w[:3, :3].T + w[:3, 3]
-    k = cams.intrinsics[0].to(means.dtype)
-    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
-    # inward normals of the four side planes (through the camera centre) and of the near plane
-    normals = torch.stack(
-        [
-            torch.stack([torch.ones_like(fx), torch.zeros_like(fx), cx / fx]),
-            torch.stack([-torch.ones_like(fx), torch.zeros_like(fx), (cams.width - cx) / fx]),
-            torch.stack([torch.zeros_like(fy), torch.ones_like(fy), cy / fy]),
-            torch.stack([torch.zeros_like(fy), -torch.ones_like(fy), (cams.height - cy) / fy]),
-        ]
-    )
-    normals = normals / normals.norm(dim=1, keepdim=True)
-    inside = (p @ normals.T >= -radii[:, None]).all(dim=1)
-    return inside & (p[:, 2] > cams.near)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.frames < 1:
         return _error(f"--frames must be >= 1, got {args.frames}")
@@ -148,11 +120,8 @@ def run(args: argparse.Namespace) -> int:
     colors = palette(grid)
 
     def draw(g: Gaussians, cams: Cameras, depth_range: tuple[float, float]) -> tuple[list, list]:
-        keep = _in_frustum(g.means, 3.0 * g.scales, cams)
-        with torch.no_grad():
-            out = render(
-                g.means[keep], g.opacities[keep], g.features[keep], g.scales[keep], cams, background, backend=args.backend
-            )
+        with torch.no_grad():  # the renderer culls exactly what the view cannot show
+            out = render(g.means, g.opacities, g.features, g.scales, cams, background, backend=args.backend)
         out.features, out.depth, out.alpha = out.features.cpu(), out.depth.cpu(), out.alpha.cpu()
         sem = [colorize_semantics(f.numpy(), colors) for f in out.features]
         # alpha-weighted depth / alpha = the expected depth of what the pixel sees
