@@ -202,7 +202,7 @@ class _Rasterize(torch.autograd.Function):
             g_entry = torch.bmm(weight, g_values)  # [A, K, C + 1]: features, then depth
             g_depths.index_add_(0, flat, g_entry[..., -1].reshape(-1))
             gauss_flat = sl.gauss_idx.reshape(-1)
-            g_opacities.index_add_(0, gauss_flat, ((g_raw * gauss).sum(-1) * sl.present).reshape(-1))
+            g_opacities.index_add_(0, gauss_flat, (g_raw * gauss).sum(-1).reshape(-1))
             g_features.index_add_(0, gauss_flat, g_entry[..., :-1].reshape(-1, features.shape[1]))
             # color, depth and t_out of this round are all proportional to t_in
             g_tin = (contrib.sum(dim=1) + t_out * g_t) / t_in
