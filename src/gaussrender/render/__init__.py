@@ -2,7 +2,9 @@
 
 One function, :func:`render`, several backends with one contract (DESIGN §3):
 
-* per view, Gaussians with camera depth ``z <= near`` are dropped; the rest are projected
+* per view, Gaussians with camera depth ``z <= near`` are dropped (and, with
+  ``cull="center"``, those whose centre does not project strictly inside the image); the
+  rest are projected
   with the exact Jacobian, ``Σ' = s² J Jᵀ + 0.3 I`` (pixels²);
 * pixel (row r, column c) samples (u, v) = (c + 0.5, r + 0.5);
 * front to back by depth (ties keep the input order):
@@ -23,6 +25,7 @@ import torch
 
 from .._checks import check_finite, check_floating, check_shape, check_tensor
 from ..cameras import Cameras
+from ._project import CULL_MODES
 
 __all__ = ["render", "RenderResult", "available_backends"]
 
@@ -79,6 +82,7 @@ def render(
     cameras: Cameras,
     background: torch.Tensor | None = None,
     backend: Backend = "auto",
+    cull: Literal["footprint", "center"] = "footprint",
 ) -> RenderResult:
     """Render ``N`` isotropic Gaussians into every view of ``cameras``.
 
@@ -91,6 +95,11 @@ def render(
         background: ``[C]`` added with the remaining transmittance; default zeros.
         backend: ``"torch"`` (vectorised PyTorch, CPU and CUDA), ``"triton"`` (fused GPU
             kernels) or ``"auto"`` (triton on CUDA when importable, torch otherwise).
+        cull: per view, which Gaussians are splatted: ``"footprint"`` (every one whose
+            alpha >= 1/255 footprint reaches a pixel centre: exact splatting) or
+            ``"center"`` (only those whose centre projects strictly inside the image,
+            ``0.5 < u < W - 0.5`` and ``0.5 < v < H - 0.5``, as the GaussRender release
+            culls its camera views; a Gaussian just outside the border then leaves no trace).
 
     Returns:
         :class:`RenderResult` with ``features [V, H, W, C]``, ``depth [V, H, W]`` and
@@ -131,6 +140,8 @@ def render(
         raise ValueError(
             f"opacities must lie in [0, 1], got range [{float(opacities.min()):.3g}, {float(opacities.max()):.3g}]"
         )
+    if cull not in CULL_MODES:
+        raise ValueError(f"cull must be one of {CULL_MODES}, got {cull!r}")
     if background is None:
         background = torch.zeros(c, dtype=dtype, device=means.device)
     else:
@@ -146,7 +157,7 @@ def render(
     if name == "triton":
         from ._triton import render_triton
 
-        return render_triton(means, opacities, features, scales_t, cameras, background)
+        return render_triton(means, opacities, features, scales_t, cameras, background, cull=cull)
     from ._torch import render_torch
 
-    return render_torch(means, opacities, features, scales_t, cameras, background)
+    return render_torch(means, opacities, features, scales_t, cameras, background, cull=cull)

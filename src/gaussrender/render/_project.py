@@ -13,7 +13,17 @@ import torch
 
 from ..cameras import Cameras
 
-__all__ = ["Projected", "project_gaussians", "TileBins", "bin_gaussians", "ALPHA_MIN", "ALPHA_MAX", "T_MIN", "DILATION"]
+__all__ = [
+    "Projected",
+    "project_gaussians",
+    "TileBins",
+    "bin_gaussians",
+    "ALPHA_MIN",
+    "ALPHA_MAX",
+    "T_MIN",
+    "DILATION",
+    "CULL_MODES",
+]
 
 #: A Gaussian contributes to a pixel only where its alpha reaches 1/255 (3DGS rasteriser).
 ALPHA_MIN = 1.0 / 255.0
@@ -23,6 +33,11 @@ ALPHA_MAX = 0.99
 T_MIN = 1e-4
 #: Screen-space low-pass filter added to the 2D covariance, pixels².
 DILATION = 0.3
+#: Which Gaussians a view keeps: every one whose alpha >= 1/255 footprint reaches a pixel
+#: centre (``"footprint"``, exact splatting), or only those whose centre projects strictly
+#: inside the image, ``0.5 < u < W - 0.5`` and ``0.5 < v < H - 0.5`` (``"center"``, what the
+#: GaussRender release does for its camera views before splatting).
+CULL_MODES = ("footprint", "center")
 
 
 @dataclass
@@ -51,8 +66,12 @@ def project_gaussians(
     opacities: torch.Tensor,
     scales: torch.Tensor,
     cameras: Cameras,
+    cull: str = "footprint",
 ) -> Projected:
     """Project Gaussians ``means [N, 3]`` (metres, world frame) with isotropic ``scales [N]``.
+
+    ``cull`` is one of :data:`CULL_MODES`; ``"center"`` additionally drops, per view, every
+    Gaussian whose projected centre is not strictly inside ``(0.5, W - 0.5) x (0.5, H - 0.5)``.
 
     The 2D covariance is ``Σ' = s² J Jᵀ + 0.3 I`` with ``J`` the Jacobian of the projection
     at the mean, whose direction is clamped to 1.3x the field of view as in the 3DGS
@@ -118,6 +137,10 @@ def project_gaussians(
         hi = torch.floor(uv + ext - 0.5)
         on_screen = ((hi >= 0) & (lo <= size - 1) & (lo <= hi)).all(dim=-1)
         valid = in_front & opaque[None, :] & on_screen & torch.isfinite(uv).all(dim=-1)
+        if cull == "center":
+            valid = valid & ((uv > 0.5) & (uv < size - 0.5)).all(dim=-1)
+        elif cull != "footprint":
+            raise ValueError(f"cull must be one of {CULL_MODES}, got {cull!r}")
     return Projected(
         means2d=torch.stack([u, v], dim=-1),
         conics=conics,

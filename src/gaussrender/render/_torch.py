@@ -220,6 +220,7 @@ def render_torch(
     depth_chunk: int = 16,
     max_elements: int = 1 << 22,
     tile: int = TILE,
+    cull: str = "footprint",
 ) -> RenderResult:
     """Render with the vectorised PyTorch backend; see :func:`gaussrender.render`.
 
@@ -228,7 +229,7 @@ def render_torch(
     """
     device = means.device
     num_views, width, height = len(cameras), cameras.width, cameras.height
-    proj = project_gaussians(means, opacities, scales, cameras)
+    proj = project_gaussians(means, opacities, scales, cameras, cull)
     bins = bin_gaussians(proj, width, height, tile)
     tiles_x, tiles_y = bins.tiles_x, bins.tiles_y
     with torch.no_grad():

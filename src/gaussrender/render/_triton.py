@@ -248,6 +248,7 @@ def render_triton(
     cameras: Cameras,
     background: torch.Tensor,
     config: TritonConfig | None = None,
+    cull: str = "footprint",
 ) -> RenderResult:
     """Render with the fused Triton backend; see :func:`gaussrender.render` for the contract.
 
@@ -278,7 +279,7 @@ def render_triton(
         t.to(dtype) for t in (means, opacities, features, scales, background)
     )
 
-    proj = project_gaussians(means, opacities, scales, cameras)
+    proj = project_gaussians(means, opacities, scales, cameras, cull)
     bins = bin_gaussians(proj, cameras.width, cameras.height, TILE)
     geo = _Geometry(len(cameras), cameras.width, cameras.height, bins.tiles_x, bins.tiles_y)
     color, depth, trans = _Blend.apply(
