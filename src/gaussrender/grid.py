@@ -70,7 +70,7 @@ class VoxelGrid:
     empty_index: int
     ignore_index: int = 255
     gaussian_scale: float = 0.27
-    camera_strategy: Literal["sensor", "elevated", "random", "stereo", "trajectory"] = "sensor"
+    camera_strategy: Literal["sensor", "elevated", "random", "stereo", "trajectory", "drive"] = "sensor"
     semantic_classes: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
