@@ -261,6 +261,24 @@ def test_log_truncation_keeps_records_up_to_the_step(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl"]  # written atomically
 
 
+def test_log_truncation_purges_tensorboard_after_the_step(tmp_path, monkeypatch):
+    import types
+
+    opened = []
+
+    class FakeWriter:  # tensorboard's SummaryWriter is an optional extra
+        def __init__(self, log_dir, purge_step=None):
+            opened.append((log_dir, purge_step))
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    log = RunLogger(tmp_path)
+    log.truncate(7)
+    assert opened == [(str(tmp_path / "tb"), None), (str(tmp_path / "tb"), 8)]
+
+
 def test_resume_after_a_kill_has_no_duplicate_log_steps(tmp_path):
     sections = dict(train={"epochs": 2, "log_every": 1, "checkpoint_every": 2, "device": "cpu"})
     t = tiny_trainer(tmp_path, tiny_config(**sections))  # 3 samples x 2 epochs = 6 steps
