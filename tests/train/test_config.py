@@ -49,13 +49,13 @@ def test_resolved_config_roundtrips(tmp_path):
     [
         ({"optim": {"lrr": 1}}, r"unknown key\(s\) \['lrr'\] in optim"),
         ({"modle": {}}, r"unknown key\(s\) \['modle'\]"),
-        ({"optim": {"lr": "fast"}}, "optim.lr must be a number"),
-        ({"model": {"name": "resnet"}}, r"model.name must be one of \['tpvformer', 'surroundocc'\]"),
-        ({"data": {"image_size": [1, 2, 3]}}, "data.image_size must have 2 items"),
-        ({"train": {"epochs": 1.5}}, "train.epochs must be an integer"),
-        ({"loss": {"render": "yes"}}, "loss.render must be true or false"),
+        ({"optim": {"lr": "fast"}}, "optim.lr: expected a number, got 'fast'"),
+        ({"model": {"name": "resnet"}}, r"model.name: expected one of \['tpvformer', 'surroundocc'\]"),
+        ({"data": {"image_size": [1, 2, 3]}}, "data.image_size: expected a list of 2 items"),
+        ({"train": {"epochs": 1.5}}, "train.epochs: expected an integer, got 1.5"),
+        ({"loss": {"render": "yes"}}, "loss.render: expected true or false"),
         ({"optim": {"min_lr": 1.0}}, "min_lr <= lr"),
-        ({"loss": {"nonfinite": "ignore"}}, "loss.nonfinite must be one of"),
+        ({"loss": {"nonfinite": "ignore"}}, "loss.nonfinite: expected one of"),
     ],
 )
 def test_bad_values_name_the_key(values, match):

@@ -4,6 +4,10 @@ The resolved config (file + ``--set`` overrides) is written to ``RUN/config.yaml
 to ``RUN/log.jsonl`` (and ``RUN/tb`` with TensorBoard installed); checkpoints to
 ``RUN/last.pt``. ``--resume RUN/last.pt`` continues a run exactly where it stopped.
 
+Exit status: 0 when the run finished; 2 for a bad config file, key, value, ``--set`` or
+``--resume`` checkpoint (reported as ``error: ...`` naming it); 1 when training stopped on a
+NaN/inf loss, gradient or parameter (``loss.nonfinite``).
+
 Examples:
     gaussrender train --config configs/tiny_synthetic_render.yaml --run-dir runs/tiny
     gaussrender train --config configs/tpvformer_occ3d_render.yaml --run-dir runs/tpv --set data.root=/data/occ3d
@@ -29,19 +33,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _error(message: object, code: int = 2) -> int:
+    print(f"gaussrender train: error: {message}", file=sys.stderr)
+    return code
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..train.config import load_config
+    """Exit codes: 0 the run finished; 2 a bad config, ``--set`` or ``--resume`` (nothing
+    trained); 1 the run stopped on a non-finite loss, gradient or parameter."""
+    from .._io import sigterm_as_exit
+    from ..train.config import ConfigError, load_config
+    from ..train.loop import NonFiniteLossError, ResumeError
     from ..train.run import train
 
     try:
         cfg = load_config(args.config, args.overrides)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"gaussrender train: error: {err}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ConfigError) as err:
+        return _error(err)
     if args.resume is not None and not args.resume.is_file():
-        print(f"gaussrender train: error: checkpoint not found: {args.resume}", file=sys.stderr)
-        return 2
-    summary = train(cfg, args.run, resume=args.resume, progress=not args.no_progress)
+        return _error(f"checkpoint not found: {args.resume}")
+    try:
+        with sigterm_as_exit():
+            summary = train(cfg, args.run, resume=args.resume, progress=not args.no_progress)
+    except (ConfigError, ResumeError, FileNotFoundError) as err:
+        return _error(err)
+    except NonFiniteLossError as err:
+        last = args.run / "last.pt"
+        hint = f"; {last} is the last good checkpoint" if last.is_file() else ""
+        return _error(f"training stopped: {err}{hint}", 1)
     metrics = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
     print(f"gaussrender train: done ({metrics}); run directory {args.run}")
     return 0

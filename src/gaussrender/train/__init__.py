@@ -6,8 +6,9 @@ Entry points: ``gaussrender train --config configs/<name>.yaml --run-dir RUN`` a
 :class:`~gaussrender.train.loop.Trainer` with your own model and datasets.
 """
 
-from .config import Config, load_config, save_config
-from .loop import NonFiniteLossError, Trainer
+from .config import Config, ConfigError, load_config, save_config
+from .loop import NonFiniteLossError, ResumeError, Trainer
 from .run import predict, train
 
-__all__ = ["Config", "load_config", "save_config", "Trainer", "NonFiniteLossError", "train", "predict"]
+__all__ = ["Config", "ConfigError", "load_config", "save_config", "Trainer", "NonFiniteLossError", "ResumeError",
+           "train", "predict"]

@@ -10,6 +10,7 @@ what differs from the defaults. Command-line overrides ``--set key.sub=value`` p
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ __all__ = [
     "OptimConfig",
     "TrainSection",
     "Config",
+    "ConfigError",
     "load_config",
     "apply_overrides",
     "config_to_dict",
@@ -127,6 +129,23 @@ class Config:
     train: TrainSection = field(default_factory=TrainSection)
 
 
+class ConfigError(ValueError):
+    """A config file, key, value or ``--set`` override is wrong.
+
+    The message names the file or the key, what was expected and what was found
+    (``optim.lr: expected a finite number > 0, got inf``); ``key`` holds the dotted key
+    when there is one. ``gaussrender train`` reports it as ``error: ...`` with exit code 2.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _fail(where: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"{where or 'config'}: {expected}, got {value!r}", where or None)
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     """Coerce a YAML value to the annotated type ``tp``; raise naming ``where`` otherwise."""
     origin = typing.get_origin(tp)
@@ -138,31 +157,31 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return _convert(inner, value, where)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"{where} must be a mapping, got {value!r}")
+            raise _fail(where, "expected a mapping", value)
         return _build(tp, value, where)
     if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{where} must be one of {list(args)}, got {value!r}")
+        if isinstance(value, bool) or value not in args:
+            raise _fail(where, f"expected one of {list(args)}", value)
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where} must be a list, got {value!r}")
+            raise _fail(where, "expected a list", value)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
-            raise ValueError(f"{where} must have {len(args)} items, got {value!r}")
+            raise _fail(where, f"expected a list of {len(args)} items", value)
         return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{where} must be a mapping, got {value!r}")
+            raise _fail(where, "expected a mapping", value)
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{where} must be true or false, got {value!r}")
+            raise _fail(where, "expected true or false", value)
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where} must be an integer, got {value!r}")
+            raise _fail(where, "expected an integer", value)
         return value
     if tp is float:
         if isinstance(value, str):
@@ -172,11 +191,14 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where} must be a number, got {value!r}")
-        return float(value)
+            raise _fail(where, "expected a number", value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond the float range
+            raise _fail(where, "expected a number within the float range", value) from None
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"{where} must be a string, got {value!r}")
+            raise _fail(where, "expected a string", value)
         return value
     raise TypeError(f"{where}: unsupported config type {tp!r}")
 
@@ -184,10 +206,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 def _build(cls: type, values: dict, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted((str(k) for k in set(values) - names))  # YAML keys need not be strings
     if unknown:
-        raise ValueError(
-            f"unknown key(s) {unknown} in {where or 'config'}; allowed: {sorted(names)}"
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(
+            f"{key}: unknown key(s) {unknown} in {where or 'config'}; allowed: {sorted(names)}", key
         )
     kwargs = {
         k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in values.items()
@@ -196,31 +219,122 @@ def _build(cls: type, values: dict, where: str) -> Any:
 
 
 def config_from_dict(values: dict) -> Config:
-    """Build a :class:`Config` from nested dicts (as read from YAML), validating every key."""
+    """Build a :class:`Config` from nested dicts (as read from YAML), validating every key.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type or out of its range; the
+            message names the dotted key, what was expected and the value.
+    """
     if not isinstance(values, dict):
-        raise ValueError(f"a config must be a mapping of sections, got {type(values).__name__}")
+        raise ConfigError(f"a config must be a mapping of sections, got {type(values).__name__}")
     cfg = _build(Config, values, "")
     _validate(cfg)
     return cfg
 
 
+# every numeric setting checked when the config is built, so that a run never starts with
+# a value that can only produce garbage (an infinite learning rate trains to inf weights)
+_SEED_LIMIT = 2**32  # numpy's seed range; torch generators are seeded with multiples of it
+
+
 def _validate(cfg: Config) -> None:
-    h, w = cfg.data.image_size
-    if h <= 0 or w <= 0:
-        raise ValueError(f"data.image_size must be positive (H, W) pixels, got {cfg.data.image_size}")
-    lo, hi = cfg.data.augment.resize_scale
-    if not 0 < lo <= hi:
-        raise ValueError(f"data.augment.resize_scale must satisfy 0 < lo <= hi, got {(lo, hi)}")
-    if cfg.train.batch_size < 1 or cfg.train.epochs < 1:
-        raise ValueError("train.batch_size and train.epochs must be >= 1")
-    if cfg.optim.lr <= 0 or cfg.optim.min_lr < 0 or cfg.optim.min_lr > cfg.optim.lr:
-        raise ValueError(f"optim: need 0 <= min_lr <= lr and lr > 0, got lr={cfg.optim.lr}, min_lr={cfg.optim.min_lr}")
-    if cfg.optim.warmup_iters < 0 or not 0 < cfg.optim.warmup_ratio <= 1:
-        raise ValueError("optim.warmup_iters must be >= 0 and optim.warmup_ratio in (0, 1]")
-    if cfg.optim.grad_clip is not None and cfg.optim.grad_clip <= 0:
-        raise ValueError(f"optim.grad_clip must be > 0 or null, got {cfg.optim.grad_clip}")
-    if cfg.train.log_every < 1 or cfg.train.checkpoint_every < 1 or cfg.train.val_every_epochs < 0:
-        raise ValueError("train.log_every, train.checkpoint_every must be >= 1, val_every_epochs >= 0")
+    from ..grid import PRESETS
+    from ..models.backbone import RESNET_BLOCKS
+
+    finite = math.isfinite
+
+    def need(key: str, value: Any, ok: bool, expected: str) -> None:
+        if not ok:
+            raise _fail(key, expected, value)
+
+    def count(key: str, value: int, low: int) -> None:
+        need(key, value, value >= low, f"expected an integer >= {low}")
+
+    def number(key: str, value: float, low: float = 0.0, *, strict: bool = False, high: float | None = None,
+               high_open: bool = False) -> None:
+        ok = finite(value) and (value > low if strict else value >= low)
+        if high is not None:
+            ok = ok and (value < high if high_open else value <= high)
+        lo = f"> {low:g}" if strict else f">= {low:g}"
+        if high is None:
+            expected = f"expected a finite number {lo}"
+        else:
+            expected = f"expected a number in {'(' if strict else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        need(key, value, ok, expected)
+
+    def seed(key: str, value: int) -> None:
+        need(key, value, 0 <= value < _SEED_LIMIT, "expected an integer in [0, 2**32)")
+
+    m, d, loss, o, t = cfg.model, cfg.data, cfg.loss, cfg.optim, cfg.train
+    need("model.backbone_depth", m.backbone_depth, m.backbone_depth is None or m.backbone_depth in RESNET_BLOCKS,
+         f"expected null or one of {sorted(RESNET_BLOCKS)}")
+    number("model.dropout", m.dropout, 0.0, high=1.0, high_open=True)
+
+    need("data.grid", d.grid, d.grid.lower() in PRESETS, f"expected one of {sorted(PRESETS)}")
+    need("data.image_size", d.image_size, min(d.image_size) >= 1, "expected positive (H, W) pixels")
+    count("data.num_cameras", d.num_cameras, 1)
+    count("data.num_workers", d.num_workers, 0)
+    lo, hi = d.augment.resize_scale
+    need("data.augment.resize_scale", d.augment.resize_scale, finite(lo) and finite(hi) and 0 < lo <= hi,
+         "expected finite [lo, hi] with 0 < lo <= hi")
+    for name in ("brightness", "contrast", "saturation"):
+        # the factor is drawn in [1 - b, 1 + b] and must stay >= 0
+        number(f"data.augment.{name}", getattr(d.augment, name), 0.0, high=1.0)
+    if d.synthetic is not None:
+        count("data.synthetic.num_scenes", d.synthetic.num_scenes, 1)
+        count("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0)
+        seed("data.synthetic.seed", d.synthetic.seed)
+        need("data.synthetic.image_size", d.synthetic.image_size, min(d.synthetic.image_size) >= 1,
+             "expected positive (H, W) pixels")
+
+    for name in ("ce_weight", "lovasz_weight", "scale_decay", "render_weight"):
+        number(f"loss.{name}", getattr(loss, name))
+    if loss.class_weights is not None:
+        need("loss.class_weights", loss.class_weights,
+             len(loss.class_weights) > 0 and all(finite(w) and w >= 0 for w in loss.class_weights)
+             and sum(loss.class_weights) > 0,
+             "expected a non-empty list of finite numbers >= 0, not all 0")
+    _validate_render_kwargs(cfg)
+
+    number("optim.lr", o.lr, 0.0, strict=True)
+    number("optim.weight_decay", o.weight_decay)
+    number("optim.backbone_lr_mult", o.backbone_lr_mult)
+    count("optim.warmup_iters", o.warmup_iters, 0)
+    number("optim.warmup_ratio", o.warmup_ratio, 0.0, strict=True, high=1.0)
+    need("optim.min_lr", o.min_lr, finite(o.min_lr) and 0 <= o.min_lr <= o.lr,
+         f"expected a finite number with 0 <= min_lr <= lr (optim.lr = {o.lr!r})")
+    if o.grad_clip is not None:
+        number("optim.grad_clip", o.grad_clip, 0.0, strict=True)
+
+    count("train.epochs", t.epochs, 1)
+    if t.max_steps is not None:
+        need("train.max_steps", t.max_steps, t.max_steps >= 1, "expected null (no limit) or an integer >= 1")
+    count("train.batch_size", t.batch_size, 1)
+    seed("train.seed", t.seed)
+    count("train.log_every", t.log_every, 1)
+    count("train.checkpoint_every", t.checkpoint_every, 1)
+    count("train.val_every_epochs", t.val_every_epochs, 0)
+    need("train.device", t.device, t.device in ("auto", "cpu", "cuda"), "expected one of ['auto', 'cpu', 'cuda']")
+
+
+def _validate_render_kwargs(cfg: Config) -> None:
+    """``loss.render_kwargs`` must build a :class:`~gaussrender.GaussRenderLoss` (checked
+    even with ``loss.render: false``, so that a typo never waits for the day it is used)."""
+    kwargs = cfg.loss.render_kwargs
+    if not kwargs:
+        return
+    from ..loss import GaussRenderLoss
+
+    for key in kwargs:
+        if key in ("weight", "on_nan", "prefix", "seed"):
+            raise ConfigError(
+                f"loss.render_kwargs.{key}: set by the trainer (use loss.render_weight / loss.nonfinite); "
+                "remove it", f"loss.render_kwargs.{key}"
+            )
+    try:
+        GaussRenderLoss(cfg.data.grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"loss.render_kwargs: {err}", "loss.render_kwargs") from None
 
 
 def config_to_dict(cfg: Config) -> dict:
@@ -239,24 +353,63 @@ def config_to_dict(cfg: Config) -> dict:
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
-    """Apply ``key.sub=value`` overrides (value parsed as YAML) to nested dicts, in place."""
+    """Apply ``key.sub=value`` overrides (value parsed as YAML) to nested dicts, in place.
+
+    Raises:
+        ConfigError: a malformed override (no ``=``, an empty key part, a value that is not
+            YAML, a key below a value that is not a section), naming the override.
+    """
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"--set expects key.sub=value, got {item!r}")
+            raise ConfigError(f"--set expects key.sub=value, got {item!r}")
         key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise ValueError(f"--set key must be dotted names like optim.lr, got {key!r}")
+        key = key.strip()
+        parts = key.split(".")
+        if not all(p.strip() for p in parts):
+            raise ConfigError(f"--set key must be dotted names like optim.lr, got {key!r}")
         node = values
         for p in parts[:-1]:
             child = node.get(p)
             if child is None:
                 child = node[p] = {}
             if not isinstance(child, dict):
-                raise ValueError(f"--set {key}: {p!r} is not a section")
+                raise ConfigError(f"--set {key}: {p!r} is not a section", key)
             node = child
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML ({_yaml_problem(err)})", key) from None
     return values
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line of a YAML error: its problem and position, without PyYAML's source excerpt."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem is None:
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+_MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; refuse anything absurd
+_MAX_CONFIG_NODES = 100_000  # bounds anchor/alias expansion ("billion laughs") and cycles
+
+
+def _check_size(value: Any, path: Path) -> None:
+    """Refuse YAML whose aliases expand to a huge (or cyclic) tree before anything walks it."""
+    seen = 0
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > _MAX_CONFIG_NODES or depth > 64:
+            raise ConfigError(f"{path}: the YAML expands to more than {_MAX_CONFIG_NODES} values or "
+                              "nests deeper than 64 levels (recursive or repeated anchors?)")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
@@ -264,15 +417,40 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
 
     Raises:
         FileNotFoundError: naming ``path`` when it does not exist.
-        ValueError: unknown keys, wrong types or values (naming the key).
+        ConfigError: (a ValueError) an unreadable or corrupt file, a malformed override,
+            unknown keys, wrong types or values; the message names the file, and the key
+            (marked ``(--set)`` when an override gave the value).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        size = path.stat().st_size
+        if size > _MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size} bytes is not a config file (limit {_MAX_CONFIG_BYTES})")
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
+    if values is None:
+        values = {}
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: a config must be a mapping of sections")
-    return config_from_dict(apply_overrides(values, list(overrides)))
+        raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(values).__name__}")
+    _check_size(values, path)
+    overridden = {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
+    try:
+        return config_from_dict(apply_overrides(values, list(overrides)))
+    except ConfigError as err:
+        if str(err).startswith("--set"):
+            raise
+        by_set = err.key is not None and any(err.key == k or err.key.startswith(k + ".") or
+                                             err.key.startswith(k + "[") for k in overridden)
+        raise ConfigError(f"{path}: {err}{' (--set)' if by_set else ''}", err.key) from None
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

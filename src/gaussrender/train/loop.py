@@ -10,7 +10,9 @@ Loss (DESIGN §5): ``L = loss_ce + loss_lovasz [+ loss_render]`` where the 3D te
 computed in float32 outside autocast. A term that is NaN/inf never reaches the optimiser:
 with ``loss.nonfinite: raise`` the run stops with :class:`NonFiniteLossError` naming the
 term, step and samples; with ``skip`` the step is skipped with a warning (on every rank, so
-DDP stays in lockstep) and counted in the log.
+DDP stays in lockstep) and counted in the log. The same policy covers a non-finite gradient
+norm. A parameter that is non-finite (at the start of :meth:`Trainer.fit`, or after an
+optimiser step) always stops the run: the update cannot be taken back.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, remove_stale_temporaries
 from ..grid import VoxelGrid, get_grid
 from ..losses3d import Occupancy3DLoss
 from .augment import AugmentedDataset
@@ -40,6 +42,7 @@ from .schedule import warmup_cosine_factor
 
 __all__ = [
     "NonFiniteLossError",
+    "ResumeError",
     "TrainingLoss",
     "Trainer",
     "seed_everything",
@@ -50,7 +53,17 @@ __all__ = [
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss term (or the gradient norm) was NaN or infinite."""
+    """A loss term, the gradient norm or a parameter was NaN or infinite; the message names
+    which one(s) and the step."""
+
+
+class ResumeError(ValueError):
+    """The checkpoint to resume from cannot be read or restored; the message names its path."""
+
+
+# the files a run directory receives through atomic writes (their stale temporaries are
+# removed when a run starts)
+_RUN_FILES = ("last.pt", "config.yaml", "class_counts.json", "log.jsonl")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -354,10 +367,49 @@ class Trainer:
         return detached, extras, True
 
     def _nonfinite(self, message: str) -> None:
+        """Apply ``loss.nonfinite`` to a fault of the current step: raise, or warn and count
+        the step as skipped (the caller then leaves the parameters untouched)."""
         if self.cfg.loss.nonfinite == "raise":
             raise NonFiniteLossError(message)
         warnings.warn(message + "; optimiser step skipped", RuntimeWarning, stacklevel=3)
         self.skipped_steps += 1
+
+    def _clip_gradients(self) -> tuple[float, list[str]]:
+        """Global L2 norm of the gradients, clipped to ``optim.grad_clip`` when finite.
+
+        Returns:
+            ``(norm before clipping, names of the parameters whose gradient norm is NaN/inf)``.
+            Unlike ``clip_grad_norm_``, a non-finite norm leaves the gradients as they are
+            (not all scaled by NaN), so the faulty parameters can be named.
+        """
+        named = [(n, p.grad) for n, p in _unwrap(self.model).named_parameters() if p.grad is not None]
+        if not named:
+            return 0.0, []
+        grads = [g for _, g in named]
+        norms = torch._foreach_norm(grads, 2.0)  # one fused kernel per device and dtype
+        device = grads[0].device
+        total = float(torch.linalg.vector_norm(torch.stack([n.float().to(device) for n in norms])))
+        if not math.isfinite(total):
+            return total, [name for (name, _), n in zip(named, norms) if not bool(torch.isfinite(n))]
+        max_norm = self.cfg.optim.grad_clip
+        if max_norm is not None and total > max_norm:
+            torch._foreach_mul_(grads, max_norm / (total + 1e-6))
+        return total, []
+
+    def _nonfinite_names(self) -> list[str]:
+        """Names of the parameters holding a NaN or inf.
+
+        One fused max-abs norm over all parameters decides (a single host sync per call);
+        the per-parameter search runs only when something is wrong.
+        """
+        named = [(n, p) for n, p in _unwrap(self.model).named_parameters()]
+        if not named:
+            return []
+        norms = torch._foreach_norm([t.detach() for _, t in named], float("inf"))
+        # the max-abs norm is NaN or inf exactly when the tensor holds a NaN or an inf
+        if bool(torch.isfinite(torch.stack([n.float().to(norms[0].device) for n in norms])).all()):
+            return []
+        return [n for n, t in named if not bool(torch.isfinite(t.detach()).all())]
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimiser step; returns the logged values (terms, total, lr, grad norm)."""
@@ -370,18 +422,27 @@ class Trainer:
         grad_norm = float("nan")
         if ok:
             self.scaler.unscale_(self.optimizer)
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            max_norm = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip is not None else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            grad_norm, bad_grads = self._clip_gradients()
             if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
                 # gradients are already summed over ranks, so every rank takes this branch
+                # (with fp16 the gradient scaler skips such steps itself)
                 self._nonfinite(f"non-finite gradient norm {grad_norm} at step {self.step} "
-                                f"(epoch {self.epoch}, samples {batch.get('token')})")
+                                f"(epoch {self.epoch}, samples {batch.get('token')}"
+                                + (f", non-finite gradients of {bad_grads[:5]}" if bad_grads else "") + ")")
                 self.optimizer.zero_grad(set_to_none=True)
                 ok = False
         if ok:
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            bad = self._nonfinite_names()
+            if bad:
+                # always fatal: the update is applied and the optimiser state is spoilt, so no
+                # policy can skip it (parameters are identical on every rank under DDP)
+                raise NonFiniteLossError(
+                    f"non-finite parameter(s) {bad[:5]}{' ...' if len(bad) > 5 else ''} after the "
+                    f"optimiser step at step {self.step} (epoch {self.epoch}, samples {batch.get('token')}, "
+                    f"loss {record['loss']:.6g}, grad norm {grad_norm:.6g}, lr {self.optimizer.param_groups[0]['lr']:.3g})"
+                )
         record["grad_norm"] = grad_norm
         record["skipped"] = float(not ok)
         record["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -461,11 +522,42 @@ class Trainer:
         )
 
     def fit(self, resume: str | Path | None = None) -> dict[str, Any]:
-        """Train until ``train.epochs`` (or ``train.max_steps``); returns the last metrics."""
+        """Train until ``train.epochs`` (or ``train.max_steps``); returns the last metrics.
+
+        Starting (or resuming) removes the temporaries a killed run left in the run
+        directory; resuming drops the log records after the checkpoint's step, which the
+        resumed run writes again.
+
+        Raises:
+            ResumeError: ``resume`` cannot be read or restored (message names the path).
+            NonFiniteLossError: a NaN/inf loss term or gradient norm (``loss.nonfinite:
+                raise``), or a NaN/inf parameter; the error is also logged (kind ``error``).
+        """
+        if self.info.is_main:
+            remove_stale_temporaries(self.run_dir, _RUN_FILES)
+        if resume is not None:
+            try:
+                self.load(resume)
+            except FileNotFoundError:
+                raise
+            except Exception as err:  # noqa: BLE001 - any failure to restore is named by path
+                raise ResumeError(f"cannot resume from {resume}: {type(err).__name__}: {err}") from err
+            self.logger.truncate(self.step)
+        bad = self._nonfinite_names()
+        if bad:
+            where = f"restored from {resume}" if resume is not None else "before training"
+            raise NonFiniteLossError(f"non-finite parameter(s) {bad[:5]} {where} (step {self.step})")
+        try:
+            return self._fit()
+        except NonFiniteLossError as err:
+            self.logger.log("error", self.step, error=str(err))
+            raise
+        finally:
+            self.logger.close()
+
+    def _fit(self) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
-        if resume is not None:
-            self.load(resume)
         cfg = self.cfg.train
         last_val: dict[str, Any] = {}
         while self.epoch < cfg.epochs and self.step < self.total_steps:
@@ -506,7 +598,6 @@ class Trainer:
             ):
                 last_val = self.evaluate()
                 self.logger.log("val", self.step, epoch=self.epoch, **last_val)
-        self.logger.close()
         return {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps, **last_val}
 
     @torch.no_grad()

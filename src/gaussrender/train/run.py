@@ -11,7 +11,7 @@ import torch
 from .._io import atomic_write
 from .builders import build_dataset, build_model_from_config, grid_of, prepare_synthetic
 from .checkpoint import load_checkpoint
-from .config import Config
+from .config import Config, ConfigError
 from .distributed import DistInfo, ShardSampler, init_distributed, shutdown_distributed
 from .loop import Trainer, class_weights_for, move_batch
 
@@ -26,18 +26,30 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
 
     Returns:
         The final step/epoch and the last validation metrics.
+
+    Raises:
+        ConfigError: ``train.device`` is not usable here, or the training split is empty.
+        ResumeError: ``resume`` cannot be read or restored (names the path).
+        NonFiniteLossError: the run stopped on a NaN/inf loss, gradient or parameter.
     """
-    info = init_distributed(cfg.train.device)
+    try:
+        info = init_distributed(cfg.train.device)
+    except ValueError as err:  # e.g. train.device='cuda' without CUDA
+        raise ConfigError(str(err), "train.device") from None
     try:
         prepare_synthetic(cfg.data, info.is_main)
         run_dir = Path(run_dir)
         grid = grid_of(cfg)
+        train_set = build_dataset(cfg.data, "train")
+        if len(train_set) == 0:
+            where = cfg.data.root if cfg.data.synthetic is not None or cfg.data.format == "kitti360" \
+                else cfg.data.train_infos
+            raise ConfigError(f"data: the training split ({where}) has no samples", "data")
         # count classes once, from labels only (no images), for every rank together
         weights = None
         if cfg.loss.class_weights is None and cfg.loss.class_weighting != "none":
             labels_only = build_dataset(cfg.data, "train", load_images=False)
             weights = class_weights_for(cfg, grid, labels_only, info, run_dir / "class_counts.json")
-        train_set = build_dataset(cfg.data, "train")
         val_set = build_dataset(cfg.data, "val") if cfg.train.val_every_epochs else None
         model = build_model_from_config(cfg)
         trainer = Trainer(cfg, run_dir, model, train_set, val_set, grid=grid, info=info, progress=progress,

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
+
+from .._io import atomic_write_text
 
 __all__ = ["RunLogger", "read_jsonl"]
 
@@ -56,6 +59,44 @@ class RunLogger:
             for key, value in record.items():
                 if key not in ("kind", "step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._tb.add_scalar(f"{kind}/{key}", value, step)
+
+    def truncate(self, step: int) -> int:
+        """Drop the records after ``step`` (a resumed run's checkpoint), atomically.
+
+        A run killed after its last checkpoint logged steps that the resumed run logs again;
+        without this the log would hold them twice. Lines that are not JSON (a record cut
+        short by the kill) are dropped with a warning naming the file and line.
+
+        Returns:
+            The number of lines dropped.
+        """
+        if not self.enabled:
+            return 0
+        if self._tb is not None:
+            # TensorBoard hides the events after the resume point itself
+            self._tb.close()
+            self._tb = type(self._tb)(str(Path(self.path.parent) / "tb"), purge_step=step + 1)
+        if not self.path.is_file():
+            return 0
+        kept, dropped = [], 0
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                record_step = int(record["step"])
+            except (ValueError, TypeError, KeyError):
+                warnings.warn(f"{self.path}:{number}: dropping a line that is not a log record "
+                              "(cut short when the run was stopped?)", RuntimeWarning, stacklevel=2)
+                dropped += 1
+                continue
+            if record_step > step:
+                dropped += 1
+            else:
+                kept.append(line)
+        if dropped:
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        return dropped
 
     def close(self) -> None:
         if self._tb is not None:
