@@ -3,11 +3,17 @@
 ``L_render = weight · (L_cam + L_cam_depth + L_bev + L_bev_depth)``:
 
 * ``L_cam``, ``L_bev``: mean absolute difference of the rendered semantic images (all
-  pixels, all channels; or a soft cross-entropy / KL per pixel), averaged over cameras;
-* depth terms: L1 on pixels where the ground-truth depth exceeds 0.1 m, depths divided by
-  50 (cameras) and 100 (BEV).
+  pixels, all channels; or a soft cross-entropy / KL per pixel), per view, then averaged
+  over the views;
+* depth terms: per view, L1 on pixels where the ground-truth depth exceeds 0.1 m, divided by
+  their count and by 50 (cameras) or 100 (BEV), then averaged over the views (the mean of
+  per-view means, as the release; not one mean over all views' pixels);
+* each term is averaged over the samples of the batch.
 
-Both renders use the empty class as background, so an unobserved pixel reads "free".
+Both renders use the empty class as background, so an unobserved pixel reads "free". As in
+the release, a camera view renders (prediction and ground truth alike) only the voxels whose
+centre lies in front of it and projects strictly inside the image (``cull="center"``); the
+BEV renders every voxel.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from .cameras import Cameras
 from .gaussians import Gaussians, check_labels, voxels_to_gaussians
 from .grid import VoxelGrid, get_grid
 from .render import render
+from .render._project import CULL_MODES
 
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
 
@@ -49,6 +56,7 @@ class RenderLossOptions:
     bev_depth_scale: float = 100.0
     scale: float | None = None
     backend: str = "auto"
+    cull: Literal["center", "footprint"] = "center"
     prefix: str = ""
     on_nan: Literal["raise", "warn"] = "raise"
 
@@ -67,35 +75,48 @@ class RenderLossOptions:
             any(w < 0 for w in self.camera_weights) or sum(self.camera_weights) <= 0
         ):
             raise ValueError(f"camera_weights must be >= 0 with a positive sum, got {self.camera_weights}")
+        if self.cull not in CULL_MODES:
+            raise ValueError(f"cull must be one of {CULL_MODES}, got {self.cull!r}")
         if self.on_nan not in ("raise", "warn"):
             raise ValueError(f"on_nan must be 'raise' or 'warn', got {self.on_nan!r}")
 
 
 def _semantic_term(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Mean over pixels of a per-pixel distance between channel-last images ``[..., C]``."""
+    """Per-pixel distance between rendered images ``[V, H, W, C]``: its mean over each view's
+    pixels (L1: and channels), then the mean over the ``V`` views."""
     if kind == "l1":
-        return (pred - target).abs().mean()
-    eps = 1e-6
-    log_pred = torch.log(pred.clamp_min(eps))
-    if kind == "ce":
-        return -(target * log_pred).sum(-1).mean()
-    return (target * (torch.log(target.clamp_min(eps)) - log_pred)).sum(-1).mean()
+        per_pixel = (pred - target).abs().mean(-1)
+    else:
+        eps = 1e-6
+        log_pred = torch.log(pred.clamp_min(eps))
+        if kind == "ce":
+            per_pixel = -(target * log_pred).sum(-1)
+        else:
+            per_pixel = (target * (torch.log(target.clamp_min(eps)) - log_pred)).sum(-1)
+    return per_pixel.flatten(1).mean(1).mean()
 
 
 def _depth_term(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
-    mask = target > 0.1
-    count = mask.sum()
-    diff = torch.where(mask, (pred - target).abs(), torch.zeros_like(pred)).sum()
-    return diff / (scale * count.clamp_min(1))
+    """Depth images ``[V, H, W]`` (metres): per view, the mean absolute difference over the
+    pixels whose ground-truth depth exceeds 0.1 m, divided by ``scale``; then the mean over
+    the views that have such pixels (zero when none has)."""
+    mask = (target > 0.1).flatten(1)
+    count = mask.sum(1)
+    diff = torch.where(mask, (pred - target).abs().flatten(1), torch.zeros_like(mask, dtype=pred.dtype)).sum(1)
+    per_view = diff / (scale * count.clamp_min(1))
+    seen = count > 0
+    return per_view.sum() / seen.sum().clamp_min(1)
 
 
 def _render_pair(
-    pred: Gaussians, target: Gaussians, cameras: Cameras, background: torch.Tensor, backend: str
+    pred: Gaussians, target: Gaussians, cameras: Cameras, background: torch.Tensor, backend: str, cull: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    out_p = render(pred.means, pred.opacities, pred.features, pred.scales, cameras, background, backend)
+    out_p = render(
+        pred.means, pred.opacities, pred.features, pred.scales, cameras, background, backend, cull  # type: ignore[arg-type]
+    )
     with torch.no_grad():
         out_t = render(
-            target.means, target.opacities, target.features, target.scales, cameras, background, backend
+            target.means, target.opacities, target.features, target.scales, cameras, background, backend, cull  # type: ignore[arg-type]
         )
     return out_p.features, out_t.features, out_p.depth, out_t.depth
 
@@ -145,9 +166,19 @@ def gauss_render_loss(
     strategy = options.camera_strategy or grid.camera_strategy
     sums = {t: logits.new_zeros(()) for t in TERMS}
     bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device) if "bev" in options.views else None
+    target_scale = grid.gaussian_scale if options.scale is None else options.scale
     for b in range(batch):
         target = voxels_to_gaussians(grid, labels=labels[b], scale=options.scale)
-        target.features = target.features.to(dtype)
+        if target.features.dtype != dtype:
+            # labels-only Gaussians come in float32: take the logits' precision, centres and
+            # scales computed in it rather than rounded through float32 (float64 stays exact)
+            target = Gaussians(
+                means=grid.voxel_centers(device, dtype)[tuple(target.voxel_index.t())],
+                opacities=target.opacities.to(dtype),
+                features=target.features.to(dtype),
+                scales=torch.full_like(target.opacities, float(target_scale), dtype=dtype),
+                voxel_index=target.voxel_index,
+            )
         pred = voxels_to_gaussians(
             grid,
             logits=logits[b],
@@ -173,12 +204,13 @@ def gauss_render_loss(
             width = max(1, round(image_size[1] / options.resolution_divisor))
             ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
             cams = Cameras(poses, ks, width, height)
-            pf, tf, pd, td = _render_pair(pred, target, cams, background, options.backend)
+            pf, tf, pd, td = _render_pair(pred, target, cams, background, options.backend, options.cull)
             sums["cam"] = sums["cam"] + _semantic_term(pf, tf, options.semantic)
             if options.depth:
                 sums["cam_depth"] = sums["cam_depth"] + _depth_term(pd, td, options.cam_depth_scale)
         if bev is not None:
-            pf, tf, pd, td = _render_pair(pred, target, bev, background, options.backend)
+            # the BEV keeps every voxel (as the release): exact footprint splatting
+            pf, tf, pd, td = _render_pair(pred, target, bev, background, options.backend, "footprint")
             sums["bev"] = sums["bev"] + _semantic_term(pf, tf, options.semantic)
             if options.depth:
                 sums["bev_depth"] = sums["bev_depth"] + _depth_term(pd, td, options.bev_depth_scale)
@@ -220,6 +252,14 @@ class GaussRenderLoss(nn.Module):
         cam_depth_scale, bev_depth_scale: depth normalisers, metres (50 and 100).
         scale: Gaussian standard deviation, metres (default ``grid.gaussian_scale``).
         backend: renderer backend (``"auto"``, ``"torch"``, ``"triton"``).
+        cull: which voxels a camera view renders, prediction and ground truth alike.
+            ``"center"`` (the release): only those whose centre is in front of the camera
+            and projects strictly inside the image, ``0.5 < u < W - 0.5`` and
+            ``0.5 < v < H - 0.5``. ``"footprint"`` (our alternative, exact splatting): every
+            voxel whose footprint (alpha >= 1/255) reaches a pixel, so a voxel just outside
+            the border still shades the pixels it overlaps and an object cut by the border
+            keeps its visible part; the camera terms then differ from the release's. The BEV
+            always renders every voxel (``"footprint"``).
         prefix: prepended to the term names in the output (e.g. ``"loss_render_"``); the
             total is always under ``"loss"``.
         on_nan: ``"raise"`` a ``FloatingPointError`` naming the term, or ``"warn"`` and zero it.
@@ -260,6 +300,7 @@ class GaussRenderLoss(nn.Module):
         bev_depth_scale: float = 100.0,
         scale: float | None = None,
         backend: str = "auto",
+        cull: Literal["center", "footprint"] = "center",
         prefix: str = "",
         on_nan: Literal["raise", "warn"] = "raise",
         seed: int | None = None,
@@ -281,6 +322,7 @@ class GaussRenderLoss(nn.Module):
             bev_depth_scale=float(bev_depth_scale),
             scale=scale,
             backend=backend,
+            cull=cull,
             prefix=prefix,
             on_nan=on_nan,
         )

@@ -3,6 +3,7 @@
 Every Gaussian is evaluated at every pixel and blended one at a time in depth order. It is
 slow (a Python loop over Gaussians) and meant for scenes of at most a few hundred Gaussians.
 It shares no code with the package: projection and blending are written again here.
+Like the 3DGS rasteriser, ``alpha = min(0.99, o · G)`` lets its gradient through the clamp.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def oracle_render(means, opacities, features, scales, cam_from_world, intrinsics
             a_mat = k[:2, :2]
             if model == "pinhole":
                 proj = a_mat @ (t[:2] / t[2]) + k[:2, 2]
-                # the Jacobian's direction is clamped to 1.3x the field of view (3DGS, gsplat)
-                fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
-                xz = torch.clamp(t[0] / t[2], -(cx / fx + 0.15 * width / fx), (width - cx) / fx + 0.15 * width / fx)
-                yz = torch.clamp(t[1] / t[2], -(cy / fy + 0.15 * height / fy), (height - cy) / fy + 0.15 * height / fy)
+                # the Jacobian's direction is clamped to +-1.3 tan(fov / 2) (3DGS rasteriser),
+                # tan(fovx / 2) = W / (2 fx), symmetric whatever the principal point
+                lim_x = 1.3 * width / (2 * k[0, 0])
+                lim_y = 1.3 * height / (2 * k[1, 1])
+                xz = torch.clamp(t[0] / t[2], -lim_x, lim_x)
+                yz = torch.clamp(t[1] / t[2], -lim_y, lim_y)
                 jac = a_mat @ torch.stack([
                     torch.stack([1 / t[2], torch.zeros((), dtype=torch.float64), -xz / t[2]]),
                     torch.stack([torch.zeros((), dtype=torch.float64), 1 / t[2], -yz / t[2]]),
@@ -58,7 +61,10 @@ def oracle_render(means, opacities, features, scales, cam_from_world, intrinsics
             dx = pu - proj[0]
             dy = pv - proj[1]
             power = -0.5 * (conic[0, 0] * dx * dx + conic[1, 1] * dy * dy) - conic[0, 1] * dx * dy
-            alpha = torch.clamp(opacities[i] * torch.exp(power), max=0.99)
+            raw = opacities[i] * torch.exp(power)
+            # alpha = min(0.99, raw) in value; its gradient passes the clamp unchanged
+            # (straight-through), as in the 3DGS rasteriser's backward pass
+            alpha = raw - (raw - raw.clamp(max=0.99)).detach()
             use = (power <= 0) & (alpha >= 1.0 / 255.0) & ~done
             test = trans * (1 - alpha)
             stop = use & (test < 1e-4)

@@ -9,9 +9,10 @@ import torch
 
 import gaussrender as gr
 from tests.render.oracle import oracle_render
-from tests.render.scenes import random_cameras, random_gaussians
+from tests.render.scenes import clamped_scene, random_cameras, random_gaussians
 
 render_torch = importlib.import_module("gaussrender.render._torch").render_torch
+project_gaussians = importlib.import_module("gaussrender.render._project").project_gaussians
 
 
 def _oracle(means, opac, feats, scales, cams, bg=None):
@@ -187,6 +188,65 @@ def test_near_plane_gaussians_far_off_screen_do_not_smear():
     _compare(out, _oracle(means, opac, feats, 0.3, cams))
     side_only = gr.render(means[:2], opac[:2], feats[:2], 0.3, cams, backend="torch")
     assert float(side_only.alpha.max()) == 0.0  # unclamped, they would reach alpha ~0.2 here
+
+
+def test_alpha_clamp_is_straight_through():
+    # o · G > 0.99 at the pixels of `clamped`: alpha is 0.99 there, yet (3DGS rasteriser,
+    # GaussRender release) its gradient passes the clamp, d alpha / d (o G) = 1
+    cams, means, opac, feats, scales, clamped = clamped_scene()
+    assert int(clamped.sum()) >= 5
+
+    def grads(fn, weight):
+        leaves = [t.clone().requires_grad_() for t in (means, opac, feats)]
+        f, d, a = fn(*leaves)
+        ((a * weight).sum() + (f * weight[..., None]).sum() + 0.1 * (d * weight).sum()).backward()
+        return [t.grad for t in leaves]
+
+    def ours(m, o, f):
+        out = gr.render(m, o, f, scales, cams, backend="torch")
+        return out.features, out.depth, out.alpha
+
+    def oracle(m, o, f):
+        return _oracle(m, o, f, scales, cams)
+
+    # only the clamped pixels: the opaque Gaussian's opacity gradient is not zero
+    only = clamped.double()
+    got, want = grads(ours, only), grads(oracle, only)
+    assert float(got[1][0].abs()) > 0.1
+    for name, g1, g2 in zip(("means", "opacities", "features"), got, want):
+        torch.testing.assert_close(g1, g2, atol=1e-9, rtol=1e-7, msg=lambda m: f"{name}: {m}")
+    # a single opaque Gaussian alone: alpha = min(0.99, o G) with o = 1, so the
+    # straight-through d(sum of clamped alphas)/do is the sum of G there, each above 0.99
+    alone = gr.render(means[:1], opac[:1].clone().requires_grad_(), feats[:1], scales[:1], cams, backend="torch")
+    assert torch.all(alone.alpha[clamped] == 0.99)
+    leaf = opac[:1].clone().requires_grad_()
+    alone = gr.render(means[:1], leaf, feats[:1], scales[:1], cams, backend="torch")
+    (alone.alpha * only).sum().backward()
+    count = int(clamped.sum())
+    assert 0.99 * count < float(leaf.grad[0]) <= count
+    # everywhere (random weights), still the oracle's gradients
+    wgt = torch.randn(1, 30, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for name, g1, g2 in zip(("means", "opacities", "features"), grads(ours, wgt), grads(oracle, wgt)):
+        torch.testing.assert_close(g1, g2, atol=1e-9, rtol=1e-7, msg=lambda m: f"{name}: {m}")
+
+
+def test_jacobian_clamp_is_symmetric_whatever_the_principal_point():
+    # cx = 0 (as the KITTI-360 BEV): the 3DGS rasteriser clamps x/z to +-1.3 W / (2 fx) = 0.65,
+    # not to [-0.15, 1.15] (the image borders + 15 %, which depend on cx)
+    fx, width, height, z, s = 40.0, 40, 30, 2.0, 0.3
+    k = torch.tensor([[[fx, 0.0, 0.0], [0.0, fx, 15.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+    cams = gr.Cameras(torch.eye(4, dtype=torch.float64)[None], k, width, height)
+    means = torch.tensor([[0.9 * z, 0.0, z], [-0.1 * z, 0.0, z]], dtype=torch.float64)
+    proj = project_gaussians(means, torch.ones(2, dtype=torch.float64), torch.full((2,), s, dtype=torch.float64), cams)
+    for i, xz in enumerate((0.65, -0.1)):  # clamped, then inside the limits
+        # J = [[fx/z, 0, -fx xz / z], [0, fx/z, 0]] at y = 0
+        cov_xx = s * s * (fx / z) ** 2 * (1 + xz * xz) + 0.3
+        cov_yy = s * s * (fx / z) ** 2 + 0.3
+        want = torch.tensor([1 / cov_xx, 0.0, 1 / cov_yy], dtype=torch.float64)
+        torch.testing.assert_close(proj.conics[0, i], want, atol=1e-12, rtol=1e-10)
+    feats = torch.eye(2, dtype=torch.float64)
+    out = gr.render(means, torch.ones(2, dtype=torch.float64), feats, s, cams, backend="torch")
+    _compare(out, _oracle(means, torch.ones(2, dtype=torch.float64), feats, s, cams))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CPU-vs-GPU check runs on a GPU machine")

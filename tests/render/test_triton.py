@@ -30,6 +30,7 @@ import gaussrender as gr  # noqa: E402
 from gaussrender.render._triton import TritonConfig, render_triton, triton_interprets  # noqa: E402
 
 from tests.render.oracle import oracle_render  # noqa: E402
+from tests.render.scenes import clamped_scene  # noqa: E402
 
 WIDTH, HEIGHT = 40, 30
 INTERPRETED = triton_interprets()
@@ -166,6 +167,23 @@ def test_gradients_match_oracle_and_torch(device, model, channels, views):
     assert_grads_close(got, want, names)
     if channels <= 5:  # the torch backend is slow on CPU with many channels
         assert_grads_close(got, gradients(with_backend("torch"), inputs, weights, torch.float32), names)
+
+
+def test_alpha_clamp_is_straight_through(device):
+    """Where o · G > 0.99 alpha is clamped, yet its gradient passes (3DGS rasteriser, the
+    GaussRender release): the opacity gradient from those pixels alone is the oracle's."""
+    cams, means, opac, feat, scales, clamped = clamped_scene(torch.float32, device)
+    only = clamped.float()
+    weights = [only[..., None].expand(-1, -1, -1, 2), 0.1 * only, only]
+    names = ["means", "opacities", "features"]
+    outs = []
+    got = gradients(lambda m, o, f: as_tuple(gr.render(m, o, f, scales, cams, backend="triton")),
+                    [means, opac, feat], weights, torch.float32, outs)
+    want = gradients(lambda m, o, f: oracle(m, o, f, scales, cams, torch.zeros(2)),
+                     [means, opac, feat], weights, torch.float64, outs)
+    assert_images_close(*outs)
+    assert float(got[1][0].abs()) > 0.1
+    assert_grads_close(got, want, names)
 
 
 def test_float64_matches_oracle_to_rounding(device):

@@ -4,14 +4,18 @@ One function, :func:`render`, several backends with one contract (DESIGN §3):
 
 * per view, Gaussians with camera depth ``z <= near`` are dropped (and, with
   ``cull="center"``, those whose centre does not project strictly inside the image); the
-  rest are projected
-  with the exact Jacobian, ``Σ' = s² J Jᵀ + 0.3 I`` (pixels²);
+  rest are projected with the perspective (or orthographic) Jacobian ``J`` at the mean,
+  ``Σ' = s² J Jᵀ + 0.3 I`` (pixels²), the perspective one's
+  direction clamped as in the 3DGS rasteriser: ``x/z`` to ``±1.3 · W / (2 fx)``, ``y/z`` to
+  ``±1.3 · H / (2 fy)`` (symmetric around the optical axis, whatever the principal point);
 * pixel (row r, column c) samples (u, v) = (c + 0.5, r + 0.5);
 * front to back by depth (ties keep the input order):
   ``α = min(0.99, o · exp(power))``, skipped where ``power > 0`` or ``α < 1/255`` (every
   pixel where ``α ≥ 1/255`` counts: no tile or radius cut-off), a pixel stops before a
   Gaussian that would bring its transmittance ``T`` below 1e-4,
   ``C += α T f``, ``D += α T z``, ``T *= 1 - α``; finally ``C += T · background``;
+* gradients: the 0.99 clamp is straight-through, ``∂α/∂(o · exp(power)) = 1`` even where
+  clamped (as the 3DGS rasteriser's backward pass, which the GaussRender release uses);
 * outputs: features ``[V, H, W, C]``, depth ``[V, H, W]`` (alpha-weighted, not
   normalised), alpha ``[V, H, W]`` (``1 - T``).
 """

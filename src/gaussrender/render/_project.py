@@ -74,8 +74,9 @@ def project_gaussians(
     Gaussian whose projected centre is not strictly inside ``(0.5, W - 0.5) x (0.5, H - 0.5)``.
 
     The 2D covariance is ``Σ' = s² J Jᵀ + 0.3 I`` with ``J`` the Jacobian of the projection
-    at the mean, whose direction is clamped to 1.3x the field of view as in the 3DGS
-    rasteriser (limits ``cx/fx + 0.15 W/fx`` and ``(W - cx)/fx + 0.15 W/fx``, same for y).
+    at the mean, whose direction is clamped as in the 3DGS rasteriser: ``x/z`` to
+    ``±1.3 · W / (2 fx)`` and ``y/z`` to ``±1.3 · H / (2 fy)`` (1.3 tan of the half field of
+    view, symmetric around the optical axis, independent of the principal point).
     """
     w = cameras.cam_from_world.to(means.dtype)
     k = cameras.intrinsics.to(means.dtype)
@@ -90,16 +91,15 @@ def project_gaussians(
         z_safe = torch.where(in_front, z, torch.ones_like(z))
         inv_z = 1.0 / z_safe
         x, y = cam[..., 0] * inv_z, cam[..., 1] * inv_z
-        # As in the 3DGS rasteriser (and gsplat), the Jacobian is evaluated at the mean's
-        # direction clamped to 1.3x the field of view: far off-screen, the linearisation
-        # would otherwise smear near-plane Gaussians across the whole image.
-        width, height = cameras.width, cameras.height
-        lim_x_neg = cx / fx + 0.15 * width / fx
-        lim_x_pos = (width - cx) / fx + 0.15 * width / fx
-        lim_y_neg = cy / fy + 0.15 * height / fy
-        lim_y_pos = (height - cy) / fy + 0.15 * height / fy
-        xc = torch.minimum(torch.maximum(x, -lim_x_neg), lim_x_pos)
-        yc = torch.minimum(torch.maximum(y, -lim_y_neg), lim_y_pos)
+        # As in the 3DGS rasteriser, the Jacobian is evaluated at the mean's direction
+        # clamped to +-1.3 tan(fov/2), tan(fovx/2) = W / (2 fx) (y: H / (2 fy)): far
+        # off-screen, the linearisation would otherwise smear near-plane Gaussians across the
+        # whole image. The limits are symmetric around the optical axis whatever the principal
+        # point (with cx != W/2, e.g. the KITTI-360 BEV, they are not the image borders + 15%).
+        lim_x = 1.3 * cameras.width / (2.0 * fx)
+        lim_y = 1.3 * cameras.height / (2.0 * fy)
+        xc = torch.minimum(torch.maximum(x, -lim_x), lim_x)
+        yc = torch.minimum(torch.maximum(y, -lim_y), lim_y)
         # J = A @ [[1/z, 0, -x/z], [0, 1/z, -y/z]] with A = [[fx, s], [0, fy]]
         j00 = fx * inv_z
         j01 = s * inv_z

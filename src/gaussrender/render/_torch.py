@@ -187,7 +187,10 @@ class _Rasterize(torch.autograd.Function):
             behind = torch.flip(torch.cumsum(torch.flip(contrib, [1]), dim=1), [1]) - contrib
             behind = behind + (t_out * g_t)[:, None, :]
             g_alpha = torch.where(included, t_before * per_weight - behind / one_minus, torch.zeros_like(alpha))
-            g_raw = g_alpha * (raw <= ALPHA_MAX)  # the 0.99 clamp passes no gradient
+            # As in the 3DGS rasteriser (and the GaussRender release), the 0.99 clamp is
+            # straight-through: d alpha / d (o G) = 1 even where o G > 0.99, so opaque
+            # Gaussians still learn from the pixels at their centre.
+            g_raw = g_alpha
             g_power = g_raw * raw
             gx, gy = g_power * dx, g_power * dy
             sx, sy = gx.sum(-1), gy.sum(-1)

@@ -261,8 +261,9 @@ def blend_backward_kernel(
         wg = weight * g
         s = suffix[:, None] + tl.cumsum(wg, axis=1) - wg  # S_i: entries behind i only
         d_alpha = tl.where(included, t_before * g - s / one_minus, 0.0)
-        # alpha = min(ALPHA_MAX, raw): the clamp passes gradient where raw <= ALPHA_MAX
-        d_raw = tl.where(raw <= ALPHA_MAX, d_alpha, 0.0)
+        # alpha = min(ALPHA_MAX, raw) with a straight-through clamp (3DGS rasteriser, the
+        # GaussRender release): d alpha / d raw = 1 even where raw > ALPHA_MAX
+        d_raw = d_alpha
         d_power = d_raw * raw
 
         g_mx = tl.sum(d_power * (ca[None, :] * dx + cb[None, :] * dy), axis=0)
