@@ -121,6 +121,42 @@ def _render_pair(
     return out_p.features, out_t.features, out_p.depth, out_t.depth
 
 
+def _sample_cameras(
+    intrinsics: torch.Tensor,
+    cam_from_grid: torch.Tensor,
+    image_size: tuple[int, int],
+    grid: VoxelGrid,
+    strategy: str,
+    options: RenderLossOptions,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+) -> list[Cameras]:
+    """Draw ``cameras_per_sample`` cameras per sample and move them with ``strategy``.
+
+    The strategy is applied once to the whole batch ``[B, k, 4, 4]``, so that a draw the
+    release makes once per batch (``trajectory``'s r) is shared by every sample, as there.
+    """
+    batch, ncam = intrinsics.shape[:2]
+    device = intrinsics.device
+    weights = torch.tensor(
+        options.camera_weights if options.camera_weights is not None else [1.0] * ncam,
+        dtype=torch.float64,
+    )
+    count = min(options.cameras_per_sample, int((weights > 0).sum()))
+    chosen = torch.stack(
+        [torch.multinomial(weights, count, replacement=False, generator=generator) for _ in range(batch)]
+    ).to(device)  # [B, k]
+    rows = torch.arange(batch, device=device)[:, None]
+    poses = apply_strategy(strategy, cam_from_grid[rows, chosen].to(dtype), grid, generator)  # type: ignore[arg-type]
+    ks = intrinsics[rows, chosen].to(dtype)
+    if poses.shape[1] != ks.shape[1]:  # stereo: each camera and its shifted copy
+        ks = ks.repeat_interleave(poses.shape[1] // ks.shape[1], dim=1)
+    height = max(1, round(image_size[0] / options.resolution_divisor))
+    width = max(1, round(image_size[1] / options.resolution_divisor))
+    ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
+    return [Cameras(poses[b], ks[b], width, height) for b in range(batch)]
+
+
 def gauss_render_loss(
     grid: VoxelGrid | str,
     logits: torch.Tensor,
@@ -167,6 +203,11 @@ def gauss_render_loss(
     sums = {t: logits.new_zeros(()) for t in TERMS}
     bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device) if "bev" in options.views else None
     target_scale = grid.gaussian_scale if options.scale is None else options.scale
+    sample_cams = (
+        _sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
+        if use_cams
+        else None
+    )
     for b in range(batch):
         target = voxels_to_gaussians(grid, labels=labels[b], scale=options.scale)
         if target.features.dtype != dtype:
@@ -186,24 +227,8 @@ def gauss_render_loss(
             opacity=None if opacity is None else opacity[b],
             scale=options.scale,
         )
-        if use_cams:
-            assert intrinsics is not None and cam_from_grid is not None and image_size is not None
-            ncam = intrinsics.shape[1]
-            weights = torch.tensor(
-                options.camera_weights if options.camera_weights is not None else [1.0] * ncam,
-                dtype=torch.float64,
-            )
-            count = min(options.cameras_per_sample, int((weights > 0).sum()))
-            chosen = torch.multinomial(weights, count, replacement=False, generator=generator)
-            chosen = chosen.to(device)
-            poses = apply_strategy(strategy, cam_from_grid[b, chosen].to(dtype), grid, generator)  # type: ignore[arg-type]
-            ks = intrinsics[b, chosen].to(dtype)
-            if poses.shape[0] != ks.shape[0]:  # stereo: each camera and its shifted copy
-                ks = ks.repeat_interleave(poses.shape[0] // ks.shape[0], dim=0)
-            height = max(1, round(image_size[0] / options.resolution_divisor))
-            width = max(1, round(image_size[1] / options.resolution_divisor))
-            ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
-            cams = Cameras(poses, ks, width, height)
+        if sample_cams is not None:
+            cams = sample_cams[b]
             pf, tf, pd, td = _render_pair(pred, target, cams, background, options.backend, options.cull)
             sums["cam"] = sums["cam"] + _semantic_term(pf, tf, options.semantic)
             if options.depth:
@@ -240,7 +265,10 @@ class GaussRenderLoss(nn.Module):
         views: which renders to compare: ``("cam", "bev")``, ``("bev",)`` or ``("cam",)``.
         depth: add the depth terms.
         camera_strategy: how to move the sampled sensor cameras (``sensor``, ``elevated``,
-            ``random``, ``stereo``, ``trajectory``); default: the grid's.
+            ``random``, ``stereo``, ``trajectory`` as the release, or our grid-frame
+            ``drive``; see :mod:`gaussrender.camera_strategies`); default: the grid's. The
+            strategy is applied once per batch, so ``trajectory``'s draw is shared by the
+            batch's samples, as in the release.
         cameras_per_sample: how many of the sample's cameras to render (1 in the release).
         camera_weights: sampling weight of each camera (e.g. ``NUSCENES_CAMERA_WEIGHTS``);
             default uniform.
