@@ -85,10 +85,17 @@ class LossConfig:
     lovasz_weight: float = 1.0  # Lovasz-softmax
     scale_decay: float = 0.5  # weight factor per coarser auxiliary scale
     class_weights: Optional[tuple[float, ...]] = None  # [C] explicit CE weights (wins if set)
-    class_weighting: Literal["none", "inverse_log_frequency"] = "inverse_log_frequency"  # else
+    # else: "release" = the release's fixed table of the grid preset (DESIGN §5),
+    # "inverse_log_frequency" = 1/log(count + 0.001) counted from the training labels, "none"
+    class_weighting: Literal["none", "inverse_log_frequency", "release"] = "inverse_log_frequency"
+    coarse_labels: Literal["last", "majority"] = "last"  # label rule of coarser scales (release: last)
     render: bool = False  # add the GaussRender loss
     render_weight: float = 10.0  # λ of GaussRender
     render_kwargs: dict = field(default_factory=dict)  # extra GaussRenderLoss arguments
+    # (H, W) pixels the sensor cameras are rendered at; None: each sample's native image
+    # size (render_image_size of the readers: nuScenes 900x1600, KITTI-360 376x1408) with
+    # the uncropped K, whatever data.image_size is
+    render_image_size: Optional[tuple[int, int]] = None
     nonfinite: Literal["raise", "skip"] = "raise"  # a NaN/inf loss term: raise, or skip the step
 
 
@@ -100,7 +107,9 @@ class OptimConfig:
     warmup_iters: int = 500  # linear warm-up from lr * warmup_ratio
     warmup_ratio: float = 1.0 / 3.0
     min_lr: float = 2e-7  # cosine (per iteration) floor
-    grad_clip: Optional[float] = 35.0  # max global grad norm; None: no clipping
+    # max global grad norm; None (default): no clipping, as the release's train.py (its logged
+    # configs say grad_max_norm 35, but it never clips; DESIGN §5)
+    grad_clip: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +226,19 @@ def _validate(cfg: Config) -> None:
         raise ValueError(f"optim: need 0 <= min_lr <= lr and lr > 0, got lr={cfg.optim.lr}, min_lr={cfg.optim.min_lr}")
     if cfg.optim.warmup_iters < 0 or not 0 < cfg.optim.warmup_ratio <= 1:
         raise ValueError("optim.warmup_iters must be >= 0 and optim.warmup_ratio in (0, 1]")
+    if cfg.loss.class_weights is None and cfg.loss.class_weighting == "release":
+        from ..grid import get_grid
+        from ..losses3d import RELEASE_CLASS_WEIGHTS
+
+        if get_grid(cfg.data.grid).name not in RELEASE_CLASS_WEIGHTS:
+            raise ValueError(
+                f"loss.class_weighting 'release' has no table for data.grid {cfg.data.grid!r}; "
+                f"tables exist for {sorted(RELEASE_CLASS_WEIGHTS)}"
+            )
+    if cfg.loss.render_image_size is not None and min(cfg.loss.render_image_size) <= 0:
+        raise ValueError(
+            f"loss.render_image_size must be null or positive (H, W) pixels, got {cfg.loss.render_image_size}"
+        )
     if cfg.optim.grad_clip is not None and cfg.optim.grad_clip <= 0:
         raise ValueError(f"optim.grad_clip must be > 0 or null, got {cfg.optim.grad_clip}")
     if cfg.train.log_every < 1 or cfg.train.checkpoint_every < 1 or cfg.train.val_every_epochs < 0:
