@@ -240,3 +240,19 @@ def test_learned_opacity_reaches_the_render_loss_and_gets_gradients():
     with torch.no_grad():
         without = loss2({**out, "opacity": None}, batch)[0]["loss_render"]
     assert float((terms["loss_render"].detach() - without).abs()) > 1e-6
+
+
+def test_kitti360_render_camera_is_the_published_calibration_at_1408x376(tmp_path):
+    import numpy as np
+
+    from gaussrender.data import SSCBenchKITTI360, write_kitti360_sample
+
+    write_kitti360_sample(tmp_path, 6, "000000", np.zeros(gr.SSCBENCH_KITTI360.shape, dtype=np.uint8))
+    # DESIGN §6: fx = fy = 552.554261, cx = 682.049453, cy = 238.769549 for 1408x376
+    want = torch.tensor([[552.554261, 0.0, 682.049453], [0.0, 552.554261, 238.769549], [0.0, 0.0, 1.0]])
+    for size in (None, (188, 704), (96, 320)):
+        item = SSCBenchKITTI360(tmp_path, "val", image_size=size)[0]
+        assert item["render_image_size"].tolist() == [376, 1408]
+        torch.testing.assert_close(item["render_intrinsics"][0], want, rtol=1e-7, atol=1e-4)
+    # the network's K follows image_size; the render K does not
+    assert float(item["intrinsics"][0, 0, 0]) == pytest.approx(552.554261 * 320 / 1408, rel=1e-6)
