@@ -7,12 +7,15 @@ import math
 import pytest
 import torch
 
+import gaussrender as gr
 from gaussrender.losses3d import (
+    RELEASE_CLASS_WEIGHTS,
     Occupancy3DLoss,
     cross_entropy_3d,
     downsample_labels,
     inverse_log_frequency_weights,
     lovasz_softmax,
+    release_class_weights,
 )
 
 IGNORE = 255
@@ -142,11 +145,12 @@ def test_downsample_labels_rules():
     labels[0, 0:2, 0:2, 0:2] = torch.tensor([[[3, 3], [2, 0]], [[0, 0], [0, IGNORE]]])  # 3 wins
     labels[0, 2:4, 0:2, 0:2] = IGNORE  # all ignored
     labels[0, 3, 1, 1] = 0  # ... but one empty child
-    out = downsample_labels(labels, (2, 2, 2), num_classes=4, empty_index=empty, ignore_index=IGNORE)
+    out = downsample_labels(labels, (2, 2, 2), num_classes=4, empty_index=empty, ignore_index=IGNORE,
+                            rule="majority")
     assert out.shape == (1, 2, 1, 1)
     assert out[0, 0, 0, 0] == 3 and out[0, 1, 0, 0] == empty
     labels[0, 3, 1, 1] = IGNORE
-    out = downsample_labels(labels, (2, 2, 2), 4, empty, IGNORE)
+    out = downsample_labels(labels, (2, 2, 2), 4, empty, IGNORE, rule="majority")
     assert out[0, 1, 0, 0] == IGNORE
 
 
@@ -154,7 +158,7 @@ def test_downsample_labels_matches_loop():
     g = torch.Generator().manual_seed(3)
     labels = torch.randint(0, 4, (2, 4, 6, 2), generator=g)
     labels[torch.rand(labels.shape, generator=g) < 0.3] = IGNORE
-    out = downsample_labels(labels, (2, 3, 1), 4, empty_index=1, ignore_index=IGNORE)
+    out = downsample_labels(labels, (2, 3, 1), 4, empty_index=1, ignore_index=IGNORE, rule="majority")
     for b in range(2):
         for i in range(2):
             for j in range(2):
@@ -168,6 +172,91 @@ def test_downsample_labels_matches_loop():
                     else:
                         want = IGNORE
                     assert out[b, i, j, k].item() == want
+
+
+def _last_written_reference(labels, factor, empty):
+    """The release's rule, written as it runs: a coarse grid of zeros-as-empty, then every
+    non-empty fine voxel as a sparse row (x, y, z, label), rows in row-major order, assigned
+    one at a time with integer-divided indices; later rows overwrite earlier ones."""
+    b, x, y, z = labels.shape
+    fx, fy, fz = factor
+    out = torch.full((b, x // fx, y // fy, z // fz), empty, dtype=torch.int64)
+    for n in range(b):
+        rows = [(i, j, k, int(labels[n, i, j, k])) for i in range(x) for j in range(y) for k in range(z)
+                if int(labels[n, i, j, k]) != empty]
+        for i, j, k, lab in rows:
+            out[n, i // fx, j // fy, k // fz] = lab
+    return out
+
+
+@pytest.mark.parametrize("empty", [0, 3])
+def test_downsample_labels_last_written_matches_release_loop(empty):
+    g = torch.Generator().manual_seed(5)
+    labels = torch.randint(0, 4, (2, 4, 6, 4), generator=g)
+    labels[torch.rand(labels.shape, generator=g) < 0.5] = empty  # many empty children
+    labels[torch.rand(labels.shape, generator=g) < 0.1] = IGNORE
+    for factor in [(2, 2, 2), (2, 3, 1), (4, 6, 4)]:
+        out = downsample_labels(labels, factor, 4, empty_index=empty, ignore_index=IGNORE)
+        torch.testing.assert_close(out, _last_written_reference(labels, factor, empty), rtol=0, atol=0)
+
+
+def test_downsample_labels_last_differs_from_majority():
+    labels = torch.zeros(1, 2, 2, 2, dtype=torch.int64)
+    labels[0, 0, 0, 0] = labels[0, 0, 0, 1] = labels[0, 0, 1, 0] = 2
+    labels[0, 1, 1, 0] = 3  # the last non-empty child in row-major order
+    assert downsample_labels(labels, (2, 2, 2), 4, 0).item() == 3
+    assert downsample_labels(labels, (2, 2, 2), 4, 0, rule="majority").item() == 2
+    labels[0, 1, 1, 1] = IGNORE  # an ignored voxel is written too, and comes last here
+    assert downsample_labels(labels, (2, 2, 2), 4, 0).item() == IGNORE
+    assert downsample_labels(torch.zeros_like(labels), (2, 2, 2), 4, 0).item() == 0
+    with pytest.raises(ValueError, match="rule"):
+        downsample_labels(labels, (2, 2, 2), 4, 0, rule="mode")
+
+
+def test_occupancy_loss_coarse_label_rule_option():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 4, 4, 4, 2, generator=g)
+    aux = torch.randn(1, 4, 2, 2, 1, generator=g)
+    labels = torch.randint(0, 4, (1, 4, 4, 2), generator=g)
+    for rule in ("last", "majority"):
+        out = Occupancy3DLoss(4, empty_index=0, lovasz_weight=0.0, coarse_labels=rule)(logits, labels, [aux])
+        want = 10 * (cross_entropy_3d(logits, labels)
+                     + 0.5 * cross_entropy_3d(aux, downsample_labels(labels, (2, 2, 2), 4, 0, rule=rule)))
+        torch.testing.assert_close(out["loss_ce"], want)
+    with pytest.raises(ValueError, match="coarse_labels"):
+        Occupancy3DLoss(4, empty_index=0, coarse_labels="mode")
+
+
+# ---------------------------------------------------------------- release class weights
+def test_release_class_weight_tables_equal_design():
+    # DESIGN §5, typed here from the page (not from the code under test)
+    occ3d = [1.0155, 1.0690, 1.3001, 1.0725, 0.9464, 1.1009, 1.2696, 1.0626, 1.1890,
+             1.0622, 1.0060, 0.8571, 1.0392, 0.9087, 0.8936, 0.8549, 0.8528, 0.5000]
+    surroundocc = [0.5000, 1.0690, 1.3001, 1.0725, 0.9464, 1.1009, 1.2696, 1.0626, 1.1890,
+                   1.0622, 1.0060, 0.8571, 1.0392, 0.9087, 0.8936, 0.8549, 0.8528]
+    kitti360 = [0.0464, 0.0595, 0.0865, 0.0871, 0.0717, 0.0657, 0.0852, 0.0541, 0.0602, 0.0567,
+                0.0607, 0.0540, 0.0636, 0.0513, 0.0564, 0.0701, 0.0774, 0.0580, 0.0690]
+    assert set(RELEASE_CLASS_WEIGHTS) == {"occ3d", "surroundocc", "kitti360"}
+    for grid, want in ((gr.OCC3D_NUSCENES, occ3d), (gr.SURROUNDOCC_NUSCENES, surroundocc),
+                       (gr.SSCBENCH_KITTI360, kitti360)):
+        assert list(RELEASE_CLASS_WEIGHTS[grid.name]) == want
+        w = release_class_weights(grid)
+        assert w.dtype == torch.float32 and w.shape == (grid.num_classes,)
+        torch.testing.assert_close(w, torch.tensor(want, dtype=torch.float32), rtol=0, atol=0)
+    # the empty class has the weight 0.5 on both nuScenes benchmarks
+    assert release_class_weights(gr.OCC3D_NUSCENES)[gr.OCC3D_NUSCENES.empty_index] == 0.5
+    assert release_class_weights(gr.SURROUNDOCC_NUSCENES)[gr.SURROUNDOCC_NUSCENES.empty_index] == 0.5
+
+
+def test_release_class_weights_unknown_grid_is_named():
+    import dataclasses
+
+    custom = dataclasses.replace(gr.OCC3D_NUSCENES, name="mygrid")
+    with pytest.raises(ValueError, match="no release class-weight table for grid 'mygrid'"):
+        release_class_weights(custom)
+    fewer = dataclasses.replace(gr.OCC3D_NUSCENES, class_names=gr.OCC3D_NUSCENES.class_names[1:], empty_index=16)
+    with pytest.raises(ValueError, match="17 classes"):
+        release_class_weights(fewer)
 
 
 def test_occupancy_loss_weights_scales_and_terms():

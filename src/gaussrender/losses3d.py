@@ -14,18 +14,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ._checks import check_finite, check_floating, check_integer, check_shape, check_tensor
 
+if TYPE_CHECKING:
+    from .grid import VoxelGrid
+
 __all__ = [
     "cross_entropy_3d",
     "lovasz_softmax",
     "downsample_labels",
+    "COARSE_LABEL_RULES",
     "inverse_log_frequency_weights",
+    "RELEASE_CLASS_WEIGHTS",
+    "release_class_weights",
     "Occupancy3DLoss",
 ]
 
@@ -143,20 +149,37 @@ def lovasz_softmax(
     return per_class.mean()
 
 
+#: How :func:`downsample_labels` picks a coarse voxel's label from its children.
+COARSE_LABEL_RULES = ("last", "majority")
+
+
 def downsample_labels(
     labels: torch.Tensor,
     factor: Sequence[int],
     num_classes: int,
     empty_index: int,
     ignore_index: int = 255,
+    rule: Literal["last", "majority"] = "last",
 ) -> torch.Tensor:
     """Labels of a grid coarser by integer ``factor`` along (X, Y, Z).
 
-    A coarse voxel takes the most frequent occupied (non-empty, non-ignore) label among its
-    children (ties: the lowest class index); with no occupied child it is empty if any child
-    is empty, and ``ignore_index`` when every child is ignored. Occupancy is thus kept at
-    coarse scales (thin structures do not vanish), as in the multi-scale supervision of
-    SurroundOcc.
+    Two rules:
+
+    - ``"last"`` (default, the release's SurroundOcc rule, DESIGN §5): the coarse grid starts
+      empty and every non-empty fine voxel (ignored ones included) writes its label into
+      its coarse voxel, in row-major (x, y, z) order of the fine grid; the value written last
+      wins, i.e. the non-empty child with the largest row-major fine index. The release
+      writes the rows of SurroundOcc's sparse ``(n, 4)`` label list in file order
+      (``coarse[index // ratio] = label``); from a dense volume we take the row-major order,
+      which is the order of a sorted list (and the order :func:`gaussrender.data.
+      write_surroundocc_sample` writes). An ignored fine voxel therefore writes
+      ``ignore_index``, as the release writes the 255 it maps file label 0 to.
+    - ``"majority"``: the most frequent occupied (non-empty, non-ignore) label among the
+      children (ties: the lowest class index); with no occupied child the coarse voxel is
+      empty if any child is empty, and ``ignore_index`` when every child is ignored.
+
+    Both keep occupancy at coarse scales (one occupied child makes the coarse voxel
+    occupied), so thin structures do not vanish.
 
     Args:
         labels: ``[B, X, Y, Z]`` integer labels.
@@ -164,12 +187,15 @@ def downsample_labels(
         num_classes: number of classes ``C``.
         empty_index: class index of free space.
         ignore_index: label value without supervision.
+        rule: ``"last"`` or ``"majority"`` (see above).
 
     Returns:
         ``[B, X/fx, Y/fy, Z/fz]`` int64 labels.
     """
     check_shape("labels", labels, ["B", "X", "Y", "Z"])
     check_integer("labels", labels)
+    if rule not in COARSE_LABEL_RULES:
+        raise ValueError(f"rule must be one of {COARSE_LABEL_RULES}, got {rule!r}")
     fx, fy, fz = (int(f) for f in factor)
     b, x, y, z = labels.shape
     if min(fx, fy, fz) < 1 or x % fx or y % fy or z % fz:
@@ -179,7 +205,15 @@ def downsample_labels(
     if (fx, fy, fz) == (1, 1, 1):
         return labels.long()
     blocks = labels.long().reshape(b, x // fx, fx, y // fy, fy, z // fz, fz)
+    # children of a coarse voxel along the last axis, in lexicographic (dx, dy, dz) order,
+    # which is their row-major order in the fine grid
     blocks = blocks.permute(0, 1, 3, 5, 2, 4, 6).reshape(b, x // fx, y // fy, z // fz, -1)
+    if rule == "last":
+        written = blocks != empty_index
+        position = torch.arange(blocks.shape[-1], device=blocks.device)
+        last = torch.where(written, position, torch.full_like(position, -1)).amax(dim=-1)
+        value = torch.gather(blocks, -1, last.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        return torch.where(last >= 0, value, torch.full_like(value, empty_index))
     # one extra bin collects ignored voxels so that the counts below never index out of range
     binned = torch.where(blocks == ignore_index, torch.full_like(blocks, num_classes), blocks)
     counts = F.one_hot(binned, num_classes + 1).sum(dim=-2)  # [B, x, y, z, C + 1]
@@ -215,6 +249,48 @@ def inverse_log_frequency_weights(counts: torch.Tensor, eps: float = 0.001) -> t
     return 1.0 / torch.log(counts.double().clamp_min(math.e) + eps)
 
 
+# Cross-entropy class weights of the release's logged configs (DESIGN §5): fixed per
+# benchmark, not counted from data. Keyed by grid preset name, in the preset's class order.
+_OCC3D_WEIGHTS = (
+    1.0155, 1.0690, 1.3001, 1.0725, 0.9464, 1.1009, 1.2696, 1.0626, 1.1890,
+    1.0622, 1.0060, 0.8571, 1.0392, 0.9087, 0.8936, 0.8549, 0.8528, 0.5000,
+)
+#: ``{grid preset name: [C] weights}`` of the release (DESIGN §5). Occ3D: 18 values, free
+#: (index 17) last; SurroundOcc: 17 values, the Occ3D ones with empty (0.5) first and
+#: vegetation 0.8528 last (Occ3D's class 0 "others" has no SurroundOcc counterpart);
+#: KITTI-360: 19 values, empty first.
+RELEASE_CLASS_WEIGHTS: dict[str, tuple[float, ...]] = {
+    "occ3d": _OCC3D_WEIGHTS,
+    "surroundocc": (0.5000,) + _OCC3D_WEIGHTS[1:-1],
+    "kitti360": (
+        0.0464, 0.0595, 0.0865, 0.0871, 0.0717, 0.0657, 0.0852, 0.0541, 0.0602, 0.0567,
+        0.0607, 0.0540, 0.0636, 0.0513, 0.0564, 0.0701, 0.0774, 0.0580, 0.0690,
+    ),
+}
+
+
+def release_class_weights(grid: "VoxelGrid") -> torch.Tensor:
+    """``[C]`` float32 cross-entropy weights of the release for ``grid`` (by preset name).
+
+    Raises:
+        ValueError: the grid's name has no table in :data:`RELEASE_CLASS_WEIGHTS`, or its
+            class count differs from the table's.
+    """
+    table = RELEASE_CLASS_WEIGHTS.get(getattr(grid, "name", None))
+    if table is None:
+        raise ValueError(
+            f"no release class-weight table for grid {getattr(grid, 'name', grid)!r}; tables exist for "
+            f"{sorted(RELEASE_CLASS_WEIGHTS)} (DESIGN §5). Use loss.class_weighting "
+            "'inverse_log_frequency' or 'none', or give loss.class_weights"
+        )
+    if len(table) != grid.num_classes:
+        raise ValueError(
+            f"grid {grid.name!r} has {grid.num_classes} classes but the release table for "
+            f"{grid.name!r} has {len(table)} weights"
+        )
+    return torch.tensor(table, dtype=torch.float32)
+
+
 @dataclass(frozen=True)
 class _Scale:
     factor: tuple[int, int, int]
@@ -225,7 +301,8 @@ class Occupancy3DLoss(torch.nn.Module):
     """``L_3D``: ``ce_weight × CE + lovasz_weight × Lovasz``, summed over scales.
 
     The full-resolution logits get weight 1 and the ``i``-th coarser auxiliary output (finest
-    first) gets ``scale_decay ** (i + 1)``; their labels come from :func:`downsample_labels`.
+    first) gets ``scale_decay ** (i + 1)``; their labels come from :func:`downsample_labels`
+    with the rule ``coarse_labels``.
 
     Args:
         num_classes: number of classes ``C``.
@@ -235,6 +312,8 @@ class Occupancy3DLoss(torch.nn.Module):
         lovasz_weight: weight of the Lovasz-softmax term (1 in the reference recipes).
         scale_decay: weight factor per coarser scale (0.5).
         class_weights: ``[C]`` cross-entropy class weights or None.
+        coarse_labels: label rule of the coarser scales, ``"last"`` (the release's
+            SurroundOcc, default) or ``"majority"`` (see :func:`downsample_labels`).
 
     Call:
         ``loss(logits [B, C, X, Y, Z], labels [B, X, Y, Z], aux_logits=[[B, C, x, y, z], ...])``
@@ -251,8 +330,12 @@ class Occupancy3DLoss(torch.nn.Module):
         lovasz_weight: float = 1.0,
         scale_decay: float = 0.5,
         class_weights: torch.Tensor | None = None,
+        coarse_labels: Literal["last", "majority"] = "last",
     ) -> None:
         super().__init__()
+        if coarse_labels not in COARSE_LABEL_RULES:
+            raise ValueError(f"coarse_labels must be one of {COARSE_LABEL_RULES}, got {coarse_labels!r}")
+        self.coarse_labels = coarse_labels
         if not 0 <= empty_index < num_classes:
             raise ValueError(f"empty_index must be in [0, {num_classes}), got {empty_index}")
         for name, value in (("ce_weight", ce_weight), ("lovasz_weight", lovasz_weight),
@@ -309,7 +392,7 @@ class Occupancy3DLoss(torch.nn.Module):
                     f"aux_logits batch {a.shape[0]} differs from logits batch {logits.shape[0]}"
                 )
             coarse = downsample_labels(labels, scale.factor, self.num_classes, self.empty_index,
-                                       self.ignore_index)
+                                       self.ignore_index, self.coarse_labels)
             outputs.append((a, coarse, scale.weight))
         ce = logits.new_zeros(())
         lov = logits.new_zeros(())

@@ -78,6 +78,9 @@ def tiny_sample(index: int, grid: VoxelGrid = TINY_GRID, views: int = 2) -> dict
         "token": f"tok{index:03d}",
         "images": torch.rand(views, 3, H, W, generator=g),
         "intrinsics": k,
+        # GaussRender's cameras (the readers give the native calibration and size)
+        "render_intrinsics": k.clone(),
+        "render_image_size": torch.tensor([H, W]),
         "cam_from_grid": pose,
         "labels": labels,
         "mask_camera": torch.rand(grid.shape, generator=g) < 0.8,

@@ -82,9 +82,11 @@ def test_shipped_configs_load_and_pair_up():
     for f in files:
         cfg = load_config(f)
         assert cfg.loss.render is f.stem.endswith("_render"), f
+        assert cfg.model.learned_opacity is f.stem.endswith("_render"), f
         if f.stem.endswith("_render"):
-            # std and render differ by the switch only
+            # std and render differ by the render switch and the learned opacity only
             std = config_to_dict(load_config(f.with_name(f.stem[: -len("render")] + "std.yaml")))
             ren = config_to_dict(cfg)
-            std["loss"].pop("render"), ren["loss"].pop("render")
+            for d in (std, ren):
+                d["loss"].pop("render"), d["model"].pop("learned_opacity")
             assert std == ren, f

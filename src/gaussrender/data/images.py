@@ -9,7 +9,7 @@ import torch
 
 from ..camera_strategies import scale_intrinsics
 
-__all__ = ["load_image", "scale_intrinsics", "stored_image_size", "check_image_size"]
+__all__ = ["load_image", "scale_intrinsics", "stored_image_size", "check_image_size", "render_cameras"]
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -66,3 +66,35 @@ def check_image_size(size: tuple[int, int]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def render_cameras(
+    intrinsics: torch.Tensor, image_paths: list[str], default: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    """The render cameras of a sample: the calibration's own K at the stored image size.
+
+    GaussRender renders the sensor cameras at their native resolution with the uncropped K
+    (DESIGN §4), whatever size the network reads the images at, so these are kept apart
+    from the network's (resized, augmented) ``intrinsics``.
+
+    Args:
+        intrinsics: ``[V, 3, 3]`` pixels, the calibration for the stored images.
+        image_paths: the ``V`` stored image files; an existing file's header gives its size.
+        default: ``(H, W)`` assumed for an image file that is absent.
+
+    Returns:
+        ``render_intrinsics`` float32 ``[V, 3, 3]`` and ``render_image_size`` int64 ``[2]``
+        (H, W) pixels.
+
+    Raises:
+        ValueError: the stored images of one sample differ in size (one render size per
+            sample).
+    """
+    sizes = {stored_image_size(p, default) for p in image_paths}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"stored images {list(image_paths)} differ in size {sorted(sizes)}; the render cameras need one size"
+        )
+    (size,) = sizes
+    return {
+        "render_intrinsics": intrinsics.detach().clone().float(),
+        "render_image_size": torch.tensor(size, dtype=torch.int64),
+    }

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from .._io import atomic_write
 from ..grid import SSCBENCH_KITTI360, VoxelGrid
 from ._arrays import check_label_array, require_file
-from .images import check_image_size, load_image, scale_intrinsics, stored_image_size
+from .images import check_image_size, load_image, render_cameras, scale_intrinsics, stored_image_size
 
 __all__ = [
     "KITTI360_SPLITS",
@@ -175,7 +175,9 @@ class SSCBenchKITTI360(Dataset):
         image_size: ``(H, W)`` pixels to resize to; intrinsics follow.
 
     Items: ``token`` (``"<seq>/<frame>"``), ``scene`` (sequence), ``camera_names``
-    (``["image_00"]``), ``image_paths``, ``intrinsics`` ``[1, 3, 3]``, ``cam_from_grid``
+    (``["image_00"]``), ``image_paths``, ``intrinsics`` ``[1, 3, 3]`` (for the network input),
+    ``render_intrinsics`` ``[1, 3, 3]`` + ``render_image_size`` ``[2]`` (the uncropped
+    calibration at the stored 376x1408, for GaussRender), ``cam_from_grid``
     ``[1, 4, 4]``, ``labels`` int64 ``[256, 256, 32]`` (invalid voxels 255, including those of
     the ``.invalid`` file when present), ``images`` ``[1, 3, H, W]`` when loaded.
 
@@ -231,6 +233,8 @@ class SSCBenchKITTI360(Dataset):
             "camera_names": ["image_00"],
             "image_paths": [str(image_path)],
         }
+        # GaussRender's camera: the calibration K at the stored size (1408x376), whatever image_size is
+        out.update(render_cameras(intrinsics, [str(image_path)], KITTI360_IMAGE_SIZE))
         if self.load_images:
             image, (sx, sy) = load_image(image_path, self.image_size)
             out["images"] = image[None]

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..grid import VoxelGrid
-from .images import check_image_size, load_image, scale_intrinsics, stored_image_size
+from .images import check_image_size, load_image, render_cameras, scale_intrinsics, stored_image_size
 from .infos import CAMERA_NAMES, SampleInfo, load_infos
 
 __all__ = [
@@ -210,6 +210,8 @@ class NuScenesOccupancy(Dataset, ABC):
             "camera_names": list(self.camera_names),
             "image_paths": image_paths,
         }
+        # GaussRender's cameras: the calibration K at the stored size, whatever image_size is
+        out.update(render_cameras(intrinsics, image_paths, self.stored_image_size))
         if self.load_images:
             images, scaled = [], []
             for k, path in zip(intrinsics, image_paths):

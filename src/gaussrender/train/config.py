@@ -87,10 +87,17 @@ class LossConfig:
     lovasz_weight: float = 1.0  # Lovasz-softmax
     scale_decay: float = 0.5  # weight factor per coarser auxiliary scale
     class_weights: Optional[tuple[float, ...]] = None  # [C] explicit CE weights (wins if set)
-    class_weighting: Literal["none", "inverse_log_frequency"] = "inverse_log_frequency"  # else
+    # else: "release" = the release's fixed table of the grid preset (DESIGN §5),
+    # "inverse_log_frequency" = 1/log(count + 0.001) counted from the training labels, "none"
+    class_weighting: Literal["none", "inverse_log_frequency", "release"] = "inverse_log_frequency"
+    coarse_labels: Literal["last", "majority"] = "last"  # label rule of coarser scales (release: last)
     render: bool = False  # add the GaussRender loss
     render_weight: float = 10.0  # λ of GaussRender
     render_kwargs: dict = field(default_factory=dict)  # extra GaussRenderLoss arguments
+    # (H, W) pixels the sensor cameras are rendered at; None: each sample's native image
+    # size (render_image_size of the readers: nuScenes 900x1600, KITTI-360 376x1408) with
+    # the uncropped K, whatever data.image_size is
+    render_image_size: Optional[tuple[int, int]] = None
     nonfinite: Literal["raise", "skip"] = "raise"  # a NaN/inf loss term: raise, or skip the step
 
 
@@ -102,7 +109,9 @@ class OptimConfig:
     warmup_iters: int = 500  # linear warm-up from lr * warmup_ratio
     warmup_ratio: float = 1.0 / 3.0
     min_lr: float = 2e-7  # cosine (per iteration) floor
-    grad_clip: Optional[float] = 35.0  # max global grad norm; None: no clipping
+    # max global grad norm; None (default): no clipping, as the release's train.py (its logged
+    # configs say grad_max_norm 35, but it never clips; DESIGN §5)
+    grad_clip: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +303,16 @@ def _validate(cfg: Config) -> None:
              len(loss.class_weights) > 0 and all(finite(w) and w >= 0 for w in loss.class_weights)
              and sum(loss.class_weights) > 0,
              "expected a non-empty list of finite numbers >= 0, not all 0")
+    if loss.class_weights is None and loss.class_weighting == "release":
+        from ..grid import get_grid
+        from ..losses3d import RELEASE_CLASS_WEIGHTS
+
+        name = get_grid(d.grid).name
+        need("loss.class_weighting", loss.class_weighting, name in RELEASE_CLASS_WEIGHTS,
+             f"expected a grid with a release table ({sorted(RELEASE_CLASS_WEIGHTS)}); data.grid is {d.grid!r}")
+    if loss.render_image_size is not None:
+        need("loss.render_image_size", loss.render_image_size, min(loss.render_image_size) >= 1,
+             "expected null or positive (H, W) pixels")
     _validate_render_kwargs(cfg)
 
     number("optim.lr", o.lr, 0.0, strict=True)

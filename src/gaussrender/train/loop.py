@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from .._io import atomic_write_text, remove_stale_temporaries
 from ..grid import VoxelGrid, get_grid
-from ..losses3d import Occupancy3DLoss
+from ..losses3d import Occupancy3DLoss, release_class_weights
 from .augment import AugmentedDataset
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_atomic
 from .config import Config, config_to_dict, save_config
@@ -100,10 +100,15 @@ class TrainingLoss(torch.nn.Module):
         render_generator: CPU generator for GaussRender's camera sampling (saved in
             checkpoints so that a resumed run draws the same cameras).
         class_weights: ``[C]`` cross-entropy weights used when ``loss.class_weights`` is
-            not set (see :func:`class_weights_for`).
+            not set (see :func:`class_weights_for`); with ``loss.class_weighting:
+            release`` and none given, the grid's release table.
 
     Call ``(outputs, batch)`` with the model's outputs (``logits``, ``aux_logits``,
-    ``opacity``) and the batch (``labels``, ``intrinsics``, ``cam_from_grid``, ``images``).
+    ``opacity``) and the batch (``labels``, ``cam_from_grid``, and the render cameras
+    ``render_intrinsics [B, Ncam, 3, 3]`` + ``render_image_size [B, 2]`` (H, W) that the
+    readers give at the native image size, independent of the network input; a batch
+    without them renders with the network's ``intrinsics`` at the ``images`` size).
+    A learned ``opacity`` output ``[B, X, Y, Z]`` is the opacity of the predicted Gaussians.
     Returns ``(terms, extras)``: ``terms`` are the differentiable summands of the loss
     (``loss_ce``, ``loss_lovasz`` and with rendering ``loss_render``); ``extras`` are
     detached values for the log (the unweighted render terms ``render_cam``, ...).
@@ -120,6 +125,8 @@ class TrainingLoss(torch.nn.Module):
                     f"{grid.name!r} has {grid.num_classes} classes"
                 )
             weights = torch.tensor(cfg.loss.class_weights, dtype=torch.float32)
+        elif weights is None and cfg.loss.class_weighting == "release":
+            weights = release_class_weights(grid)
         self.occupancy = Occupancy3DLoss(
             grid.num_classes,
             grid.empty_index,
@@ -128,7 +135,9 @@ class TrainingLoss(torch.nn.Module):
             lovasz_weight=cfg.loss.lovasz_weight,
             scale_decay=cfg.loss.scale_decay,
             class_weights=weights,
+            coarse_labels=cfg.loss.coarse_labels,
         )
+        self.render_image_size = cfg.loss.render_image_size
         self.render = None
         if cfg.loss.render:
             from ..loss import GaussRenderLoss
@@ -156,13 +165,14 @@ class TrainingLoss(torch.nn.Module):
             terms["loss_render"] = logits.new_full((), float("nan"))
             return terms, extras
         opacity = outputs.get("opacity")
+        intrinsics, image_size = self.render_cameras(batch)
         try:
             out = self.render(
                 logits,
                 labels,
-                intrinsics=batch["intrinsics"].float(),
+                intrinsics=intrinsics,
                 cam_from_grid=batch["cam_from_grid"].float(),
-                image_size=tuple(int(s) for s in batch["images"].shape[-2:]),
+                image_size=image_size,
                 opacity=None if opacity is None else opacity.float(),
                 generator=self.render_generator,
             )
@@ -172,6 +182,41 @@ class TrainingLoss(torch.nn.Module):
         terms["loss_render"] = out["loss"]
         extras.update({f"render_{k}": float(v.detach()) for k, v in out.items() if k != "loss"})
         return terms, extras
+
+    def render_cameras(self, batch: dict[str, Any]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Intrinsics ``[B, Ncam, 3, 3]`` (float32) and ``(H, W)`` the sensor cameras are rendered at.
+
+        The samples' ``render_intrinsics`` at their ``render_image_size`` (native, uncropped),
+        rescaled to ``loss.render_image_size`` when that is set; without those keys, the
+        network's ``intrinsics`` at the ``images`` size.
+
+        Raises:
+            ValueError: samples of one batch with different render sizes, or a malformed
+                ``render_image_size``.
+        """
+        from ..camera_strategies import scale_intrinsics
+
+        if "render_intrinsics" not in batch:
+            ks = batch["intrinsics"].float()
+            native = tuple(int(s) for s in batch["images"].shape[-2:])
+        else:
+            ks = batch["render_intrinsics"].float()
+            sizes = torch.as_tensor(batch["render_image_size"]).reshape(-1, 2)
+            if sizes.shape[0] != ks.shape[0]:
+                raise ValueError(
+                    f"render_image_size must be [B, 2] (H, W) with B={ks.shape[0]}, got shape {list(sizes.shape)}"
+                )
+            distinct = {tuple(int(v) for v in row) for row in sizes}
+            if len(distinct) != 1:
+                raise ValueError(
+                    f"the samples of a batch must share one render_image_size, got {sorted(distinct)}; "
+                    "set loss.render_image_size to render them all at one size"
+                )
+            (native,) = distinct
+        if self.render_image_size is None or tuple(self.render_image_size) == native:
+            return ks, native
+        h, w = (int(s) for s in self.render_image_size)
+        return scale_intrinsics(ks, w / native[1], h / native[0]).float(), (h, w)
 
 
 def count_classes(dataset: torch.utils.data.Dataset, num_classes: int, info: DistInfo) -> torch.Tensor:
@@ -190,13 +235,17 @@ def count_classes(dataset: torch.utils.data.Dataset, num_classes: int, info: Dis
 def class_weights_for(cfg: Config, grid: VoxelGrid, dataset: torch.utils.data.Dataset, info: DistInfo,
                       cache: Path | None = None) -> torch.Tensor | None:
     """Cross-entropy class weights of ``loss.class_weighting`` (None for ``"none"`` or when
-    ``loss.class_weights`` is given). Counts are cached as JSON in ``cache`` if given."""
+    ``loss.class_weights`` is given). ``"release"``: the grid's fixed table
+    (:func:`gaussrender.losses3d.release_class_weights`, DESIGN §5), nothing is counted.
+    ``"inverse_log_frequency"``: counted from ``dataset``, cached as JSON in ``cache`` if given."""
     import json
 
     from ..losses3d import inverse_log_frequency_weights
 
     if cfg.loss.class_weights is not None or cfg.loss.class_weighting == "none":
         return None
+    if cfg.loss.class_weighting == "release":
+        return release_class_weights(grid)
     if cache is not None and cache.is_file():
         counts = torch.tensor(json.loads(cache.read_text())["counts"], dtype=torch.int64)
         if counts.numel() != grid.num_classes:

@@ -14,7 +14,10 @@ writers, so that :class:`gaussrender.data.Occ3DNuScenes` reads it like the real 
       synthetic_infos_val.json
 
 The grid is the key frame's ego frame; the LiDAR sits at the scene's roof position with the
-ego's orientation. Generation is deterministic in ``seed``.
+ego's orientation. Generation is deterministic in ``seed``. The stored images are the
+dataset's native size: the reader's ``render_intrinsics``/``render_image_size`` (GaussRender's
+cameras) are the written calibration at that size, whatever ``data.image_size`` the network
+reads.
 """
 
 from __future__ import annotations
