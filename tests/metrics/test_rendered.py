@@ -33,6 +33,15 @@ POSE = torch.tensor([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
 BEV = 48  # small BEV keeps the tests fast
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # rendering is many small kernels: on a shared, loaded CPU extra threads only contend
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _x_index(x: float) -> int:
     return round((x - GRID.range_min[0]) / GRID.voxel_size - 0.5)
 
