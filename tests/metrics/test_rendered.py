@@ -365,3 +365,30 @@ def test_bad_arguments_are_named():
     bad[0, 0, 0, 0] = 9
     with pytest.raises(ValueError, match="target"):
         m.update(labels, bad, intrinsics=K[None, None], cam_from_grid=POSE[None, None], image_size=(H, W))
+
+
+# --------------------------------------------------------------------- training validation
+def test_trainer_validation_adds_rendered_view_metrics(tmp_path):
+    from gaussrender.data import collate
+    from tests.train.helpers import TINY_GRID, tiny_config, tiny_trainer
+
+    cfg = tiny_config(train={"epochs": 1, "device": "cpu", "val_render_scale": 0.5})
+    t = tiny_trainer(tmp_path / "a", cfg, n_train=1, n_val=2)
+    got = t.evaluate()
+    # the same numbers from the metric run here on the model's predictions
+    expected = RenderedViewMetrics(TINY_GRID, image_scale=0.5)
+    t.model.eval()
+    with torch.no_grad():
+        for sample in t.val_set:
+            batch = collate([sample])
+            pred = t.model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])["logits"].argmax(1)
+            expected.update(pred, batch["labels"], batch["intrinsics"], batch["cam_from_grid"], tuple(batch["images"].shape[-2:]))
+    for key, value in expected.compute().items():
+        if value.dim() == 0:
+            assert got[key] == pytest.approx(float(value), rel=1e-9, nan_ok=True), key
+    assert 0.0 < got["image_iou"] <= 1.0 and got["depth_l1"] >= 0.0
+
+    off = tiny_trainer(tmp_path / "b", tiny_config(train={"epochs": 1, "device": "cpu"}), n_train=1, n_val=1)
+    assert "image_iou" not in off.evaluate()  # off by default
+    with pytest.raises(ValueError, match="val_render_scale"):
+        tiny_config(train={"val_render_scale": 2.0})

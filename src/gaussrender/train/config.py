@@ -115,6 +115,7 @@ class TrainSection:
     checkpoint_every: int = 1000  # optimiser steps between checkpoints (and each epoch end)
     val_every_epochs: int = 1  # 0: no validation
     val_mask_camera: bool = True  # evaluate inside the camera-visibility mask
+    val_render_scale: float = 0.0  # rendered-view metrics at this fraction of the image size (1: full); 0: off
     device: str = "auto"  # auto: cuda:<local rank> when available, else cpu
 
 
@@ -219,6 +220,8 @@ def _validate(cfg: Config) -> None:
         raise ValueError("optim.warmup_iters must be >= 0 and optim.warmup_ratio in (0, 1]")
     if cfg.optim.grad_clip is not None and cfg.optim.grad_clip <= 0:
         raise ValueError(f"optim.grad_clip must be > 0 or null, got {cfg.optim.grad_clip}")
+    if not 0 <= cfg.train.val_render_scale <= 1:
+        raise ValueError(f"train.val_render_scale must be in [0, 1] (0: off), got {cfg.train.val_render_scale}")
     if cfg.train.log_every < 1 or cfg.train.checkpoint_every < 1 or cfg.train.val_every_epochs < 0:
         raise ValueError("train.log_every, train.checkpoint_every must be >= 1, val_every_epochs >= 0")
 
