@@ -3,17 +3,26 @@
 Known answers: a prediction equal to the ground truth scores 100 everywhere; relabelling
 every voxel of one class X as another class Y gives IoU_X = 0, IoU_Y = n_Y / (n_Y + n_X)
 (voxel counts in the scored region) and 1 for every other class, on voxels and on rays.
+``--render-metrics`` is checked against the metric run directly on the same cameras.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gaussrender import OCC3D_NUSCENES, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES
 from gaussrender.cli import main
-from gaussrender.data import write_infos_json, write_kitti360_sample, write_occ3d_sample, write_surroundocc_sample
-from tests.data.synthetic import random_labels, synthetic_scene, write_tables
+from gaussrender.data import (
+    CAMERA_NAMES,
+    write_infos_json,
+    write_kitti360_sample,
+    write_occ3d_sample,
+    write_surroundocc_sample,
+)
+from gaussrender.data.nuscenes import resolve_data_path
+from tests.data.synthetic import IMAGE_HW, random_labels, synthetic_scene, write_png, write_tables
 
 CAR, BUS = 4, 3  # shared by the nuScenes grids and KITTI-360's car(1)/truck(4) below
 
@@ -181,3 +190,104 @@ def test_kitti360_identity_and_corruption(tmp_path):
     assert r["per_class_iou"]["car"] == 0.0
     assert r["per_class_iou"]["truck"] == pytest.approx(n_truck / (n_truck + n_car), rel=1e-6)
     assert r["miou"] == pytest.approx((16 + n_truck / (n_truck + n_car)) / 18, rel=1e-6)
+
+
+# --------------------------------------------------------------------- --render-metrics
+REAL = Path("/work/shared/data/occ3d_nuscenes/occupancy_vis_demo")
+
+
+@pytest.fixture
+def one_thread():
+    # rendering is many small kernels: on a shared, loaded CPU extra threads only contend
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _direct_render_metrics(sample, labels, pred, image_size, scale, convention="clean"):
+    """The rendered-view metrics of one sample computed here, without the command."""
+    import torch
+
+    from gaussrender.data.nuscenes import cam_from_ego
+    from gaussrender.metrics import RenderedViewMetrics
+
+    k = torch.from_numpy(np.stack([sample.cameras[n].intrinsics for n in CAMERA_NAMES])).float()
+    pose = torch.from_numpy(cam_from_ego(sample, CAMERA_NAMES)).float()  # Occ3D: grid frame = ego frame
+    m = RenderedViewMetrics(OCC3D_NUSCENES, convention=convention, image_scale=scale)
+    m.update(torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(labels.astype(np.int64))[None],
+             k[None], pose[None], image_size)
+    return m.compute()
+
+
+def test_render_metrics_identity_corruption_and_image_size_from_the_files(tmp_path, capsys, one_thread):
+    (s,) = synthetic_scene("scene-0007", 1)
+    rng = np.random.default_rng(1)
+    sem = random_labels(rng, OCC3D_NUSCENES.shape, 18, 17, p_occupied=0.02)
+    write_occ3d_sample(tmp_path / "gt", s.scene, s.token, sem, np.ones(sem.shape, bool), np.ones(sem.shape, bool))
+    for v, name in enumerate(CAMERA_NAMES):  # the images' headers give their size (360x640, not 900x1600)
+        write_png(resolve_data_path(s.cameras[name].image_path, tmp_path / "gt"), seed=v)
+    infos = write_infos_json(tmp_path / "infos.json", [s])
+    bad = sem.copy()
+    bad[bad == CAR] = BUS
+    _save(tmp_path / "same", s.token, sem)
+    _save(tmp_path / "bad", s.token, bad)
+    argv = ["--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--no-rayiou", "--render-metrics", "--render-scale", 0.1]
+
+    out = tmp_path / "same.json"
+    assert _run(*argv, "--pred", tmp_path / "same", "--out", out) == 0
+    r = json.loads(out.read_text())
+    for key in ("image_iou", "image_miou", "bev_iou", "bev_miou"):
+        assert r[key] == pytest.approx(1.0), key
+    assert r["depth_l1"] == 0.0 and r["bev_depth_l1"] == 0.0
+    assert r["render_metrics"] == {"convention": "clean", "image_scale": 0.1, "bev_size": 40}
+    printed = capsys.readouterr().out
+    assert "img IoU" in printed and "BEV IoU" in printed and "rendered views" in printed
+
+    out = tmp_path / "bad.json"
+    assert _run(*argv, "--pred", tmp_path / "bad", "--out", out, "--render-convention", "release") == 0
+    r = json.loads(out.read_text())
+    expected = _direct_render_metrics(s, sem, bad, IMAGE_HW, 0.1, "release")
+    for key in ("image_iou", "image_miou", "depth_l1", "bev_iou", "bev_miou", "bev_depth_l1"):
+        assert r[key] == pytest.approx(float(expected[key]), rel=1e-9), key
+    assert r["image_per_class_iou"]["car"] == 0.0 and r["bev_per_class_iou"]["car"] == 0.0
+    # the voxels' geometry is untouched, but a pixel's argmax is not geometric: where car and
+    # bus splats share a pixel with the background, merging them can outweigh "empty"
+    assert 0.99 < r["image_iou"] <= 1.0
+
+    assert _run(*argv[:-1], 1.5, "--pred", tmp_path / "same") == 2
+    assert "--render-scale" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (REAL / "3D_occupancy_data.npz").is_file(), reason=f"shared real Occ3D frame not found in {REAL}")
+def test_render_metrics_on_the_real_frame(tmp_path, capsys, one_thread):
+    from gaussrender.data import load_infos
+
+    s = load_infos(REAL / "nuscenes_mini_val_calib.json")[0]  # a real nuScenes rig (see PROVENANCE.md)
+    with np.load(REAL / "3D_occupancy_data.npz") as data:
+        sem, lidar, cam = (data[k] for k in ("semantics", "mask_lidar", "mask_camera"))
+    write_occ3d_sample(tmp_path / "gt", s.scene, s.token, sem, lidar.astype(bool), cam.astype(bool))
+    infos = write_infos_json(tmp_path / "infos.json", [s])
+    shifted = np.full_like(sem, 17)
+    shifted[1:] = sem[:-1]  # everything one voxel (0.4 m) further forward
+    _save(tmp_path / "same", s.token, sem)
+    _save(tmp_path / "shifted", s.token, shifted)
+    argv = ["--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--no-rayiou", "--render-metrics", "--render-scale", 0.05]
+
+    out = tmp_path / "same.json"
+    assert _run(*argv, "--pred", tmp_path / "same", "--out", out) == 0
+    r = json.loads(out.read_text())
+    assert r["image_miou"] == pytest.approx(1.0) and r["bev_miou"] == pytest.approx(1.0)
+    assert r["depth_l1"] == 0.0 and r["bev_depth_l1"] == 0.0
+    out = tmp_path / "shifted.json"
+    assert _run(*argv, "--pred", tmp_path / "shifted", "--out", out) == 0
+    r = json.loads(out.read_text())
+    assert 0.0 < r["image_miou"] < 1.0 and 0.0 < r["bev_miou"] < 1.0 and r["depth_l1"] > 0.0
+    expected = _direct_render_metrics(s, sem, shifted, (900, 1600), 0.05)
+    assert r["image_miou"] == pytest.approx(float(expected["image_miou"]), rel=1e-9)
+    assert r["depth_l1"] == pytest.approx(float(expected["depth_l1"]), rel=1e-9)
+    printed = capsys.readouterr().out
+    print(printed)  # the per-class table, for the log
+    assert "driveable_surface" in printed and "cameras  IoU" in printed

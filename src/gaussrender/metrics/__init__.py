@@ -1,6 +1,6 @@
-"""Evaluation metrics of semantic occupancy: voxel IoU/mIoU and RayIoU.
+"""Evaluation metrics of semantic occupancy: voxel IoU/mIoU, RayIoU and rendered-view metrics.
 
-Both are :class:`torchmetrics.Metric` objects holding integer counts pooled over the whole
+All are :class:`torchmetrics.Metric` objects holding integer counts pooled over the whole
 dataset (``update`` per batch, ``compute`` once, ``reset``), summed across processes when
 ``torch.distributed`` is initialised.
 """
@@ -16,6 +16,7 @@ from .occupancy import (
 from .origins import ray_origins
 from .raycast import RayHits, first_hits
 from .rayiou import RayIoU, lidar_ray_directions
+from .rendered import RENDER_CONVENTIONS, RenderedViewMetrics
 
 __all__ = [
     "OccupancyMetrics",
@@ -25,6 +26,8 @@ __all__ = [
     "SSCBENCH_CONVENTION",
     "CONVENTIONS",
     "RayIoU",
+    "RenderedViewMetrics",
+    "RENDER_CONVENTIONS",
     "lidar_ray_directions",
     "ray_origins",
     "first_hits",

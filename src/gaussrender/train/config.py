@@ -126,6 +126,7 @@ class TrainSection:
     checkpoint_every: int = 1000  # optimiser steps between checkpoints (and each epoch end)
     val_every_epochs: int = 1  # 0: no validation
     val_mask_camera: bool = True  # evaluate inside the camera-visibility mask
+    val_render_scale: float = 0.0  # rendered-view metrics at this fraction of the image size (1: full); 0: off
     device: str = "auto"  # auto: cuda:<local rank> when available, else cpu
 
 
@@ -333,6 +334,7 @@ def _validate(cfg: Config) -> None:
     count("train.log_every", t.log_every, 1)
     count("train.checkpoint_every", t.checkpoint_every, 1)
     count("train.val_every_epochs", t.val_every_epochs, 0)
+    number("train.val_render_scale", t.val_render_scale, 0.0, high=1.0)
     need("train.device", t.device, t.device in ("auto", "cpu", "cuda"), "expected one of ['auto', 'cpu', 'cuda']")
 
 

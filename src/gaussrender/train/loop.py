@@ -651,9 +651,18 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, dataset: Iterable | None = None) -> dict[str, float]:
-        """mIoU / IoU (:class:`~gaussrender.metrics.OccupancyMetrics`) and RayIoU on the
-        validation set, sharded over ranks without padding; metric states are summed."""
-        from ..metrics import OccupancyMetrics, RayIoU
+        """mIoU / IoU (:class:`~gaussrender.metrics.OccupancyMetrics`), RayIoU and the
+        rendered-view metrics on the validation set, sharded over ranks without padding;
+        metric states are summed.
+
+        RayIoU needs ``origins`` in the samples. The rendered-view metrics
+        (:class:`~gaussrender.metrics.RenderedViewMetrics`: ``image_iou``, ``image_miou``,
+        ``depth_l1``, ``bev_iou``, ``bev_miou``, ``bev_depth_l1``) render every camera of the
+        sample, and the BEV, at the size of its input images (the intrinsics match them) times
+        ``train.val_render_scale``; they are off by default (0), as they cost more than the
+        rest of the validation on a CPU.
+        """
+        from ..metrics import OccupancyMetrics, RayIoU, RenderedViewMetrics
 
         dataset = self.val_set if dataset is None else dataset
         if dataset is None:
@@ -661,13 +670,15 @@ class Trainer:
         device = self.info.device
         occ = OccupancyMetrics.for_grid(self.grid, convention=self.metric_convention).to(device)
         ray = RayIoU(self.grid).to(device)
+        render_scale = self.cfg.train.val_render_scale
+        rendered = RenderedViewMetrics(self.grid, image_scale=render_scale).to(device) if render_scale > 0 else None
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=1, sampler=ShardSampler(len(dataset), self.info.rank, self.info.world_size),
             num_workers=self.cfg.data.num_workers, collate_fn=self.collate,
             generator=torch.Generator().manual_seed(0),  # leave the global RNG untouched
         )
         self.model.eval()
-        rays_seen = 0
+        rays_seen = views_seen = 0
         for batch in loader:
             batch = move_batch(batch, device)
             with self._autocast():
@@ -678,9 +689,15 @@ class Trainer:
             if "origins" in batch:  # RayIoU needs the LiDAR origins (nuScenes readers)
                 ray.update(pred, batch["labels"], batch["origins"])
                 rays_seen += 1
+            if rendered is not None and batch["intrinsics"].shape[1] > 0:
+                size = tuple(int(n) for n in batch["images"].shape[-2:])
+                rendered.update(pred, batch["labels"], batch["intrinsics"], batch["cam_from_grid"], size)
+                views_seen += 1
         self.model.train()
         out = {k: v for k, v in occ.compute().items() if v.dim() == 0}
         # every rank must join RayIoU's sync, so decide together whether any rank has rays
         if all_reduce_sum(torch.tensor([float(rays_seen)], device=device)).item() > 0:
             out.update({k: v for k, v in ray.compute().items() if v.dim() == 0})
+        if rendered is not None and all_reduce_sum(torch.tensor([float(views_seen)], device=device)).item() > 0:
+            out.update({k: v for k, v in rendered.compute().items() if v.dim() == 0})
         return {k: float(v) for k, v in out.items()}
