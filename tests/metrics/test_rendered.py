@@ -382,7 +382,11 @@ def test_trainer_validation_adds_rendered_view_metrics(tmp_path):
         for sample in t.val_set:
             batch = collate([sample])
             pred = t.model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])["logits"].argmax(1)
-            expected.update(pred, batch["labels"], batch["intrinsics"], batch["cam_from_grid"], tuple(batch["images"].shape[-2:]))
+            if "render_intrinsics" in batch:  # the render loss's cameras: native size and K
+                ks, size = batch["render_intrinsics"], tuple(int(v) for v in batch["render_image_size"][0])
+            else:
+                ks, size = batch["intrinsics"], tuple(batch["images"].shape[-2:])
+            expected.update(pred, batch["labels"], ks, batch["cam_from_grid"], size)
     for key, value in expected.compute().items():
         if value.dim() == 0:
             assert got[key] == pytest.approx(float(value), rel=1e-9, nan_ok=True), key

@@ -658,9 +658,10 @@ class Trainer:
         RayIoU needs ``origins`` in the samples. The rendered-view metrics
         (:class:`~gaussrender.metrics.RenderedViewMetrics`: ``image_iou``, ``image_miou``,
         ``depth_l1``, ``bev_iou``, ``bev_miou``, ``bev_depth_l1``) render every camera of the
-        sample, and the BEV, at the size of its input images (the intrinsics match them) times
-        ``train.val_render_scale``; they are off by default (0), as they cost more than the
-        rest of the validation on a CPU.
+        sample, and the BEV, with the render loss's cameras (:meth:`TrainingLoss.render_cameras`:
+        native size and uncropped K) scaled by ``train.val_render_scale``; they are off by
+        default (0), as they cost more than the rest of the validation on a CPU; the paper
+        configs set 1.
         """
         from ..metrics import OccupancyMetrics, RayIoU, RenderedViewMetrics
 
@@ -690,8 +691,10 @@ class Trainer:
                 ray.update(pred, batch["labels"], batch["origins"])
                 rays_seen += 1
             if rendered is not None and batch["intrinsics"].shape[1] > 0:
-                size = tuple(int(n) for n in batch["images"].shape[-2:])
-                rendered.update(pred, batch["labels"], batch["intrinsics"], batch["cam_from_grid"], size)
+                # the cameras the render loss uses: native size and uncropped K when the
+                # samples carry them, the network's input otherwise
+                ks, size = self.loss_fn.render_cameras(batch)
+                rendered.update(pred, batch["labels"], ks, batch["cam_from_grid"], size)
                 views_seen += 1
         self.model.train()
         out = {k: v for k, v in occ.compute().items() if v.dim() == 0}
