@@ -56,14 +56,42 @@ _MAX_ARRAY_BYTES = 1 << 32
 _MAX_NDIM = 32
 
 
-class _Ndarray:
+class _StandIn:
+    """Base of every object the unpickler hands out while loading.
+
+    A pickle's BUILD opcode calls ``__setstate__`` on whatever is on its stack; every
+    stand-in either validates the state itself or refuses it, so a file can neither reach
+    numpy's ``__setstate__`` nor set attributes on these module-level objects.
+    """
+
+    __slots__ = ()
+
+    def __setstate__(self, state: object) -> None:
+        raise pickle.UnpicklingError(f"refusing BUILD on {type(self).__name__.lstrip('_')}")
+
+
+class _Ndarray(_StandIn):
     """Stands for ``numpy.ndarray`` inside a pickle; only :func:`_reconstruct` may receive it."""
+
+    __slots__ = ()
 
 
 _NDARRAY = _Ndarray()
 
 
-class _PickledDtype:
+class _Callable(_StandIn):
+    """A safe factory standing for an allowed global (functions would accept BUILD on their ``__dict__``)."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+
+class _PickledDtype(_StandIn):
     """A dtype being unpickled: built from a checked type string, its state checked, never numpy's ``__setstate__``."""
 
     __slots__ = ("dtype",)
@@ -86,15 +114,22 @@ class _PickledDtype:
         self.dtype = dtype
 
 
-class _PickledArray:
-    """An array being unpickled through ``_reconstruct`` + BUILD; replaced by a real array afterwards."""
+class _PickledArray(_StandIn):
+    """An array or scalar being unpickled; replaced by the real array or scalar after loading.
 
-    __slots__ = ("array",)
+    ``_reconstruct`` returns an empty one that BUILD fills; ``_frombuffer`` and ``scalar``
+    return filled ones, which refuse any BUILD.
+    """
 
-    def __init__(self) -> None:
-        self.array: np.ndarray | None = None
+    __slots__ = ("array", "scalar")
+
+    def __init__(self, array: np.ndarray | None = None, scalar: bool = False) -> None:
+        self.array = array
+        self.scalar = scalar
 
     def __setstate__(self, state: object) -> None:
+        if self.array is not None:
+            raise pickle.UnpicklingError("refusing a second state for an array")
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise pickle.UnpicklingError(f"refusing ndarray state {_short(state)}")
         if len(state) == 5:
@@ -165,16 +200,15 @@ def _reconstruct(cls: object, shape: object, typecode: object) -> _PickledArray:
     return _PickledArray()
 
 
-def _frombuffer(buffer: object, dtype: object, shape: object, order: object) -> np.ndarray:
+def _frombuffer(buffer: object, dtype: object, shape: object, order: object) -> _PickledArray:
     # numpy's protocol-5 pickles: _frombuffer(bytes, dtype, shape, order)
     if order not in ("C", "F"):
         raise pickle.UnpicklingError(f"refusing array order {_short(order)}")
-    return _build_array(buffer, dtype, shape, order)
+    return _PickledArray(_build_array(buffer, dtype, shape, order))
 
 
-def _scalar(dtype: object, raw: object = b"") -> Any:
-    array = _build_array(raw, dtype, (), "C")
-    return array[()]
+def _scalar(dtype: object, raw: object = b"") -> _PickledArray:
+    return _PickledArray(_build_array(raw, dtype, (), "C"), scalar=True)
 
 
 def _latin1(text: object, encoding: object = "latin1") -> bytes:
@@ -194,23 +228,29 @@ def _container(kind: type) -> Any:
     return build
 
 
+def _ordered_dict(*args: object) -> OrderedDict:
+    if len(args) > 1 or (args and not isinstance(args[0], (list, tuple))):
+        raise pickle.UnpicklingError(f"refusing OrderedDict{_short(args)}")
+    return OrderedDict(*args)
+
+
 # Everything a BEVDet/mmdet3d info pickle legitimately needs, each mapped to a safe stand-in:
 # numpy's own callables would run whatever dtype/array state the file holds.
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): _NDARRAY,
-    ("numpy", "dtype"): _dtype_factory,
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy.core.multiarray", "scalar"): _scalar,
-    ("numpy._core.multiarray", "scalar"): _scalar,
-    ("collections", "OrderedDict"): OrderedDict,
-    ("_codecs", "encode"): _latin1,
-    ("builtins", "bytes"): _container(bytes),
-    ("builtins", "bytearray"): _container(bytearray),
-    ("builtins", "set"): _container(set),
-    ("builtins", "frozenset"): _container(frozenset),
+    ("numpy", "dtype"): _Callable(_dtype_factory),
+    ("numpy.core.multiarray", "_reconstruct"): _Callable(_reconstruct),
+    ("numpy._core.multiarray", "_reconstruct"): _Callable(_reconstruct),
+    ("numpy.core.numeric", "_frombuffer"): _Callable(_frombuffer),
+    ("numpy._core.numeric", "_frombuffer"): _Callable(_frombuffer),
+    ("numpy.core.multiarray", "scalar"): _Callable(_scalar),
+    ("numpy._core.multiarray", "scalar"): _Callable(_scalar),
+    ("collections", "OrderedDict"): _Callable(_ordered_dict),
+    ("_codecs", "encode"): _Callable(_latin1),
+    ("builtins", "bytes"): _Callable(_container(bytes)),
+    ("builtins", "bytearray"): _Callable(_container(bytearray)),
+    ("builtins", "set"): _Callable(_container(set)),
+    ("builtins", "frozenset"): _Callable(_container(frozenset)),
 }
 # protocol <= 2 pickles name Python 2's module
 _ALLOWED_GLOBALS.update({("__builtin__", n): f for (m, n), f in list(_ALLOWED_GLOBALS.items()) if m == "builtins"})
@@ -241,11 +281,11 @@ def _finish(obj: Any) -> Any:
         if isinstance(x, _PickledArray):
             if x.array is None:
                 raise pickle.UnpicklingError("an ndarray was reconstructed without its state")
-            return x.array
+            return x.array[()] if x.scalar else x.array
         if isinstance(x, _PickledDtype):
             return x.dtype
-        if x is _NDARRAY:
-            raise pickle.UnpicklingError("numpy.ndarray may appear only inside an array's reconstruction")
+        if isinstance(x, _StandIn):
+            raise pickle.UnpicklingError("numpy.ndarray, numpy.dtype and friends may appear only as calls that build data")
         return x
 
     # containers are visited once each (the memo may share them); tuples are rebuilt bottom-up
@@ -271,6 +311,11 @@ def _finish(obj: Any) -> Any:
             x.update(items)
         else:  # tuple, set, frozenset: immutable or hashed, rebuilt
             done[id(x)] = type(x)(done.get(id(v), resolve(v)) for v in x)
+    # a list reached again through one of its own tuples was filled before that tuple was
+    # rebuilt and would keep the stale one (and its stand-ins): refuse such cycles
+    for x in order:
+        if isinstance(x, (list, dict)) and any(id(v) in done for v in (x if isinstance(x, list) else [*x, *x.values()])):
+            raise pickle.UnpicklingError("refusing a recursive structure that runs through a tuple")
     return done.get(id(obj), resolve(obj))
 
 
