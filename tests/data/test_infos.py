@@ -151,7 +151,7 @@ def test_missing_file_and_keys_are_named(tmp_path):
     data = json.loads(path.read_text())
     del data["infos"][0]["cams"]["CAM_FRONT"]["cam_intrinsic"]
     path.write_text(json.dumps(data))
-    with pytest.raises(KeyError, match=r"cams\[CAM_FRONT\].*cam_intrinsic"):
+    with pytest.raises(DataFileError, match=r"infos.json infos\[0\].*cams\[CAM_FRONT\].*cam_intrinsic"):
         load_infos(path)
     with pytest.raises(ValueError, match=r"\.pkl or \.json"):
         (tmp_path / "x.yaml").write_text("a: 1")

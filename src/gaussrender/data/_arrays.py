@@ -52,6 +52,8 @@ def _check_header(
     path: Path,
 ) -> int:
     """Validate a parsed header against the expectation; return the byte count of the data."""
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise DataFileError(f"{where}: invalid shape {shape} in the header", path)
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise DataFileError(f"{where}: refusing dtype {dtype} (object/structured arrays are not label data)", path)
     if dtype.kind not in kinds:
@@ -85,8 +87,8 @@ def _read_array(
             shape, fortran, dtype = npy_format.read_array_header_2_0(f)
         else:  # 3.0 only adds UTF-8 field names, i.e. structured dtypes
             raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, TypeError, SyntaxError, EOFError, OverflowError, MemoryError, RecursionError) as err:
-        raise DataFileError(f"{where}: not a valid .npy array ({err})", path) from err
+    except Exception as err:  # numpy parses the header with tokenize/ast: any of their errors
+        raise DataFileError(f"{where}: not a valid .npy array ({type(err).__name__}: {err})", path) from err
     nbytes = _check_header(tuple(shape), dtype, expected, kinds, max_rows, where, path)
     data = f.read(nbytes)
     if len(data) != nbytes:

@@ -54,6 +54,7 @@ _DTYPE_STRING = re.compile(r"[<>|=]?(b1|\?|[iu][1248]|f[248]|c(8|16)|[SU]\d{1,9}
 # a shape/size mismatch from ever being computed on absurd numbers)
 _MAX_ARRAY_BYTES = 1 << 32
 _MAX_NDIM = 32
+_MAX_DEPTH = 100
 
 
 class _StandIn:
@@ -290,17 +291,19 @@ def _finish(obj: Any) -> Any:
 
     # containers are visited once each (the memo may share them); tuples are rebuilt bottom-up
     order: list[Any] = []
-    stack = [obj]
+    stack = [(obj, 0)]
     seen: set[int] = set()
     while stack:
-        x = stack.pop()
+        x, depth = stack.pop()
         if not isinstance(x, (list, dict, tuple, set, frozenset)) or id(x) in seen:
             continue
+        if depth > _MAX_DEPTH:  # info files nest a few levels; deeper data only breaks consumers
+            raise pickle.UnpicklingError(f"refusing containers nested more than {_MAX_DEPTH} deep")
         seen.add(id(x))
         order.append(x)
-        stack.extend(x.values() if isinstance(x, dict) else x)
+        stack.extend((v, depth + 1) for v in (x.values() if isinstance(x, dict) else x))
         if isinstance(x, dict):
-            stack.extend(x.keys())
+            stack.extend((k, depth + 1) for k in x.keys())
     for x in reversed(order):  # children before parents
         if isinstance(x, list):
             for i, v in enumerate(x):
@@ -420,7 +423,7 @@ def _scene_name(record: Mapping[str, Any]) -> str:
 
 def _parse_sample(record: Mapping[str, Any], where: str) -> SampleInfo:
     if not isinstance(record, Mapping):
-        raise TypeError(f"{where}: expected a dict per sample, got {type(record).__name__}")
+        raise DataFileError(f"{where}: expected a dict per sample, got {type(record).__name__}")
     # the token and the scene name become file names (labels, predictions): checked here once
     token = safe_name(_require(record, "token", where), "token", where)
     where = f"{where} (token {token})"
@@ -482,10 +485,10 @@ def load_infos(path: str | Path) -> list[SampleInfo]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        ValueError: unknown suffix.
         DataFileError: unreadable, corrupt or refused file (see :func:`safe_pickle_load`), a
-            token or scene name that is not a plain file name, a malformed field.
-        ValueError, KeyError, TypeError: unknown suffix, malformed structure (the message names
-            the file, the sample token and the field).
+            token or scene name that is not a plain file name, a missing or malformed field
+            (the message names the file, the sample token and the field).
     """
     path = Path(path)
     if not path.is_file():
@@ -501,23 +504,23 @@ def load_infos(path: str | Path) -> list[SampleInfo]:
     else:
         records = data
     if not isinstance(records, (list, tuple)):
-        raise TypeError(f"{path}: 'infos' must be a list of samples, got {type(records).__name__}")
+        raise DataFileError(f"{path}: 'infos' must be a list of samples, got {type(records).__name__}", path)
     samples = []
     for i, record in enumerate(records):
         where = f"{path} infos[{i}]"
         try:
             samples.append(_parse_sample(record, where))
-        except DataFileError as err:
-            err.path = path
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            if str(path) in str(err):
-                raise
-            raise DataFileError(f"{where}: {type(err).__name__}: {err}", path) from err
-        except (AttributeError, OverflowError, RecursionError) as err:
-            # a hostile structure (e.g. a non-numeric timestamp object) in a field we convert
-            raise DataFileError(f"{where}: {type(err).__name__}: {err}", path) from err
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as err:
+            raise _named(err, where, path) from err
     return samples
+
+
+def _named(err: BaseException, where: str, path: Path) -> DataFileError:
+    """``err`` as a DataFileError whose message names the file (and the record) exactly once."""
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    if str(path) not in str(message):
+        message = f"{where}: {type(err).__name__}: {message}"
+    return DataFileError(str(message), path)
 
 
 def _pose_fields(prefix: str, pose: Pose) -> dict[str, list[float]]:
@@ -575,18 +578,15 @@ def load_nuscenes_tables(dataroot: str | Path, version: str = "v1.0-trainval") -
 
     Raises:
         FileNotFoundError: a table is missing (the message names it).
-        KeyError: a sample lacks its LIDAR_TOP key frame.
-        DataFileError: a table is not valid JSON, a record lacks a field or references a
+        DataFileError: a sample lacks its LIDAR_TOP key frame, a table is not valid JSON, a record lacks a field or references a
             missing record, a scene's ``next`` chain loops, or a token/scene name is not a
             plain file name (the message names the tables' folder).
     """
     directory = Path(dataroot) / version
     try:
         return _samples_from_tables(directory)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        if isinstance(err, (DataFileError, FileNotFoundError)) or str(directory) in str(err):
-            raise
-        raise DataFileError(f"{directory}: malformed nuScenes tables ({type(err).__name__}: {err})", directory) from err
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as err:
+        raise _named(err, f"{directory}: malformed nuScenes tables", directory) from err
 
 
 def _samples_from_tables(directory: Path) -> list[SampleInfo]:
