@@ -142,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--workers must be >= 1, got {args.workers}")
     if not args.pred.is_dir():
         return _error(f"prediction directory not found: {args.pred}")
-    if args.infos is not None and nuscenes and not args.infos.exists():
-        return _error(f"--infos {args.infos} not found")
     try:
         # before the evaluation, not after it: a bad device or an unwritable --out fails now
         _checks.usable_device(args.device)
