@@ -35,8 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a refused or corrupt input file is reported as ``error:`` with exit code 2."""
+    from .data._files import DataFileError
+
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except DataFileError as err:
+        # the message names the file and what is wrong with it: no traceback needed
+        print(f"gaussrender {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def test_write_read_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "rows, match",
     [
-        (np.zeros((3, 3), np.int64), r"\[N, 4\]"),
+        (np.zeros((3, 3), np.int64), r"expected shape \(N, 4\), got \(3, 3\)"),
         (np.array([[200, 0, 0, 1]]), "outside the grid"),
         (np.array([[0, 0, 0, 17]]), r"labels must be in \[0, 17\)"),
         (np.array([[0.5, 0, 0, 1]]), "fractional"),

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
+from . import _checks
 
 HELP = "score saved predictions: IoU, mIoU and RayIoU per class (Occ3D, SurroundOcc, KITTI-360), optionally rendered-view metrics"
 
@@ -79,17 +80,17 @@ def _load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
     import numpy as np
     import torch
 
-    with np.load(path) as data:
+    from ..data._arrays import LABEL_KINDS, open_npz
+    from ..data._files import DataFileError
+
+    # header-checked read: a hostile or corrupt prediction file is named, never unpickled
+    with open_npz(path, "prediction file") as data:
         key = "semantics" if "semantics" in data.files else "pred" if "pred" in data.files else None
         if key is None:
-            raise KeyError(f"{path}: expected key 'semantics' or 'pred', has {data.files}")
-        pred = data[key]
-    if pred.shape != shape:
-        raise ValueError(f"{path}: {key} must have shape {shape}, got {pred.shape}")
-    if not np.issubdtype(pred.dtype, np.integer):
-        raise ValueError(f"{path}: {key} must hold integer labels, got dtype {pred.dtype}")
+            raise DataFileError(f"{path}: expected key 'semantics' or 'pred', has {data.files}", path)
+        pred = data.read(key, shape, LABEL_KINDS.replace("b", ""))
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
-        raise ValueError(f"{path}: {key} labels must be in [0, {num_classes}), found [{pred.min()}, {pred.max()}]")
+        raise DataFileError(f"{path}: {key} labels must be in [0, {num_classes}), found [{pred.min()}, {pred.max()}]", path)
     return torch.from_numpy(pred.astype(np.int64))
 
 
@@ -186,8 +187,14 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"prediction directory not found: {args.pred}")
     if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):
         return _error(f"--render-scale must be in (0, 1], got {args.render_scale}")
-
-    dataset = _dataset(args, use_rayiou)
+    try:
+        # before the evaluation, not after it: a bad device or an unwritable --out fails now
+        _checks.usable_device(args.device)
+        if args.out is not None:
+            _checks.check_writable_file(args.out)
+        dataset = _dataset(args, use_rayiou)
+    except (ValueError, FileNotFoundError) as err:
+        return _error(str(err))
     grid = dataset.grid
     tokens = [s.token for s in dataset.samples] if nuscenes else [f"{q}/{f}" for q, f in dataset.frames]
     missing = [t for t in tokens if not (args.pred / f"{t}.npz").is_file()]

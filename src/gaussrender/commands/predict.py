@@ -4,6 +4,10 @@ Each file holds ``semantics``, uint8 ``[X, Y, Z]`` (the argmax class), the layou
 ``gaussrender eval`` scores. The model and data settings come from the run's
 ``config.yaml``; ``--data``/``--infos`` point it at another copy of the data.
 
+Files are written only inside ``--out``: sample tokens come from the info file and are
+checked to be plain file names before they name a file (``docs/security.md``); the
+checkpoint is loaded with ``torch.load(weights_only=True)``, so it cannot run code.
+
 Example:
     gaussrender predict --config runs/tiny/config.yaml --checkpoint runs/tiny/last.pt --out runs/tiny/pred
 """
@@ -32,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import load_config
     from ..train.distributed import shutdown_distributed
     from ..train.run import predict
+    from ._checks import usable_device
 
     try:
         cfg = load_config(args.config, args.overrides)
@@ -40,6 +45,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.checkpoint.is_file():
         print(f"gaussrender predict: error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
+        return 2
+    try:
+        if cfg.train.device != "auto":
+            usable_device(cfg.train.device, "train.device")
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} exists and is not a directory")
+    except ValueError as err:
+        print(f"gaussrender predict: error: {err}", file=sys.stderr)
         return 2
     try:
         written = predict(cfg, args.checkpoint, args.out, root=args.data, infos=args.infos, split=args.split)

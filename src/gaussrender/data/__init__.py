@@ -8,6 +8,7 @@ camera, metres), ``labels`` int64 ``[X, Y, Z]`` and, where the benchmark has the
 layout, e.g. to build synthetic datasets and tests.
 """
 
+from ._files import DataFileError
 from .collate import collate
 from .images import load_image, scale_intrinsics, stored_image_size
 from .infos import (
@@ -40,6 +41,7 @@ from .surroundocc import (
 )
 
 __all__ = [
+    "DataFileError",
     "CAMERA_NAMES",
     "CameraInfo",
     "SampleInfo",

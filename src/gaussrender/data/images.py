@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..camera_strategies import scale_intrinsics
+from ._files import DataFileError
 
 __all__ = ["load_image", "scale_intrinsics", "stored_image_size", "check_image_size", "render_cameras"]
 
@@ -25,17 +27,24 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[t
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        DataFileError: not a readable image, corrupt data, or more than
+            :data:`MAX_IMAGE_PIXELS` pixels.
     """
     from PIL import Image
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    if size is not None:
+        size = check_image_size(size)
+    with _open_image(path) as img:
+        try:
+            img = img.convert("RGB")  # decodes: a truncated or corrupt file fails here
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise DataFileError(f"{path}: cannot decode the image ({err})", path) from err
         w0, h0 = img.size
         if size is not None:
-            h, w = check_image_size(size)
+            h, w = size
             if (h, w) != (h0, w0):
                 img = img.resize((w, h), Image.BILINEAR)
         array = np.asarray(img, dtype=np.float32) / 255.0
@@ -45,14 +54,36 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[t
 
 def stored_image_size(path: str | Path, default: tuple[int, int]) -> tuple[int, int]:
     """``(H, W)`` of the image at ``path`` from its header, or ``default`` when the file is absent."""
-    from PIL import Image
-
     path = Path(path)
     if not path.is_file():
         return default
-    with Image.open(path) as img:
+    with _open_image(path) as img:
         w, h = img.size
     return h, w
+
+
+#: Largest image accepted, pixels (nuScenes: 1.44 M); the header is checked before decoding.
+MAX_IMAGE_PIXELS = 1 << 26
+
+
+def _open_image(path: Path) -> Any:
+    """Open ``path`` with Pillow (header only), refusing unreadable files and huge images by name."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # UnidentifiedImageError is an OSError
+        raise DataFileError(f"{path}: not a readable image ({err})", path) from err
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        img.close()
+        raise DataFileError(f"{path}: image header claims {w}x{h} pixels, more than {MAX_IMAGE_PIXELS}", path)
+    return img
 
 
 def check_image_size(size: tuple[int, int]) -> tuple[int, int]:

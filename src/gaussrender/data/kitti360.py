@@ -17,6 +17,7 @@ rectified image (the rectifying rotation is left out).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,7 +28,8 @@ from torch.utils.data import Dataset
 
 from .._io import atomic_write
 from ..grid import SSCBENCH_KITTI360, VoxelGrid
-from ._arrays import check_label_array, require_file
+from ._arrays import check_label_array, read_npy, require_file
+from ._files import DataFileError, safe_name
 from .images import check_image_size, load_image, render_cameras, scale_intrinsics, stored_image_size
 
 __all__ = [
@@ -51,6 +53,7 @@ KITTI360_SPLITS: dict[str, tuple[int, ...]] = {
 #: Rectified image_00 size, (H, W) pixels.
 KITTI360_IMAGE_SIZE: tuple[int, int] = (376, 1408)
 
+_SEQUENCE_NAME = re.compile(r"2013_05_28_drive_\d{4}_sync")
 _DEFAULT_P_RECT_00 = np.array(
     [[552.554261, 0.0, 682.049453], [0.0, 552.554261, 238.769549], [0.0, 0.0, 1.0]]
 )
@@ -65,13 +68,24 @@ _DEFAULT_CAM_TO_VELO = np.array(
 
 
 def kitti360_sequence(number: int | str) -> str:
-    """``6`` or ``"06"`` → ``"2013_05_28_drive_0006_sync"``; a full name is returned as is."""
+    """``6`` or ``"06"`` → ``"2013_05_28_drive_0006_sync"``; a full name is returned as is.
+
+    Raises:
+        ValueError: anything else (a full name must match ``2013_05_28_drive_<4 digits>_sync``,
+            so a sequence name never carries a path).
+    """
     if isinstance(number, str) and number.startswith("2013_"):
+        if not _SEQUENCE_NAME.fullmatch(number):
+            raise ValueError(f"KITTI-360 sequence name must look like 2013_05_28_drive_0006_sync, got {number!r}")
         return number
+    if isinstance(number, bool) or not isinstance(number, (int, str)):
+        raise ValueError(f"KITTI-360 sequence must be a number or a 2013_05_28_drive_*_sync name, got {number!r}")
     try:
         n = int(number)
     except (TypeError, ValueError):
         raise ValueError(f"KITTI-360 sequence must be a number or a 2013_05_28_drive_*_sync name, got {number!r}")
+    if not 0 <= n <= 9999:
+        raise ValueError(f"KITTI-360 sequence number must be in [0, 9999], got {number!r}")
     return f"2013_05_28_drive_{n:04d}_sync"
 
 
@@ -84,15 +98,24 @@ class Kitti360Calibration:
 
 
 def _read_numbers(path: Path, key: str | None, count: int) -> np.ndarray:
-    with path.open() as f:
-        for line in f:
-            if key is None or line.startswith(key + ":"):
-                values = line.split(":", 1)[1] if key is not None else line
-                numbers = np.array([float(v) for v in values.split()])
-                if numbers.size != count:
-                    raise ValueError(f"{path}: expected {count} numbers{f' after {key}:' if key else ''}, got {numbers.size}")
-                return numbers
-    raise ValueError(f"{path}: no line starting with {key}:")
+    try:
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if key is None or line.startswith(key + ":"):
+                    values = line.split(":", 1)[1] if key is not None else line
+                    try:
+                        numbers = np.array([float(v) for v in values.split()])
+                    except ValueError as err:
+                        raise DataFileError(f"{path}: {err}", path) from err
+                    if numbers.size != count or not np.all(np.isfinite(numbers)):
+                        raise DataFileError(
+                            f"{path}: expected {count} finite numbers{f' after {key}:' if key else ''}, got {values.split()[:20]}",
+                            path,
+                        )
+                    return numbers
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataFileError(f"{path}: cannot read the calibration ({err})", path) from err
+    raise DataFileError(f"{path}: no line starting with {key}:", path)
 
 
 def read_kitti360_calibration(root: str | Path | None = None) -> Kitti360Calibration:
@@ -119,23 +142,31 @@ def read_kitti360_labels(path: str | Path, grid: VoxelGrid = SSCBENCH_KITTI360) 
     """Read one ``<frame>_1_1.npy`` as uint8 ``[256, 256, 32]`` (0 empty, 255 invalid).
 
     Raises:
-        FileNotFoundError, ValueError: missing file, wrong shape/dtype or label values.
+        FileNotFoundError: missing file.
+        DataFileError: not a plain ``.npy`` array, wrong shape/dtype (from the header, before
+            reading) or label values.
     """
-    path = require_file(Path(path), "SSCBench-KITTI360 label file")
-    labels = np.load(path, allow_pickle=False)
-    if np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)):
+    path = Path(path)
+    labels = read_npy(path, "SSCBench-KITTI360 label file", grid.shape, "iuf")
+    if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
         labels = labels.astype(np.int64)  # some preprocessing scripts save float32 labels
-    check_label_array(labels, grid.shape, str(path), grid.num_classes, grid.ignore_index)
+    check_label_array(labels, grid.shape, str(path), grid.num_classes, grid.ignore_index, path)
     return labels.astype(np.uint8)
 
 
 def read_kitti360_invalid(path: str | Path, grid: VoxelGrid = SSCBENCH_KITTI360) -> np.ndarray:
     """Read a bit-packed SemanticKITTI-style ``.invalid`` file as bool ``[256, 256, 32]``."""
     path = require_file(Path(path), "KITTI-360 invalid mask")
-    packed = np.fromfile(path, dtype=np.uint8)
     n = int(np.prod(grid.shape))
+    try:
+        size = path.stat().st_size  # checked before reading: the file may be huge
+        if size * 8 != n:
+            raise DataFileError(f"{path}: expected {n // 8} bytes (bit-packed {grid.shape}), got {size}", path)
+        packed = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    except OSError as err:
+        raise DataFileError(f"{path}: cannot read ({err.strerror or err})", path) from err
     if packed.size * 8 != n:
-        raise ValueError(f"{path}: expected {n // 8} bytes (bit-packed {grid.shape}), got {packed.size}")
+        raise DataFileError(f"{path}: expected {n // 8} bytes (bit-packed {grid.shape}), got {packed.size}", path)
     return np.unpackbits(packed).reshape(grid.shape).astype(bool)
 
 
@@ -154,6 +185,7 @@ def write_kitti360_sample(
     seq = kitti360_sequence(sequence)
     arr = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     check_label_array(arr, grid.shape, "labels", grid.num_classes, grid.ignore_index)
+    frame = safe_name(frame, "frame", "write_kitti360_sample")
     path = Path(root) / "preprocess" / "labels" / seq / f"{frame}_1_1.npy"
     atomic_write(path, lambda f: np.save(f, arr.astype(np.uint8)))
     if invalid is not None:

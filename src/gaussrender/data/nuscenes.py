@@ -12,7 +12,6 @@ so a grid point reaches camera ``c`` through the map frame::
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
@@ -23,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ..grid import VoxelGrid
 from .images import check_image_size, load_image, render_cameras, scale_intrinsics, stored_image_size
+from ._files import DataFileError, join_under, read_json, safe_name
 from .infos import CAMERA_NAMES, SampleInfo, load_infos
 
 __all__ = [
@@ -59,21 +59,25 @@ def cam_from_ego(sample: SampleInfo, camera_names: Sequence[str] = CAMERA_NAMES)
 
 
 def resolve_data_path(stored: str, data_root: str | Path) -> Path:
-    """Map a path stored in an info file onto a local nuScenes root.
+    """Map a path stored in an info file onto a local nuScenes root, never outside it.
 
     Info files store paths as their authors saw them (``./data/nuscenes\\samples/CAM_FRONT/x.jpg``).
-    An absolute path that exists is kept; otherwise the part from the first ``samples``/``sweeps``
-    component on is joined to ``data_root``; failing that the relative path itself is.
+    The part from the first ``samples``/``sweeps`` component on is joined to ``data_root``
+    (so an author's absolute or relative prefix does not matter); a path without such a
+    component must be relative and is joined as is (a leading ``./`` dropped). Either way the
+    joined part may not hold ``..`` or NUL, and a path without ``samples``/``sweeps`` may not
+    be absolute: a hostile info file cannot point a reader outside ``data_root``.
+
+    Raises:
+        DataFileError: the stored value is not a string, or would leave ``data_root``.
     """
-    stored = stored.replace("\\", "/")
-    p = Path(stored)
-    if p.is_absolute() and p.exists():
-        return p
-    parts = PurePosixPath(stored).parts
+    if not isinstance(stored, str):
+        raise DataFileError(f"image path must be a string, got {type(stored).__name__}")
+    parts = PurePosixPath(stored.replace("\\", "/")).parts
     for i, part in enumerate(parts):
         if part in _DATA_DIRS:
-            return Path(data_root).joinpath(*parts[i:])
-    return Path(data_root) / (stored[2:] if stored.startswith("./") else stored)
+            return join_under(data_root, "/".join(parts[i:]), "image path", f"info file entry {stored!r}")
+    return join_under(data_root, stored, "image path", f"info file entry {stored!r}")
 
 
 def group_scenes(samples: Sequence[SampleInfo]) -> dict[str, list[SampleInfo]]:
@@ -126,8 +130,13 @@ class NuScenesOccupancy(Dataset, ABC):
         if not self.root.is_dir():
             raise FileNotFoundError(f"{type(self).__name__}: root directory not found: {self.root}")
         all_samples = list(infos) if not isinstance(infos, (str, Path)) else load_infos(infos)
+        source = infos if isinstance(infos, (str, Path)) else "infos"
         if not all(isinstance(s, SampleInfo) for s in all_samples):
             raise TypeError("infos must be a path or a sequence of SampleInfo")
+        if not all_samples:
+            raise ValueError(f"{type(self).__name__}: {source} holds no samples")
+        for s in all_samples:  # tokens name label and prediction files: checked whatever their origin
+            safe_name(s.token, "token", source)
         scenes = self._split_scenes(split)
         self.samples = [s for s in all_samples if scenes is None or s.scene in scenes]
         if not self.samples:
@@ -153,9 +162,12 @@ class NuScenesOccupancy(Dataset, ABC):
                 f"split={split!r} needs {path} (Occ3D's '<split>_split' scene lists); without it "
                 "pass split=None (the info file is the split) or a list of scene names"
             )
-        with path.open() as f:
-            meta = json.load(f)
+        meta = read_json(path, "Occ3D annotations file")
         key = f"{split}_split"
+        if not isinstance(meta, dict):
+            raise DataFileError(f"{path}: expected a JSON object with '<split>_split' lists, got {type(meta).__name__}", path)
+        if not isinstance(meta.get(key, []), list) or not all(isinstance(n, str) for n in meta.get(key, [])):
+            raise DataFileError(f"{path}: {key!r} must be a list of scene names (strings)", path)
         if key not in meta:
             raise ValueError(f"{path}: no {key!r} list (has {sorted(k for k in meta if k.endswith('_split'))})")
         return set(meta[key])

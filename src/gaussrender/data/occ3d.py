@@ -14,7 +14,8 @@ import torch
 
 from .._io import atomic_write
 from ..grid import OCC3D_NUSCENES, VoxelGrid
-from ._arrays import check_label_array, check_mask_array, require_file
+from ._arrays import LABEL_KINDS, check_label_array, check_mask_array, open_npz
+from ._files import DataFileError, safe_name
 from .infos import SampleInfo
 from .nuscenes import NuScenesOccupancy
 
@@ -24,8 +25,14 @@ _KEYS = ("semantics", "mask_lidar", "mask_camera")
 
 
 def occ3d_label_path(root: str | Path, scene: str, token: str) -> Path:
-    """``<root>/gts/<scene>/<token>/labels.npz``."""
-    return Path(root) / "gts" / scene / token / "labels.npz"
+    """``<root>/gts/<scene>/<token>/labels.npz``.
+
+    Raises:
+        DataFileError: ``scene`` or ``token`` is not a plain file name (see
+            :func:`~gaussrender.data._files.safe_name`).
+    """
+    source = f"Occ3D label path under {root}"
+    return Path(root) / "gts" / safe_name(scene, "scene", source) / safe_name(token, "token", source) / "labels.npz"
 
 
 def read_occ3d_labels(path: str | Path, grid: VoxelGrid = OCC3D_NUSCENES) -> dict[str, np.ndarray]:
@@ -36,22 +43,23 @@ def read_occ3d_labels(path: str | Path, grid: VoxelGrid = OCC3D_NUSCENES) -> dic
 
     Raises:
         FileNotFoundError: missing file.
-        KeyError: a key is missing (the message lists what the file has).
-        ValueError: wrong shape, dtype or label values.
+        DataFileError: not a readable ``.npz``, a key is missing (the message lists what the
+            file has), wrong shape/dtype (checked from the header, before reading) or label
+            values.
     """
-    path = require_file(Path(path), "Occ3D labels file")
-    with np.load(path) as data:
+    with open_npz(path, "Occ3D labels file") as data:
         missing = [k for k in _KEYS if k not in data.files]
         if missing:
-            raise KeyError(f"{path}: missing {missing}; expected keys {list(_KEYS)}, has {data.files}")
-        arrays = {k: data[k] for k in _KEYS}
+            raise DataFileError(f"{path}: missing {missing}; expected keys {list(_KEYS)}, has {data.files}", path)
+        arrays = {k: data.read(k, grid.shape, LABEL_KINDS) for k in _KEYS}
+    path = Path(path)
     out = {
         "semantics": check_label_array(
-            arrays["semantics"], grid.shape, f"{path} semantics", grid.num_classes, grid.ignore_index
+            arrays["semantics"], grid.shape, f"{path} semantics", grid.num_classes, grid.ignore_index, path
         ).astype(np.uint8)
     }
     for k in ("mask_lidar", "mask_camera"):
-        out[k] = check_mask_array(arrays[k], grid.shape, f"{path} {k}")
+        out[k] = check_mask_array(arrays[k], grid.shape, f"{path} {k}", path)
     return out
 
 

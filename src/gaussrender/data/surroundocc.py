@@ -9,6 +9,7 @@ and becomes the ignore index 255. Files are named after the sample's LiDAR file
 
 from __future__ import annotations
 
+import math
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -16,7 +17,8 @@ import torch
 
 from .._io import atomic_write
 from ..grid import SURROUNDOCC_NUSCENES, VoxelGrid
-from ._arrays import check_label_array, require_file
+from ._arrays import check_label_array, read_npy
+from ._files import DataFileError, safe_name
 from .infos import SampleInfo
 from .nuscenes import NuScenesOccupancy
 
@@ -29,11 +31,15 @@ __all__ = [
 
 
 def surroundocc_label_path(root: str | Path, lidar_path: str) -> Path:
-    """``<root>/samples/<basename of lidar_path>.npy``."""
+    """``<root>/samples/<basename of lidar_path>.npy``.
+
+    Raises:
+        DataFileError: ``lidar_path`` has no usable base name.
+    """
+    if not isinstance(lidar_path, str):
+        raise DataFileError(f"lidar_path must be a string, got {type(lidar_path).__name__}")
     name = PurePosixPath(lidar_path.replace("\\", "/")).name
-    if not name:
-        raise ValueError(f"cannot name a SurroundOcc label file from lidar_path {lidar_path!r}")
-    return Path(root) / "samples" / f"{name}.npy"
+    return Path(root) / "samples" / f"{safe_name(name, 'lidar_path base name', repr(lidar_path))}.npy"
 
 
 def read_surroundocc_labels(path: str | Path, grid: VoxelGrid = SURROUNDOCC_NUSCENES) -> np.ndarray:
@@ -41,26 +47,25 @@ def read_surroundocc_labels(path: str | Path, grid: VoxelGrid = SURROUNDOCC_NUSC
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: not ``[N, 4]`` integers, an index outside the grid or a label outside
+        DataFileError: not a plain ``.npy`` array, not ``[N, 4]`` integers (or integral
+            floats), more rows than voxels, an index outside the grid or a label outside
             ``[0, num_classes)``.
     """
-    path = require_file(Path(path), "SurroundOcc label file")
-    rows = np.load(path, allow_pickle=False)
-    if rows.ndim != 2 or rows.shape[1] != 4:
-        raise ValueError(f"{path}: expected sparse rows [N, 4] (x, y, z, label), got shape {rows.shape}")
-    if not np.issubdtype(rows.dtype, np.integer):
-        if not np.issubdtype(rows.dtype, np.floating) or not np.all(rows == np.round(rows)):
-            raise ValueError(f"{path}: expected integer rows, got dtype {rows.dtype} with fractional values")
+    path = Path(path)
+    # at most one row per voxel; the header is checked before anything is read
+    rows = read_npy(path, "SurroundOcc label file", (None, 4), "iuf", max_rows=math.prod(grid.shape))
+    if rows.dtype.kind == "f" and not np.all(rows == np.round(rows)):
+        raise DataFileError(f"{path}: expected integer rows (x, y, z, label), got dtype {rows.dtype} with fractional values", path)
     rows = rows.astype(np.int64)
     idx, label = rows[:, :3], rows[:, 3]
     bad = ((idx < 0) | (idx >= np.asarray(grid.shape))).any(axis=1)
     if bad.any():
-        raise ValueError(
-            f"{path}: {int(bad.sum())} row(s) index outside the grid {grid.shape}, e.g. {idx[bad][0].tolist()}"
+        raise DataFileError(
+            f"{path}: {int(bad.sum())} row(s) index outside the grid {grid.shape}, e.g. {idx[bad][0].tolist()}", path
         )
     if label.size and (label.min() < 0 or label.max() >= grid.num_classes):
-        raise ValueError(
-            f"{path}: labels must be in [0, {grid.num_classes}), found range [{label.min()}, {label.max()}]"
+        raise DataFileError(
+            f"{path}: labels must be in [0, {grid.num_classes}), found range [{label.min()}, {label.max()}]", path
         )
     dense = np.full(grid.shape, grid.empty_index, dtype=np.uint8)
     dense[idx[:, 0], idx[:, 1], idx[:, 2]] = np.where(label == grid.empty_index, grid.ignore_index, label)
@@ -100,7 +105,8 @@ class SurroundOccNuScenes(NuScenesOccupancy):
     def label_path(self, sample: SampleInfo) -> Path:
         # SurroundOcc's own infos carry occ_path = .../samples/<lidar file>.npy; others only lidar_path.
         if sample.occ_path and sample.occ_path.endswith(".npy"):
-            return self.root / "samples" / PurePosixPath(sample.occ_path).name
+            name = PurePosixPath(sample.occ_path.replace("\\", "/")).name
+            return self.root / "samples" / safe_name(name, "occ_path base name", f"sample {sample.token}")
         return surroundocc_label_path(self.root, sample.lidar_path)
 
     def read_labels(self, sample: SampleInfo) -> dict[str, torch.Tensor]:

@@ -195,12 +195,21 @@ def load_torchvision_weights(backbone: ResNet, path: str | os.PathLike[str]) -> 
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file holds no state dict, or keys are missing/unexpected or
-            shapes differ (the message lists them).
+        ValueError: the file is unreadable or holds anything but tensors and plain
+            containers (loaded with ``weights_only=True``: no code runs), holds no state dict,
+            or keys are missing/unexpected or shapes differ (the message lists them).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"torchvision weights file not found: {os.fspath(path)!r}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        # weights_only: a weights file from the internet must not be able to run code
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError/RuntimeError/... for bad files
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{os.fspath(path)!r}: not a loadable weights file (only tensors and plain containers "
+            f"are accepted): {type(err).__name__}: {reason}"
+        ) from err
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):
             if key in obj and isinstance(obj[key], dict):

@@ -34,6 +34,7 @@ from .._io import atomic_write_text, remove_stale_temporaries
 from ..grid import VoxelGrid, get_grid
 from ..losses3d import Occupancy3DLoss, release_class_weights
 from .augment import AugmentedDataset
+from ..data._files import DataFileError
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_atomic
 from .config import Config, config_to_dict, save_config
 from .distributed import DistInfo, ShardSampler, TrainSampler, all_reduce_sum, init_distributed
@@ -532,27 +533,44 @@ class Trainer:
         return path
 
     def load(self, path: str | Path) -> None:
-        """Restore a checkpoint written by :meth:`save` for an exact resume."""
+        """Restore a checkpoint written by :meth:`save` for an exact resume.
+
+        Raises:
+            FileNotFoundError, DataFileError: see :func:`load_checkpoint`; a checkpoint whose
+                entries do not fit this run (missing entry, other model, bad RNG state) is a
+                DataFileError naming ``path`` and the entry.
+        """
         state = load_checkpoint(path, map_location=self.info.device)
-        _unwrap(self.model).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
-        self.epoch = int(state["epoch"])
-        self.step_in_epoch = int(state["step_in_epoch"])
-        self.skipped_steps = int(state.get("skipped_steps", 0))
-        rngs = state["rng"]
-        if len(rngs) == self.info.world_size:
-            rng = rngs[self.info.rank]
-            restore_rng_state(rng["global"])
-            self.render_generator.set_state(rng["render"])
-        else:
-            warnings.warn(
-                f"checkpoint {path} was written by {len(rngs)} process(es), this run has "
-                f"{self.info.world_size}: RNG states are not restored (resume is not bit-exact)",
-                RuntimeWarning,
-            )
+        entry = "model"
+        try:
+            _unwrap(self.model).load_state_dict(state["model"])
+            entry = "optimizer"
+            self.optimizer.load_state_dict(state["optimizer"])
+            entry = "scheduler"
+            self.scheduler.load_state_dict(state["scheduler"])
+            entry = "scaler"
+            self.scaler.load_state_dict(state["scaler"])
+            entry = "counters"
+            self.step = int(state["step"])
+            self.epoch = int(state["epoch"])
+            self.step_in_epoch = int(state["step_in_epoch"])
+            self.skipped_steps = int(state.get("skipped_steps", 0))
+            entry = "rng"
+            rngs = state["rng"]
+            if len(rngs) == self.info.world_size:
+                rng = rngs[self.info.rank]
+                restore_rng_state(rng["global"])
+                self.render_generator.set_state(rng["render"])
+            else:
+                warnings.warn(
+                    f"checkpoint {path} was written by {len(rngs)} process(es), this run has "
+                    f"{self.info.world_size}: RNG states are not restored (resume is not bit-exact)",
+                    RuntimeWarning,
+                )
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+            raise DataFileError(
+                f"{path}: checkpoint entry {entry!r} does not fit this run ({type(err).__name__}: {err})", path
+            ) from err
 
     # ------------------------------------------------------------------ loops
     def _loader(self) -> torch.utils.data.DataLoader:

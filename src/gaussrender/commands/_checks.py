@@ -1,0 +1,64 @@
+"""Checks every command runs on its arguments before doing any work."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["usable_device", "check_writable_file"]
+
+
+def usable_device(spec: str, option: str = "--device"):
+    """The :class:`torch.device` named by ``spec``, or a ValueError saying why it cannot be used.
+
+    Args:
+        spec: e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        option: the option or config key it came from, for the message.
+
+    Raises:
+        ValueError: not a device name, CUDA requested without CUDA, an index past the
+            devices present, or allocating on it fails.
+    """
+    import torch
+
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"{option} {spec!r} is not a torch device ({err})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{option} {spec!r}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{option} {spec!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as err:  # torch asserts when a backend is not compiled in
+        raise ValueError(f"{option} {spec!r} is not usable: {err}") from None
+    return device
+
+
+def check_writable_file(path: Path, option: str = "--out") -> None:
+    """Fail now, not after the work, if ``path`` cannot be written.
+
+    Creates ``path``'s folder (as the final write would) and a temporary file in it, which is
+    removed again.
+
+    Raises:
+        ValueError: ``path`` is a directory, its folder cannot be created, or is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a directory; give a file name")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{option} {path}: cannot write there ({ancestor} is not a directory)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise ValueError(f"{option} {path}: cannot write there ({err.strerror or err})") from None
