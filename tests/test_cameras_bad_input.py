@@ -63,14 +63,25 @@ def test_complex_integer_and_meta_matrices_are_refused_by_name():
         gr.Cameras(_pose(), _k().to("meta"), 100, 80)
 
 
-@pytest.mark.parametrize("f", [0.0, -100.0])
-def test_focal_lengths_must_be_positive(f):
-    with pytest.raises(ValueError, match="intrinsics.*fx, fy > 0"):
+@pytest.mark.parametrize("f", [0.0, 1e-9, -1e-9])
+def test_zero_focal_lengths_are_refused(f):
+    with pytest.raises(ValueError, match="intrinsics.*singular"):
         gr.Cameras(_pose(), _k(f=f), 100, 80)
     k = _k()
     k[0, 1, 1] = f
-    with pytest.raises(ValueError, match="intrinsics"):
+    with pytest.raises(ValueError, match="intrinsics.*singular"):
         gr.Cameras(_pose(), k, 100, 80)
+
+
+def test_negative_focal_lengths_are_mirrored_images_and_accepted():
+    # horizontal-flip augmentation maps u -> W - u: fx -> -fx, cx -> W - cx
+    k = _k()
+    k[0, 0, 0], k[0, 0, 2] = -100.0, 100 - 50.0
+    cams = gr.Cameras(_pose(), k, 100, 80)
+    point = torch.tensor([[10.0, 4.0, 0.5]])
+    uv, _ = cams.project(point)
+    uv_ref, _ = gr.Cameras(_pose(), _k(), 100, 80).project(point)
+    torch.testing.assert_close(uv[0, 0, 0], 100 - uv_ref[0, 0, 0])
 
 
 def test_non_finite_intrinsics_and_far_translations_are_refused():

@@ -274,8 +274,14 @@ def check_rigid(name: str, poses: torch.Tensor) -> torch.Tensor:
     return poses
 
 
+#: Smallest |fx|, |fy| accepted, pixels (orthographic: pixels per metre): below it the
+#: projection is singular for any practical purpose.
+_MIN_FOCAL = 1e-6
+
+
 def check_intrinsics(name: str, intrinsics: torch.Tensor) -> torch.Tensor:
-    """Pinhole matrices ``[..., 3, 3]`` ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]``, fx, fy > 0.
+    """Matrices ``[..., 3, 3]`` ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` with finite values
+    and ``|fx|, |fy| >= 1e-6`` (negative: a mirrored image, as flip augmentation makes).
 
     The dtype is checked always (complex and integer matrices are refused), values unless
     checks are off.
@@ -295,10 +301,13 @@ def check_intrinsics(name: str, intrinsics: torch.Tensor) -> torch.Tensor:
     if bool((k[:, 1, 0].abs() > 1e-6).any()):
         raise ValueError(f"{name}[..., 1, 0] must be 0 (upper-triangular K)")
     focal = torch.stack([k[:, 0, 0], k[:, 1, 1]], dim=-1)
-    if bool((focal <= 0).any()):
+    # a negative focal length is a mirrored image (horizontal-flip augmentation maps
+    # u -> W - u, hence fx -> -fx); only a (near-)zero one is degenerate
+    small = focal.abs() < _MIN_FOCAL
+    if bool(small.any()):
         raise ValueError(
-            f"{name} must have fx, fy > 0 pixels (zero is singular, negative mirrors), got "
-            f"(fx, fy) = {focal[(focal <= 0).any(-1)][:3].tolist()}"
+            f"{name} are singular: fx and fy must satisfy |f| >= {_MIN_FOCAL:g} pixels "
+            f"(negative = mirrored image), got (fx, fy) = {focal[small.any(-1)][:3].tolist()}"
         )
     return intrinsics
 

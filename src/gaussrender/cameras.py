@@ -48,9 +48,10 @@ class Cameras:
         TypeError, ValueError: wrong shapes/dtypes (complex, integer), meta tensors,
             non-finite values, a non-rigid ``cam_from_world`` (Gaussians stay isotropic only
             under rotations) or a translation beyond 1e6 m, intrinsics that are not
-            ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` with fx, fy > 0, an image size that is
-            not a positive int (bool refused), or ``near`` not finite and > 0. Value checks
-            read the matrices back to the host; ``gr.set_checks(False)`` skips them.
+            ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` with ``|fx|, |fy| >= 1e-6`` (negative:
+            a mirrored image), an image size that is not a positive int (bool refused), or
+            ``near`` not finite and > 0. Value checks read the matrices back to the host;
+            ``gr.set_checks(False)`` skips them.
 
     Example:
         >>> import torch, gaussrender as gr
