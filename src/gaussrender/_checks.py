@@ -23,6 +23,7 @@ stays meaningful and finite):
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -325,8 +326,8 @@ class FootprintError(ValueError, MemoryError):
 
 def set_memory_limit(nbytes: float | None) -> None:
     """Override the memory the footprint checks compare against (bytes; ``math.inf`` turns
-    them off; ``None`` restores the default: physical memory on the CPU, free plus
-    PyTorch-cached memory on a CUDA device)."""
+    them off; ``None`` restores the default: physical memory (or the cgroup limit when
+    smaller) on the CPU, free plus PyTorch-cached memory on a CUDA device)."""
     global _MEMORY_LIMIT
     if nbytes is not None and not (isinstance(nbytes, (int, float)) and nbytes == math.inf):
         nbytes = check_real("nbytes", nbytes, 0.0, low_open=True)
@@ -347,11 +348,26 @@ def memory_limit(device: torch.device | str) -> float | None:
             return None
         return float(free + cached)
     if device.type == "cpu":
-        try:
-            return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError, AttributeError):  # not POSIX
-            return None
+        return _host_memory()
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def _host_memory() -> float | None:
+    """Physical memory, or the container's cgroup limit when smaller (read once)."""
+    try:
+        limit = float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        return None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < limit:  # "max" or a huge number: no limit
+            limit = float(text)
+    return limit
 
 
 def image_bytes(views: int, height: int, width: int, channels: int, itemsize: int) -> int:
