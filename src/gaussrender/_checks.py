@@ -133,7 +133,7 @@ def check_floating(name: str, x: torch.Tensor) -> torch.Tensor:
     """``x`` must be a real floating-point tensor (complex, integer and bool are refused)."""
     check_tensor(name, x)
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a real floating-point tensor, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a floating-point tensor (real, not complex), got dtype {x.dtype}")
     return x
 
 
