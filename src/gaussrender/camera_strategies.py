@@ -37,7 +37,7 @@ from typing import Literal
 
 import torch
 
-from ._checks import check_floating
+from ._checks import check_rigid
 from .cameras import Cameras
 from .grid import VoxelGrid, get_grid
 
@@ -84,9 +84,8 @@ def _uniform(shape: torch.Size | tuple[int, ...], lo: float, hi: float, like: to
 
 
 def _check_poses(cam_from_grid: torch.Tensor) -> None:
-    check_floating("cam_from_grid", cam_from_grid)
-    if cam_from_grid.dim() < 2 or cam_from_grid.shape[-2:] != (4, 4):
-        raise ValueError(f"cam_from_grid must have shape [..., 4, 4], got {list(cam_from_grid.shape)}")
+    # dtype and shape always; finite, rigid, |t| <= 1e6 m unless gr.set_checks(False)
+    check_rigid("cam_from_grid", cam_from_grid)
 
 
 def _rot_x(deg: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from ._checks import check_finite, check_floating, check_shape
+from ._checks import check_int, check_intrinsics, check_real, check_rigid, check_shape
 
 __all__ = ["Cameras", "look_at"]
 
@@ -38,12 +38,20 @@ class Cameras:
         height: image height in pixels.
         model: ``"pinhole"`` or ``"orthographic"``.
         near: Gaussians whose camera-space depth is ``<= near`` metres are dropped (0.2 as
-            in the 3D Gaussian splatting rasteriser).
+            in the 3D Gaussian splatting rasteriser); finite and > 0.
+
+    Any real floating dtype is accepted; float16/bfloat16 poses are checked in float64 with
+    a tolerance of their own precision, and :func:`gaussrender.render` projects in float32
+    at least.
 
     Raises:
-        TypeError, ValueError: wrong shapes/dtypes, non-finite values, a non-rigid
-            ``cam_from_world`` (Gaussians stay isotropic only under rotations), singular
-            intrinsics, or a non-positive image size.
+        TypeError, ValueError: wrong shapes/dtypes (complex, integer), meta tensors,
+            non-finite values, a non-rigid ``cam_from_world`` (Gaussians stay isotropic only
+            under rotations) or a translation beyond 1e6 m, intrinsics that are not
+            ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` with ``|fx|, |fy| >= 1e-6`` (negative:
+            a mirrored image), an image size that is not a positive int (bool refused), or
+            ``near`` not finite and > 0. Value checks read the matrices back to the host;
+            ``gr.set_checks(False)`` skips them.
 
     Example:
         >>> import torch, gaussrender as gr
@@ -60,51 +68,23 @@ class Cameras:
     near: float = 0.2
 
     def __post_init__(self) -> None:
+        # cheap checks (Python values, shapes, dtypes, devices) always run
         sizes = check_shape("cam_from_world", self.cam_from_world, ["V", 4, 4])
         check_shape("intrinsics", self.intrinsics, [sizes["V"], 3, 3])
-        check_floating("cam_from_world", self.cam_from_world)
-        check_floating("intrinsics", self.intrinsics)
-        check_finite("cam_from_world", self.cam_from_world)
-        check_finite("intrinsics", self.intrinsics)
         if self.intrinsics.device != self.cam_from_world.device:
             raise ValueError(
                 f"intrinsics is on {self.intrinsics.device} but cam_from_world on "
                 f"{self.cam_from_world.device}; expected one device"
             )
         for name in ("width", "height"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
+            object.__setattr__(self, name, check_int(name, getattr(self, name), 1, unit="pixels"))
         if self.model not in ("pinhole", "orthographic"):
             raise ValueError(f"model must be 'pinhole' or 'orthographic', got {self.model!r}")
-        if not (isinstance(self.near, (int, float)) and self.near >= 0):
-            raise ValueError(f"near must be a float >= 0 metres, got {self.near!r}")
-        if self.cam_from_world.shape[0] == 0:
-            return
-        k = self.intrinsics.detach().double()
-        last_row = torch.tensor([0.0, 0.0, 1.0], dtype=k.dtype, device=k.device)
-        if not torch.allclose(k[:, 2], last_row.expand_as(k[:, 2]), atol=1e-6):
-            raise ValueError("intrinsics must have last row [0, 0, 1]")
-        if (k[:, 1, 0].abs() > 1e-6).any():
-            raise ValueError("intrinsics[:, 1, 0] must be 0 (upper-triangular K)")
-        focal = torch.stack([k[:, 0, 0], k[:, 1, 1]], dim=-1)
-        if (focal.abs() < 1e-8).any():
-            raise ValueError(
-                "intrinsics are singular: fx and fy must be non-zero, got "
-                f"{focal.tolist()}"
-            )
-        w = self.cam_from_world.detach().double()
-        bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=w.dtype, device=w.device)
-        if not torch.allclose(w[:, 3], bottom.expand_as(w[:, 3]), atol=1e-6):
-            raise ValueError("cam_from_world must have last row [0, 0, 0, 1]")
-        rot = w[:, :3, :3]
-        eye = torch.eye(3, dtype=w.dtype, device=w.device)
-        err = (rot @ rot.transpose(1, 2) - eye).abs().amax()
-        if err > 1e-3 or (torch.linalg.det(rot) < 0).any():
-            raise ValueError(
-                "cam_from_world must be rigid (a proper rotation and a translation); "
-                f"its rotation deviates from orthonormal by {float(err):.2e}"
-            )
+        # near = 0 puts a Gaussian's projection at 1/z -> inf; an infinite near hides all
+        object.__setattr__(self, "near", check_real("near", self.near, 0.0, low_open=True, unit="metres"))
+        # value checks (one read-back each, in float64 whatever the dtype) unless checks are off
+        check_rigid("cam_from_world", self.cam_from_world)
+        check_intrinsics("intrinsics", self.intrinsics)
 
     def __len__(self) -> int:
         return int(self.cam_from_world.shape[0])

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_finite, check_floating, check_integer, check_shape, checks_enabled
+from ._checks import (
+    MAX_SCALE,
+    check_finite,
+    check_floating,
+    check_integer,
+    check_real,
+    check_shape,
+    checks_enabled,
+)
 from .grid import VoxelGrid, get_grid
 from .render._project import ALPHA_MIN
 
@@ -77,7 +85,8 @@ def voxels_to_gaussians(
         logits: ``[C, X, Y, Z]`` class scores, C = ``grid.num_classes``.
         labels: ``[X, Y, Z]`` integer labels, ``grid.ignore_index`` for unsupervised voxels.
         opacity: ``[X, Y, Z]`` in ``[0, 1]``; replaces the opacity derived from ``p_empty``.
-        scale: Gaussian standard deviation in metres (default ``grid.gaussian_scale``).
+        scale: Gaussian standard deviation in metres, in ``(0, 1e4]`` (default
+            ``grid.gaussian_scale``).
 
     Returns:
         :class:`Gaussians`; differentiable w.r.t. ``logits`` and ``opacity``.
@@ -95,9 +104,9 @@ def voxels_to_gaussians(
         check_labels("labels", labels, grid)
     if logits is None and labels is None:
         raise ValueError("voxels_to_gaussians needs logits (prediction) or labels (ground truth)")
-    scale = grid.gaussian_scale if scale is None else float(scale)
-    if scale <= 0:
-        raise ValueError(f"scale must be > 0 metres, got {scale}")
+    scale = grid.gaussian_scale if scale is None else check_real(
+        "scale", scale, 0.0, MAX_SCALE, low_open=True, unit="metres"
+    )
 
     if logits is None:
         assert labels is not None

@@ -8,9 +8,11 @@ default. Dataset differences live here as data, never as ``if dataset == ...`` b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
+
+from ._checks import MAX_COORDINATE, MAX_SCALE, check_int, check_real
 
 __all__ = [
     "VoxelGrid",
@@ -59,6 +61,12 @@ class VoxelGrid:
         gaussian_scale: default isotropic standard deviation of a voxel's Gaussian, metres.
         camera_strategy: default strategy to move the sampled sensor camera.
         semantic_classes: class indices averaged by mIoU (every class but ``empty_index``).
+
+    Raises:
+        TypeError, ValueError: naming the field: ranges not finite or beyond 1e6 m,
+            ``voxel_size`` not finite and > 0, ``gaussian_scale`` not in ``(0, 1e4]``,
+            a shape that is not 3 positive ints, or a range that disagrees with
+            ``shape x voxel_size``.
     """
 
     name: str
@@ -74,6 +82,35 @@ class VoxelGrid:
     semantic_classes: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        # every field is a Python value: all checks are cheap and always run
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, got {type(self.name).__name__}")
+        for fname in ("range_min", "range_max", "shape"):
+            value = getattr(self, fname)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
+                raise ValueError(f"{fname} must be 3 values (x, y, z), got {value!r}")
+        object.__setattr__(
+            self,
+            "range_min",
+            tuple(check_real(f"range_min[{i}]", v, -MAX_COORDINATE, MAX_COORDINATE, unit="metres") for i, v in enumerate(self.range_min)),
+        )
+        object.__setattr__(
+            self,
+            "range_max",
+            tuple(check_real(f"range_max[{i}]", v, -MAX_COORDINATE, MAX_COORDINATE, unit="metres") for i, v in enumerate(self.range_max)),
+        )
+        object.__setattr__(self, "shape", tuple(check_int(f"shape[{i}]", v, 1) for i, v in enumerate(self.shape)))
+        object.__setattr__(self, "voxel_size", check_real("voxel_size", self.voxel_size, 0.0, low_open=True, unit="metres"))
+        object.__setattr__(
+            self, "gaussian_scale", check_real("gaussian_scale", self.gaussian_scale, 0.0, MAX_SCALE, low_open=True, unit="metres")
+        )
+        if isinstance(self.class_names, (str, bytes)) or not isinstance(self.class_names, Sequence) or not all(
+            isinstance(c, str) for c in self.class_names
+        ) or not self.class_names:
+            raise ValueError(f"class_names must be a non-empty sequence of str, got {self.class_names!r}")
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "empty_index", check_int("empty_index", self.empty_index))
+        object.__setattr__(self, "ignore_index", check_int("ignore_index", self.ignore_index))
         for i in range(3):
             extent = self.range_max[i] - self.range_min[i]
             expected = self.shape[i] * self.voxel_size
@@ -91,8 +128,6 @@ class VoxelGrid:
                 f"ignore_index {self.ignore_index} must not be a class index "
                 f"(num_classes={self.num_classes})"
             )
-        if self.gaussian_scale <= 0:
-            raise ValueError(f"gaussian_scale must be > 0 metres, got {self.gaussian_scale}")
         if not self.semantic_classes:
             object.__setattr__(
                 self,

@@ -25,7 +25,21 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_finite, check_floating, check_shape
+from ._checks import (
+    LOW_PRECISION,
+    MAX_SCALE,
+    check_finite,
+    check_floating,
+    check_int,
+    check_intrinsics,
+    check_memory,
+    check_real,
+    check_rigid,
+    check_shape,
+    compute_dtype,
+    image_bytes,
+    render_bytes,
+)
 from .camera_strategies import STRATEGIES, apply_strategy, bev_camera, scale_intrinsics
 from .cameras import Cameras
 from .gaussians import Gaussians, check_labels, voxels_to_gaussians
@@ -36,6 +50,9 @@ from .render._project import CULL_MODES
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
 
 TERMS = ("cam", "cam_depth", "bev", "bev_depth")
+#: Smallest rendered image side, pixels: a 1-pixel image (e.g. ``resolution_divisor=inf``)
+#: averages the whole view into one value and silently trains on nothing.
+MIN_IMAGE_SIDE = 2
 
 
 @dataclass(frozen=True)
@@ -61,24 +78,43 @@ class RenderLossOptions:
     on_nan: Literal["raise", "warn"] = "raise"
 
     def validate(self) -> None:
-        if not all(v in ("cam", "bev") for v in self.views) or not self.views:
-            raise ValueError(f"views must be a non-empty subset of ('cam', 'bev'), got {self.views}")
+        """Refuse, by name, options that would give a wrong or non-finite loss.
+
+        Ranges: ``weight`` finite >= 0; ``camera_weights`` finite >= 0 with a positive sum;
+        ``resolution_divisor`` finite > 0 (that the image keeps >= 2 pixels a side is
+        checked when ``image_size`` is known); ``cam_depth_scale``, ``bev_depth_scale``
+        finite > 0 metres; ``bev_size`` an int >= 2 pixels; ``scale`` None or in
+        ``(0, 1e4]`` metres; ``cameras_per_sample`` an int >= 1.
+        """
+        if isinstance(self.views, str) or not all(v in ("cam", "bev") for v in self.views) or not self.views:
+            raise ValueError(f"views must be a non-empty subset of ('cam', 'bev'), got {self.views!r}")
         if self.camera_strategy is not None and self.camera_strategy not in STRATEGIES:
             raise ValueError(f"camera_strategy must be one of {STRATEGIES}, got {self.camera_strategy!r}")
-        if self.cameras_per_sample < 1:
-            raise ValueError(f"cameras_per_sample must be >= 1, got {self.cameras_per_sample}")
-        if self.resolution_divisor <= 0:
-            raise ValueError(f"resolution_divisor must be > 0, got {self.resolution_divisor}")
+        check_real("weight", self.weight, 0.0)
+        check_int("cameras_per_sample", self.cameras_per_sample, 1)
+        check_real("resolution_divisor", self.resolution_divisor, 0.0, low_open=True)
+        check_int("bev_size", self.bev_size, MIN_IMAGE_SIDE, unit="pixels")
+        check_real("cam_depth_scale", self.cam_depth_scale, 0.0, low_open=True, unit="metres")
+        check_real("bev_depth_scale", self.bev_depth_scale, 0.0, low_open=True, unit="metres")
+        if self.scale is not None:
+            check_real("scale", self.scale, 0.0, MAX_SCALE, low_open=True, unit="metres")
         if self.semantic not in ("l1", "ce", "kl"):
             raise ValueError(f"semantic must be 'l1', 'ce' or 'kl', got {self.semantic!r}")
-        if self.camera_weights is not None and (
-            any(w < 0 for w in self.camera_weights) or sum(self.camera_weights) <= 0
-        ):
-            raise ValueError(f"camera_weights must be >= 0 with a positive sum, got {self.camera_weights}")
+        if self.bev_model not in ("perspective", "orthographic"):
+            raise ValueError(f"bev_model must be 'perspective' or 'orthographic', got {self.bev_model!r}")
+        if self.camera_weights is not None:
+            if isinstance(self.camera_weights, (str, bytes)) or not isinstance(self.camera_weights, Sequence):
+                raise TypeError(f"camera_weights must be a sequence of floats, got {self.camera_weights!r}")
+            for i, w in enumerate(self.camera_weights):
+                check_real(f"camera_weights[{i}]", w, 0.0)
+            if not sum(self.camera_weights) > 0:
+                raise ValueError(f"camera_weights must be >= 0 with a positive sum, got {self.camera_weights}")
         if self.cull not in CULL_MODES:
             raise ValueError(f"cull must be one of {CULL_MODES}, got {self.cull!r}")
         if self.on_nan not in ("raise", "warn"):
             raise ValueError(f"on_nan must be 'raise' or 'warn', got {self.on_nan!r}")
+        if not isinstance(self.prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(self.prefix).__name__}")
 
 
 def _semantic_term(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -170,31 +206,74 @@ def gauss_render_loss(
 ) -> dict[str, torch.Tensor]:
     """Functional form of :class:`GaussRenderLoss`; arguments as in its ``forward``."""
     grid = get_grid(grid)
+    if not isinstance(options, RenderLossOptions):
+        raise TypeError(f"options must be a RenderLossOptions, got {type(options).__name__}")
     options.validate()
     check_floating("logits", logits)
     sizes = check_shape("logits", logits, ["B", grid.num_classes] + list(grid.shape))
     batch = sizes["B"]
+    if batch < 1:
+        # a mean over no sample is undefined (0/0); refusing beats a silent zero that hides
+        # an emptied batch
+        raise ValueError(f"logits must hold at least one sample (batch size B >= 1), got B = {batch}")
     check_finite("logits", logits)
     check_labels("labels", labels, grid, batch=True)
     if labels.shape[0] != batch:
         raise ValueError(f"labels has batch size {labels.shape[0]} but logits {batch}")
+    if labels.device != logits.device:
+        raise ValueError(f"labels is on {labels.device} but logits on {logits.device}; expected one device")
     if opacity is not None:
+        check_floating("opacity", opacity)
         check_shape("opacity", opacity, [batch] + list(grid.shape))
     use_cams = "cam" in options.views and intrinsics is not None
+    channels = grid.num_classes
+    itemsize = torch.finfo(compute_dtype(logits.dtype)).bits // 8
     if intrinsics is not None or cam_from_grid is not None:
         if intrinsics is None or cam_from_grid is None or image_size is None:
             raise ValueError("intrinsics, cam_from_grid and image_size must be given together")
         ncam = check_shape("intrinsics", intrinsics, [batch, "Ncam", 3, 3])["Ncam"]
         check_shape("cam_from_grid", cam_from_grid, [batch, ncam, 4, 4])
-        if (
-            len(image_size) != 2
-            or not all(isinstance(s, int) and s > 0 for s in image_size)
-        ):
+        check_intrinsics("intrinsics", intrinsics)
+        check_rigid("cam_from_grid", cam_from_grid)
+        if isinstance(image_size, (str, bytes)) or not isinstance(image_size, Sequence) or len(image_size) != 2:
             raise ValueError(f"image_size must be (height, width) positive ints, got {image_size!r}")
+        image_size = (
+            check_int("image_size[0] (height)", image_size[0], 1, unit="pixels"),
+            check_int("image_size[1] (width)", image_size[1], 1, unit="pixels"),
+        )
         if options.camera_weights is not None and len(options.camera_weights) != ncam:
             raise ValueError(
                 f"camera_weights has {len(options.camera_weights)} entries but there are {ncam} cameras"
             )
+        if use_cams:
+            # the size the cameras are rendered at (as computed below), refused when it
+            # degenerates or cannot fit in memory
+            div = options.resolution_divisor
+            render_h, render_w = round(image_size[0] / div), round(image_size[1] / div)
+            if min(render_h, render_w) < MIN_IMAGE_SIDE:
+                raise ValueError(
+                    f"resolution_divisor {div!r} turns image_size {image_size} into "
+                    f"{render_h}x{render_w} pixels; expected at least {MIN_IMAGE_SIDE} a side"
+                )
+            views = min(options.cameras_per_sample, ncam) * (2 if (options.camera_strategy or grid.camera_strategy) == "stereo" else 1)
+            # prediction (render + kept images) and ground truth images live together
+            need = render_bytes(views, render_h, render_w, channels, itemsize) + image_bytes(
+                views, render_h, render_w, channels, itemsize
+            )
+            name = "resolution_divisor" if div < 1 else "image_size"
+            check_memory(
+                name, need, logits.device,
+                f"image_size {image_size} / resolution_divisor {div:g} = {render_h}x{render_w} pixels "
+                f"x {views} view(s) x {channels} classes",
+            )
+    if "bev" in options.views:
+        size = options.bev_size
+        need = render_bytes(1, size, size, channels, itemsize) + image_bytes(1, size, size, channels, itemsize)
+        check_memory("bev_size", need, logits.device, f"a {size}x{size} BEV x {channels} classes")
+    if logits.dtype in LOW_PRECISION:
+        # float16/bfloat16 logits: the whole loss runs in float32 (gradients flow back in the
+        # logits' dtype); the returned terms are float32, as autocast keeps losses
+        logits = logits.float()
     device, dtype = logits.device, logits.dtype
     background = torch.nn.functional.one_hot(
         torch.tensor(grid.empty_index, device=device), grid.num_classes

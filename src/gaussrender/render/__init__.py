@@ -27,7 +27,18 @@ from typing import Literal
 
 import torch
 
-from .._checks import check_finite, check_floating, check_shape, check_tensor
+from .._checks import (
+    MAX_COORDINATE,
+    MAX_SCALE,
+    check_finite,
+    check_floating,
+    check_memory,
+    check_real,
+    check_shape,
+    checks_enabled,
+    compute_dtype,
+    render_bytes,
+)
 from ..cameras import Cameras
 from ._project import CULL_MODES
 
@@ -91,10 +102,10 @@ def render(
     """Render ``N`` isotropic Gaussians into every view of ``cameras``.
 
     Args:
-        means: ``[N, 3]`` centres, metres, world frame.
+        means: ``[N, 3]`` centres, metres, world frame, ``|means| <= 1e6``.
         opacities: ``[N]`` in ``[0, 1]``.
         features: ``[N, C]`` any number of channels (class probabilities, colours, ...).
-        scales: isotropic standard deviation, metres: a float or ``[N]``.
+        scales: isotropic standard deviation, metres, in ``(0, 1e4]``: a float or ``[N]``.
         cameras: the views (:class:`gaussrender.Cameras`).
         background: ``[C]`` added with the remaining transmittance; default zeros.
         backend: ``"torch"`` (vectorised PyTorch, CPU and CUDA), ``"triton"`` (fused GPU
@@ -107,7 +118,20 @@ def render(
 
     Returns:
         :class:`RenderResult` with ``features [V, H, W, C]``, ``depth [V, H, W]`` and
-        ``alpha [V, H, W]``; differentiable w.r.t. means, opacities, features and background.
+        ``alpha [V, H, W]`` in the dtype of ``means``; differentiable w.r.t. means,
+        opacities, features and background. float16/bfloat16 inputs are rendered in float32
+        and the images cast back (float64 stays float64).
+
+    Raises:
+        TypeError, ValueError: naming the argument, for wrong shapes, dtypes (complex,
+            integer) or devices, meta tensors, non-finite values or values out of range
+            (including scales so large, or ``cameras.near`` so small, that the projected
+            covariance overflows the compute dtype). Value checks read tensors back to the
+            host; ``gr.set_checks(False)`` skips them.
+        gaussrender._checks.FootprintError: (a ``ValueError`` and a ``MemoryError``) when a
+            lower bound of the images' memory, ``2 V H W (C + 2)`` values plus 16 bytes per
+            pixel, exceeds the available memory (physical memory on the CPU, free + cached
+            on CUDA), before anything is allocated.
 
     Example:
         >>> import torch, gaussrender as gr
@@ -123,36 +147,56 @@ def render(
     c = check_shape("features", features, [n, "C"])["C"]
     for name, t in (("means", means), ("opacities", opacities), ("features", features)):
         check_floating(name, t)
-        check_finite(name, t)
         if t.device != means.device:
             raise ValueError(f"{name} is on {t.device} but means on {means.device}; expected one device")
     if cameras.device != means.device:
         raise ValueError(f"cameras are on {cameras.device} but means on {means.device}; expected one device")
-    dtype = means.dtype
+    if cull not in CULL_MODES:
+        raise ValueError(f"cull must be one of {CULL_MODES}, got {cull!r}")
+    out_dtype = means.dtype
+    # float16/bfloat16 cannot hold pixel coordinates, depths or long transmittance products
+    # (errors of 0.5 at z = 0.3 m): every backend computes in float32 and casts back.
+    dtype = compute_dtype(out_dtype)
     if isinstance(scales, torch.Tensor):
         check_shape("scales", scales, [n])
         check_floating("scales", scales)
+        if scales.device != means.device:
+            raise ValueError(f"scales is on {scales.device} but means on {means.device}; expected one device")
         scales_t = scales.to(dtype)
-    elif isinstance(scales, (int, float)) and not isinstance(scales, bool):
-        scales_t = torch.full((n,), float(scales), dtype=dtype, device=means.device)
+        check_finite("scales", scales_t)
+        if checks_enabled() and n and bool(((scales_t <= 0) | (scales_t > MAX_SCALE)).any()):
+            raise ValueError(
+                f"scales must lie in (0, {MAX_SCALE:g}] metres, got range "
+                f"[{float(scales_t.min()):.3g}, {float(scales_t.max()):.3g}]"
+            )
     else:
-        raise TypeError(f"scales must be a float or a [N] tensor, got {type(scales).__name__}")
-    check_finite("scales", scales_t)
-    if n and bool((scales_t <= 0).any()):
-        raise ValueError("scales must be > 0 metres")
-    if n and bool(((opacities < 0) | (opacities > 1)).any()):
+        scale = check_real("scales", scales, 0.0, MAX_SCALE, low_open=True, unit="metres")
+        scales_t = torch.full((n,), scale, dtype=dtype, device=means.device)
+    check_finite("means", means, MAX_COORDINATE, "metres")
+    check_finite("opacities", opacities)
+    check_finite("features", features)
+    if checks_enabled() and n and bool(((opacities < 0) | (opacities > 1)).any()):
         raise ValueError(
             f"opacities must lie in [0, 1], got range [{float(opacities.min()):.3g}, {float(opacities.max()):.3g}]"
         )
-    if cull not in CULL_MODES:
-        raise ValueError(f"cull must be one of {CULL_MODES}, got {cull!r}")
     if background is None:
         background = torch.zeros(c, dtype=dtype, device=means.device)
     else:
-        check_tensor("background", background)
         check_shape("background", background, [c])
         check_floating("background", background)
+        if background.device != means.device:
+            raise ValueError(f"background is on {background.device} but means on {means.device}; expected one device")
         check_finite("background", background)
+    if checks_enabled() and n and len(cameras):
+        _check_covariance_range(scales_t, cameras, dtype)
+    check_memory(
+        "cameras",
+        render_bytes(len(cameras), cameras.height, cameras.width, c, torch.finfo(dtype).bits // 8),
+        means.device,
+        f"rendering {len(cameras)} view(s) of {cameras.width}x{cameras.height} pixels x {c} channels",
+        "render fewer views, smaller images (cameras.width, cameras.height) or fewer feature channels",
+    )
+    means = means.to(dtype)
     opacities = opacities.to(dtype)
     features = features.to(dtype)
     background = background.to(dtype)
@@ -161,7 +205,49 @@ def render(
     if name == "triton":
         from ._triton import render_triton
 
-        return render_triton(means, opacities, features, scales_t, cameras, background, cull=cull)
-    from ._torch import render_torch
+        out = render_triton(means, opacities, features, scales_t, cameras, background, cull=cull)
+    else:
+        from ._torch import render_torch
 
-    return render_torch(means, opacities, features, scales_t, cameras, background, cull=cull)
+        out = render_torch(means, opacities, features, scales_t, cameras, background, cull=cull)
+    if out.features.dtype != out_dtype:
+        out = RenderResult(out.features.to(out_dtype), out.depth.to(out_dtype), out.alpha.to(out_dtype))
+    return out
+
+
+#: Largest projected 2D covariance (pixels²) accepted, as a fraction of the dtype's range:
+#: the rasteriser squares pixel offsets against it and its determinant (a square) may
+#: overflow to inf harmlessly, but the covariance itself must stay finite with a margin for
+#: the gradients (which scale it by 1/z).
+_COV_RANGE_FRACTION = 1e-8
+
+
+def _check_covariance_range(scales: torch.Tensor, cameras: Cameras, dtype: torch.dtype) -> None:
+    """Refuse scales/near/intrinsics whose projected covariance overflows ``dtype``.
+
+    Bound (see ``_project.project_gaussians``): the Jacobian rows are ``(fx, s, -(fx xc + s
+    yc))/z`` and ``(0, fy, -fy yc)/z`` with the direction clamped to ``|xc| <= Lx``,
+    ``|yc| <= Ly`` (1.3x the field of view) and ``z > near``; so
+    ``Σ' <= s_max² (fx² + s² + (|fx| Lx + |s| Ly)²) / near² + 0.3`` (orthographic: no
+    ``1/z``, no third column). One read-back of ``max(scales)`` and the intrinsics.
+    """
+    k = cameras.intrinsics.detach().to(device="cpu", dtype=torch.float64)
+    s_max = float(scales.detach().amax())
+    fx, sk, cx = k[:, 0, 0].abs(), k[:, 0, 1].abs(), k[:, 0, 2]
+    fy, cy = k[:, 1, 1].abs(), k[:, 1, 2]
+    if cameras.model == "pinhole":
+        w, h = cameras.width, cameras.height
+        lx = torch.maximum((cx + 0.15 * w).abs(), (w - cx + 0.15 * w).abs()) / fx
+        ly = torch.maximum((cy + 0.15 * h).abs(), (h - cy + 0.15 * h).abs()) / fy
+        row0 = fx**2 + sk**2 + (fx * lx + sk * ly) ** 2
+        row1 = fy**2 + (fy * ly) ** 2
+        bound = s_max**2 * torch.maximum(row0, row1).amax() / cameras.near**2
+    else:
+        bound = s_max**2 * torch.maximum(fx**2 + sk**2, fy**2).amax()
+    limit = torch.finfo(dtype).max * _COV_RANGE_FRACTION
+    if float(bound) > limit:
+        raise ValueError(
+            f"scales up to {s_max:.3g} m with near = {cameras.near:g} m and these intrinsics "
+            f"project to 2D covariances up to {float(bound):.3g} pixels², beyond what {dtype} "
+            f"can blend ({limit:.3g}); lower scales, raise cameras.near or render in float64"
+        )
