@@ -171,3 +171,15 @@ def test_low_precision_logits_give_the_float32_loss(dtype):
     for key in ("loss", "cam", "cam_depth", "bev", "bev_depth"):
         torch.testing.assert_close(out[key].detach(), ref[key].detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(low.grad, ref32.grad.to(dtype))
+
+
+def test_constructor_refuses_values_it_would_have_converted():
+    grid = gr.OCC3D_NUSCENES
+    with pytest.raises((TypeError, ValueError), match="cameras_per_sample"):
+        gr.GaussRenderLoss(grid, cameras_per_sample=1.5)
+    with pytest.raises(TypeError, match="weight"):
+        gr.GaussRenderLoss(grid, weight=True)
+    with pytest.raises((TypeError, ValueError), match="bev_size"):
+        gr.GaussRenderLoss(grid, bev_size=64.5)
+    options = gr.GaussRenderLoss(grid, weight=3, camera_weights=[1, 2], bev_size=64).options
+    assert isinstance(options.weight, float) and options.camera_weights == (1.0, 2.0)

@@ -19,7 +19,7 @@ BEV renders every voxel.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
 import torch
@@ -414,26 +414,41 @@ class GaussRenderLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.grid = get_grid(grid)
-        self.options = RenderLossOptions(
-            weight=float(weight),
-            views=tuple(views),
+        # validate the values as given (a 1.5 camera count or a bool weight is refused, not
+        # silently converted), then store them as plain floats/ints
+        given = RenderLossOptions(
+            weight=weight,
+            views=views if isinstance(views, str) else tuple(views),
             depth=bool(depth),
             camera_strategy=camera_strategy,
-            cameras_per_sample=int(cameras_per_sample),
-            camera_weights=None if camera_weights is None else tuple(float(w) for w in camera_weights),
-            resolution_divisor=float(resolution_divisor),
+            cameras_per_sample=cameras_per_sample,
+            camera_weights=None
+            if camera_weights is None or isinstance(camera_weights, (str, bytes))
+            else tuple(camera_weights),  # type: ignore[arg-type]
+            resolution_divisor=resolution_divisor,
             semantic=semantic,
             bev_model=bev_model,
-            bev_size=int(bev_size),
-            cam_depth_scale=float(cam_depth_scale),
-            bev_depth_scale=float(bev_depth_scale),
+            bev_size=bev_size,
+            cam_depth_scale=cam_depth_scale,
+            bev_depth_scale=bev_depth_scale,
             scale=scale,
             backend=backend,
             cull=cull,
             prefix=prefix,
             on_nan=on_nan,
         )
-        self.options.validate()
+        given.validate()
+        self.options = replace(
+            given,
+            weight=float(weight),
+            cameras_per_sample=int(cameras_per_sample),
+            camera_weights=None if given.camera_weights is None else tuple(float(w) for w in given.camera_weights),
+            resolution_divisor=float(resolution_divisor),
+            bev_size=int(bev_size),
+            cam_depth_scale=float(cam_depth_scale),
+            bev_depth_scale=float(bev_depth_scale),
+            scale=None if scale is None else float(scale),
+        )
         self.generator: torch.Generator | None = None
         if seed is not None:
             self.generator = torch.Generator().manual_seed(int(seed))

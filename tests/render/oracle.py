@@ -45,8 +45,8 @@ def oracle_render(means, opacities, features, scales, cam_from_world, intrinsics
                 proj = a_mat @ (t[:2] / t[2]) + k[:2, 2]
                 # the Jacobian's direction is clamped to +-1.3 tan(fov / 2) (3DGS rasteriser),
                 # tan(fovx / 2) = W / (2 fx), symmetric whatever the principal point
-                lim_x = 1.3 * width / (2 * k[0, 0])
-                lim_y = 1.3 * height / (2 * k[1, 1])
+                lim_x = 1.3 * width / (2 * abs(k[0, 0]))
+                lim_y = 1.3 * height / (2 * abs(k[1, 1]))
                 xz = torch.clamp(t[0] / t[2], -lim_x, lim_x)
                 yz = torch.clamp(t[1] / t[2], -lim_y, lim_y)
                 jac = a_mat @ torch.stack([

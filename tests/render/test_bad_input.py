@@ -172,12 +172,6 @@ def test_bfloat16_cameras_are_accepted_and_rendered_in_float32():
         torch.testing.assert_close(got.double(), want.detach(), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render/_project.py clamps the Jacobian's direction with limits cx/fx + 0.15 W/fx "
-    "that change sign when fx < 0 (flip augmentation), so every Gaussian gets the clamped "
-    "direction; remove this mark once the limits use |fx|, |fy|",
-)
 def test_mirrored_intrinsics_render_the_flipped_image():
     k = K.clone()
     k[0, 0, 0], k[0, 0, 2] = -50.0, 64 - 32.0 + 7.0

@@ -96,8 +96,9 @@ def project_gaussians(
         # off-screen, the linearisation would otherwise smear near-plane Gaussians across the
         # whole image. The limits are symmetric around the optical axis whatever the principal
         # point (with cx != W/2, e.g. the KITTI-360 BEV, they are not the image borders + 15%).
-        lim_x = 1.3 * cameras.width / (2.0 * fx)
-        lim_y = 1.3 * cameras.height / (2.0 * fy)
+        # |f|: a mirrored camera (fx < 0, flip augmentation) has the same field of view
+        lim_x = 1.3 * cameras.width / (2.0 * fx.abs())
+        lim_y = 1.3 * cameras.height / (2.0 * fy.abs())
         xc = torch.minimum(torch.maximum(x, -lim_x), lim_x)
         yc = torch.minimum(torch.maximum(y, -lim_y), lim_y)
         # J = A @ [[1/z, 0, -x/z], [0, 1/z, -y/z]] with A = [[fx, s], [0, fy]]
