@@ -4,7 +4,6 @@ additivity of the states (batches, merges, two gloo processes)."""
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ import torch.multiprocessing as mp
 
 import gaussrender as gr
 from gaussrender.metrics import RenderedViewMetrics
+from tests.metrics.test_distributed import _free_port
 from tests.render.oracle import oracle_render
 
 FREE, WALL, CAR, ROAD = 0, 1, 2, 3
@@ -318,12 +318,6 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         torch.save(m.compute(), f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")

@@ -83,6 +83,18 @@ def check_labels(name: str, labels: torch.Tensor, num_classes: int, ignore_index
         raise ValueError(f"{name} must hold labels in {allowed}, found {values}")
 
 
+
+def check_label_volumes(grid: VoxelGrid, pred: torch.Tensor, target: torch.Tensor) -> int:
+    """Check a metric's ``pred`` and ``target`` ``[B, X, Y, Z]`` integer labels on ``grid``
+    (``pred`` in ``[0, C)``, ``target`` also ``ignore_index``); return ``B``."""
+    check_integer("pred", pred)
+    check_integer("target", target)
+    batch = check_shape("target", target, ["B", *grid.shape])["B"]
+    check_shape("pred", pred, [batch, *grid.shape])
+    check_labels("pred", pred, grid.num_classes, None)
+    check_labels("target", target, grid.num_classes, grid.ignore_index)
+    return batch
+
 class OccupancyMetrics(Metric):
     """Geometry IoU, semantic mIoU and per-class IoU of voxel labels, pooled over the dataset.
 

@@ -39,10 +39,10 @@ from typing import Any, Sequence
 import torch
 from torchmetrics import Metric
 
-from .._checks import check_finite, check_floating, check_integer, check_shape
+from .._checks import check_finite, check_floating, check_shape
 from ..grid import VoxelGrid, get_grid
 from ._iou import class_iou, mean_iou
-from .occupancy import check_labels
+from .occupancy import check_label_volumes
 from .raycast import first_hits
 
 __all__ = ["RayIoU", "lidar_ray_directions"]
@@ -153,12 +153,7 @@ class RayIoU(Metric):
                 tensor. ``T`` may be 0 (the sample then adds nothing).
         """
         grid = self.grid
-        check_integer("pred", pred)
-        check_integer("target", target)
-        batch = check_shape("target", target, ["B", *grid.shape])["B"]
-        check_shape("pred", pred, [batch, *grid.shape])
-        check_labels("pred", pred, grid.num_classes, None)
-        check_labels("target", target, grid.num_classes, grid.ignore_index)
+        batch = check_label_volumes(grid, pred, target)
         if isinstance(origins, torch.Tensor):
             check_shape("origins", origins, [batch, "T", 3])
             origins = list(origins.unbind(0))

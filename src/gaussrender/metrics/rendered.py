@@ -31,14 +31,14 @@ from typing import Any, Literal
 import torch
 from torchmetrics import Metric
 
-from .._checks import check_finite, check_floating, check_integer, check_shape
+from .._checks import check_finite, check_floating, check_shape
 from ..camera_strategies import bev_camera, scale_intrinsics
 from ..cameras import Cameras
 from ..gaussians import voxels_to_gaussians
 from ..grid import VoxelGrid, get_grid
 from ..render import render
 from ._iou import class_iou, mean_iou
-from .occupancy import check_labels
+from .occupancy import check_label_volumes
 
 __all__ = ["RenderedViewMetrics", "RENDER_CONVENTIONS"]
 
@@ -189,12 +189,7 @@ class RenderedViewMetrics(Metric):
             image_size: ``(H, W)`` pixels of the cameras' images (nuScenes: ``(900, 1600)``).
         """
         grid = self.grid
-        check_integer("pred", pred)
-        check_integer("target", target)
-        batch = check_shape("target", target, ["B", *grid.shape])["B"]
-        check_shape("pred", pred, [batch, *grid.shape])
-        check_labels("pred", pred, grid.num_classes, None)
-        check_labels("target", target, grid.num_classes, grid.ignore_index)
+        batch = check_label_volumes(grid, pred, target)
         check_floating("intrinsics", intrinsics)
         ncam = check_shape("intrinsics", intrinsics, [batch, "Ncam", 3, 3])["Ncam"]
         check_floating("cam_from_grid", cam_from_grid)
