@@ -311,6 +311,9 @@ class Trainer:
         cfg: the run's configuration.
         run_dir: where ``config.yaml``, ``log.jsonl`` and checkpoints (``last.pt``) go.
         model: the occupancy model (``model(images, intrinsics, cam_from_grid) -> dict``).
+            Its weights are the caller's: :func:`gaussrender.train.run.build_initial_model`
+            draws them from ``model.init_seed`` / ``train.seed``; the trainer seeds
+            everything after (dropout, data order, augmentation, camera draws).
         train_set: dataset of sample dicts (``images [V, 3, H, W]``, ``intrinsics``,
             ``cam_from_grid``, ``labels [X, Y, Z]``, ``token``). With
             ``loss.class_weighting: inverse_log_frequency`` its labels are counted once
