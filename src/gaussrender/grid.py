@@ -19,6 +19,8 @@ __all__ = [
     "OCC3D_NUSCENES",
     "SURROUNDOCC_NUSCENES",
     "SSCBENCH_KITTI360",
+    "SYNTHETIC_SMALL",
+    "SYNTHETIC_MEDIUM",
     "PRESETS",
     "NUSCENES_CLASSES",
     "get_grid",
@@ -226,13 +228,39 @@ SSCBENCH_KITTI360 = VoxelGrid(
     camera_strategy="sensor",
 )
 
+
+
+def _coarser_occ3d(name: str, shape: tuple[int, int, int]) -> VoxelGrid:
+    """Occ3D's range and classes on a coarser ``shape``; the Gaussian scale grows with the
+    voxel (0.27 m at 0.4 m voxels), so that a voxel's Gaussian covers the same fraction of it."""
+    voxel = OCC3D_NUSCENES.extent[0] / shape[0]
+    return VoxelGrid(
+        name=name,
+        range_min=OCC3D_NUSCENES.range_min,
+        range_max=OCC3D_NUSCENES.range_max,
+        voxel_size=voxel,
+        shape=shape,
+        class_names=OCC3D_NUSCENES.class_names,
+        empty_index=OCC3D_NUSCENES.empty_index,
+        gaussian_scale=OCC3D_NUSCENES.gaussian_scale * voxel / OCC3D_NUSCENES.voxel_size,
+        camera_strategy=OCC3D_NUSCENES.camera_strategy,
+    )
+
+
+#: Occ3D's range and classes at 1.6 m voxels (50x50x4): CPU-sized experiments on synthetic data.
+SYNTHETIC_SMALL = _coarser_occ3d("synthetic_small", (50, 50, 4))
+#: Occ3D's range and classes at 0.8 m voxels (100x100x8).
+SYNTHETIC_MEDIUM = _coarser_occ3d("synthetic_medium", (100, 100, 8))
+
 PRESETS: dict[str, VoxelGrid] = {
-    g.name: g for g in (OCC3D_NUSCENES, SURROUNDOCC_NUSCENES, SSCBENCH_KITTI360)
+    g.name: g
+    for g in (OCC3D_NUSCENES, SURROUNDOCC_NUSCENES, SSCBENCH_KITTI360, SYNTHETIC_SMALL, SYNTHETIC_MEDIUM)
 }
 
 
 def get_grid(grid: VoxelGrid | str) -> VoxelGrid:
-    """Return ``grid`` itself, or the preset named by it (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``)."""
+    """Return ``grid`` itself, or the preset named by it (``"occ3d"``, ``"surroundocc"``,
+    ``"kitti360"``, ``"synthetic_small"``, ``"synthetic_medium"``)."""
     if isinstance(grid, VoxelGrid):
         return grid
     if isinstance(grid, str) and grid.lower() in PRESETS:

@@ -81,6 +81,8 @@ def test_shipped_configs_load_and_pair_up():
     assert {"tiny_synthetic_std", "tiny_synthetic_render"} <= names
     for f in files:
         cfg = load_config(f)
+        if not f.stem.endswith(("_std", "_render")):
+            continue  # evidence_small: a base whose arms benchmarks/evidence.py sets
         assert cfg.loss.render is f.stem.endswith("_render"), f
         assert cfg.model.learned_opacity is f.stem.endswith("_render"), f
         if f.stem.endswith("_render"):

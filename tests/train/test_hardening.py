@@ -60,7 +60,7 @@ IO_FILE = Path(_io.__file__)
         ("model", "backbone_depth", 7, "expected null or one of [18, 34, 50, 101]"),
         ("data", "num_cameras", 0, "expected an integer >= 1"),
         ("data", "num_workers", -1, "expected an integer >= 0"),
-        ("data", "grid", "occ4d", "expected one of ['kitti360', 'occ3d', 'surroundocc']"),
+        ("data", "grid", "occ4d", "expected one of ['kitti360', 'occ3d', 'surroundocc', 'synthetic_medium', 'synthetic_small']"),
     ],
 )
 def test_bad_value_is_refused_naming_key_expectation_and_value(section, key, value, expected):

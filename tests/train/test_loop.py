@@ -32,11 +32,21 @@ def test_resume_reproduces_uninterrupted_losses_exactly(tmp_path):
     full.fit()
     want = _losses(tmp_path / "full")
     assert [s for s, _, _ in want] == [1, 2, 3, 4, 5, 6]
-    # interrupted after 4 steps (mid-epoch 1), then resumed in a fresh trainer and process state
+    # interrupted after 4 steps (mid-epoch 1), then resumed in a fresh trainer and process state;
+    # the interruption is a kill, not train.max_steps, which would shorten the cosine schedule
     sections = {k: dict(v) for k, v in RESUME_SECTIONS.items()}
-    sections["train"]["max_steps"] = 4
+    sections["train"]["checkpoint_every"] = 4
     part = tiny_trainer(tmp_path / "part", tiny_config(**sections))
-    part.fit()
+    step_once = part.train_step
+
+    def killed_after_step_4(batch):
+        if part.step == 4:
+            raise KeyboardInterrupt
+        return step_once(batch)
+
+    part.train_step = killed_after_step_4
+    with pytest.raises(KeyboardInterrupt):
+        part.fit()
     assert (tmp_path / "part" / "last.pt").is_file()
     torch.manual_seed(12345)  # scramble the global RNG: resume must restore it
     resumed = tiny_trainer(tmp_path / "part", tiny_config(**RESUME_SECTIONS), model_seed=99)

@@ -46,7 +46,7 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
     ready = all((root / name).is_file() for name in ("synthetic_infos_train.json", "synthetic_infos_val.json"))
     if is_main and not ready:
         make_dataset(root, syn.num_scenes, num_val_scenes=syn.num_val_scenes, seed=syn.seed,
-                     image_size=tuple(syn.image_size))
+                     image_size=tuple(syn.image_size), grid=get_grid(cfg.grid))
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
@@ -77,6 +77,12 @@ def build_dataset(cfg: DataConfig, split: str, *, load_images: bool = True, root
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     root = root if root is not None else cfg.root
     size = tuple(cfg.image_size)
+    if cfg.synthetic is not None and cfg.format == "occ3d":
+        # synthetic labels may be written on any grid with Occ3D's classes (data.grid)
+        from .synthetic import SyntheticOccupancy
+
+        return SyntheticOccupancy(root, infos if infos is not None else _infos(cfg, split), grid=cfg.grid,
+                                  load_images=load_images, image_size=size, data_root=cfg.data_root or root)
     reader = {"occ3d": data.Occ3DNuScenes, "surroundocc": data.SurroundOccNuScenes,
               "kitti360": data.SSCBenchKITTI360}[cfg.format]
     if get_grid(cfg.grid) != reader.grid:

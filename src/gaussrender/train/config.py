@@ -47,6 +47,9 @@ class ModelSection:
     backbone_depth: Optional[int] = None  # ResNet depth override (18, 34, 50, 101)
     dropout: float = 0.1  # attention / feed-forward dropout
     backbone_weights: Optional[str] = None  # local torchvision ResNet state dict to start from
+    # seed of the weight initialisation; None: derived from train.seed. Two runs that differ
+    # only in train.seed but share init_seed start from the same weights
+    init_seed: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,8 @@ def _validate(cfg: Config) -> None:
     need("model.backbone_depth", m.backbone_depth, m.backbone_depth is None or m.backbone_depth in RESNET_BLOCKS,
          f"expected null or one of {sorted(RESNET_BLOCKS)}")
     number("model.dropout", m.dropout, 0.0, high=1.0, high_open=True)
+    if m.init_seed is not None:
+        seed("model.init_seed", m.init_seed)
 
     need("data.grid", d.grid, d.grid.lower() in PRESETS, f"expected one of {sorted(PRESETS)}")
     need("data.image_size", d.image_size, min(d.image_size) >= 1, "expected positive (H, W) pixels")

@@ -47,6 +47,7 @@ __all__ = [
     "TrainingLoss",
     "Trainer",
     "seed_everything",
+    "init_seed_of",
     "move_batch",
     "count_classes",
     "class_weights_for",
@@ -65,6 +66,26 @@ class ResumeError(ValueError):
 # the files a run directory receives through atomic writes (their stale temporaries are
 # removed when a run starts)
 _RUN_FILES = ("last.pt", "config.yaml", "class_counts.json", "log.jsonl")
+
+
+# Seeds of a run's random streams, all derived from ``train.seed`` (and the rank or epoch)
+# with distinct primes as strides, so that no two streams start from the same state:
+#: GaussRender's camera draws: ``train.seed * RENDER_SEED_STRIDE + rank``
+RENDER_SEED_STRIDE = 7919
+#: the data loader's own generator: ``train.seed * LOADER_SEED_STRIDE + epoch``
+LOADER_SEED_STRIDE = 1_000_003
+#: default weight initialisation: ``(train.seed * INIT_SEED_STRIDE + 1) mod 2**32``
+#: (``model.init_seed`` replaces it)
+INIT_SEED_STRIDE = 104_729
+
+
+def init_seed_of(cfg: Config) -> int:
+    """The seed the model's weights are drawn with: ``model.init_seed``, or, when that is
+    null, ``(train.seed * INIT_SEED_STRIDE + 1) mod 2**32`` (a stream apart from the
+    training stream ``train.seed + rank``, which drives dropout)."""
+    if cfg.model.init_seed is not None:
+        return int(cfg.model.init_seed)
+    return (cfg.train.seed * INIT_SEED_STRIDE + 1) % 2**32
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -290,6 +311,9 @@ class Trainer:
         cfg: the run's configuration.
         run_dir: where ``config.yaml``, ``log.jsonl`` and checkpoints (``last.pt``) go.
         model: the occupancy model (``model(images, intrinsics, cam_from_grid) -> dict``).
+            Its weights are the caller's: :func:`gaussrender.train.run.build_initial_model`
+            draws them from ``model.init_seed`` / ``train.seed``; the trainer seeds
+            everything after (dropout, data order, augmentation, camera draws).
         train_set: dataset of sample dicts (``images [V, 3, H, W]``, ``intrinsics``,
             ``cam_from_grid``, ``labels [X, Y, Z]``, ``token``). With
             ``loss.class_weighting: inverse_log_frequency`` its labels are counted once
@@ -347,7 +371,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.model, cfg), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
-        schedule_length = total  # the cosine spans the configured epochs even if max_steps stops early
+        # the cosine decays over the steps the run takes: a run cut short by max_steps ends at min_lr
+        schedule_length = self.total_steps
         min_ratio = cfg.optim.min_lr / cfg.optim.lr
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -360,7 +385,7 @@ class Trainer:
             warnings.warn(f"train.amp={amp!r} needs CUDA; running in float32 on {device}", RuntimeWarning)
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.render_generator = torch.Generator().manual_seed(cfg.train.seed * 7919 + self.info.rank)
+        self.render_generator = torch.Generator().manual_seed(cfg.train.seed * RENDER_SEED_STRIDE + self.info.rank)
         weights = class_weights
         if weights is None:
             weights = class_weights_for(cfg, self.grid, train_set, self.info, self.run_dir / "class_counts.json")
@@ -585,7 +610,7 @@ class Trainer:
             drop_last=False,
             # its own generator: creating the iterator must not draw from the global RNG,
             # or a resumed run would diverge from the uninterrupted one
-            generator=torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + self.epoch),
+            generator=torch.Generator().manual_seed(self.cfg.train.seed * LOADER_SEED_STRIDE + self.epoch),
         )
 
     def fit(self, resume: str | Path | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,47 @@ from .builders import build_dataset, build_model_from_config, grid_of, prepare_s
 from .checkpoint import load_checkpoint
 from .config import Config, ConfigError
 from .distributed import DistInfo, ShardSampler, init_distributed, shutdown_distributed
-from .loop import Trainer, class_weights_for, move_batch
+from .loop import Trainer, class_weights_for, init_seed_of, move_batch
 
-__all__ = ["train", "predict"]
+__all__ = ["train", "predict", "build_initial_model", "parameter_checksum", "metric_convention_of"]
+
+
+def build_initial_model(cfg: Config) -> torch.nn.Module:
+    """The model of ``cfg`` with its weights drawn from :func:`~gaussrender.train.loop.init_seed_of`
+    (``model.init_seed``, or derived from ``train.seed``).
+
+    The draw happens in a forked RNG, so it neither depends on nor changes the global torch
+    state; every call with the same ``cfg.model`` / ``cfg.data`` and seed gives the same
+    weights. Optional modules are built last (the learned-opacity head), so a model with
+    ``model.learned_opacity: true`` shares all its other weights with one without.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed_of(cfg))
+        return build_model_from_config(cfg)
+
+
+def parameter_checksum(model: torch.nn.Module, exclude: tuple[str, ...] = ()) -> str:
+    """SHA-256 (hex) of the names, shapes, dtypes and bytes of ``model``'s parameters and
+    buffers (state dict order); entries whose name starts with one of ``exclude`` are left out.
+    Two models hash alike exactly when their weights are bit-identical."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        if name.startswith(exclude):
+            continue
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{list(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def metric_convention_of(cfg: Config) -> Any:
+    """IoU averaging rule of the run's validation: None (the grid preset's own, from
+    :data:`gaussrender.metrics.CONVENTIONS`) for the benchmark grids, else the convention of
+    the benchmark whose format the data is in (synthetic grids: Occ3D's)."""
+    from ..metrics import CONVENTIONS
+
+    grid = grid_of(cfg)
+    return None if grid.name in CONVENTIONS else CONVENTIONS[cfg.data.format]
 
 
 def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
@@ -24,8 +63,14 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
     Writes ``run_dir/config.yaml`` (resolved), ``log.jsonl``, ``last.pt``; with
     ``data.synthetic`` set, first writes the synthetic dataset into ``data.root``.
 
+    The model's weights come from :func:`build_initial_model` (seeded by ``model.init_seed``
+    or ``train.seed``); the trainer then seeds dropout, data order, augmentation and camera
+    draws from ``train.seed`` (:class:`Trainer`). Two runs of one config on the CPU give
+    bit-identical losses.
+
     Returns:
-        The final step/epoch and the last validation metrics.
+        The final step/epoch, the last validation metrics and ``init_checksum``
+        (:func:`parameter_checksum` of the initial weights).
 
     Raises:
         ConfigError: ``train.device`` is not usable here, or the training split is empty.
@@ -51,10 +96,11 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
             labels_only = build_dataset(cfg.data, "train", load_images=False)
             weights = class_weights_for(cfg, grid, labels_only, info, run_dir / "class_counts.json")
         val_set = build_dataset(cfg.data, "val") if cfg.train.val_every_epochs else None
-        model = build_model_from_config(cfg)
+        model = build_initial_model(cfg)
+        init_checksum = parameter_checksum(model)
         trainer = Trainer(cfg, run_dir, model, train_set, val_set, grid=grid, info=info, progress=progress,
-                          class_weights=weights)
-        return trainer.fit(resume=resume)
+                          class_weights=weights, metric_convention=metric_convention_of(cfg))
+        return {**trainer.fit(resume=resume), "init_checksum": init_checksum}
     finally:
         shutdown_distributed()
 

@@ -1,7 +1,8 @@
 """A small synthetic multi-camera dataset in the nuScenes / Occ3D layout, for CPU runs.
 
 Each sample is one procedural scene (:func:`gaussrender.scene.make_scene`) on the Occ3D
-grid. Its six camera images are the ground-truth Gaussians rendered by
+grid or any grid with its classes (e.g. the coarser ``synthetic_small`` / ``synthetic_medium``
+presets, read back with :class:`SyntheticOccupancy`). Its six camera images are the ground-truth Gaussians rendered by
 :func:`gaussrender.render` with palette colours as features (cameras of
 :func:`gaussrender.nuscenes_rig` at a small resolution, a sky colour as background), so the
 images show exactly the labelled geometry. Everything is written through the data package's
@@ -29,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..grid import OCC3D_NUSCENES, VoxelGrid
+from ..data import Occ3DNuScenes
+from ..grid import OCC3D_NUSCENES, VoxelGrid, get_grid
 
-__all__ = ["SyntheticDataset", "make_dataset", "render_views", "matrix_to_quaternion", "SKY"]
+__all__ = ["SyntheticDataset", "SyntheticOccupancy", "make_dataset", "render_views", "matrix_to_quaternion", "SKY"]
 
 #: RGB in [0, 1] of pixels where no Gaussian is seen
 SKY = (0.62, 0.75, 0.90)
@@ -45,6 +47,23 @@ class SyntheticDataset:
     train_infos: Path
     val_infos: Path
     image_size: tuple[int, int]
+
+
+class SyntheticOccupancy(Occ3DNuScenes):
+    """The Occ3D reader for a dataset :func:`make_dataset` wrote on ``grid``.
+
+    Args:
+        root, infos, **kwargs: as :class:`gaussrender.data.Occ3DNuScenes`.
+        grid: the grid the labels were written on (a :class:`VoxelGrid` or preset name);
+            label files of another shape are refused when read.
+    """
+
+    def __init__(self, root: str | Path, infos, *, grid: VoxelGrid | str = OCC3D_NUSCENES, **kwargs) -> None:
+        super().__init__(root, infos, **kwargs)
+        grid = get_grid(grid)
+        if grid.class_names != OCC3D_NUSCENES.class_names:
+            raise ValueError(f"grid {grid.name!r} must have Occ3D's 18 classes (the synthetic scenes' labels)")
+        self.grid = grid
 
 
 def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
@@ -120,6 +139,7 @@ def make_dataset(
     image_size: tuple[int, int] = (48, 88),
     colors: torch.Tensor | None = None,
     camera_stride: int = 16,
+    grid: VoxelGrid | str = OCC3D_NUSCENES,
 ) -> SyntheticDataset:
     """Write ``num_scenes`` training and ``num_val_scenes`` validation samples under ``root``.
 
@@ -133,6 +153,9 @@ def make_dataset(
             (:func:`gaussrender.viz.palette`).
         camera_stride: pixel spacing (at 1600x900) of the rays that build ``mask_camera``;
             the scene generator's default is 8, 16 is 4x cheaper and still dense at 0.4 m.
+        grid: the voxel grid of the labels (Occ3D's range and classes, any voxel size: the
+            ``synthetic_small`` / ``synthetic_medium`` presets); the images render its
+            Gaussians at its ``gaussian_scale``. Read it back with :class:`SyntheticOccupancy`.
 
     Returns:
         :class:`SyntheticDataset` with the info file paths.
@@ -147,7 +170,9 @@ def make_dataset(
             raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
     if len(image_size) != 2 or not all(isinstance(s, int) and s > 0 for s in image_size):
         raise ValueError(f"image_size must be (H, W) positive ints (pixels), got {image_size!r}")
-    grid = OCC3D_NUSCENES
+    grid = get_grid(grid)
+    if grid.class_names != OCC3D_NUSCENES.class_names:
+        raise ValueError(f"grid must have Occ3D's 18 classes (the scenes paint them), got {grid.name!r}")
     if colors is None:
         colors = torch.from_numpy(palette(grid)).float() / 255.0
     colors = torch.as_tensor(colors, dtype=torch.float32)

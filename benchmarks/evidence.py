@@ -1,0 +1,445 @@
+"""Does the GaussRender loss improve an occupancy model? A paired-seed experiment.
+
+Trains the same tiny model (``configs/evidence_small.yaml``: tiny TPVFormer, synthetic
+scenes on a coarse Occ3D-range grid) once per *arm* and *seed*:
+
+* ``std``: the 3D loss only;
+* ``render``: + GaussRender with the release's defaults (learned opacity, one sampled sensor
+  camera + the BEV, weight 10, ``sensor`` strategy);
+* ``render_bev``: + GaussRender on the BEV only;
+* ``render_elevated``: + GaussRender with the ``elevated`` camera strategy.
+
+For one seed every arm has the same ``train.seed``: the same initial weights (checked: the
+parameter checksums are recorded and must agree), the same data order, augmentation and
+dropout stream. The training and validation scenes are disjoint (the validation scenes'
+seeds follow the training ones). Every run is validated once at its end by the trainer
+(:meth:`gaussrender.train.loop.Trainer.evaluate`): voxel IoU / mIoU inside ``mask_camera``
+(Occ3D's averaging), RayIoU from the synthetic LiDAR origins, and the rendered-view metrics
+(image IoU / mIoU, depth L1, BEV IoU / mIoU, BEV depth L1) at ``train.val_render_scale``.
+
+Reported per arm: mean ± sample standard deviation over seeds; per arm against ``std``: the
+per-seed paired differences, their mean, a 95 % bootstrap interval of the mean (resampling
+seeds, fixed generator seed) and a two-sided sign test. Learning curves (3D and render loss
+per logged step) come from each run's ``log.jsonl``. Writes ``<out>/evidence.json`` (command,
+config, seeds, arms, versions, wall times, per-run metrics and curves, summary) and
+``<out>/evidence.png`` (curves and paired differences), and prints a table.
+
+Usage::
+
+    python benchmarks/evidence.py --steps 40 --seeds 2 --arms std,render      # a pilot
+    python benchmarks/evidence.py --grid synthetic_small --scenes 32 --val-scenes 8 \\
+        --steps 3000 --seeds 5 --arms std,render,render_bev
+
+``--set key=value`` passes config overrides to every run (after the arm's). Each run is
+single-process on the CPU unless the config says otherwise; ``--threads`` sets torch's
+thread count (on a shared machine 1 thread per run is often faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "configs" / "evidence_small.yaml"
+
+#: arm name -> config overrides (applied to the base config, before ``--set``)
+ARMS: dict[str, list[str]] = {
+    "std": ["loss.render=false"],
+    "render": ["loss.render=true"],
+    "render_bev": ["loss.render=true", "loss.render_kwargs.views=[bev]"],
+    "render_elevated": ["loss.render=true", "loss.render_kwargs.camera_strategy=elevated"],
+}
+BASELINE = "std"
+
+#: validation metrics reported, and whether higher is better
+METRICS: dict[str, bool] = {
+    "iou": True, "miou": True, "rayiou": True,
+    "image_iou": True, "image_miou": True, "depth_l1": False,
+    "bev_iou": True, "bev_miou": True, "bev_depth_l1": False,
+}
+#: seed of the bootstrap resampling (fixed: the interval is a function of the data only)
+BOOTSTRAP_SEED = 20250207
+BOOTSTRAP_SAMPLES = 10_000
+
+
+# ------------------------------------------------------------------ statistics
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; NaN for fewer than 2 values)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else float("nan")
+
+
+def bootstrap_interval(diffs: Sequence[float], level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``diffs`` (resampling with replacement).
+
+    With one value the interval is that value (no spread can be estimated from one seed).
+    """
+    x = np.asarray(diffs, dtype=np.float64)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(samples, x.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def sign_test(diffs: Sequence[float]) -> dict[str, float]:
+    """Two-sided exact sign test of ``diffs`` against 0 (ties dropped).
+
+    Returns ``positive``, ``negative`` (counts) and ``p`` = min(1, 2 · P(K <= min(pos, neg)))
+    for K ~ Binomial(pos + neg, 1/2); ``p`` is 1 when every difference is a tie.
+    """
+    pos = int(sum(d > 0 for d in diffs))
+    neg = int(sum(d < 0 for d in diffs))
+    n = pos + neg
+    if n == 0:
+        return {"positive": 0, "negative": 0, "p": 1.0}
+    tail = sum(math.comb(n, k) for k in range(min(pos, neg) + 1)) / 2.0**n
+    return {"positive": pos, "negative": neg, "p": min(1.0, 2.0 * tail)}
+
+
+def summarise(runs: list[dict[str, Any]], arms: list[str], seeds: list[int]) -> dict[str, Any]:
+    """Mean ± std per arm and metric; paired differences (arm - baseline) per seed."""
+    by = {(r["arm"], r["seed"]): r["metrics"] for r in runs}
+    summary: dict[str, Any] = {"per_arm": {}, "paired": {}}
+    for arm in arms:
+        summary["per_arm"][arm] = {}
+        for m in METRICS:
+            vals = [by[(arm, s)][m] for s in seeds if m in by[(arm, s)]]
+            mu, sd = mean_std(vals)
+            summary["per_arm"][arm][m] = {"mean": mu, "std": sd, "n": len(vals)}
+    if BASELINE in arms:
+        for arm in arms:
+            if arm == BASELINE:
+                continue
+            summary["paired"][arm] = {}
+            for m, higher in METRICS.items():
+                pairs = [(s, by[(arm, s)][m] - by[(BASELINE, s)][m]) for s in seeds
+                         if m in by[(arm, s)] and m in by[(BASELINE, s)]]
+                diffs = [d for _, d in pairs]
+                lo, hi = bootstrap_interval(diffs)
+                summary["paired"][arm][m] = {
+                    "higher_is_better": higher,
+                    "per_seed": {str(s): d for s, d in pairs},
+                    "mean": mean_std(diffs)[0],
+                    "bootstrap95": [lo, hi],
+                    "sign_test": sign_test(diffs),
+                }
+    return summary
+
+
+# ------------------------------------------------------------------ runs
+def read_curves(run_dir: Path) -> dict[str, list]:
+    """Training (3D and render loss per logged step) and validation curves of a run."""
+    from gaussrender.train.runlog import read_jsonl
+
+    train = read_jsonl(run_dir / "log.jsonl", "train")
+    val = read_jsonl(run_dir / "log.jsonl", "val")
+    return {
+        "step": [int(r["step"]) for r in train],
+        "loss_3d": [float(r["loss_ce"]) + float(r["loss_lovasz"]) for r in train],
+        "loss_render": [float(r["loss_render"]) if "loss_render" in r else None for r in train],
+        "lr": [float(r["lr"]) for r in train],
+        "val_step": [int(r["step"]) for r in val],
+        "val": [{m: float(r[m]) for m in METRICS if m in r} for r in val],
+    }
+
+
+def run_config(base: Path, arm: str, seed: int, steps: int, data_root: Path, args: argparse.Namespace):
+    """The config of one run: base file + arm + the script's settings + ``--set``."""
+    from gaussrender.train.config import load_config
+
+    base_cfg = load_config(base)
+    syn = base_cfg.data.synthetic
+    scenes = args.scenes if args.scenes is not None else syn.num_scenes
+    per_epoch = math.ceil(scenes / base_cfg.train.batch_size)
+    epochs = math.ceil(steps / per_epoch)
+    overrides = list(ARMS[arm]) + [
+        f"train.seed={seed}",
+        f"train.max_steps={steps}",
+        f"train.epochs={epochs}",
+        f"train.val_every_epochs={args.val_every_epochs or epochs}",
+        f"data.root={data_root}",
+        f"data.synthetic.num_scenes={scenes}",
+    ]
+    if args.val_scenes is not None:
+        overrides.append(f"data.synthetic.num_val_scenes={args.val_scenes}")
+    if args.grid is not None:
+        overrides.append(f"data.grid={args.grid}")
+    overrides += args.set
+    return load_config(base, overrides), overrides
+
+
+def data_dir(cfg, root: Path) -> Path:
+    """One folder per dataset description, so a cached dataset is never reused for another."""
+    syn = cfg.data.synthetic
+    h, w = syn.image_size
+    return root / f"{cfg.data.grid}_train{syn.num_scenes}_val{syn.num_val_scenes}_seed{syn.seed}_{h}x{w}"
+
+
+def versions() -> dict[str, str]:
+    import gaussrender
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+           "gaussrender": getattr(gaussrender, "__version__", "?"), "platform": platform.platform(),
+           "torch_threads": str(torch.get_num_threads())}
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                           timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        out["git_dirty"] = str(bool(dirty))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+# ------------------------------------------------------------------ plot
+_COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (140, 86, 75)]
+
+
+def _smooth(y: np.ndarray, k: int) -> np.ndarray:
+    if k <= 1 or y.size < k:
+        return y
+    c = np.cumsum(np.insert(y, 0, 0.0))
+    out = (c[k:] - c[:-k]) / k
+    return np.concatenate([y[: k - 1], out]) if out.size else y
+
+
+def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: list[str], seeds: list[int]) -> Path:
+    """PNG: left, the mean 3D training loss per arm (smoothed, over seeds); right, the paired
+    differences arm - std per metric (dots: seeds, bar: mean, line: bootstrap 95 %), each
+    metric scaled by the largest absolute value in its row. Drawn with PIL only."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height, pad = 1200, 560, 50
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    # --- left panel: learning curves
+    x0, y0, x1, y1 = pad + 20, pad, width // 2 - pad, height - pad
+    d.rectangle([x0, y0, x1, y1], outline=(0, 0, 0))
+    d.text((x0, y0 - 30), "3D training loss (CE x10 + Lovasz), mean over seeds", fill=(0, 0, 0), font=font)
+    curves = {}
+    for arm in arms:
+        rows = [r["curves"] for r in runs if r["arm"] == arm and r["curves"]["step"]]
+        if not rows:
+            continue
+        n = min(len(c["step"]) for c in rows)
+        steps = np.asarray(rows[0]["step"][:n], dtype=np.float64)
+        loss = np.mean([np.asarray(c["loss_3d"][:n], dtype=np.float64) for c in rows], axis=0)
+        curves[arm] = (steps, _smooth(loss, max(1, n // 20)))
+    if curves:
+        xs = np.concatenate([s for s, _ in curves.values()])
+        ys = np.concatenate([l for _, l in curves.values()])
+        ys = ys[np.isfinite(ys)]
+        xlo, xhi = float(xs.min()), float(max(xs.max(), xs.min() + 1))
+        ylo, yhi = (float(ys.min()), float(max(ys.max(), ys.min() + 1e-9))) if ys.size else (0.0, 1.0)
+        for i, (arm, (s, l)) in enumerate(curves.items()):
+            pts = [(x0 + (sx - xlo) / (xhi - xlo) * (x1 - x0), y1 - (ly - ylo) / (yhi - ylo) * (y1 - y0))
+                   for sx, ly in zip(s, l) if math.isfinite(ly)]
+            colour = _COLOURS[i % len(_COLOURS)]
+            if len(pts) > 1:
+                d.line(pts, fill=colour, width=2)
+            d.text((x1 - 150, y0 + 10 + 14 * i), arm, fill=colour, font=font)
+        d.text((x0, y1 + 6), f"step {xlo:.0f}", fill=(0, 0, 0), font=font)
+        d.text((x1 - 60, y1 + 6), f"{xhi:.0f}", fill=(0, 0, 0), font=font)
+        d.text((x0 - 45, y0), f"{yhi:.3g}", fill=(0, 0, 0), font=font)
+        d.text((x0 - 45, y1 - 10), f"{ylo:.3g}", fill=(0, 0, 0), font=font)
+    # --- right panel: paired differences
+    x0, x1 = width // 2 + 110, width - pad
+    d.text((width // 2 + 10, pad - 30), "paired difference arm - std (dots: seeds; |: mean; line: bootstrap 95%)",
+           fill=(0, 0, 0), font=font)
+    paired = summary.get("paired", {})
+    rows = [(arm, m) for arm in paired for m in METRICS if m in paired[arm]]
+    if rows:
+        row_h = (height - 2 * pad) / len(rows)
+        xm = (x0 + x1) / 2
+        d.line([(xm, pad), (xm, height - pad)], fill=(150, 150, 150))
+        for j, (arm, m) in enumerate(rows):
+            entry = paired[arm][m]
+            vals = [v for v in entry["per_seed"].values() if math.isfinite(v)]
+            scale = max([abs(v) for v in vals + [entry["mean"]] + entry["bootstrap95"] if math.isfinite(v)] + [1e-12])
+            yc = pad + (j + 0.5) * row_h
+            colour = _COLOURS[(arms.index(arm)) % len(_COLOURS)]
+            better = "+" if entry["higher_is_better"] else "-"
+            d.text((width // 2 + 10, yc - 6), f"{arm}: {m} ({better} better)"[:30], fill=colour, font=font)
+            to_x = lambda v: xm + v / scale * (x1 - xm) * 0.95  # noqa: E731
+            lo, hi = entry["bootstrap95"]
+            if math.isfinite(lo) and math.isfinite(hi):
+                d.line([(to_x(lo), yc), (to_x(hi), yc)], fill=colour, width=2)
+            for v in vals:
+                d.ellipse([to_x(v) - 3, yc - 3, to_x(v) + 3, yc + 3], outline=colour)
+            if math.isfinite(entry["mean"]):
+                d.line([(to_x(entry["mean"]), yc - 7), (to_x(entry["mean"]), yc + 7)], fill=(0, 0, 0), width=2)
+            d.text((x1 - 70, yc - 16), f"±{scale:.3g}", fill=(120, 120, 120), font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format="PNG")
+    return path
+
+
+# ------------------------------------------------------------------ table
+def table(summary: dict[str, Any], arms: list[str]) -> str:
+    lines = ["arm".ljust(18) + "".join(m.rjust(20) for m in METRICS)]
+    for arm in arms:
+        cells = []
+        for m in METRICS:
+            e = summary["per_arm"][arm][m]
+            cells.append((f"{e['mean']:.4f} ± {e['std']:.4f}" if e["n"] else "-").rjust(20))
+        lines.append(arm.ljust(18) + "".join(cells))
+    for arm, entry in summary.get("paired", {}).items():
+        lines.append(f"{arm} - {BASELINE}".ljust(18) + "".join(
+            (f"{entry[m]['mean']:+.4f} p={entry[m]['sign_test']['p']:.2f}" if m in entry else "-").rjust(20)
+            for m in METRICS))
+    return "\n".join(lines)
+
+
+def _finite_or_null(x: Any) -> Any:
+    """``x`` with every NaN/inf float replaced by None (strict JSON; e.g. the std of one seed)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite_or_null(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite_or_null(v) for v in x]
+    return x
+
+
+# ------------------------------------------------------------------ main
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="base config (default %(default)s)")
+    p.add_argument("--grid", default=None, help="data.grid preset (default: the config's, synthetic_small)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: the config's max_steps)")
+    p.add_argument("--seeds", default="3", help="N (seeds 0..N-1) or a comma list of seeds")
+    p.add_argument("--arms", default="std,render,render_bev", help=f"comma list of {sorted(ARMS)}")
+    p.add_argument("--scenes", type=int, default=None, help="training scenes (default: the config's)")
+    p.add_argument("--val-scenes", type=int, default=None, help="validation scenes (default: the config's)")
+    p.add_argument("--val-every-epochs", type=int, default=0, help="validate every N epochs (0: at the end only)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where evidence.json/png go")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "evidence", help="run directories")
+    p.add_argument("--data", type=Path, default=ROOT / "runs" / "evidence_data", help="synthetic datasets")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
+    args = p.parse_args(argv)
+    if "," in args.seeds or not args.seeds.isdigit():
+        try:
+            args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            p.error(f"--seeds must be N or a comma list of ints, got {args.seeds!r}")
+    else:
+        args.seed_list = list(range(int(args.seeds)))
+    if not args.seed_list or min(args.seed_list) < 0 or len(set(args.seed_list)) != len(args.seed_list):
+        p.error(f"--seeds must give distinct seeds >= 0, got {args.seeds!r}")
+    args.arm_list = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in args.arm_list if a not in ARMS]
+    if unknown or not args.arm_list or len(set(args.arm_list)) != len(args.arm_list):
+        p.error(f"--arms must be distinct names of {sorted(ARMS)}, got {args.arms!r}")
+    for name in ("steps", "scenes", "threads"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if args.val_scenes is not None and args.val_scenes < 1:
+        p.error(f"--val-scenes must be >= 1 (the arms are compared on them), got {args.val_scenes}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from gaussrender.train.builders import prepare_synthetic
+    from gaussrender.train.config import config_to_dict
+    from gaussrender.train.run import train
+
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from gaussrender.train.config import load_config
+
+    steps = args.steps if args.steps is not None else (load_config(args.config).train.max_steps or 1000)
+    tic = time.perf_counter()
+    # the dataset is a function of the config's data section: write it once for all runs
+    probe, _ = run_config(args.config, args.arm_list[0], args.seed_list[0], steps, args.data, args)
+    root = data_dir(probe, args.data)
+    probe, _ = run_config(args.config, args.arm_list[0], args.seed_list[0], steps, root, args)
+    if probe.data.synthetic is None or probe.data.synthetic.num_val_scenes < 1:
+        raise SystemExit("error: the config must describe a synthetic dataset with validation scenes")
+    prepare_synthetic(probe.data)
+    data_s = time.perf_counter() - tic
+    runs: list[dict[str, Any]] = []
+    for seed in args.seed_list:
+        for arm in args.arm_list:
+            cfg, overrides = run_config(args.config, arm, seed, steps, root, args)
+            run_dir = args.runs / f"{cfg.data.grid}_{arm}_seed{seed}"
+            for stale in ("log.jsonl", "last.pt"):  # a fresh run, not a resumed or appended one
+                (run_dir / stale).unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            result = train(cfg, run_dir, progress=False)
+            wall = time.perf_counter() - t0
+            metrics = {k: float(v) for k, v in result.items() if k in METRICS}
+            curves = read_curves(run_dir)
+            runs.append({"arm": arm, "seed": seed, "overrides": overrides, "run_dir": str(run_dir),
+                         "init_checksum": result["init_checksum"], "steps": int(result["step"]),
+                         "wall_s": wall, "s_per_step": wall / max(1, int(result["step"])),
+                         "metrics": metrics, "curves": curves})
+            print(f"[{arm} seed {seed}] {result['step']} steps, {wall:.1f} s: "
+                  + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    # the paired design: every arm of a seed starts from the same weights
+    for seed in args.seed_list:
+        sums = {r["init_checksum"] for r in runs if r["seed"] == seed}
+        if len(sums) != 1:
+            raise SystemExit(f"error: the arms of seed {seed} start from different weights {sorted(sums)}")
+    summary = summarise(runs, args.arm_list, args.seed_list)
+    wall = time.perf_counter() - tic
+    out = {
+        "schema": "gaussrender.evidence/1",
+        "status": "complete",
+        "command": " ".join(shlex.quote(a) for a in ["python", str(Path(__file__).resolve().relative_to(ROOT)),
+                                                      *(argv if argv is not None else sys.argv[1:])]),
+        "config_file": str(args.config),
+        "config": config_to_dict(probe),
+        "arms": {a: ARMS[a] for a in args.arm_list},
+        "baseline": BASELINE,
+        "seeds": args.seed_list,
+        "steps": steps,
+        "grid": probe.data.grid,
+        "train_scenes": probe.data.synthetic.num_scenes,
+        "val_scenes": probe.data.synthetic.num_val_scenes,
+        "scene_seeds": {"train": [probe.data.synthetic.seed, probe.data.synthetic.seed + probe.data.synthetic.num_scenes - 1],
+                        "val": [probe.data.synthetic.seed + probe.data.synthetic.num_scenes,
+                                probe.data.synthetic.seed + probe.data.synthetic.num_scenes
+                                + probe.data.synthetic.num_val_scenes - 1]},
+        "bootstrap": {"seed": BOOTSTRAP_SEED, "samples": BOOTSTRAP_SAMPLES, "level": 0.95},
+        "versions": versions(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "wall_s": wall,
+        "data_s": data_s,
+        "runs": runs,
+        "summary": summary,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / "evidence.json"
+    json_path.write_text(json.dumps(_finite_or_null(out), indent=1, allow_nan=False) + "\n")
+    png_path = plot(args.out / "evidence.png", runs, summary, args.arm_list, args.seed_list)
+    print(table(summary, args.arm_list))
+    print(f"wrote {json_path} and {png_path} ({wall:.0f} s)")
+    return out
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    main()
