@@ -19,11 +19,22 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def _version() -> str:
+    """The installed distribution's version (without importing the package and torch)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gaussrender")
+    except PackageNotFoundError:
+        return "0+unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gaussrender",
         description="GaussRender: 3D occupancy supervised by differentiable Gaussian rendering.",
     )
+    parser.add_argument("--version", action="version", version=f"gaussrender {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
