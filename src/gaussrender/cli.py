@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "demo": "gaussrender.commands.demo",
     "train": "gaussrender.commands.train",
     "predict": "gaussrender.commands.predict",
+    "view": "gaussrender.commands.view",
 }
 
 
