@@ -1,6 +1,6 @@
 """Does the GaussRender loss improve an occupancy model? A paired-seed experiment.
 
-Trains the same tiny model (``configs/evidence_small.yaml``: tiny TPVFormer, synthetic
+Trains the same tiny model (the packaged config ``evidence_small``: tiny TPVFormer, synthetic
 scenes on a coarse Occ3D-range grid) once per *arm* and *seed*:
 
 * ``std``: the 3D loss only;
@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / "configs" / "evidence_small.yaml"
+DEFAULT_CONFIG = ROOT / "src" / "gaussrender" / "configs" / "evidence_small.yaml"
 
 #: arm name -> config overrides (applied to the base config, before ``--set``)
 ARMS: dict[str, list[str]] = {

@@ -144,3 +144,50 @@ def test_failed_write_leaves_no_file(tmp_path) -> None:
     with pytest.raises(RuntimeError):
         viz.atomic_write(tmp_path / "x.bin", boom)
     assert os.listdir(tmp_path) == []
+
+
+def test_orbit_cameras_circle_the_ego_and_look_at_it() -> None:
+    import math
+
+    from gaussrender.viz import orbit_cameras
+
+    cams = orbit_cameras(4, (30, 40), radius=20.0, altitude=5.0, fov=90.0)
+    assert len(cams) == 4 and (cams.width, cams.height) == (40, 30)
+    world_from_cam = torch.linalg.inv(cams.cam_from_world.double())
+    for i in range(4):
+        a = 2 * math.pi * i / 4 + math.pi  # frame 0 behind the ego (-x)
+        centre = world_from_cam[i, :3, 3]
+        assert torch.allclose(centre, torch.tensor([20 * math.cos(a), 20 * math.sin(a), 5.0], dtype=torch.float64), atol=1e-5)
+        # the optical axis (camera +z) points from the centre at the origin
+        axis = world_from_cam[i, :3, 2]
+        assert torch.allclose(axis, -centre / centre.norm(), atol=1e-6)
+    # 90 degrees across 40 pixels: focal 20 px, principal point at the image centre
+    k = cams.intrinsics[0].double()
+    assert torch.allclose(k, torch.tensor([[20.0, 0, 20], [0, 20.0, 15], [0, 0, 1]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="frames"):
+        orbit_cameras(0, (30, 40))
+
+
+def test_render_pictures_and_orbit_frames_sizes() -> None:
+    from gaussrender import Gaussians, voxels_to_gaussians
+    from gaussrender.viz import orbit_cameras, orbit_frames, palette, render_pictures
+
+    grid = gr.get_grid("occ3d")
+    labels = torch.full(grid.shape, grid.empty_index, dtype=torch.long)
+    labels[100:104, 98:102, 2:6] = grid.class_names.index("car")  # a car at the ego
+    g = voxels_to_gaussians(grid, labels=labels)
+    assert isinstance(g, Gaussians)
+    cams = orbit_cameras(2, (24, 32), radius=10.0, altitude=5.0)
+    colors = palette(grid)
+    sem, dep = render_pictures(g, cams, colors, (0.0, 20.0))
+    assert [s.shape for s in sem] == [(24, 32, 3)] * 2 and [d.shape for d in dep] == [(24, 32, 3)] * 2
+    # the car is at the image centre in its palette colour (alpha caps at 0.99 per layer, so
+    # within a few units), against a black background; depth: nothing at the corner
+    car = colors[grid.class_names.index("car")].astype(int)
+    assert np.abs(sem[0][12, 16].astype(int) - car).max() <= 3 and tuple(sem[0][0, 0]) == (0, 0, 0)
+    assert tuple(dep[0][0, 0]) == (0, 0, 0) and tuple(dep[0][12, 16]) != (0, 0, 0)
+    ticks = []
+    frames = orbit_frames([("a", g), ("b", g)], cams, colors, on_frame=lambda: ticks.append(1))
+    assert len(frames) == 2 and len(ticks) == 2
+    blank = np.zeros((24, 32, 3), np.uint8)
+    assert frames[0].shape == viz.tile_images([[blank, blank]], [["a", "b"]]).shape

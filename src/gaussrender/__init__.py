@@ -15,6 +15,8 @@ Models: :mod:`gaussrender.models` (TPVFormer, SurroundOcc); training: :mod:`gaus
 Pictures: :func:`make_scene` (procedural scenes), :mod:`gaussrender.viz`.
 """
 
+from importlib import metadata as _metadata
+
 from ._checks import set_checks
 from .cameras import Cameras, look_at
 from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES, VoxelGrid, get_grid
@@ -26,7 +28,10 @@ from .scene import degrade, make_scene
 from . import camera_strategies, data, losses3d, metrics, models, viz
 from .metrics import OccupancyMetrics, RayIoU
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version: pyproject.toml is its one source
+    __version__ = _metadata.version("gaussrender")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "VoxelGrid",

@@ -16,7 +16,18 @@ COMMANDS: dict[str, str] = {
     "demo": "gaussrender.commands.demo",
     "train": "gaussrender.commands.train",
     "predict": "gaussrender.commands.predict",
+    "view": "gaussrender.commands.view",
 }
+
+
+def _version() -> str:
+    """The installed distribution's version (without importing the package and torch)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gaussrender")
+    except PackageNotFoundError:
+        return "0+unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gaussrender",
         description="GaussRender: 3D occupancy supervised by differentiable Gaussian rendering.",
     )
+    parser.add_argument("--version", action="version", version=f"gaussrender {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)

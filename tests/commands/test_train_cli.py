@@ -14,7 +14,7 @@ import pytest
 
 from gaussrender.train.runlog import read_jsonl
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "gaussrender" / "configs"
 pytestmark = pytest.mark.slow
 
 # one training scene, one validation scene, one optimiser step: the pipeline, not the model

@@ -17,7 +17,7 @@ from gaussrender.cli import main
 
 from ..train.helpers import tiny_config, tiny_trainer
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny_synthetic_std.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "src" / "gaussrender" / "configs" / "tiny_synthetic_std.yaml"
 
 
 def _train(capsys, tmp_path, *extra: str, config: Path = CONFIG) -> tuple[int, str, str]:

@@ -36,7 +36,7 @@ from tests.data.synthetic import synthetic_scene, write_tables
 
 from .hostile import hostile_pickles, malicious_checkpoint
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "gaussrender" / "configs"
 BAD_NAMES = ["../../escaped", "/abs/escaped", "a/b", "..", ".", "", "a\\b", "nul\x00x", "C:escaped"]
 
 

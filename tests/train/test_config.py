@@ -11,12 +11,14 @@ from gaussrender.train.config import (
     Config,
     apply_overrides,
     config_from_dict,
+    config_names,
     config_to_dict,
     load_config,
+    resolve_config,
     save_config,
 )
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "gaussrender" / "configs"
 
 
 def test_defaults_are_the_paper_recipe():
@@ -92,3 +94,32 @@ def test_shipped_configs_load_and_pair_up():
             for d in (std, ren):
                 d["loss"].pop("render"), d["model"].pop("learned_opacity")
             assert std == ren, f
+
+
+def test_configs_are_addressed_by_name_or_path(tmp_path, monkeypatch, capsys):
+    names = config_names()
+    assert names == sorted(p.stem for p in CONFIGS.glob("*.yaml")) and "tpvformer_occ3d_render" in names
+    # a name is looked up inside the package, wherever the command runs
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config("tpvformer_occ3d_render") == CONFIGS / "tpvformer_occ3d_render.yaml"
+    assert load_config("tiny_synthetic_std") == load_config(CONFIGS / "tiny_synthetic_std.yaml")
+    # a path is a path: a local file of the same stem wins over nothing, and is read as given
+    own = tmp_path / "tiny_synthetic_std.yaml"
+    own.write_text("optim: {lr: 0.5}\n")
+    assert load_config("tiny_synthetic_std.yaml").optim.lr == 0.5
+    assert load_config("./tiny_synthetic_std.yaml").optim.lr == 0.5
+    assert load_config("tiny_synthetic_std").optim.lr != 0.5
+    with pytest.raises(FileNotFoundError, match="config file not found: missing.yaml"):
+        load_config("missing.yaml")
+    with pytest.raises(FileNotFoundError, match="nor a shipped config name; shipped: surroundocc_kitti360_render, "):
+        load_config("tpvformer_kitti360_render")
+    # the command line: a name, the resolved config printed, an unknown name listed
+    from gaussrender.cli import main
+
+    assert main(["train", "--config", "tiny_synthetic_render", "--print-config", "--set", "optim.lr=0.25"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["optim"]["lr"] == 0.25 and printed["loss"]["render"] is True
+    assert main(["train", "--config", "nope", "--run-dir", str(tmp_path / "run")]) == 2
+    assert "tiny_synthetic_std" in capsys.readouterr().err
+    assert main(["train", "--config", "tiny_synthetic_std"]) == 2
+    assert "--run-dir is required" in capsys.readouterr().err

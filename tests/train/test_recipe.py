@@ -13,7 +13,7 @@ import torch
 import gaussrender as gr
 from gaussrender.train.config import Config, config_from_dict, load_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "gaussrender" / "configs"
 # tiny_*: CPU smoke tests; evidence_*: the base of benchmarks/evidence.py (synthetic grid,
 # arms set by the script)
 PAPER = sorted(p for p in CONFIGS.glob("*.yaml") if not p.stem.startswith(("tiny_", "evidence_")))

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ HELP = "render a synthetic (or real Occ3D) scene and a degraded prediction: PNGs
 #: Orbit of the GIF's camera around the ego, metres.
 ORBIT_RADIUS = 30.0
 ORBIT_HEIGHT = 15.0
+#: Horizontal field of view of the GIF's camera, degrees.
+ORBIT_FOV = 70.0
 #: Depth colour ranges, metres: cameras see up to ~50 m, which the loss also normalises by.
 CAMERA_MAX_DEPTH = 50.0
 
@@ -73,15 +74,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..cameras import Cameras, look_at
+    from ..cameras import Cameras
     from ..camera_strategies import bev_camera, elevated, nuscenes_rig
     from ..data.occ3d import read_occ3d_labels
-    from ..gaussians import Gaussians, voxels_to_gaussians
+    from ..gaussians import voxels_to_gaussians
     from ..grid import OCC3D_NUSCENES
     from ..loss import GaussRenderLoss
-    from ..render import render
     from ..scene import degrade, make_scene
-    from ..viz import colorize_depth, colorize_semantics, legend, palette, save_gif, save_png, tile_images
+    from ..viz import legend, orbit_cameras, orbit_frames, palette, render_pictures, save_gif, save_png, tile_images
 
     start = time.perf_counter()
     torch.set_num_threads(args.threads)
@@ -119,16 +119,8 @@ def run(args: argparse.Namespace) -> int:
     background[grid.empty_index] = 1.0  # pixels that see nothing show free space
     colors = palette(grid)
 
-    def draw(g: Gaussians, cams: Cameras, depth_range: tuple[float, float]) -> tuple[list, list]:
-        with torch.no_grad():  # the renderer culls exactly what the view cannot show
-            out = render(g.means, g.opacities, g.features, g.scales, cams, background, backend=args.backend)
-        out.features, out.depth, out.alpha = out.features.cpu(), out.depth.cpu(), out.alpha.cpu()
-        sem = [colorize_semantics(f.numpy(), colors) for f in out.features]
-        # alpha-weighted depth / alpha = the expected depth of what the pixel sees
-        d = torch.where(out.alpha > 0.5, out.depth / out.alpha.clamp_min(1e-6), torch.zeros_like(out.depth))
-        lo, hi = depth_range
-        dep = [colorize_depth(torch.where(x > 0, (x - lo).clamp_min(1e-3), 0.0).numpy(), hi - lo) for x in d]
-        return sem, dep
+    def draw(g, cams, depth_range):
+        return render_pictures(g, cams, colors, depth_range, background, args.backend)
 
     bev_height = grid.extent[0]  # bev_camera's height above the ground, metres
     views = {
@@ -150,18 +142,10 @@ def run(args: argparse.Namespace) -> int:
             bar.update()
 
         # the orbit's panels are 3/4 of the sensor views' size: two per frame, many frames
-        ow, oh = max(8, round(0.75 * width)), max(8, round(0.75 * height))
-        focal = 0.5 * ow / math.tan(math.radians(35.0))  # 70° horizontal field of view
-        k = torch.tensor([[focal, 0.0, ow / 2], [0.0, focal, oh / 2], [0.0, 0.0, 1.0]], device=device)
-        frames = []
-        for i in range(args.frames):
-            angle = 2 * math.pi * i / args.frames + math.pi  # start behind the ego
-            eye = torch.tensor([ORBIT_RADIUS * math.cos(angle), ORBIT_RADIUS * math.sin(angle), ORBIT_HEIGHT], device=device)
-            cams = Cameras(look_at(eye, torch.zeros(3, device=device))[None], k[None], ow, oh)
-            (gs,), _ = draw(gt, cams, (0.0, 1.0))
-            (ps,), _ = draw(pred, cams, (0.0, 1.0))
-            frames.append(tile_images([[gs, ps]], [["ground truth", "prediction (degraded)"]]))
-            bar.update()
+        orbit = orbit_cameras(args.frames, (max(8, round(0.75 * height)), max(8, round(0.75 * width))),
+                              ORBIT_RADIUS, ORBIT_HEIGHT, ORBIT_FOV, device=device)
+        frames = orbit_frames([("ground truth", gt), ("prediction (degraded)", pred)], orbit, colors, background,
+                              args.backend, on_frame=bar.update)
     written.append(save_gif(args.out / "orbit.gif", frames, fps=args.fps))
 
     rows = [r for p in panels for r in p[0]]

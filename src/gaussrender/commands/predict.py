@@ -22,7 +22,8 @@ HELP = "write <token>.npz occupancy predictions of a trained checkpoint (scored 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, help="the run's config.yaml")
+    parser.add_argument("--config", required=True,
+                        help="the run's config.yaml (or a shipped config's name, as gaussrender train takes)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint (e.g. RUN/last.pt)")
     parser.add_argument("--out", required=True, type=Path, help="output directory for <token>.npz")
     parser.add_argument("--data", default=None, help="dataset root (default: the config's data.root)")

@@ -8,10 +8,15 @@ Exit status: 0 when the run finished; 2 for a bad config file, key, value, ``--s
 ``--resume`` checkpoint (reported as ``error: ...`` naming it); 1 when training stopped on a
 NaN/inf loss, gradient or parameter (``loss.nonfinite``).
 
+``--config`` takes a YAML file or the name of a config shipped inside the package
+(``tiny_synthetic_render``, ``tpvformer_occ3d_render``, ...; an unknown name lists them all).
+``--print-config`` prints the resolved config and exits without training.
+
 Examples:
-    gaussrender train --config configs/tiny_synthetic_render.yaml --run-dir runs/tiny
-    gaussrender train --config configs/tpvformer_occ3d_render.yaml --run-dir runs/tpv --set data.root=/data/occ3d
-    torchrun --nproc_per_node 8 -m gaussrender train --config configs/tpvformer_occ3d_render.yaml --run-dir runs/tpv
+    gaussrender train --config tiny_synthetic_render --run-dir runs/tiny
+    gaussrender train --config tpvformer_occ3d_render --run-dir runs/tpv --set data.root=/data/occ3d
+    gaussrender train --config my_config.yaml --print-config
+    torchrun --nproc_per_node 8 -m gaussrender train --config tpvformer_occ3d_render --run-dir runs/tpv
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ HELP = "train a model from a YAML config (torchrun for several GPUs/processes)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, help="YAML config (see configs/)")
-    parser.add_argument("--run-dir", dest="run", required=True, type=Path,
-                        help="run directory (config.yaml, log.jsonl, last.pt)")
+    parser.add_argument("--config", required=True,
+                        help="YAML config file, or the name of a shipped config (e.g. tpvformer_occ3d_render)")
+    parser.add_argument("--run-dir", dest="run", type=Path, default=None,
+                        help="run directory (config.yaml, log.jsonl, last.pt); required unless --print-config")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)")
     parser.add_argument("--resume", type=Path, default=None, help="checkpoint to resume from (e.g. RUN/last.pt)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (file, name and --set applied) as YAML and exit")
 
 
 def _error(message: object, code: int = 2) -> int:
@@ -42,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 the run finished; 2 a bad config, ``--set`` or ``--resume`` (nothing
     trained); 1 the run stopped on a non-finite loss, gradient or parameter."""
     from .._io import sigterm_as_exit
-    from ..train.config import ConfigError, load_config
+    from ..train.config import ConfigError, config_to_dict, load_config
     from ..train.loop import NonFiniteLossError, ResumeError
     from ..train.run import train
 
@@ -50,6 +58,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
     except (FileNotFoundError, ConfigError) as err:
         return _error(err)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        return 0
+    if args.run is None:
+        return _error("--run-dir is required (unless --print-config)")
     if args.resume is not None and not args.resume.is_file():
         return _error(f"checkpoint not found: {args.resume}")
     try:

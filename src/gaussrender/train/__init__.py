@@ -1,7 +1,7 @@
 """Training system: YAML configs, the training loop (single process or ``torchrun`` DDP),
 checkpoints, logs, augmentation and a synthetic dataset for CPU runs.
 
-Entry points: ``gaussrender train --config configs/<name>.yaml --run-dir RUN`` and
+Entry points: ``gaussrender train --config <name or file.yaml> --run-dir RUN`` and
 ``gaussrender predict``; in Python :func:`train` and :func:`predict`, or
 :class:`~gaussrender.train.loop.Trainer` with your own model and datasets.
 """

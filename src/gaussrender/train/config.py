@@ -10,7 +10,9 @@ what differs from the defaults. Command-line overrides ``--set key.sub=value`` p
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "load_config",
+    "config_names",
+    "resolve_config",
     "apply_overrides",
     "config_to_dict",
     "config_from_dict",
@@ -438,16 +442,53 @@ def _check_size(value: Any, path: Path) -> None:
             stack.extend((v, depth + 1) for v in node)
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read a YAML config, apply ``--set`` overrides and validate it.
+def config_names() -> list[str]:
+    """Names of the configs shipped inside the package (``gaussrender/configs/<name>.yaml``), sorted."""
+    folder = importlib.resources.files("gaussrender") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config(spec: str | os.PathLike) -> Path:
+    """The file a ``--config`` value names: a path, or the name of a shipped config.
+
+    An existing file, or anything that looks like a path (a folder separator or a
+    ``.yaml``/``.yml`` suffix), is a path. Anything else is a name looked up among
+    :func:`config_names` (``tpvformer_occ3d_render``) inside the installed package, so the
+    configs work from a wheel, not only from a checkout.
 
     Raises:
-        FileNotFoundError: naming ``path`` when it does not exist.
+        FileNotFoundError: a path that does not exist, or an unknown name (the message lists
+            the shipped names).
+    """
+    text = os.fspath(spec)
+    path = Path(text)
+    if path.is_file() or "/" in text or os.sep in text or path.suffix in (".yaml", ".yml"):
+        return path
+    names = config_names()
+    if text not in names:
+        raise FileNotFoundError(
+            f"config {text!r} is neither a file nor a shipped config name; shipped: {', '.join(names)}"
+        )
+    found = importlib.resources.files("gaussrender") / "configs" / f"{text}.yaml"
+    # a wheel installs the package as plain files, so this is a real path on disk
+    return Path(os.fspath(found))
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply ``--set`` overrides and validate it.
+
+    Args:
+        path: a YAML file, or the name of a shipped config (:func:`resolve_config`).
+        overrides: ``key.sub=value`` strings, ``value`` parsed as YAML.
+
+    Raises:
+        FileNotFoundError: naming ``path`` when it does not exist (and listing the shipped
+            names when it is not a path).
         ConfigError: (a ValueError) an unreadable or corrupt file, a malformed override,
             unknown keys, wrong types or values; the message names the file, and the key
             (marked ``(--set)`` when an override gave the value).
     """
-    path = Path(path)
+    path = resolve_config(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:

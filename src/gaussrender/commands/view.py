@@ -1,0 +1,189 @@
+"""Look at one saved prediction next to its ground truth, and score that sample.
+
+Reads the sample's ground truth and calibration as ``gaussrender eval`` does (``--benchmark``,
+``--gt``, ``--infos``) and its prediction ``<token>.npz`` from ``--pred`` (the files
+``gaussrender predict`` writes), turns both into Gaussians (non-empty voxels, one-hot class
+colours, opacity 1) and renders them from every camera of the sample (six on nuScenes, the
+front camera on KITTI-360) and from the bird's-eye view.
+
+Files written into ``--out``:
+    <CAMERA>.png, bev.png   prediction | ground truth, semantics above depth (the BEV picture
+                            at least as tall as the camera pictures)
+    overview.png            every view's semantics on one page, with a colour key
+    orbit.gif               a camera circling the ego (30 m out, 15 m up), prediction | ground truth
+
+Printed: the sample's voxel IoU / mIoU (:class:`gaussrender.metrics.OccupancyMetrics`, inside
+``mask_camera`` on Occ3D by default, as ``eval``) and its rendered-view metrics
+(:class:`gaussrender.metrics.RenderedViewMetrics`). Pictures and rendered metrics are made at
+``--render-scale`` of each view's size (default 0.25, for speed on a CPU; the release's
+rendered metrics use 1, and a smaller scale changes them).
+
+The token is checked against the info file before it names any file. Headless: no window
+is opened.
+
+Example:
+    gaussrender view --benchmark occ3d --gt data/nuscenes --infos infos_val.pkl --pred out/pred --out view_out
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from . import _checks
+
+HELP = "render one saved prediction and its ground truth from the sample's cameras and the BEV: PNGs, an orbit GIF, its IoU/mIoU"
+
+#: Depth colour range of the camera views, metres (what the cameras mostly see).
+CAMERA_MAX_DEPTH = 50.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--benchmark", required=True, choices=("occ3d", "surroundocc", "kitti360"), help="ground-truth layout (as gaussrender eval)")
+    parser.add_argument("--gt", required=True, type=Path, help="ground-truth root (as gaussrender eval)")
+    parser.add_argument("--pred", required=True, type=Path, help="directory of <token>.npz predictions (gaussrender predict's output)")
+    parser.add_argument("--infos", type=Path, help="nuScenes info file (.pkl or .json) or tables root; required for occ3d and surroundocc")
+    parser.add_argument("--nuscenes-version", default="v1.0-trainval", help="tables folder when --infos is a directory (default v1.0-trainval)")
+    parser.add_argument("--split", default=None, help="as gaussrender eval (default: every sample of --infos; KITTI-360: val)")
+    parser.add_argument("--token", default=None, help="sample to show (default: the first sample); KITTI-360: <sequence>/<frame>")
+    parser.add_argument("--out", type=Path, default=Path("view_out"), help="output folder (default view_out)")
+    parser.add_argument("--render-scale", type=float, default=0.25,
+                        help="render every view (pictures and rendered-view metrics) at this fraction of its size, in (0, 1] "
+                             "(default 0.25, for speed on a CPU; the release's rendered metrics use 1, and smaller changes them)")
+    parser.add_argument("--mask-camera", action=argparse.BooleanOptionalAction, default=None,
+                        help="voxel IoU/mIoU inside mask_camera (default: on for occ3d, as gaussrender eval)")
+    parser.add_argument("--frames", type=int, default=24, help="frames of the orbit GIF (default 24)")
+    parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)")
+    parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the renders are small, and on a busy machine extra threads slow them down)")
+
+
+def _error(message: str) -> int:
+    print(f"gaussrender view: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _pct(x: float) -> str:
+    return "   nan" if math.isnan(x) else f"{100.0 * x:6.2f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    nuscenes = args.benchmark != "kitti360"
+    if nuscenes and args.infos is None:
+        return _error(f"--infos is required for --benchmark {args.benchmark} (calibration and tokens)")
+    mask_camera = args.mask_camera if args.mask_camera is not None else args.benchmark == "occ3d"
+    if mask_camera and args.benchmark != "occ3d":
+        return _error(f"--mask-camera: {args.benchmark} ground truth has no mask_camera")
+    if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):
+        return _error(f"--render-scale must be in (0, 1], got {args.render_scale}")
+    if args.frames < 1:
+        return _error(f"--frames must be >= 1, got {args.frames}")
+    if args.threads < 1:
+        return _error(f"--threads must be >= 1, got {args.threads}")
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        return _error(f"--fps must be > 0, got {args.fps}")
+    if args.backend == "triton" and not str(args.device).startswith("cuda"):
+        return _error("--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)")
+    if not args.pred.is_dir():
+        return _error(f"prediction directory not found: {args.pred}")
+    if args.out.exists() and not args.out.is_dir():
+        return _error(f"--out {args.out} exists and is not a directory")
+
+    import torch
+    from tqdm import tqdm
+
+    from ..cameras import Cameras
+    from ..camera_strategies import bev_camera, scale_intrinsics
+    from ..data._files import safe_name
+    from ..gaussians import voxels_to_gaussians
+    from ..metrics import OccupancyMetrics, RenderedViewMetrics
+    from ..viz import legend, orbit_cameras, orbit_frames, palette, render_pictures, save_gif, save_png, tile_images
+    from .eval import _dataset, _load_prediction
+
+    start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    try:
+        device = _checks.usable_device(args.device)
+        dataset = _dataset(args, rayiou=False)
+    except (ValueError, FileNotFoundError) as err:
+        return _error(str(err))
+    grid = dataset.grid
+    tokens = [s.token for s in dataset.samples] if nuscenes else [f"{q}/{f}" for q, f in dataset.frames]
+    token = tokens[0] if args.token is None else args.token
+    if token not in tokens:
+        return _error(f"--token {token!r} is not a sample of the ground truth / info file "
+                      f"({len(tokens)} samples, first: {', '.join(tokens[:3])})")
+    # a token names a file only once each of its components is a plain file name
+    parts = token.split("/") if not nuscenes else [token]
+    parts = [safe_name(p, "token", "--token") for p in parts]
+    pred_path = args.pred.joinpath(*parts[:-1], f"{parts[-1]}.npz")
+    if not pred_path.is_file():
+        return _error(f"no prediction for sample {token}: {pred_path} not found")
+    item = dataset[tokens.index(token)]
+    pred = _load_prediction(pred_path, grid.shape, grid.num_classes).to(device)
+    target = item["labels"].to(device)
+
+    # the numbers: voxels as gaussrender eval counts them, then the rendered views
+    voxel = OccupancyMetrics.for_grid(grid).to(device)
+    voxel.update(pred[None], target[None], item["mask_camera"][None].to(device) if mask_camera else None)
+    v = voxel.compute()
+    image_size = tuple(int(x) for x in item["render_image_size"])
+    intrinsics = item["render_intrinsics"]
+    rendered = RenderedViewMetrics(grid, image_scale=args.render_scale, backend=args.backend).to(device)
+    rendered.update(pred[None], target[None], intrinsics[None], item["cam_from_grid"][None], image_size)
+    r = rendered.compute()
+
+    # the pictures: the views the metric renders, the cameras at the same sizes
+    h, w = rendered.rendered_image_size(image_size)
+    k = scale_intrinsics(intrinsics, w / image_size[1], h / image_size[0]).to(device)
+    cams = Cameras(item["cam_from_grid"].to(device), k, w, h)
+    # the BEV picture at least as tall as the camera pictures (the metric's BEV is 400 px x scale)
+    bev = bev_camera(grid, size=max(rendered.rendered_bev_size, h), device=device)
+    pred_g = voxels_to_gaussians(grid, labels=pred)
+    gt_g = voxels_to_gaussians(grid, labels=target)
+    background = torch.zeros(grid.num_classes, device=device)
+    background[grid.empty_index] = 1.0  # pixels that see nothing show free space
+    colors = palette(grid)
+    bev_height = grid.extent[0]  # bev_camera's height above the grid origin, metres
+    views = [(name, cams[i : i + 1], (0.0, CAMERA_MAX_DEPTH)) for i, name in enumerate(item["camera_names"])]
+    views.append(("bev", bev, (bev_height - grid.range_max[2], bev_height - grid.range_min[2])))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    overview_rows, overview_captions = [], []
+    with tqdm(total=len(views) + args.frames, desc="rendering", unit="view", file=sys.stderr) as bar:
+        for name, view_cams, depth_range in views:
+            (ps,), (pd,) = render_pictures(pred_g, view_cams, colors, depth_range, background, args.backend)
+            (gs,), (gd,) = render_pictures(gt_g, view_cams, colors, depth_range, background, args.backend)
+            title = "BEV" if name == "bev" else name
+            rows = [[ps, gs], [pd, gd]]
+            captions = [[f"{title}: prediction", "ground truth"], ["depth (near = yellow)", "depth"]]
+            # camera names are the reader's constants, never file data; checked all the same
+            written.append(save_png(args.out / f"{safe_name(name, 'camera name', 'dataset')}.png", tile_images(rows, captions)))
+            overview_rows.append(rows[0])
+            overview_captions.append(captions[0])
+            bar.update()
+        orbit = orbit_cameras(args.frames, (h, w), device=device)
+        frames = orbit_frames([("prediction", pred_g), ("ground truth", gt_g)], orbit, colors, background,
+                              args.backend, on_frame=bar.update)
+    written.append(save_gif(args.out / "orbit.gif", frames, fps=args.fps))
+    page = tile_images(overview_rows, overview_captions)
+    key = legend(grid, columns=max(1, min(8, page.shape[1] // 170)))
+    written.insert(0, save_png(args.out / "overview.png", tile_images([[page], [key]])))
+
+    where = " (inside mask_camera)" if mask_camera else ""
+    print(f"sample {token}: {len(pred_g)} predicted and {len(gt_g)} ground-truth occupied voxels")
+    print(f"voxels{where}: IoU: {_pct(float(v['iou']))}   mIoU: {_pct(float(v['miou']))}")
+    print(f"rendered views (image scale {args.render_scale:g}, cameras {w}x{h}, BEV {rendered.rendered_bev_size} px):")
+    print(f"  cameras  IoU: {_pct(float(r['image_iou']))}   mIoU: {_pct(float(r['image_miou']))}   depth L1: {float(r['depth_l1']):.3f} m")
+    print(f"  BEV      IoU: {_pct(float(r['bev_iou']))}   mIoU: {_pct(float(r['bev_miou']))}   depth L1: {float(r['bev_depth_l1']):.3f} m")
+    print("wrote:")
+    for path in written:
+        print(f"  {path}")
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0

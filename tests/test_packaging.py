@@ -1,0 +1,115 @@
+"""The built wheel works on its own: configs inside it, the CLI installed, ``--version``.
+
+The wheel is built from a copy of the sources (the checkout stays untouched), installed with
+``--no-deps --no-index`` into a fresh virtual environment without pip, and run from a folder
+outside the checkout. The new environment sees the test interpreter's site-packages (torch,
+numpy, ...) through a ``.pth`` line *after* its own site-packages; a line in a ``.pth`` file
+only extends ``sys.path``, so the editable install's own ``.pth`` hook there is never run and
+the checkout's ``src`` is not importable. The test asserts that ``gaussrender`` is imported
+from the new environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "src" / "gaussrender" / "configs"
+
+
+def test_version_flag_prints_the_installed_version(capsys):
+    import gaussrender
+    from gaussrender.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"gaussrender {metadata.version('gaussrender')}"
+    assert gaussrender.__version__ == metadata.version("gaussrender")
+
+
+def _setuptools_builds_wheels() -> str | None:
+    """Why this interpreter cannot build the wheel offline, or None when it can."""
+    try:
+        import setuptools
+    except ImportError:
+        return "setuptools is not installed (the wheel is built offline, without build isolation)"
+    major_minor = tuple(int(x) for x in setuptools.__version__.split(".")[:2])
+    if major_minor < (70, 1):
+        try:
+            import wheel  # noqa: F401  (older setuptools need it for bdist_wheel)
+        except ImportError:
+            return f"setuptools {setuptools.__version__} < 70.1 needs the 'wheel' package to build wheels"
+    return None
+
+
+def _run(args: list, cwd: Path, env: dict, timeout: float = 300) -> str:
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_setuptools_builds_wheels() is not None, reason=str(_setuptools_builds_wheels()))
+def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PIP_INDEX_URL")}
+    env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", OMP_NUM_THREADS="1")
+
+    # 1. build from a copy of the sources: setuptools writes build/ and *.egg-info next to them
+    src = tmp_path / "src_copy"
+    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation", "-q", "-w", dist, src],
+         tmp_path, env)
+    (wheel,) = dist.glob("gaussrender-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        files = set(z.namelist())
+    shipped = {f"gaussrender/configs/{p.name}" for p in CONFIGS.glob("*.yaml")}
+    assert len(shipped) >= 12 and shipped <= files, sorted(shipped - files)
+    assert "gaussrender/py.typed" in files and "gaussrender/cli.py" in files
+    assert not any(f.startswith(("tests/", "configs/")) for f in files)
+
+    # 2. a fresh environment without pip; the test interpreter's pip installs into it
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env)
+    python = venv / "bin" / "python"
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel],
+         tmp_path, env)
+    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).strip())
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "_test_dependencies.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
+
+    # 3. run it from a folder outside the checkout
+    work = tmp_path / "work"
+    work.mkdir()
+    where = _run([python, "-c", "import gaussrender, sys; print(gaussrender.__file__); print(gaussrender.__version__); "
+                  "print(any(p.startswith(sys.argv[1]) for p in sys.path))", ROOT], work, env).split("\n")
+    assert Path(where[0]).is_relative_to(venv), f"gaussrender imported from {where[0]}, not the new venv"
+    assert where[1] == metadata.version("gaussrender")
+    assert where[2] == "False", "the checkout is on the new environment's sys.path"
+    exe = venv / "bin" / "gaussrender"
+    assert _run([exe, "--version"], work, env).strip() == f"gaussrender {where[1]}"
+
+    # a shipped config by name: --help, then resolved from inside the installed wheel
+    assert "--config" in _run([exe, "train", "--config", "tiny_synthetic_std", "--help"], work, env)
+    printed = _run([exe, "train", "--config", "tiny_synthetic_std", "--print-config"], work, env)
+    assert "name: surroundocc" in printed and "size: tiny" in printed
+    resolved = _run([python, "-c", "from gaussrender.train.config import resolve_config; "
+                     "print(resolve_config('tpvformer_occ3d_render'))"], work, env).strip()
+    assert Path(resolved).is_relative_to(venv) and Path(resolved).is_file()
+
+    # the demo, small: two orbit frames of 1/20 size
+    out = _run([exe, "demo", "--frames", "2", "--size", "0.05", "--out", work / "demo"], work, env)
+    assert "GaussRender loss" in out
+    assert {p.name for p in (work / "demo").iterdir()} == {"overview.png", "sensor.png", "elevated.png", "bev.png", "orbit.gif"}
