@@ -18,6 +18,7 @@ BEV renders every voxel.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence
@@ -195,6 +196,18 @@ def _sample_cameras(
     return [Cameras(poses[b], ks[b], width, height) for b in range(batch)]
 
 
+def _caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside this package and ``torch.nn`` (the user's
+    line, whether it called the function or the module), for warnings."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not (name.startswith("gaussrender.") or name.startswith("torch.nn")):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2
+
+
 def gauss_render_loss(
     grid: VoxelGrid | str,
     logits: torch.Tensor,
@@ -239,7 +252,7 @@ def gauss_render_loss(
             "GaussRenderLoss: no cameras given (intrinsics, cam_from_grid), so only the BEV is "
             "rendered and the 'cam' terms are 0; pass views=('bev',) to silence this",
             UserWarning,
-            stacklevel=3,
+            stacklevel=_caller_stacklevel(),
         )
     use_cams = "cam" in options.views and intrinsics is not None
     channels = grid.num_classes
