@@ -30,7 +30,6 @@ model); the metrics score ``argmax(logits)`` with opacity 1, as the release's im
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -54,6 +53,9 @@ from ..render import render
 from ..viz import colorize_depth, colorize_semantics, palette, save_png, tile_images
 
 __all__ = ["RenderedViewsCallback", "comparison_pictures"]
+
+#: Far end of the camera depth colours, metres (what the loss divides camera depths by).
+CAMERA_MAX_DEPTH = 50.0
 
 
 def _draw(
@@ -105,9 +107,8 @@ def comparison_pictures(
     if intrinsics is not None and cam_from_grid is not None and image_size is not None:
         h, w = (max(2, round(s * image_scale)) for s in image_size)
         k = scale_intrinsics(intrinsics[:1].to(pred.means.dtype), w / image_size[1], h / image_size[0])
-        # depth colours span the grid's horizontal reach from the camera
-        reach = math.hypot(grid.extent[0], grid.extent[1])
-        views["camera"] = (Cameras(cam_from_grid[:1].to(pred.means.dtype), k, w, h), (0.0, reach))
+        # depth colours span 0-50 m, the camera depth normaliser of the loss
+        views["camera"] = (Cameras(cam_from_grid[:1].to(pred.means.dtype), k, w, h), (0.0, CAMERA_MAX_DEPTH))
     bev_height = grid.extent[0]  # bev_camera's height above the grid, metres
     views["bev"] = (
         bev_camera(grid, bev_size, dtype=pred.means.dtype, device=pred.means.device),
