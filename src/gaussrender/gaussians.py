@@ -147,8 +147,10 @@ def _assemble(
     grid: VoxelGrid, index: torch.Tensor, opacities: torch.Tensor, features: torch.Tensor, scale: float
 ) -> Gaussians:
     dtype = features.dtype
-    lo = torch.tensor(grid.range_min, dtype=torch.float64, device=index.device)
-    means = (lo + (index.double() + 0.5) * grid.voxel_size).to(dtype)
+    # per axis with Python scalars: a constant tensor would be a host-to-device copy (a
+    # stream synchronisation on CUDA) at every call
+    centre = (index.double() + 0.5) * grid.voxel_size
+    means = torch.stack([centre[:, i] + grid.range_min[i] for i in range(3)], dim=-1).to(dtype)
     return Gaussians(
         means=means,
         opacities=opacities.to(dtype),

@@ -18,6 +18,7 @@ BEV renders every voxel.
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from dataclasses import dataclass, replace
@@ -192,8 +193,17 @@ def _sample_cameras(
         ks = ks.repeat_interleave(poses.shape[1] // ks.shape[1], dim=1)
     height = max(1, round(image_size[0] / options.resolution_divisor))
     width = max(1, round(image_size[1] / options.resolution_divisor))
-    ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
+    if (width, height) != (image_size[1], image_size[0]):  # (its factors are an upload)
+        ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
     return [Cameras(poses[b], ks[b], width, height) for b in range(batch)]
+
+
+@functools.lru_cache(maxsize=16)
+def _bev(grid: VoxelGrid, size: int, model: str, dtype: torch.dtype, device: torch.device) -> Cameras:
+    """The BEV camera, built once per (grid, size, model, dtype, device): building it uploads
+    its matrices, a stream synchronisation on CUDA, which a training step should not pay.
+    Only the renderer reads it (never modified)."""
+    return bev_camera(grid, size, model, dtype=dtype, device=device)  # type: ignore[arg-type]
 
 
 def _caller_stacklevel() -> int:
@@ -308,7 +318,12 @@ def gauss_render_loss(
     background = (torch.arange(grid.num_classes, device=device) == grid.empty_index).to(dtype)
     strategy = options.camera_strategy or grid.camera_strategy
     sums = {t: logits.new_zeros(()) for t in TERMS}
-    bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device) if "bev" in options.views else None
+    bev = None
+    if "bev" in options.views:
+        try:
+            bev = _bev(grid, options.bev_size, options.bev_model, dtype, device)
+        except TypeError:  # a VoxelGrid subclass holding unhashable fields: build it each time
+            bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device)
     target_scale = grid.gaussian_scale if options.scale is None else options.scale
     sample_cams = (
         _sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
