@@ -19,6 +19,14 @@ What remains with checks off, and why (counted exactly below):
   of the tile ids (the number of pairs is data);
 * ``render._torch._Rasterize.forward``, per render: one ``nonzero`` per depth round plus one
   (the loop over depth rounds stops when no tile has work: a data-dependent trip count).
+  The backward pass issues none. The triton backend shares ``bin_gaussians`` and has no
+  round loop.
+
+Not counted, because on the CPU they cannot be told apart from no-ops: host-to-device copies
+of constants (``torch.tensor(..., device=d)``, a stream synchronisation on CUDA). The loss
+path avoids them (BEV camera cached, intrinsics rescaled only when ``resolution_divisor`` is
+not 1, camera draw uploaded with ``non_blocking=True``); the camera strategies other than
+``sensor`` still upload a few constants per call.
 """
 
 import collections
