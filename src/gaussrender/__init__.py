@@ -23,7 +23,7 @@ from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCEN
 from .render import RenderResult, available_backends, render
 from .gaussians import Gaussians, voxels_to_gaussians
 from .camera_strategies import NUSCENES_CAMERA_WEIGHTS, apply_strategy, bev_camera, nuscenes_rig
-from .loss import GaussRenderLoss, gauss_render_loss
+from .loss import GaussRenderLoss, RenderLossOptions, gauss_render_loss
 from .scene import degrade, make_scene
 from . import camera_strategies, data, losses3d, metrics, models, viz
 from .metrics import OccupancyMetrics, RayIoU
@@ -49,6 +49,7 @@ __all__ = [
     "voxels_to_gaussians",
     "GaussRenderLoss",
     "gauss_render_loss",
+    "RenderLossOptions",
     "bev_camera",
     "nuscenes_rig",
     "apply_strategy",

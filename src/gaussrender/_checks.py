@@ -72,9 +72,15 @@ def set_checks(enabled: bool) -> None:
     """Turn the costly value checks (NaN/inf, ranges, label values, camera rigidity) on or off.
 
     Shape, dtype, device and Python-scalar checks are cheap and always run, and so does the
-    memory footprint check (host arithmetic). Value checks on tensors need a device
-    synchronisation, which hot training loops may want to skip once the pipeline is known
-    to be sound.
+    memory footprint check on the CPU (host arithmetic). Value checks on tensors need a
+    device synchronisation, which hot training loops may want to skip once the pipeline is
+    known to be sound. With checks off, ``GaussRenderLoss`` and ``render`` read no tensor
+    value back to the host (no ``.item()``, ``bool(tensor)``, download, or GPU free-memory
+    query); what remains are the syncs of data-dependent sizes, which no switch can remove:
+    one ``nonzero`` per :func:`~gaussrender.voxels_to_gaussians` call and, in the torch
+    backend, the (Gaussian, tile) binning and the depth-round loop
+    (``tests/test_checks_sync.py`` counts them). ``GaussRenderLoss``'s NaN guard is off too:
+    a NaN then reaches the loss whatever ``on_nan`` says.
     """
     global _ENABLED
     _ENABLED = bool(enabled)
@@ -392,9 +398,13 @@ def check_memory(
 ) -> None:
     """Raise :class:`FootprintError` naming ``name`` when ``nbytes`` exceed the limit.
 
-    Pure host arithmetic (plus one driver query on CUDA): runs even with checks off.
-    ``advice`` (default ``"reduce <name>"``) ends the message.
+    Pure host arithmetic on the CPU: runs even with checks off. On other devices the limit
+    is a driver query (free memory), skipped under :func:`set_checks` ``(False)`` unless
+    :func:`set_memory_limit` gave a number. ``advice`` (default ``"reduce <name>"``) ends
+    the message.
     """
+    if not _ENABLED and _MEMORY_LIMIT is None and torch.device(device).type != "cpu":
+        return
     limit = memory_limit(device)
     if limit is not None and nbytes > limit:
         raise FootprintError(

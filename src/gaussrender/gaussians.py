@@ -111,9 +111,12 @@ def voxels_to_gaussians(
     if logits is None:
         assert labels is not None
         keep = (labels != grid.empty_index) & (labels != grid.ignore_index)
+        # one host sync (the number of Gaussians is data); reading the labels through the
+        # index and comparing with arange avoid a second one (boolean indexing) and
+        # one_hot's own value checks (a read-back on the CPU)
         index = keep.nonzero()
-        values = labels[keep].long()
-        features = torch.nn.functional.one_hot(values, grid.num_classes).float()
+        values = labels[tuple(index.t())].long()
+        features = (values[:, None] == torch.arange(grid.num_classes, device=labels.device)).float()
         opacities = torch.ones(values.shape[0], device=labels.device)
         return _assemble(grid, index, opacities, features, scale)
 
@@ -135,7 +138,7 @@ def voxels_to_gaussians(
     keep = alpha.detach() >= ALPHA_MIN
     if labels is not None:
         keep = keep & (labels.flatten() != grid.ignore_index)
-    flat = keep.nonzero()[:, 0]
+    flat = keep.nonzero()[:, 0]  # the one host sync: how many voxels are visible is data
     index = torch.stack(torch.unravel_index(flat, grid.shape), dim=-1)
     return _assemble(grid, index, alpha[flat], probs[flat], scale)
 
@@ -144,8 +147,10 @@ def _assemble(
     grid: VoxelGrid, index: torch.Tensor, opacities: torch.Tensor, features: torch.Tensor, scale: float
 ) -> Gaussians:
     dtype = features.dtype
-    lo = torch.tensor(grid.range_min, dtype=torch.float64, device=index.device)
-    means = (lo + (index.double() + 0.5) * grid.voxel_size).to(dtype)
+    # per axis with Python scalars: a constant tensor would be a host-to-device copy (a
+    # stream synchronisation on CUDA) at every call
+    centre = (index.double() + 0.5) * grid.voxel_size
+    means = torch.stack([centre[:, i] + grid.range_min[i] for i in range(3)], dim=-1).to(dtype)
     return Gaussians(
         means=means,
         opacities=opacities.to(dtype),

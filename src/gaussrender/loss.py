@@ -18,6 +18,8 @@ BEV renders every voxel.
 
 from __future__ import annotations
 
+import functools
+import sys
 import warnings
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence
@@ -36,6 +38,7 @@ from ._checks import (
     check_real,
     check_rigid,
     check_shape,
+    checks_enabled,
     compute_dtype,
     image_bytes,
     render_bytes,
@@ -174,14 +177,15 @@ def _sample_cameras(
     """
     batch, ncam = intrinsics.shape[:2]
     device = intrinsics.device
-    weights = torch.tensor(
-        options.camera_weights if options.camera_weights is not None else [1.0] * ncam,
-        dtype=torch.float64,
-    )
-    count = min(options.cameras_per_sample, int((weights > 0).sum()))
+    host_weights = options.camera_weights if options.camera_weights is not None else (1.0,) * ncam
+    weights = torch.tensor(host_weights, dtype=torch.float64)
+    # counted on the host: the weights are Python floats, no tensor needs reading
+    count = min(options.cameras_per_sample, sum(1 for w in host_weights if w > 0))
+    # drawn on the host with the module's CPU generator; the upload of these B·k indices is
+    # asynchronous (pageable memory is staged at once), so the device never waits on it
     chosen = torch.stack(
         [torch.multinomial(weights, count, replacement=False, generator=generator) for _ in range(batch)]
-    ).to(device)  # [B, k]
+    ).to(device, non_blocking=True)  # [B, k]
     rows = torch.arange(batch, device=device)[:, None]
     poses = apply_strategy(strategy, cam_from_grid[rows, chosen].to(dtype), grid, generator)  # type: ignore[arg-type]
     ks = intrinsics[rows, chosen].to(dtype)
@@ -189,8 +193,29 @@ def _sample_cameras(
         ks = ks.repeat_interleave(poses.shape[1] // ks.shape[1], dim=1)
     height = max(1, round(image_size[0] / options.resolution_divisor))
     width = max(1, round(image_size[1] / options.resolution_divisor))
-    ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
+    if (width, height) != (image_size[1], image_size[0]):  # (its factors are an upload)
+        ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
     return [Cameras(poses[b], ks[b], width, height) for b in range(batch)]
+
+
+@functools.lru_cache(maxsize=16)
+def _bev(grid: VoxelGrid, size: int, model: str, dtype: torch.dtype, device: torch.device) -> Cameras:
+    """The BEV camera, built once per (grid, size, model, dtype, device): building it uploads
+    its matrices, a stream synchronisation on CUDA, which a training step should not pay.
+    Only the renderer reads it (never modified)."""
+    return bev_camera(grid, size, model, dtype=dtype, device=device)  # type: ignore[arg-type]
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside this package and ``torch.nn`` (the user's
+    line, whether it called the function or the module), for warnings."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not (name.startswith("gaussrender.") or name.startswith("torch.nn")):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2
 
 
 def gauss_render_loss(
@@ -225,6 +250,20 @@ def gauss_render_loss(
     if opacity is not None:
         check_floating("opacity", opacity)
         check_shape("opacity", opacity, [batch] + list(grid.shape))
+    if "cam" in options.views and intrinsics is None and cam_from_grid is None:
+        if "bev" not in options.views:
+            raise ValueError(
+                "views=('cam',) renders the sensor cameras, but intrinsics and cam_from_grid "
+                "(and image_size) were not given; pass them, or use views=('bev',)"
+            )
+        # the documented default: without cameras the BEV alone is rendered (said once per
+        # call site, as Python's warnings do; views=('bev',) says it explicitly and is silent)
+        warnings.warn(
+            "GaussRenderLoss: no cameras given (intrinsics, cam_from_grid), so only the BEV is "
+            "rendered and the 'cam' terms are 0; pass views=('bev',) to silence this",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
     use_cams = "cam" in options.views and intrinsics is not None
     channels = grid.num_classes
     itemsize = torch.finfo(compute_dtype(logits.dtype)).bits // 8
@@ -275,12 +314,16 @@ def gauss_render_loss(
         # logits' dtype); the returned terms are float32, as autocast keeps losses
         logits = logits.float()
     device, dtype = logits.device, logits.dtype
-    background = torch.nn.functional.one_hot(
-        torch.tensor(grid.empty_index, device=device), grid.num_classes
-    ).to(dtype)
+    # one-hot of the empty class, built on the device (no upload, no one_hot value check)
+    background = (torch.arange(grid.num_classes, device=device) == grid.empty_index).to(dtype)
     strategy = options.camera_strategy or grid.camera_strategy
     sums = {t: logits.new_zeros(()) for t in TERMS}
-    bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device) if "bev" in options.views else None
+    bev = None
+    if "bev" in options.views:
+        try:
+            bev = _bev(grid, options.bev_size, options.bev_model, dtype, device)
+        except TypeError:  # a VoxelGrid subclass holding unhashable fields: build it each time
+            bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device)
     target_scale = grid.gaussian_scale if options.scale is None else options.scale
     sample_cams = (
         _sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
@@ -319,7 +362,10 @@ def gauss_render_loss(
             if options.depth:
                 sums["bev_depth"] = sums["bev_depth"] + _depth_term(pd, td, options.bev_depth_scale)
     terms = {t: v / batch for t, v in sums.items()}
-    for name, value in terms.items():
+    # The NaN guard reads the terms back to the host (a device sync): with
+    # set_checks(False) it is skipped, on_nan cannot be honoured and a NaN propagates to the
+    # returned loss (and to the gradients).
+    for name, value in terms.items() if checks_enabled() else ():
         if not bool(torch.isfinite(value)):
             message = f"GaussRenderLoss term {name!r} is {float(value)} (batch of {batch})"
             if options.on_nan == "raise":
@@ -367,15 +413,21 @@ class GaussRenderLoss(nn.Module):
             the border still shades the pixels it overlaps and an object cut by the border
             keeps its visible part; the camera terms then differ from the release's. The BEV
             always renders every voxel (``"footprint"``).
-        prefix: prepended to the term names in the output (e.g. ``"loss_render_"``); the
-            total is always under ``"loss"``.
+        prefix: prepended to the term names in the output (e.g. ``"render_"``); the total is
+            always under ``"loss"`` and the terms keep their gradients, so a runner that sums
+            every key containing ``"loss"`` (mmengine's ``parse_losses``) would count a
+            prefix such as ``"loss_render_"`` twice: use
+            :mod:`gaussrender.integrations.mmengine` there.
         on_nan: ``"raise"`` a ``FloatingPointError`` naming the term, or ``"warn"`` and zero it.
+            The check reads the terms back to the host; under ``gr.set_checks(False)`` it is
+            skipped and a NaN propagates to the loss.
         seed: seeds the module's own camera-sampling generator (reproducible runs).
 
     Call with ``logits [B, C, X, Y, Z]``, ``labels [B, X, Y, Z]`` and optionally
     ``intrinsics [B, Ncam, 3, 3]`` (pixels, for ``image_size``), ``cam_from_grid
     [B, Ncam, 4, 4]``, ``image_size (H, W)``, ``opacity [B, X, Y, Z]``. Without cameras only
-    the BEV is rendered. Returns a dict with ``loss`` (weighted total) and the unweighted terms
+    the BEV is rendered, with a warning unless ``views=("bev",)``; ``views=("cam",)``
+    without cameras raises ``ValueError``. Returns a dict with ``loss`` (weighted total) and the unweighted terms
     ``cam``, ``cam_depth``, ``bev``, ``bev_depth`` (zero when not rendered).
 
     Example:
@@ -384,7 +436,7 @@ class GaussRenderLoss(nn.Module):
         >>> labels = torch.full((1, *grid.shape), grid.empty_index)
         >>> labels[0, 90:110, 90:110, 2] = 11  # a patch of road
         >>> logits = torch.randn(1, grid.num_classes, *grid.shape, requires_grad=True)
-        >>> out = gr.GaussRenderLoss(grid, bev_size=64)(logits, labels)
+        >>> out = gr.GaussRenderLoss(grid, views=("bev",), bev_size=64)(logits, labels)
         >>> out["loss"].backward()
         >>> sorted(out)
         ['bev', 'bev_depth', 'cam', 'cam_depth', 'loss']

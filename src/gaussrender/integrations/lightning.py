@@ -1,0 +1,238 @@
+"""Lightning integration: rendered prediction vs ground truth, logged during validation.
+
+:class:`RenderedViewsCallback` looks at every ``every_n_steps``-th validation batch. For
+those batches it
+
+* renders the first sample's prediction and ground truth from its first camera and from the
+  bird's-eye view, and logs one picture per view (ground truth | prediction, semantics above
+  depth) to every logger that takes images: TensorBoard's ``SummaryWriter.add_image``
+  (``logger.experiment``), or a logger with ``log_image(key, images, step)`` (W&B); other
+  loggers (CSV, ...) get the metrics only; ``save_dir`` also writes the pictures as PNGs;
+* scores the whole batch with :class:`gaussrender.metrics.RenderedViewMetrics`; at the end
+  of the validation epoch the pooled metrics (``image_miou``, ``bev_iou``, ``depth_l1``, ...)
+  are logged with ``pl_module.log`` as ``<tag>/<name>`` (pooled across processes by the
+  metric itself; a value that is NaN, e.g. image metrics without cameras, is not logged).
+
+What the callback needs from the batch: your ``validation_step`` returns a dict with
+
+* ``logits`` ``[B, C, X, Y, Z]`` (the model's voxel logits) and ``labels`` ``[B, X, Y, Z]``
+  (ground truth, ``grid.ignore_index`` allowed);
+* optionally ``intrinsics`` ``[B, Ncam, 3, 3]`` (pixels), ``cam_from_grid``
+  ``[B, Ncam, 4, 4]`` (grid to OpenCV camera) and ``image_size`` ``(H, W)``: the same
+  arguments as :class:`gaussrender.GaussRenderLoss`; without them only the BEV is drawn
+  and scored;
+* optionally ``opacity`` ``[B, X, Y, Z]`` (a learned opacity, drawn instead of
+  ``1 - sharpen(p_empty)``).
+
+The pictures show the prediction as the loss sees it (soft class colours, opacity from the
+model); the metrics score ``argmax(logits)`` with opacity 1, as the release's image metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+try:
+    from lightning.pytorch.callbacks import Callback
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "gaussrender.integrations.lightning needs lightning: pip install 'gaussrender[lightning]'"
+    ) from err
+
+from .._checks import check_int, check_real
+from ..camera_strategies import bev_camera, scale_intrinsics
+from ..cameras import Cameras
+from ..gaussians import Gaussians, voxels_to_gaussians
+from ..grid import VoxelGrid, get_grid
+from ..metrics.rendered import RenderedViewMetrics
+from ..render import render
+from ..viz import colorize_depth, colorize_semantics, palette, save_png, tile_images
+
+__all__ = ["RenderedViewsCallback", "comparison_pictures"]
+
+#: Far end of the camera depth colours, metres (what the loss divides camera depths by).
+CAMERA_MAX_DEPTH = 50.0
+
+
+def _draw(
+    grid: VoxelGrid, g: Gaussians, cams: Cameras, depth_range: tuple[float, float], backend: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Semantic colours and depth colours ``uint8 [H, W, 3]`` of the first view of ``cams``."""
+    background = (torch.arange(grid.num_classes, device=g.means.device) == grid.empty_index).to(g.means.dtype)
+    out = render(g.means, g.opacities, g.features, g.scales, cams, background, backend=backend)  # type: ignore[arg-type]
+    features, depth, alpha = out.features[0].float().cpu(), out.depth[0].float().cpu(), out.alpha[0].float().cpu()
+    sem = colorize_semantics(features.numpy(), palette(grid))
+    # alpha-weighted depth / alpha: the expected depth of what the pixel sees
+    d = torch.where(alpha > 0.5, depth / alpha.clamp_min(1e-6), torch.zeros_like(depth))
+    lo, hi = depth_range
+    dep = colorize_depth(torch.where(d > 0, (d - lo).clamp_min(1e-3), 0.0).numpy(), hi - lo)
+    return sem, dep
+
+
+@torch.no_grad()
+def comparison_pictures(
+    grid: VoxelGrid | str,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    intrinsics: torch.Tensor | None = None,
+    cam_from_grid: torch.Tensor | None = None,
+    image_size: tuple[int, int] | None = None,
+    opacity: torch.Tensor | None = None,
+    image_scale: float = 1.0,
+    bev_size: int = 200,
+    backend: str = "auto",
+) -> dict[str, np.ndarray]:
+    """Ground truth | prediction pictures of one sample, semantics above depth.
+
+    Args:
+        grid: the grid (or preset name).
+        logits: ``[C, X, Y, Z]``; labels: ``[X, Y, Z]``; opacity: ``[X, Y, Z]`` or None.
+        intrinsics: ``[Ncam, 3, 3]`` pixels for ``image_size`` ``(H, W)``; cam_from_grid:
+            ``[Ncam, 4, 4]``. The first camera is drawn, at ``image_scale`` of its size.
+        bev_size: side of the bird's-eye view, pixels.
+
+    Returns:
+        ``{"camera": uint8 [H, W, 3], "bev": ...}`` (``"camera"`` only with cameras).
+    """
+    grid = get_grid(grid)
+    gt = voxels_to_gaussians(grid, labels=labels)
+    pred = voxels_to_gaussians(grid, logits=logits, labels=labels, opacity=opacity)
+    gt = Gaussians(gt.means.to(pred.means.dtype), gt.opacities.to(pred.means.dtype),
+                   gt.features.to(pred.means.dtype), gt.scales.to(pred.means.dtype), gt.voxel_index)
+    views: dict[str, tuple[Cameras, tuple[float, float]]] = {}
+    if intrinsics is not None and cam_from_grid is not None and image_size is not None:
+        h, w = (max(2, round(s * image_scale)) for s in image_size)
+        k = scale_intrinsics(intrinsics[:1].to(pred.means.dtype), w / image_size[1], h / image_size[0])
+        # depth colours span 0-50 m, the camera depth normaliser of the loss
+        views["camera"] = (Cameras(cam_from_grid[:1].to(pred.means.dtype), k, w, h), (0.0, CAMERA_MAX_DEPTH))
+    bev_height = grid.extent[0]  # bev_camera's height above the grid, metres
+    views["bev"] = (
+        bev_camera(grid, bev_size, dtype=pred.means.dtype, device=pred.means.device),
+        (bev_height - grid.range_max[2], bev_height - grid.range_min[2]),
+    )
+    pictures = {}
+    for name, (cams, depth_range) in views.items():
+        gs, gd = _draw(grid, gt, cams, depth_range, backend)
+        ps, pd = _draw(grid, pred, cams, depth_range, backend)
+        pictures[name] = tile_images(
+            [[gs, ps], [gd, pd]], [[f"{name}: ground truth", "prediction"], ["depth", "depth"]], font_size=10
+        )
+    return pictures
+
+
+class RenderedViewsCallback(Callback):
+    """Log rendered prediction vs ground truth and the rendered-view metrics (see the module).
+
+    Args:
+        grid: the voxel grid of the logits and labels (or a preset name).
+        every_n_steps: look at validation batches ``0, N, 2N, ...`` of each epoch (>= 1).
+        image_scale: size of the drawn and scored camera images relative to ``image_size``,
+            in (0, 1] (the metric's ``image_scale``).
+        bev_size: BEV side, pixels, for the pictures and the metrics.
+        tag: prefix of the logged names (``<tag>/camera``, ``<tag>/image_miou``, ...).
+        log_metrics: also score the batches with :class:`~gaussrender.metrics.RenderedViewMetrics`.
+        save_dir: also write the pictures there as ``<view>_step<global step>_batch<i>.png``.
+        backend: renderer backend.
+        **metric_kwargs: passed to :class:`~gaussrender.metrics.RenderedViewMetrics`
+            (``convention``, ``depth_min``).
+    """
+
+    def __init__(
+        self,
+        grid: VoxelGrid | str,
+        every_n_steps: int = 50,
+        image_scale: float = 0.5,
+        bev_size: int = 200,
+        tag: str = "gaussrender",
+        log_metrics: bool = True,
+        save_dir: str | Path | None = None,
+        backend: str = "auto",
+        **metric_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.grid = get_grid(grid)
+        self.every_n_steps = check_int("every_n_steps", every_n_steps, 1)
+        self.image_scale = check_real("image_scale", image_scale, 0.0, 1.0, low_open=True)
+        self.bev_size = check_int("bev_size", bev_size, 2, unit="pixels")
+        if not isinstance(tag, str) or not tag:
+            raise ValueError(f"tag must be a non-empty str, got {tag!r}")
+        self.tag = tag
+        self.save_dir = None if save_dir is None else Path(save_dir)
+        self.backend = backend
+        self.metric = (
+            RenderedViewMetrics(self.grid, image_scale=self.image_scale, bev_size=self.bev_size, backend=backend,
+                                **metric_kwargs)
+            if log_metrics
+            else None
+        )
+        self._scored = 0
+
+    # -- what the validation step returned ---------------------------------------------
+    def _unpack(self, outputs: Any) -> dict[str, Any]:
+        if not isinstance(outputs, Mapping) or "logits" not in outputs or "labels" not in outputs:
+            got = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
+            raise ValueError(
+                "RenderedViewsCallback needs validation_step to return a dict with 'logits' "
+                f"[B, C, X, Y, Z] and 'labels' [B, X, Y, Z] (optionally 'intrinsics', "
+                f"'cam_from_grid', 'image_size', 'opacity'); got {got}"
+            )
+        out = {k: outputs.get(k) for k in ("logits", "labels", "intrinsics", "cam_from_grid", "image_size", "opacity")}
+        given = [k for k in ("intrinsics", "cam_from_grid", "image_size") if out[k] is not None]
+        if given and len(given) != 3:
+            raise ValueError(f"intrinsics, cam_from_grid and image_size must be returned together, got only {given}")
+        if out["image_size"] is not None:
+            out["image_size"] = tuple(int(s) for s in out["image_size"])
+        return out
+
+    def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.metric is not None:
+            self.metric = self.metric.to(pl_module.device)
+            self.metric.reset()
+        self._scored = 0
+
+    def on_validation_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if trainer.sanity_checking or batch_idx % self.every_n_steps:
+            return
+        out = self._unpack(outputs)
+        logits, labels = out["logits"].detach(), out["labels"]
+        cams = out["intrinsics"] is not None
+        if self.metric is not None:
+            b = logits.shape[0]
+            k = out["intrinsics"] if cams else logits.new_zeros(b, 0, 3, 3)
+            t = out["cam_from_grid"] if cams else logits.new_zeros(b, 0, 4, 4)
+            self.metric.update(logits.argmax(1), labels, k, t, out["image_size"] if cams else (1, 1))
+            self._scored += 1
+        if not trainer.is_global_zero:
+            return
+        pictures = comparison_pictures(
+            self.grid, logits[0], labels[0],
+            out["intrinsics"][0] if cams else None, out["cam_from_grid"][0] if cams else None, out["image_size"],
+            None if out["opacity"] is None else out["opacity"][0].detach(),
+            image_scale=self.image_scale, bev_size=self.bev_size, backend=self.backend,
+        )
+        step = trainer.global_step
+        for view, image in pictures.items():
+            name = f"{self.tag}/{view}"
+            for logger in trainer.loggers:
+                experiment = getattr(logger, "experiment", None)
+                if hasattr(experiment, "add_image"):  # TensorBoard's SummaryWriter
+                    experiment.add_image(name, image, global_step=step, dataformats="HWC")
+                elif hasattr(logger, "log_image"):  # W&B and alike
+                    logger.log_image(key=name, images=[image], step=step)
+            if self.save_dir is not None:
+                save_png(self.save_dir / f"{view}_step{step}_batch{batch_idx}.png", image)
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.metric is None or trainer.sanity_checking or not self._scored:
+            return
+        values = self.metric.compute()
+        for name, value in values.items():
+            if value.dim() == 0 and bool(torch.isfinite(value)):
+                pl_module.log(f"{self.tag}/{name}", value.float(), on_epoch=True)
+        self.metric.reset()

@@ -1,0 +1,184 @@
+"""mmengine / mmdet3d integration: the loss and the rendered-view metric in the registries.
+
+Importing this module registers, in mmengine's ``MODELS`` and ``METRICS`` (and in mmdet3d's
+when ``mmdet3d`` is importable):
+
+* ``GaussRenderLoss`` (:class:`GaussRenderLossMM`): build it from a config such as
+  ``loss_render=dict(type='GaussRenderLoss', grid='occ3d', weight=10.0)``;
+* ``RenderedViewMetrics`` (:class:`RenderedViewMetricMM`): an mmengine ``BaseMetric``
+  around :class:`gaussrender.metrics.RenderedViewMetrics`, e.g.
+  ``val_evaluator=dict(type='RenderedViewMetrics', grid='occ3d', image_scale=0.25)``.
+
+Why a wrapper: mmengine's ``BaseModel.parse_losses`` sums every entry whose key contains
+``"loss"``. :class:`gaussrender.GaussRenderLoss` returns the weighted total under ``"loss"``
+*and* the unweighted terms, all differentiable: renamed ``loss_render_*`` they would be
+counted twice (weight 11 instead of 10). :class:`GaussRenderLossMM` returns instead one
+entry per term, **already weighted** (``loss_render_cam = weight · L_cam``, ...), and no
+total, so ``parse_losses`` adds exactly ``weight · (L_cam + L_cam_depth + L_bev +
+L_bev_depth)`` (the plain loss's ``out["loss"]``) and logs each weighted term. Only the
+terms the options render are returned (no ``*_depth`` with ``depth=False``, no camera terms
+with ``views=("bev",)``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import torch
+
+try:
+    from mmengine.evaluator import BaseMetric
+    from mmengine.registry import METRICS, MODELS
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "gaussrender.integrations.mmengine needs mmengine: pip install 'gaussrender[mmengine]'"
+    ) from err
+
+from ..grid import VoxelGrid, get_grid
+from ..loss import TERMS, GaussRenderLoss
+from ..metrics.rendered import RenderedViewMetrics
+
+__all__ = ["GaussRenderLossMM", "RenderedViewMetricMM", "register"]
+
+
+class GaussRenderLossMM(GaussRenderLoss):
+    """:class:`gaussrender.GaussRenderLoss` returning ``parse_losses``-safe entries.
+
+    Args:
+        grid, **kwargs: as :class:`gaussrender.GaussRenderLoss` (``weight``, ``views``,
+            ``depth``, ``camera_strategy``, ...).
+        prefix: names the entries ``prefix + term``; must contain ``"loss"`` so that
+            ``parse_losses`` sums them (default ``"loss_render_"``).
+
+    Returns (``forward``): ``{prefix + term: weight · term}`` for each rendered term; their
+    sum is the plain loss's ``out["loss"]``, and each carries its own gradient once.
+    """
+
+    def __init__(self, grid: VoxelGrid | str, prefix: str = "loss_render_", **kwargs: Any) -> None:
+        if not isinstance(prefix, str) or "loss" not in prefix:
+            raise ValueError(
+                f"prefix must be a str containing 'loss' (mmengine's parse_losses sums only "
+                f"those keys), got {prefix!r}"
+            )
+        super().__init__(grid, prefix="", **kwargs)
+        self.mm_prefix = prefix
+
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        out = super().forward(*args, **kwargs)
+        opts = self.options
+        terms = [t for t in TERMS if t.split("_")[0] in opts.views and (opts.depth or not t.endswith("_depth"))]
+        weighted = {self.mm_prefix + t: opts.weight * out[t] for t in terms}
+        # out["loss"] also holds a 0 · logits term that keeps the graph attached on empty
+        # scenes; carry it (value 0, gradient 0) in the first entry so that backward() on
+        # the parsed total behaves as on out["loss"]
+        first = self.mm_prefix + terms[0]
+        weighted[first] = weighted[first] + 0.0 * out["loss"]
+        return weighted
+
+
+def _get(sample: Any, key: str) -> Any:
+    """``sample[key]`` for dicts, ``sample.key`` for data samples (e.g. ``Det3DDataSample``)."""
+    if isinstance(sample, dict):
+        if key not in sample:
+            raise KeyError(f"data sample has no {key!r}; it has {sorted(sample)}")
+        return sample[key]
+    if not hasattr(sample, key):
+        raise KeyError(f"data sample {type(sample).__name__} has no attribute {key!r}")
+    return getattr(sample, key)
+
+
+class RenderedViewMetricMM(BaseMetric):
+    """mmengine ``BaseMetric`` computing :class:`gaussrender.metrics.RenderedViewMetrics`.
+
+    ``process`` renders and scores each sample of ``data_samples`` (the model's
+    ``val_step``/``test_step`` outputs) and keeps its pixel counts (two ``[C, C]``
+    confusion matrices and four sums, on the CPU); mmengine gathers these per-sample results
+    across processes (dropping the samples a distributed sampler duplicated) and
+    ``compute_metrics`` pools them, so the numbers equal one
+    :class:`~gaussrender.metrics.RenderedViewMetrics` over the whole dataset.
+
+    Each data sample (a dict, or an object with these attributes) holds:
+    ``pred_key`` ``[X, Y, Z]`` predicted labels, ``gt_key`` ``[X, Y, Z]`` ground truth
+    (ignore index allowed), ``intrinsics`` ``[Ncam, 3, 3]`` pixels, ``cam_from_grid``
+    ``[Ncam, 4, 4]`` (grid to OpenCV camera) and ``image_size`` ``(H, W)`` pixels.
+
+    Args:
+        grid: the labels' grid or preset name.
+        pred_key, gt_key: names of the prediction and ground truth in a data sample.
+        collect_device, prefix, collect_dir: as mmengine's ``BaseMetric``.
+        **kwargs: passed to :class:`~gaussrender.metrics.RenderedViewMetrics`
+            (``convention``, ``image_scale``, ``bev``, ``bev_size``, ``depth_min``, ``backend``).
+
+    ``compute_metrics`` returns floats: ``image_iou``, ``image_miou``, ``depth_l1``,
+    ``bev_iou``, ``bev_miou``, ``bev_depth_l1`` (NaN where undefined, see the metric).
+    """
+
+    default_prefix = "render"
+
+    def __init__(
+        self,
+        grid: VoxelGrid | str,
+        pred_key: str = "pred_occ",
+        gt_key: str = "gt_occ",
+        collect_device: str = "cpu",
+        prefix: str | None = None,
+        collect_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        # the inner metric scores one sample at a time; mmengine does the gathering
+        self._inner = RenderedViewMetrics(get_grid(grid), sync_on_compute=False, **kwargs)
+        self.pred_key, self.gt_key = pred_key, gt_key
+
+    def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
+        for sample in data_samples:
+            self._inner.reset()
+            pred = torch.as_tensor(_get(sample, self.pred_key))
+            gt = torch.as_tensor(_get(sample, self.gt_key))
+            image_size = tuple(int(s) for s in _get(sample, "image_size"))
+            self._inner.update(
+                pred[None], gt[None],
+                intrinsics=torch.as_tensor(_get(sample, "intrinsics"))[None],
+                cam_from_grid=torch.as_tensor(_get(sample, "cam_from_grid"))[None],
+                image_size=image_size,  # type: ignore[arg-type]
+            )
+            self.results.append({k: v.detach().cpu().clone() for k, v in self._inner.metric_state.items()})
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        self._inner.reset()
+        for name in self._inner.metric_state:
+            state = getattr(self._inner, name)
+            for r in results:
+                state.add_(r[name].to(state.device))
+        with warnings.catch_warnings():
+            # the states were filled here, not by update(): torchmetrics' "compute before
+            # update" warning does not apply
+            warnings.filterwarnings("ignore", message=".*compute.*before the ``update``", category=UserWarning)
+            out = self._inner.compute()
+        self._inner.reset()
+        return {k: float(v) for k, v in out.items() if v.dim() == 0}
+
+
+def _register(registry: Any, name: str, cls: type) -> None:
+    current = registry.module_dict.get(name)
+    if current is None:
+        registry.register_module(name=name, module=cls)
+    elif current is not cls:
+        raise KeyError(f"{registry.name} registry already has a different {name!r}: {current!r}")
+
+
+def register() -> None:
+    """Register ``GaussRenderLoss`` and ``RenderedViewMetrics`` (runs on import; idempotent)."""
+    _register(MODELS, "GaussRenderLoss", GaussRenderLossMM)
+    _register(METRICS, "RenderedViewMetrics", RenderedViewMetricMM)
+    try:
+        from mmdet3d.registry import METRICS as MMDET3D_METRICS
+        from mmdet3d.registry import MODELS as MMDET3D_MODELS
+    except ImportError:
+        return
+    _register(MMDET3D_MODELS, "GaussRenderLoss", GaussRenderLossMM)
+    _register(MMDET3D_METRICS, "RenderedViewMetrics", RenderedViewMetricMM)
+
+
+register()
