@@ -170,16 +170,31 @@ class _Chunk:
         )
 
 
+
+def dataset_options(args: argparse.Namespace) -> bool:
+    """Check the dataset arguments shared by ``eval`` and ``view``; return whether voxel
+    metrics use ``mask_camera`` (default: on for Occ3D, the only benchmark that has it).
+
+    Raises:
+        ValueError: ``--infos`` missing for a nuScenes benchmark, or ``--mask-camera`` asked
+            of a benchmark without that mask.
+    """
+    if args.benchmark != "kitti360" and args.infos is None:
+        raise ValueError(f"--infos is required for --benchmark {args.benchmark} (calibration, scenes and tokens)")
+    mask_camera = args.mask_camera if args.mask_camera is not None else args.benchmark == "occ3d"
+    if mask_camera and args.benchmark != "occ3d":
+        raise ValueError(f"--mask-camera: {args.benchmark} ground truth has no mask_camera")
+    return mask_camera
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
     nuscenes = args.benchmark != "kitti360"
-    if nuscenes and args.infos is None:
-        return _error(f"--infos is required for --benchmark {args.benchmark} (calibration, scenes and tokens)")
-    mask_camera = args.mask_camera if args.mask_camera is not None else args.benchmark == "occ3d"
-    if mask_camera and args.benchmark != "occ3d":
-        return _error(f"--mask-camera: {args.benchmark} ground truth has no mask_camera")
+    try:
+        mask_camera = dataset_options(args)
+    except ValueError as err:
+        return _error(str(err))
     use_rayiou = nuscenes and not args.no_rayiou
     if args.workers < 1:
         return _error(f"--workers must be >= 1, got {args.workers}")

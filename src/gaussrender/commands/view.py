@@ -73,12 +73,13 @@ def _pct(x: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .eval import dataset_options
+
     nuscenes = args.benchmark != "kitti360"
-    if nuscenes and args.infos is None:
-        return _error(f"--infos is required for --benchmark {args.benchmark} (calibration and tokens)")
-    mask_camera = args.mask_camera if args.mask_camera is not None else args.benchmark == "occ3d"
-    if mask_camera and args.benchmark != "occ3d":
-        return _error(f"--mask-camera: {args.benchmark} ground truth has no mask_camera")
+    try:
+        mask_camera = dataset_options(args)
+    except ValueError as err:
+        return _error(str(err))
     if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):
         return _error(f"--render-scale must be in (0, 1], got {args.render_scale}")
     if args.frames < 1:
