@@ -370,7 +370,8 @@ def test_trainer_validation_adds_rendered_view_metrics(tmp_path):
     t = tiny_trainer(tmp_path / "a", cfg, n_train=1, n_val=2)
     got = t.evaluate()
     # the same numbers from the metric run here on the model's predictions
-    expected = RenderedViewMetrics(TINY_GRID, image_scale=0.5)
+    bev_size = int(cfg.loss.render_kwargs.get("bev_size", 400))  # the loss's BEV
+    expected = RenderedViewMetrics(TINY_GRID, image_scale=0.5, bev_size=bev_size)
     t.model.eval()
     with torch.no_grad():
         for sample in t.val_set:

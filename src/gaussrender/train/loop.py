@@ -715,7 +715,11 @@ class Trainer:
         occ = OccupancyMetrics.for_grid(self.grid, convention=self.metric_convention).to(device)
         ray = RayIoU(self.grid).to(device)
         render_scale = self.cfg.train.val_render_scale
-        rendered = RenderedViewMetrics(self.grid, image_scale=render_scale).to(device) if render_scale > 0 else None
+        rendered = None
+        if render_scale > 0:
+            # the BEV the render loss is configured with (the release's 400 px by default)
+            bev_size = int(self.cfg.loss.render_kwargs.get("bev_size", 400))
+            rendered = RenderedViewMetrics(self.grid, image_scale=render_scale, bev_size=bev_size).to(device)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=1, sampler=ShardSampler(len(dataset), self.info.rank, self.info.world_size),
             num_workers=self.cfg.data.num_workers, collate_fn=self.collate,
