@@ -22,13 +22,7 @@ REAL = Path("/work/shared/data/occ3d_nuscenes/occupancy_vis_demo")
 TINY = ["--render-scale", "0.1", "--frames", "2"]  # cameras 160x90 (of 1600x900), BEV metric 40x40, picture 90x90
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # many small renders: on a shared, loaded CPU extra threads only contend
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dataset(tmp_path, samples, labels, masks, preds):

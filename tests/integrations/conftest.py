@@ -31,9 +31,5 @@ def toy():
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """These renders are tiny: one thread is faster, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """These renders are tiny: one thread (tests/conftest.py) for every integration test."""

@@ -33,13 +33,7 @@ POSE = torch.tensor([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
 BEV = 48  # small BEV keeps the tests fast
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # rendering is many small kernels: on a shared, loaded CPU extra threads only contend
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _x_index(x: float) -> int:

@@ -186,6 +186,7 @@ def dataset_options(args: argparse.Namespace) -> bool:
         raise ValueError(f"--mask-camera: {args.benchmark} ground truth has no mask_camera")
     return mask_camera
 
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
