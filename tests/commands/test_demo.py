@@ -16,8 +16,9 @@ from PIL import Image
 from gaussrender import OCC3D_NUSCENES
 from gaussrender.cli import main
 from gaussrender.viz import tile_images
+from tests.shared_data import OCC3D_DEMO
 
-REAL_LABELS = Path("/work/shared/data/occ3d_nuscenes/occupancy_vis_demo/3D_occupancy_data.npz")
+REAL_LABELS = OCC3D_DEMO / "3D_occupancy_data.npz"
 TINY = ["--frames", "2", "--size", "0.1"]  # views 160 x 90, BEV 160 x 160
 
 

@@ -7,7 +7,6 @@ every voxel of one class X as another class Y gives IoU_X = 0, IoU_Y = n_Y / (n_
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from gaussrender.data import (
 )
 from gaussrender.data.nuscenes import resolve_data_path
 from tests.data.synthetic import IMAGE_HW, random_labels, synthetic_scene, write_png, write_tables
+from tests.shared_data import OCC3D_DEMO
 
 CAR, BUS = 4, 3  # shared by the nuScenes grids and KITTI-360's car(1)/truck(4) below
 
@@ -194,7 +194,7 @@ def test_kitti360_identity_and_corruption(tmp_path):
 
 
 # --------------------------------------------------------------------- --render-metrics
-REAL = Path("/work/shared/data/occ3d_nuscenes/occupancy_vis_demo")
+REAL = OCC3D_DEMO
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ sizes, and the printed numbers are the sample's metrics computed here, voxel IoU
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +15,10 @@ from gaussrender.cli import main
 from gaussrender.data import CAMERA_NAMES, write_infos_json, write_occ3d_sample
 from gaussrender.viz import tile_images
 from tests.data.synthetic import synthetic_scene
+from tests.shared_data import OCC3D_DEMO
 
 GRID = OCC3D_NUSCENES
-REAL = Path("/work/shared/data/occ3d_nuscenes/occupancy_vis_demo")
+REAL = OCC3D_DEMO
 TINY = ["--render-scale", "0.1", "--frames", "2"]  # cameras 160x90 (of 1600x900), BEV metric 40x40, picture 90x90
 
 

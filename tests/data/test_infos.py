@@ -3,7 +3,6 @@
 import json
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,9 @@ from gaussrender.data import (
     write_infos_json,
 )
 from tests.data.synthetic import K_SYNTH, synthetic_scene, write_tables
+from tests.shared_data import OCC3D_DEMO
 
-DEMO = Path("/work/shared/data/occ3d_nuscenes/occupancy_vis_demo")
+DEMO = OCC3D_DEMO
 PKL = DEMO / "world-nuscenes_mini_infos_val.pkl"
 JSON = DEMO / "nuscenes_mini_val_calib.json"
 needs_real = pytest.mark.skipif(not PKL.is_file() or not JSON.is_file(), reason=f"real nuScenes-mini infos not found under {DEMO}")

@@ -1,7 +1,6 @@
 """Occ3D-nuScenes: labels.npz reader/writer and the dataset's cameras, images and origins."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,9 @@ from gaussrender.data import (
     write_occ3d_sample,
 )
 from tests.data.synthetic import IMAGE_HW, K_SYNTH, YAW_DEG, random_labels, synthetic_scene, write_png
+from tests.shared_data import OCC3D_DEMO
 
-DEMO = Path("/work/shared/data/occ3d_nuscenes/occupancy_vis_demo")
+DEMO = OCC3D_DEMO
 REAL_NPZ = DEMO / "3D_occupancy_data.npz"
 REAL_PKL = DEMO / "world-nuscenes_mini_infos_val.pkl"
 SHAPE = OCC3D_NUSCENES.shape

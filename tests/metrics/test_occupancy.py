@@ -17,6 +17,7 @@ from gaussrender.metrics import (
     OccupancyMetrics,
 )
 from tests.metrics.reference import dense_confusion
+from tests.shared_data import OCC3D_DEMO
 
 C, EMPTY = 5, 4
 
@@ -164,7 +165,7 @@ def test_for_grid_picks_each_benchmark_convention():
 
 
 def test_real_occ3d_sample_inside_mask_camera():
-    path = "/work/shared/data/occ3d_nuscenes/occupancy_vis_demo/3D_occupancy_data.npz"
+    path = str(OCC3D_DEMO / "3D_occupancy_data.npz")
     try:
         data = np.load(path)
     except FileNotFoundError:

@@ -11,8 +11,9 @@ import torch
 
 from gaussrender.metrics import ray_origins
 from gaussrender.transforms import pose_matrix
+from tests.shared_data import OCC3D_DEMO
 
-CALIB = "/work/shared/data/occ3d_nuscenes/occupancy_vis_demo/nuscenes_mini_val_calib.json"
+CALIB = str(OCC3D_DEMO / "nuscenes_mini_val_calib.json")
 
 
 def _reference(ref_index, ego2global, lidar2ego, limit=39.0, max_origins=8):

@@ -11,6 +11,7 @@ import torch
 import gaussrender as gr
 from gaussrender.metrics import RayIoU, lidar_ray_directions
 from tests.metrics.reference import reference_ray_counts
+from tests.shared_data import OCC3D_DEMO
 
 FREE, WALL, CAR, ROAD = 0, 1, 2, 3
 TOY = gr.VoxelGrid(
@@ -189,7 +190,7 @@ def test_lidar_ray_pattern():
     assert torch.rad2deg(azimuth[1]).item() == pytest.approx(1.0, abs=1e-4)
 
 
-REAL = "/work/shared/data/occ3d_nuscenes/occupancy_vis_demo/3D_occupancy_data.npz"
+REAL = str(OCC3D_DEMO / "3D_occupancy_data.npz")
 
 
 def _real_gt() -> torch.Tensor:
