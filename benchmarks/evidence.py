@@ -30,6 +30,11 @@ Usage::
     python benchmarks/evidence.py --grid synthetic_small --scenes 32 --val-scenes 8 \\
         --steps 3000 --seeds 5 --arms std,render,render_bev
 
+A long experiment can be split over processes (one torch thread each is faster on a small CPU
+than one process with two): run disjoint ``--seeds``/``--arms`` with ``--reuse`` in parallel,
+then the full command with ``--reuse`` summarises the finished runs without training again
+(a run is reused only when its recorded resolved config is identical).
+
 ``--set key=value`` passes config overrides to every run (after the arm's). Each run is
 single-process on the CPU unless the config says otherwise; ``--threads`` sets torch's
 thread count (on a shared machine 1 thread per run is often faster).
@@ -63,6 +68,8 @@ ARMS: dict[str, list[str]] = {
     "render_elevated": ["loss.render=true", "loss.render_kwargs.camera_strategy=elevated"],
 }
 BASELINE = "std"
+#: per-run record written at the end of a run; ``--reuse`` takes a run whose record has the same config
+RUN_RECORD = "evidence_run.json"
 
 #: validation metrics reported, and whether higher is better
 METRICS: dict[str, bool] = {
@@ -336,6 +343,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "evidence", help="run directories")
     p.add_argument("--data", type=Path, default=ROOT / "runs" / "evidence_data", help="synthetic datasets")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--reuse", action="store_true",
+                   help=f"reuse a finished run whose {RUN_RECORD} has the same resolved config (split a long "
+                        "experiment over processes with --seeds/--arms, then summarise with --reuse)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     args = p.parse_args(argv)
     if "," in args.seeds or not args.seeds.isdigit():
@@ -385,17 +395,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for arm in args.arm_list:
             cfg, overrides = run_config(args.config, arm, seed, steps, root, args)
             run_dir = args.runs / f"{cfg.data.grid}_{arm}_seed{seed}"
-            for stale in ("log.jsonl", "last.pt"):  # a fresh run, not a resumed or appended one
+            record_path = run_dir / RUN_RECORD
+            key = json.loads(json.dumps(config_to_dict(cfg)))  # as it reads back from the record
+            if args.reuse and record_path.is_file():
+                record = json.loads(record_path.read_text())
+                if record.get("config") == key:
+                    record.pop("config")
+                    runs.append({**record, "reused": True})
+                    print(f"[{arm} seed {seed}] reused {record_path}", flush=True)
+                    continue
+            for stale in ("log.jsonl", "last.pt", RUN_RECORD):  # a fresh run, not a resumed or appended one
                 (run_dir / stale).unlink(missing_ok=True)
             t0 = time.perf_counter()
             result = train(cfg, run_dir, progress=False)
             wall = time.perf_counter() - t0
             metrics = {k: float(v) for k, v in result.items() if k in METRICS}
             curves = read_curves(run_dir)
-            runs.append({"arm": arm, "seed": seed, "overrides": overrides, "run_dir": str(run_dir),
-                         "init_checksum": result["init_checksum"], "steps": int(result["step"]),
-                         "wall_s": wall, "s_per_step": wall / max(1, int(result["step"])),
-                         "metrics": metrics, "curves": curves})
+            record = {"arm": arm, "seed": seed, "overrides": overrides, "run_dir": str(run_dir),
+                      "init_checksum": result["init_checksum"], "steps": int(result["step"]),
+                      "wall_s": wall, "s_per_step": wall / max(1, int(result["step"])),
+                      "torch_threads": torch.get_num_threads(),
+                      "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+                      "metrics": metrics, "curves": curves}
+            # written last and atomically: a record on disk means a finished run of exactly ``cfg``
+            tmp = record_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(_finite_or_null({**record, "config": key}), allow_nan=False) + "\n")
+            os.replace(tmp, record_path)
+            runs.append({**record, "reused": False})
             print(f"[{arm} seed {seed}] {result['step']} steps, {wall:.1f} s: "
                   + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
     # the paired design: every arm of a seed starts from the same weights

@@ -34,19 +34,23 @@ def _numbers(x):
         yield x
 
 
-def test_ci_sized_run_writes_a_paired_result(evidence, tmp_path):
+def _ci_run(evidence, tmp_path, *extra):
     threads = torch.get_num_threads()
     try:
-        evidence.main([
+        return evidence.main([
             "--steps", "2", "--seeds", "1", "--arms", "std,render", "--scenes", "1", "--val-scenes", "1",
             "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "data"),
             "--threads", "1",
             "--set", "data.image_size=[24,44]", "--set", "data.synthetic.image_size=[24,44]",
             "--set", "loss.render_kwargs.bev_size=32", "--set", "train.log_every=1",
-            "--set", "train.val_render_scale=0.5",
+            "--set", "train.val_render_scale=0.5", *extra,
         ])
     finally:
         torch.set_num_threads(threads)
+
+
+def test_ci_sized_run_writes_a_paired_result(evidence, tmp_path):
+    _ci_run(evidence, tmp_path)
     data = json.loads((tmp_path / "out" / "evidence.json").read_text())
     for key in ("schema", "command", "config", "arms", "seeds", "steps", "grid", "versions", "wall_s", "runs",
                 "summary", "scene_seeds", "bootstrap"):
@@ -86,6 +90,14 @@ def test_ci_sized_run_writes_a_paired_result(evidence, tmp_path):
 
     with Image.open(tmp_path / "out" / "evidence.png") as im:
         assert im.size == (1200, 560)
+
+    # --reuse takes the finished runs of the same config instead of training again ...
+    again = _ci_run(evidence, tmp_path, "--reuse")
+    assert [r["reused"] for r in again["runs"]] == [True, True]
+    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in runs]
+    # ... and only those: another config (here a third step) trains afresh
+    longer = _ci_run(evidence, tmp_path, "--reuse", "--set", "train.max_steps=3")
+    assert [r["reused"] for r in longer["runs"]] == [False, False]
 
 
 def test_sign_test_matches_the_binomial_tail(evidence):
