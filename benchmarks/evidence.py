@@ -73,9 +73,15 @@ RUN_RECORD = "evidence_run.json"
 
 #: validation metrics reported, and whether higher is better
 METRICS: dict[str, bool] = {
-    "iou": True, "miou": True, "rayiou": True,
-    "image_iou": True, "image_miou": True, "depth_l1": False,
-    "bev_iou": True, "bev_miou": True, "bev_depth_l1": False,
+    "iou": True,
+    "miou": True,
+    "rayiou": True,
+    "image_iou": True,
+    "image_miou": True,
+    "depth_l1": False,
+    "bev_iou": True,
+    "bev_miou": True,
+    "bev_depth_l1": False,
 }
 #: seed of the bootstrap resampling (fixed: the interval is a function of the data only)
 BOOTSTRAP_SEED = 20250207
@@ -91,8 +97,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else float("nan")
 
 
-def bootstrap_interval(diffs: Sequence[float], level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES,
-                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_interval(
+    diffs: Sequence[float], level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``diffs`` (resampling with replacement).
 
     With one value the interval is that value (no spread can be estimated from one seed).
@@ -137,8 +144,11 @@ def summarise(runs: list[dict[str, Any]], arms: list[str], seeds: list[int]) -> 
                 continue
             summary["paired"][arm] = {}
             for m, higher in METRICS.items():
-                pairs = [(s, by[(arm, s)][m] - by[(BASELINE, s)][m]) for s in seeds
-                         if m in by[(arm, s)] and m in by[(BASELINE, s)]]
+                pairs = [
+                    (s, by[(arm, s)][m] - by[(BASELINE, s)][m])
+                    for s in seeds
+                    if m in by[(arm, s)] and m in by[(BASELINE, s)]
+                ]
                 diffs = [d for _, d in pairs]
                 lo, hi = bootstrap_interval(diffs)
                 summary["paired"][arm][m] = {
@@ -203,14 +213,26 @@ def data_dir(cfg, root: Path) -> Path:
 def versions() -> dict[str, str]:
     import gaussrender
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-           "gaussrender": getattr(gaussrender, "__version__", "?"), "platform": platform.platform(),
-           "torch_threads": str(torch.get_num_threads())}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "gaussrender": getattr(gaussrender, "__version__", "?"),
+        "platform": platform.platform(),
+        "torch_threads": str(torch.get_num_threads()),
+    }
     try:
-        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                           timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        out["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         out["git_dirty"] = str(bool(dirty))
     except (OSError, subprocess.SubprocessError):
         pass
@@ -259,8 +281,11 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
         xlo, xhi = float(xs.min()), float(max(xs.max(), xs.min() + 1))
         ylo, yhi = (float(ys.min()), float(max(ys.max(), ys.min() + 1e-9))) if ys.size else (0.0, 1.0)
         for i, (arm, (s, l)) in enumerate(curves.items()):
-            pts = [(x0 + (sx - xlo) / (xhi - xlo) * (x1 - x0), y1 - (ly - ylo) / (yhi - ylo) * (y1 - y0))
-                   for sx, ly in zip(s, l) if math.isfinite(ly)]
+            pts = [
+                (x0 + (sx - xlo) / (xhi - xlo) * (x1 - x0), y1 - (ly - ylo) / (yhi - ylo) * (y1 - y0))
+                for sx, ly in zip(s, l)
+                if math.isfinite(ly)
+            ]
             colour = _COLOURS[i % len(_COLOURS)]
             if len(pts) > 1:
                 d.line(pts, fill=colour, width=2)
@@ -271,8 +296,12 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
         d.text((x0 - 45, y1 - 10), f"{ylo:.3g}", fill=(0, 0, 0), font=font)
     # --- right panel: paired differences
     x0, x1 = width // 2 + 110, width - pad
-    d.text((width // 2 + 10, pad - 30), "paired difference arm - std (dots: seeds; |: mean; line: bootstrap 95%)",
-           fill=(0, 0, 0), font=font)
+    d.text(
+        (width // 2 + 10, pad - 30),
+        "paired difference arm - std (dots: seeds; |: mean; line: bootstrap 95%)",
+        fill=(0, 0, 0),
+        font=font,
+    )
     paired = summary.get("paired", {})
     rows = [(arm, m) for arm in paired for m in METRICS if m in paired[arm]]
     if rows:
@@ -311,9 +340,13 @@ def table(summary: dict[str, Any], arms: list[str]) -> str:
             cells.append((f"{e['mean']:.4f} ± {e['std']:.4f}" if e["n"] else "-").rjust(20))
         lines.append(arm.ljust(18) + "".join(cells))
     for arm, entry in summary.get("paired", {}).items():
-        lines.append(f"{arm} - {BASELINE}".ljust(18) + "".join(
-            (f"{entry[m]['mean']:+.4f} p={entry[m]['sign_test']['p']:.2f}" if m in entry else "-").rjust(20)
-            for m in METRICS))
+        lines.append(
+            f"{arm} - {BASELINE}".ljust(18)
+            + "".join(
+                (f"{entry[m]['mean']:+.4f} p={entry[m]['sign_test']['p']:.2f}" if m in entry else "-").rjust(20)
+                for m in METRICS
+            )
+        )
     return "\n".join(lines)
 
 
@@ -330,7 +363,9 @@ def _finite_or_null(x: Any) -> Any:
 
 # ------------------------------------------------------------------ main
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="base config (default %(default)s)")
     p.add_argument("--grid", default=None, help="data.grid preset (default: the config's, synthetic_small)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: the config's max_steps)")
@@ -343,9 +378,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "evidence", help="run directories")
     p.add_argument("--data", type=Path, default=ROOT / "runs" / "evidence_data", help="synthetic datasets")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--reuse", action="store_true",
-                   help=f"reuse a finished run whose {RUN_RECORD} has the same resolved config (split a long "
-                        "experiment over processes with --seeds/--arms, then summarise with --reuse)")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help=f"reuse a finished run whose {RUN_RECORD} has the same resolved config (split a long "
+        "experiment over processes with --seeds/--arms, then summarise with --reuse)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     args = p.parse_args(argv)
     if "," in args.seeds or not args.seeds.isdigit():
@@ -411,19 +449,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             wall = time.perf_counter() - t0
             metrics = {k: float(v) for k, v in result.items() if k in METRICS}
             curves = read_curves(run_dir)
-            record = {"arm": arm, "seed": seed, "overrides": overrides, "run_dir": str(run_dir),
-                      "init_checksum": result["init_checksum"], "steps": int(result["step"]),
-                      "wall_s": wall, "s_per_step": wall / max(1, int(result["step"])),
-                      "torch_threads": torch.get_num_threads(),
-                      "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-                      "metrics": metrics, "curves": curves}
+            record = {
+                "arm": arm,
+                "seed": seed,
+                "overrides": overrides,
+                "run_dir": str(run_dir),
+                "init_checksum": result["init_checksum"],
+                "steps": int(result["step"]),
+                "wall_s": wall,
+                "s_per_step": wall / max(1, int(result["step"])),
+                "torch_threads": torch.get_num_threads(),
+                "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+                "metrics": metrics,
+                "curves": curves,
+            }
             # written last and atomically: a record on disk means a finished run of exactly ``cfg``
             tmp = record_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(_finite_or_null({**record, "config": key}), allow_nan=False) + "\n")
             os.replace(tmp, record_path)
             runs.append({**record, "reused": False})
-            print(f"[{arm} seed {seed}] {result['step']} steps, {wall:.1f} s: "
-                  + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+            print(
+                f"[{arm} seed {seed}] {result['step']} steps, {wall:.1f} s: "
+                + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+                flush=True,
+            )
     # the paired design: every arm of a seed starts from the same weights
     for seed in args.seed_list:
         sums = {r["init_checksum"] for r in runs if r["seed"] == seed}
@@ -434,8 +483,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = {
         "schema": "gaussrender.evidence/1",
         "status": "complete",
-        "command": " ".join(shlex.quote(a) for a in ["python", str(Path(__file__).resolve().relative_to(ROOT)),
-                                                      *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            shlex.quote(a)
+            for a in [
+                "python",
+                str(Path(__file__).resolve().relative_to(ROOT)),
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),
         "config_file": str(args.config),
         "config": config_to_dict(probe),
         "arms": {a: ARMS[a] for a in args.arm_list},
@@ -445,10 +500,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "grid": probe.data.grid,
         "train_scenes": probe.data.synthetic.num_scenes,
         "val_scenes": probe.data.synthetic.num_val_scenes,
-        "scene_seeds": {"train": [probe.data.synthetic.seed, probe.data.synthetic.seed + probe.data.synthetic.num_scenes - 1],
-                        "val": [probe.data.synthetic.seed + probe.data.synthetic.num_scenes,
-                                probe.data.synthetic.seed + probe.data.synthetic.num_scenes
-                                + probe.data.synthetic.num_val_scenes - 1]},
+        "scene_seeds": {
+            "train": [probe.data.synthetic.seed, probe.data.synthetic.seed + probe.data.synthetic.num_scenes - 1],
+            "val": [
+                probe.data.synthetic.seed + probe.data.synthetic.num_scenes,
+                probe.data.synthetic.seed + probe.data.synthetic.num_scenes + probe.data.synthetic.num_val_scenes - 1,
+            ],
+        },
         "bootstrap": {"seed": BOOTSTRAP_SEED, "samples": BOOTSTRAP_SAMPLES, "level": 0.95},
         "versions": versions(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -82,7 +82,9 @@ def make_prediction(gt: torch.Tensor, seed: int = 1) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--labels", type=Path, default=None, help="an Occ3D labels.npz (key 'semantics'); default: synthetic street")
+    p.add_argument(
+        "--labels", type=Path, default=None, help="an Occ3D labels.npz (key 'semantics'); default: synthetic street"
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up run")
     p.add_argument("--origins", type=int, default=8, help="number of ray origins")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1; 0 keeps torch's choice)")
@@ -107,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     if tuple(gt.shape) != grid.shape:
         p.error(f"labels must have shape {grid.shape}, got {tuple(gt.shape)}")
     pred = make_prediction(gt)
-    xs = torch.linspace(-14.0, 14.0, args.origins, dtype=torch.float64) if args.origins > 1 else torch.zeros(1, dtype=torch.float64)
+    xs = (
+        torch.linspace(-14.0, 14.0, args.origins, dtype=torch.float64)
+        if args.origins > 1
+        else torch.zeros(1, dtype=torch.float64)
+    )
     origins = torch.stack([xs + 0.986, torch.zeros_like(xs), torch.full_like(xs, 1.84)], dim=1)
     gt, pred, origins = gt[None].to(device), pred[None].to(device), origins.to(device)
 
@@ -161,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=1) + "\n")
 
     print(f"RayIoU, {grid.name} {grid.shape}, {args.origins} origins, {rays} rays/sample, {source}")
-    print(f"{'device':>8} {'threads':>7} {'median s':>9} {'q1 s':>7} {'q3 s':>7} {'rayiou':>7} {'@1':>6} {'@2':>6} {'@4':>6}")
+    print(
+        f"{'device':>8} {'threads':>7} {'median s':>9} {'q1 s':>7} {'q3 s':>7} {'rayiou':>7} {'@1':>6} {'@2':>6} {'@4':>6}"
+    )
     print(
         f"{str(device):>8} {torch.get_num_threads():>7} {statistics.median(times):>9.3f} {quartiles[0]:>7.3f} "
         f"{quartiles[2]:>7.3f} {scores['rayiou']:>7.3f} {scores['rayiou@1']:>6.3f} {scores['rayiou@2']:>6.3f} "

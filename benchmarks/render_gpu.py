@@ -53,6 +53,7 @@ VIEWS = ("cam1_400x225", "cam6_400x225", "cam1_800x450", "cam6_800x450", "bev_40
 RENDERERS = ("triton", "torch", "gsplat")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
+
 def batch_labels(labels: torch.Tensor, batch: int) -> list[torch.Tensor]:
     """``batch`` distinct samples of equal statistics: the scene and its mirror images."""
     variants = [labels, labels.flip(1), labels.flip(0), labels.flip(0).flip(1)]
@@ -114,7 +115,9 @@ def ours(backend: str) -> Callable[[Scene, object], Images]:
     def run(scene: Scene, cams) -> Images:
         import gaussrender as gr
 
-        out = gr.render(scene.means, scene.opacities, scene.features, scene.scales, cams, scene.background, backend=backend)
+        out = gr.render(
+            scene.means, scene.opacities, scene.features, scene.scales, cams, scene.background, backend=backend
+        )
         return out.features, out.depth, out.alpha
 
     return run
@@ -190,7 +193,9 @@ def measure_case(render_fn, scenes: list[Scene], cams, weights, args) -> dict:
                 render_fn(s, cams)
 
     leaves = [
-        Scene(s.means, s.opacities.clone().requires_grad_(), s.features.clone().requires_grad_(), s.scales, s.background)
+        Scene(
+            s.means, s.opacities.clone().requires_grad_(), s.features.clone().requires_grad_(), s.scales, s.background
+        )
         for s in scenes
     ]
 
@@ -225,7 +230,9 @@ def device_slug() -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--labels", type=Path, default=None, help="Occ3D labels.npz (default: a synthetic street)")
     p.add_argument("--scenes", nargs="+", choices=SCENES, default=list(SCENES))
     p.add_argument("--views", nargs="+", choices=VIEWS, default=list(VIEWS))
@@ -303,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     if "gsplat" in renderers:  # compile gsplat's CUDA code (first use) outside the timings
         tiny = scenes[args.scenes[0]][0]
         t0 = time.perf_counter()
-        renderers["gsplat"](Scene(tiny.means[:8], tiny.opacities[:8], tiny.features[:8], tiny.scales[:8], tiny.background), views[args.views[0]])
+        renderers["gsplat"](
+            Scene(tiny.means[:8], tiny.opacities[:8], tiny.features[:8], tiny.scales[:8], tiny.background),
+            views[args.views[0]],
+        )
         torch.cuda.synchronize()
         notes["gsplat_first_call_s"] = f"{time.perf_counter() - t0:.1f}"
 
@@ -392,7 +402,9 @@ def format_row(row: dict) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("\nscene     views         batch renderer fwd ms | fwd+bwd ms | peak fwd/fwd+bwd MiB | max|diff| vs gsplat f/d/a")
+    print(
+        "\nscene     views         batch renderer fwd ms | fwd+bwd ms | peak fwd/fwd+bwd MiB | max|diff| vs gsplat f/d/a"
+    )
     for row in rows:
         print(format_row(row))
 

@@ -23,7 +23,14 @@ def test_nuscenes_rig_cameras_look_where_they_are_named():
     k, p, names = gr.nuscenes_rig((450, 800), dtype=torch.float64)
     assert names[0] == "CAM_FRONT" and k.shape == (6, 3, 3) and p.shape == (6, 4, 4)
     cams = gr.Cameras(p, k, 800, 450)
-    yaws = {"CAM_FRONT": 0, "CAM_FRONT_RIGHT": -55, "CAM_FRONT_LEFT": 55, "CAM_BACK": 180, "CAM_BACK_LEFT": 110, "CAM_BACK_RIGHT": -110}
+    yaws = {
+        "CAM_FRONT": 0,
+        "CAM_FRONT_RIGHT": -55,
+        "CAM_FRONT_LEFT": 55,
+        "CAM_BACK": 180,
+        "CAM_BACK_LEFT": 110,
+        "CAM_BACK_RIGHT": -110,
+    }
     for i, name in enumerate(names):
         a = math.radians(yaws[name])
         point = _centre(p[i]) + 20 * torch.tensor([math.cos(a), math.sin(a), 0.0], dtype=torch.float64)
@@ -77,8 +84,14 @@ def _assert_rigid(poses):
 
 
 def test_nuscenes_camera_odds_are_the_releases_normalised_weights():
-    release = {"CAM_FRONT": 1 / 3, "CAM_FRONT_LEFT": 1 / 6, "CAM_FRONT_RIGHT": 1 / 6,
-               "CAM_BACK": 1 / 3, "CAM_BACK_LEFT": 1 / 6, "CAM_BACK_RIGHT": 1 / 6}
+    release = {
+        "CAM_FRONT": 1 / 3,
+        "CAM_FRONT_LEFT": 1 / 6,
+        "CAM_FRONT_RIGHT": 1 / 6,
+        "CAM_BACK": 1 / 3,
+        "CAM_BACK_LEFT": 1 / 6,
+        "CAM_BACK_RIGHT": 1 / 6,
+    }
     total = sum(release.values())
     ours = dict(zip(cs.NUSCENES_CAMERA_NAMES, cs.NUSCENES_CAMERA_WEIGHTS))
     assert set(ours) == set(release)
@@ -95,7 +108,9 @@ def test_modify_cameras_matches_reference_and_is_differentiable():
     phi, theta, tx, ty, tz = (rng.uniform(-30, 30, 6) for _ in range(5))
     out = cs.modify_cameras(poses, *(torch.from_numpy(v) for v in (phi, theta, ty, tz)), tx=torch.from_numpy(tx))
     for i in range(6):
-        np.testing.assert_allclose(out[i].numpy(), _ref_modify(poses[i].numpy(), phi[i], theta[i], tx[i], ty[i], tz[i]), atol=1e-12)
+        np.testing.assert_allclose(
+            out[i].numpy(), _ref_modify(poses[i].numpy(), phi[i], theta[i], tx[i], ty[i], tz[i]), atol=1e-12
+        )
     _assert_rigid(out)
     # batched over two leading dims, scalars broadcast
     batched = cs.modify_cameras(poses[None].expand(2, 6, 4, 4), phi=7.0, tz=-1.0)
@@ -141,7 +156,9 @@ def test_elevated_follows_the_release():
     out = cs.elevated(poses, torch.Generator().manual_seed(5))
     (u,) = _draws(5, (6,))
     for i in range(6):
-        np.testing.assert_allclose(out[i].numpy(), _ref_modify(poses[i].numpy(), 20.0, -5 + 10 * u[i], ty=8.0), atol=1e-12)
+        np.testing.assert_allclose(
+            out[i].numpy(), _ref_modify(poses[i].numpy(), 20.0, -5 + 10 * u[i], ty=8.0), atol=1e-12
+        )
     # a level front camera: 8 cos 20° up, 8 sin 20° forward (in its yawed direction), 20° down
     _, p = _front()
     many = cs.elevated(p.expand(400, 4, 4), torch.Generator().manual_seed(1))
@@ -184,7 +201,9 @@ def test_stereo_follows_the_release():
     assert torch.equal(out[0::2], poses)
     u_ty, u_tz = _draws(0, (3,), (3,))
     for i in range(3):
-        np.testing.assert_allclose(out[2 * i + 1].numpy(), _ref_modify(poses[i].numpy(), ty=-1 + 2 * u_ty[i], tz=-1 + 2 * u_tz[i]), atol=1e-12)
+        np.testing.assert_allclose(
+            out[2 * i + 1].numpy(), _ref_modify(poses[i].numpy(), ty=-1 + 2 * u_ty[i], tz=-1 + 2 * u_tz[i]), atol=1e-12
+        )
     _, p = _front()
     many = cs.stereo(p.expand(500, 4, 4), torch.Generator().manual_seed(4))[1::2]
     torch.testing.assert_close(many[:, :3, :3], p[0, :3, :3].expand(500, 3, 3))  # same orientation
@@ -208,7 +227,9 @@ def test_trajectory_is_a_2m_rise_on_occ3d_and_forward_on_kitti360():
     out = cs.trajectory(poses, gr.SSCBENCH_KITTI360, torch.Generator().manual_seed(7))
     (r,) = _draws(7, ())
     for i in range(6):
-        np.testing.assert_allclose(out[i].numpy(), _ref_modify(poses[i].numpy(), tx=0.0, ty=2.0, tz=-51.2 * 0.7 * r), atol=1e-12)
+        np.testing.assert_allclose(
+            out[i].numpy(), _ref_modify(poses[i].numpy(), tx=0.0, ty=2.0, tz=-51.2 * 0.7 * r), atol=1e-12
+        )
     along = ((_centre(out) - _centre(poses)) * poses[:, 2, :3]).sum(-1)
     torch.testing.assert_close(along, torch.full((6,), 0.7 * 51.2 * float(r), dtype=torch.float64))
     g = torch.Generator().manual_seed(3)
@@ -220,7 +241,11 @@ def test_trajectory_is_a_2m_rise_on_occ3d_and_forward_on_kitti360():
     out = cs.trajectory(poses[:2], odd, torch.Generator().manual_seed(9))
     (r,) = _draws(9, ())
     for i in range(2):
-        np.testing.assert_allclose(out[i].numpy(), _ref_modify(poses[i].numpy(), tx=(6 - 2) / 2 * r, ty=2.0, tz=-(10 - 2) * 0.7 * r), atol=1e-12)
+        np.testing.assert_allclose(
+            out[i].numpy(),
+            _ref_modify(poses[i].numpy(), tx=(6 - 2) / 2 * r, ty=2.0, tz=-(10 - 2) * 0.7 * r),
+            atol=1e-12,
+        )
 
 
 def test_drive_is_the_old_grid_frame_trajectory():
@@ -244,7 +269,9 @@ def test_yaw_turns_left_and_forward_moves_along_view():
     axis = turned[0, 2, :3]
     torch.testing.assert_close(axis, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), atol=1e-6, rtol=0)
     shifted = cs.move_cameras(p, forward=5.0, right=1.0, lift=2.0)
-    torch.testing.assert_close(_centre(shifted[0]) - _centre(p[0]), torch.tensor([5.0, -1.0, 2.0], dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        _centre(shifted[0]) - _centre(p[0]), torch.tensor([5.0, -1.0, 2.0], dtype=torch.float64), atol=1e-6, rtol=0
+    )
 
 
 @pytest.mark.parametrize("grid", [gr.OCC3D_NUSCENES, gr.SURROUNDOCC_NUSCENES, gr.SSCBENCH_KITTI360])

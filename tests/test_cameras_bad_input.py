@@ -37,7 +37,9 @@ def test_near_must_be_a_real_number(near):
 
 
 @pytest.mark.parametrize("name", ["width", "height"])
-@pytest.mark.parametrize("value, error", [(True, TypeError), (64.0, TypeError), ("64", TypeError), (0, ValueError), (-1, ValueError)])
+@pytest.mark.parametrize(
+    "value, error", [(True, TypeError), (64.0, TypeError), ("64", TypeError), (0, ValueError), (-1, ValueError)]
+)
 def test_image_size_must_be_a_positive_int(name, value, error):
     size = {"width": 100, "height": 80, name: value}
     with pytest.raises(error, match=name):

@@ -137,11 +137,23 @@ def count_syncs():
 
 
 GRID = gr.VoxelGrid(
-    name="sync_toy", range_min=(-4.0, -4.0, -1.0), range_max=(4.0, 4.0, 1.0), voxel_size=0.5,
-    shape=(16, 16, 4), class_names=("free", "car", "road"), empty_index=0,
+    name="sync_toy",
+    range_min=(-4.0, -4.0, -1.0),
+    range_max=(4.0, 4.0, 1.0),
+    voxel_size=0.5,
+    shape=(16, 16, 4),
+    class_names=("free", "car", "road"),
+    empty_index=0,
 )
-HOT_PATH = {"loss.py", "gaussians.py", "cameras.py", "_checks.py", "render/__init__.py",
-            "camera_strategies.py", "grid.py"}
+HOT_PATH = {
+    "loss.py",
+    "gaussians.py",
+    "cameras.py",
+    "_checks.py",
+    "render/__init__.py",
+    "camera_strategies.py",
+    "grid.py",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -219,9 +231,15 @@ def test_checks_on_reads_values_back(monkeypatch):
     # the same run with checks on: the counter does see the value checks (it can fail)
     counter, _ = _run(monkeypatch)
     checked = {site[:2] for site in counter.sites}
-    for where in [("_checks.py", "check_rigid"), ("_checks.py", "check_intrinsics"), ("_checks.py", "check_finite"),
-                  ("gaussians.py", "check_labels"), ("render/__init__.py", "render"),
-                  ("render/__init__.py", "_check_covariance_range"), ("loss.py", "gauss_render_loss")]:
+    for where in [
+        ("_checks.py", "check_rigid"),
+        ("_checks.py", "check_intrinsics"),
+        ("_checks.py", "check_finite"),
+        ("gaussians.py", "check_labels"),
+        ("render/__init__.py", "render"),
+        ("render/__init__.py", "_check_covariance_range"),
+        ("loss.py", "gauss_render_loss"),
+    ]:
         assert where in checked, where
 
 

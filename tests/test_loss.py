@@ -37,7 +37,9 @@ def test_zero_at_the_truth_and_positive_elsewhere(grid):
     loss_fn = gr.GaussRenderLoss(grid, bev_size=96, seed=0, camera_strategy="sensor")
     out = loss_fn(_onehot_logits(labels, grid), labels, k, p, (90, 160))
     assert all(float(v) == 0.0 for v in out.values()), out
-    noisy = (_onehot_logits(labels, grid, 8.0) + 0.5 * torch.randn(labels.shape[0], grid.num_classes, *grid.shape)).requires_grad_()
+    noisy = (
+        _onehot_logits(labels, grid, 8.0) + 0.5 * torch.randn(labels.shape[0], grid.num_classes, *grid.shape)
+    ).requires_grad_()
     out = loss_fn(noisy, labels, k, p, (90, 160))
     assert all(torch.isfinite(v) for v in out.values())
     assert out["bev"] > 0 and out["loss"] > 0
@@ -56,8 +58,9 @@ def test_loss_decreases_under_optimisation():
     start[start == grid.semantic_classes[0]] = grid.semantic_classes[3]
     logits = (_onehot_logits(start, grid, 6.0) + 0.5 * torch.randn(1, grid.num_classes, *grid.shape)).requires_grad_()
     opt = torch.optim.Adam([logits], lr=0.2)
-    loss_fn = gr.GaussRenderLoss(grid, bev_size=96, resolution_divisor=2, camera_strategy="sensor",
-                                 camera_weights=(1, 0, 0, 0, 0, 0))  # the same view every step
+    loss_fn = gr.GaussRenderLoss(
+        grid, bev_size=96, resolution_divisor=2, camera_strategy="sensor", camera_weights=(1, 0, 0, 0, 0, 0)
+    )  # the same view every step
     losses = []
     for _ in range(5):
         out = loss_fn(logits, labels, k, p, (90, 160))
@@ -96,10 +99,18 @@ def test_bev_only_without_cameras_and_options():
     out = gr.GaussRenderLoss(grid, bev_size=48)(logits, labels)
     assert out["cam"] == 0 and out["cam_depth"] == 0 and out["bev"] > 0
     k, p = _cameras(grid)
-    for kw in [dict(semantic="ce"), dict(semantic="kl"), dict(bev_model="orthographic"), dict(views=("cam",)),
-               dict(depth=False), dict(camera_strategy="stereo", cameras_per_sample=2),
-               dict(camera_weights=gr.NUSCENES_CAMERA_WEIGHTS, cameras_per_sample=3),
-               dict(camera_strategy="elevated"), dict(camera_strategy="random"), dict(camera_strategy="trajectory")]:
+    for kw in [
+        dict(semantic="ce"),
+        dict(semantic="kl"),
+        dict(bev_model="orthographic"),
+        dict(views=("cam",)),
+        dict(depth=False),
+        dict(camera_strategy="stereo", cameras_per_sample=2),
+        dict(camera_weights=gr.NUSCENES_CAMERA_WEIGHTS, cameras_per_sample=3),
+        dict(camera_strategy="elevated"),
+        dict(camera_strategy="random"),
+        dict(camera_strategy="trajectory"),
+    ]:
         out = gr.GaussRenderLoss(grid, bev_size=48, resolution_divisor=2, seed=0, **kw)(logits, labels, k, p, (90, 160))
         assert all(torch.isfinite(v) for v in out.values()), kw
         if "views" in kw:
@@ -116,7 +127,12 @@ def test_seeded_camera_sampling_is_reproducible():
     labels = _scene(grid)
     logits = _onehot_logits(labels, grid, 8.0)
     k, p = _cameras(grid)
-    runs = [gr.GaussRenderLoss(grid, views=("cam",), camera_strategy="random", resolution_divisor=2, seed=5)(logits, labels, k, p, (90, 160))["cam"] for _ in range(2)]
+    runs = [
+        gr.GaussRenderLoss(grid, views=("cam",), camera_strategy="random", resolution_divisor=2, seed=5)(
+            logits, labels, k, p, (90, 160)
+        )["cam"]
+        for _ in range(2)
+    ]
     assert float(runs[0]) == float(runs[1])
 
 

@@ -13,7 +13,9 @@ from gaussrender import _checks
 from gaussrender._checks import FootprintError
 from gaussrender.loss import RenderLossOptions
 
-GRID = gr.VoxelGrid("t", (-4.0, -4.0, -1.0), (4.0, 4.0, 1.0), 0.5, (16, 16, 4), ("a", "b", "free"), 2, gaussian_scale=0.3)
+GRID = gr.VoxelGrid(
+    "t", (-4.0, -4.0, -1.0), (4.0, 4.0, 1.0), 0.5, (16, 16, 4), ("a", "b", "free"), 2, gaussian_scale=0.3
+)
 K = torch.tensor([[[[50.0, 0.0, 32.0], [0.0, 50.0, 24.0], [0.0, 0.0, 1.0]]]])
 POSE = gr.look_at(torch.tensor([-6.0, 0.0, 2.0]), torch.tensor([0.0, 0.0, 0.0]))[None, None]
 SIZE = (48, 64)
@@ -166,7 +168,9 @@ def test_low_precision_logits_give_the_float32_loss(dtype):
     assert low.grad is not None and low.grad.dtype == dtype and bool(low.grad.isfinite().all())
     # same as the float32 loss of the same (rounded) logits, up to float32 rounding
     ref32 = low.detach().float().requires_grad_()
-    ref = gr.GaussRenderLoss(GRID, bev_size=16, resolution_divisor=2, seed=0, camera_strategy="sensor")(ref32, _labels(), K, POSE, SIZE)
+    ref = gr.GaussRenderLoss(GRID, bev_size=16, resolution_divisor=2, seed=0, camera_strategy="sensor")(
+        ref32, _labels(), K, POSE, SIZE
+    )
     ref["loss"].backward()
     for key in ("loss", "cam", "cam_depth", "bev", "bev_depth"):
         torch.testing.assert_close(out[key].detach(), ref[key].detach(), rtol=1e-5, atol=1e-6)

@@ -80,8 +80,9 @@ def _centre_inside(means, pose, k, width, height):
 
 def _render(means, opac, feats, pose, k, width, height, keep):
     bg = torch.nn.functional.one_hot(torch.tensor(GRID.empty_index), GRID.num_classes).double()
-    return oracle_render(means[keep], opac[keep], feats[keep], GRID.gaussian_scale, pose[None], k[None],
-                         width, height, background=bg)
+    return oracle_render(
+        means[keep], opac[keep], feats[keep], GRID.gaussian_scale, pose[None], k[None], width, height, background=bg
+    )
 
 
 def _terms(pred, gt, depth_scale):
@@ -121,8 +122,9 @@ def reference_loss(logits, labels, poses, ks, opacity=None, cull="center"):
         cam_terms.append(_terms(rp, rg, 50.0))
     # the release's BEV: grid-to-camera [[1,0,0,0],[0,-1,0,0],[0,0,-1,X extent]], focal = size,
     # principal point at the image centre (the grid is centred on the ego origin); no culling
-    bev_pose = torch.tensor([[1.0, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, GRID.extent[0]], [0, 0, 0, 1]],
-                            dtype=torch.float64)
+    bev_pose = torch.tensor(
+        [[1.0, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, GRID.extent[0]], [0, 0, 0, 1]], dtype=torch.float64
+    )
     bev_k = torch.tensor([[BEV_SIZE, 0, BEV_SIZE / 2], [0, BEV_SIZE, BEV_SIZE / 2], [0, 0, 1]], dtype=torch.float64)
     rp = _render(*pred, bev_pose, bev_k, BEV_SIZE, BEV_SIZE, torch.ones(pred[0].shape[0], dtype=torch.bool))
     rg = _render(*gt, bev_pose, bev_k, BEV_SIZE, BEV_SIZE, torch.ones(gt[0].shape[0], dtype=torch.bool))

@@ -145,8 +145,7 @@ def test_downsample_labels_rules():
     labels[0, 0:2, 0:2, 0:2] = torch.tensor([[[3, 3], [2, 0]], [[0, 0], [0, IGNORE]]])  # 3 wins
     labels[0, 2:4, 0:2, 0:2] = IGNORE  # all ignored
     labels[0, 3, 1, 1] = 0  # ... but one empty child
-    out = downsample_labels(labels, (2, 2, 2), num_classes=4, empty_index=empty, ignore_index=IGNORE,
-                            rule="majority")
+    out = downsample_labels(labels, (2, 2, 2), num_classes=4, empty_index=empty, ignore_index=IGNORE, rule="majority")
     assert out.shape == (1, 2, 1, 1)
     assert out[0, 0, 0, 0] == 3 and out[0, 1, 0, 0] == empty
     labels[0, 3, 1, 1] = IGNORE
@@ -163,7 +162,7 @@ def test_downsample_labels_matches_loop():
         for i in range(2):
             for j in range(2):
                 for k in range(2):
-                    block = labels[b, 2 * i:2 * i + 2, 3 * j:3 * j + 3, k].reshape(-1).tolist()
+                    block = labels[b, 2 * i : 2 * i + 2, 3 * j : 3 * j + 3, k].reshape(-1).tolist()
                     occ = [v for v in block if v not in (1, IGNORE)]
                     if occ:
                         want = min(set(occ), key=lambda v: (-occ.count(v), v))
@@ -182,8 +181,13 @@ def _last_written_reference(labels, factor, empty):
     fx, fy, fz = factor
     out = torch.full((b, x // fx, y // fy, z // fz), empty, dtype=torch.int64)
     for n in range(b):
-        rows = [(i, j, k, int(labels[n, i, j, k])) for i in range(x) for j in range(y) for k in range(z)
-                if int(labels[n, i, j, k]) != empty]
+        rows = [
+            (i, j, k, int(labels[n, i, j, k]))
+            for i in range(x)
+            for j in range(y)
+            for k in range(z)
+            if int(labels[n, i, j, k]) != empty
+        ]
         for i, j, k, lab in rows:
             out[n, i // fx, j // fy, k // fz] = lab
     return out
@@ -220,8 +224,10 @@ def test_occupancy_loss_coarse_label_rule_option():
     labels = torch.randint(0, 4, (1, 4, 4, 2), generator=g)
     for rule in ("last", "majority"):
         out = Occupancy3DLoss(4, empty_index=0, lovasz_weight=0.0, coarse_labels=rule)(logits, labels, [aux])
-        want = 10 * (cross_entropy_3d(logits, labels)
-                     + 0.5 * cross_entropy_3d(aux, downsample_labels(labels, (2, 2, 2), 4, 0, rule=rule)))
+        want = 10 * (
+            cross_entropy_3d(logits, labels)
+            + 0.5 * cross_entropy_3d(aux, downsample_labels(labels, (2, 2, 2), 4, 0, rule=rule))
+        )
         torch.testing.assert_close(out["loss_ce"], want)
     with pytest.raises(ValueError, match="coarse_labels"):
         Occupancy3DLoss(4, empty_index=0, coarse_labels="mode")
@@ -230,15 +236,72 @@ def test_occupancy_loss_coarse_label_rule_option():
 # ---------------------------------------------------------------- release class weights
 def test_release_class_weight_tables_equal_design():
     # DESIGN §5, typed here from the page (not from the code under test)
-    occ3d = [1.0155, 1.0690, 1.3001, 1.0725, 0.9464, 1.1009, 1.2696, 1.0626, 1.1890,
-             1.0622, 1.0060, 0.8571, 1.0392, 0.9087, 0.8936, 0.8549, 0.8528, 0.5000]
-    surroundocc = [0.5000, 1.0690, 1.3001, 1.0725, 0.9464, 1.1009, 1.2696, 1.0626, 1.1890,
-                   1.0622, 1.0060, 0.8571, 1.0392, 0.9087, 0.8936, 0.8549, 0.8528]
-    kitti360 = [0.0464, 0.0595, 0.0865, 0.0871, 0.0717, 0.0657, 0.0852, 0.0541, 0.0602, 0.0567,
-                0.0607, 0.0540, 0.0636, 0.0513, 0.0564, 0.0701, 0.0774, 0.0580, 0.0690]
+    occ3d = [
+        1.0155,
+        1.0690,
+        1.3001,
+        1.0725,
+        0.9464,
+        1.1009,
+        1.2696,
+        1.0626,
+        1.1890,
+        1.0622,
+        1.0060,
+        0.8571,
+        1.0392,
+        0.9087,
+        0.8936,
+        0.8549,
+        0.8528,
+        0.5000,
+    ]
+    surroundocc = [
+        0.5000,
+        1.0690,
+        1.3001,
+        1.0725,
+        0.9464,
+        1.1009,
+        1.2696,
+        1.0626,
+        1.1890,
+        1.0622,
+        1.0060,
+        0.8571,
+        1.0392,
+        0.9087,
+        0.8936,
+        0.8549,
+        0.8528,
+    ]
+    kitti360 = [
+        0.0464,
+        0.0595,
+        0.0865,
+        0.0871,
+        0.0717,
+        0.0657,
+        0.0852,
+        0.0541,
+        0.0602,
+        0.0567,
+        0.0607,
+        0.0540,
+        0.0636,
+        0.0513,
+        0.0564,
+        0.0701,
+        0.0774,
+        0.0580,
+        0.0690,
+    ]
     assert set(RELEASE_CLASS_WEIGHTS) == {"occ3d", "surroundocc", "kitti360"}
-    for grid, want in ((gr.OCC3D_NUSCENES, occ3d), (gr.SURROUNDOCC_NUSCENES, surroundocc),
-                       (gr.SSCBENCH_KITTI360, kitti360)):
+    for grid, want in (
+        (gr.OCC3D_NUSCENES, occ3d),
+        (gr.SURROUNDOCC_NUSCENES, surroundocc),
+        (gr.SSCBENCH_KITTI360, kitti360),
+    ):
         assert list(RELEASE_CLASS_WEIGHTS[grid.name]) == want
         w = release_class_weights(grid)
         assert w.dtype == torch.float32 and w.shape == (grid.num_classes,)
@@ -269,8 +332,9 @@ def test_occupancy_loss_weights_scales_and_terms():
     out = loss(logits, labels, [aux1, aux2])
     l1 = downsample_labels(labels, (2, 2, 2), 4, 0)
     l2 = downsample_labels(labels, (4, 4, 4), 4, 0)
-    want_ce = 10 * (cross_entropy_3d(logits, labels) + 0.5 * cross_entropy_3d(aux1, l1)
-                    + 0.25 * cross_entropy_3d(aux2, l2))
+    want_ce = 10 * (
+        cross_entropy_3d(logits, labels) + 0.5 * cross_entropy_3d(aux1, l1) + 0.25 * cross_entropy_3d(aux2, l2)
+    )
     want_lov = lovasz_softmax(logits, labels) + 0.5 * lovasz_softmax(aux1, l1) + 0.25 * lovasz_softmax(aux2, l2)
     torch.testing.assert_close(out["loss_ce"], want_ce)
     torch.testing.assert_close(out["loss_lovasz"], want_lov)

@@ -70,8 +70,23 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation", "-q", "-w", dist, src],
-         tmp_path, env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            dist,
+            src,
+        ],
+        tmp_path,
+        env,
+    )
     (wheel,) = dist.glob("gaussrender-*.whl")
     with zipfile.ZipFile(wheel) as z:
         files = set(z.namelist())
@@ -84,17 +99,31 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env)
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel],
-         tmp_path, env)
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).strip())
+    _run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel],
+        tmp_path,
+        env,
+    )
+    site = Path(
+        _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).strip()
+    )
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "_test_dependencies.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
 
     # 3. run it from a folder outside the checkout
     work = tmp_path / "work"
     work.mkdir()
-    where = _run([python, "-c", "import gaussrender, sys; print(gaussrender.__file__); print(gaussrender.__version__); "
-                  "print(any(p.startswith(sys.argv[1]) for p in sys.path))", ROOT / "src"], work, env).split("\n")
+    where = _run(
+        [
+            python,
+            "-c",
+            "import gaussrender, sys; print(gaussrender.__file__); print(gaussrender.__version__); "
+            "print(any(p.startswith(sys.argv[1]) for p in sys.path))",
+            ROOT / "src",
+        ],
+        work,
+        env,
+    ).split("\n")
     assert Path(where[0]).is_relative_to(venv), f"gaussrender imported from {where[0]}, not the new venv"
     assert where[1] == metadata.version("gaussrender")
     # (the checkout's sources; its .venv may well hold the dependencies)
@@ -106,11 +135,24 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert "--config" in _run([exe, "train", "--config", "tiny_synthetic_std", "--help"], work, env)
     printed = _run([exe, "train", "--config", "tiny_synthetic_std", "--print-config"], work, env)
     assert "name: surroundocc" in printed and "size: tiny" in printed
-    resolved = _run([python, "-c", "from gaussrender.train.config import resolve_config; "
-                     "print(resolve_config('tpvformer_occ3d_render'))"], work, env).strip()
+    resolved = _run(
+        [
+            python,
+            "-c",
+            "from gaussrender.train.config import resolve_config; print(resolve_config('tpvformer_occ3d_render'))",
+        ],
+        work,
+        env,
+    ).strip()
     assert Path(resolved).is_relative_to(venv) and Path(resolved).is_file()
 
     # the demo, small: two orbit frames of 1/20 size
     out = _run([exe, "demo", "--frames", "2", "--size", "0.05", "--out", work / "demo"], work, env)
     assert "GaussRender loss" in out
-    assert {p.name for p in (work / "demo").iterdir()} == {"overview.png", "sensor.png", "elevated.png", "bev.png", "orbit.gif"}
+    assert {p.name for p in (work / "demo").iterdir()} == {
+        "overview.png",
+        "sensor.png",
+        "elevated.png",
+        "bev.png",
+        "orbit.gif",
+    }

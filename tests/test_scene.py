@@ -192,8 +192,13 @@ def _reference_line_of_sight(occ: np.ndarray, lo: np.ndarray, vs: float, o: np.n
 
 
 SMALL = gr.VoxelGrid(
-    name="small", range_min=(-4.0, -4.0, -1.0), range_max=(4.0, 4.0, 2.2), voxel_size=0.4,
-    shape=(20, 20, 8), class_names=GRID.class_names, empty_index=EMPTY,
+    name="small",
+    range_min=(-4.0, -4.0, -1.0),
+    range_max=(4.0, 4.0, 2.2),
+    voxel_size=0.4,
+    shape=(20, 20, 8),
+    class_names=GRID.class_names,
+    empty_index=EMPTY,
 )
 
 
@@ -202,7 +207,9 @@ def test_visibility_mask_matches_reference_on_random_grids() -> None:
     lo = np.array(SMALL.range_min)
     for trial in range(3):
         occ = torch.rand(SMALL.shape, generator=gen) < 0.08
-        origins = (torch.rand(40, 3, generator=gen) * 0.8 + 0.1) * torch.tensor(SMALL.extent) + torch.tensor(SMALL.range_min)
+        origins = (torch.rand(40, 3, generator=gen) * 0.8 + 0.1) * torch.tensor(SMALL.extent) + torch.tensor(
+            SMALL.range_min
+        )
         dirs = torch.randn(40, 3, generator=gen)
         got = visibility_mask(occ, SMALL, origins, dirs, chunk_steps=7)
         want = np.zeros(SMALL.shape, dtype=bool)
@@ -221,7 +228,10 @@ def test_line_of_sight_matches_reference() -> None:
     o = torch.rand(200, 3, generator=gen) * scale + torch.tensor(SMALL.range_min) + 0.01
     t = torch.rand(200, 3, generator=gen) * scale + torch.tensor(SMALL.range_min) + 0.01
     got = line_of_sight(occ, SMALL, o, t, chunk_steps=5)
-    want = [_reference_line_of_sight(occ.numpy(), lo, SMALL.voxel_size, a, b) for a, b in zip(o.double().numpy(), t.double().numpy())]
+    want = [
+        _reference_line_of_sight(occ.numpy(), lo, SMALL.voxel_size, a, b)
+        for a, b in zip(o.double().numpy(), t.double().numpy())
+    ]
     assert (got.numpy() != np.array(want)).sum() <= 2
     assert 0 < int(got.sum()) < 200  # both outcomes occur
 
@@ -247,7 +257,9 @@ def test_camera_and_lidar_rays() -> None:
     o, d = lidar_rays(torch.zeros(2, 3))
     assert o.shape == (2 * 32 * 360, 3)
     elev = torch.rad2deg(torch.asin(d[:, 2]))
-    assert math.isclose(float(elev.min()), -30.67, abs_tol=1e-6) and math.isclose(float(elev.max()), 10.67, abs_tol=1e-6)
+    assert math.isclose(float(elev.min()), -30.67, abs_tol=1e-6) and math.isclose(
+        float(elev.max()), 10.67, abs_tol=1e-6
+    )
 
 
 def test_ray_inputs_are_checked() -> None:

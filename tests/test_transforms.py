@@ -21,7 +21,9 @@ def test_random_quaternions_match_rodrigues():
     for _ in range(20):
         axis = torch.randn(3, generator=gen, dtype=torch.float64)
         angle = float(torch.rand(1, generator=gen)) * 2 * math.pi
-        q = torch.cat([torch.tensor([math.cos(angle / 2)], dtype=torch.float64), math.sin(angle / 2) * axis / axis.norm()])
+        q = torch.cat(
+            [torch.tensor([math.cos(angle / 2)], dtype=torch.float64), math.sin(angle / 2) * axis / axis.norm()]
+        )
         scale = 0.5 + float(torch.rand(1, generator=gen))  # unnormalised input is normalised
         R = quaternion_to_matrix(q * scale)
         torch.testing.assert_close(R, _rodrigues(axis, angle), atol=1e-12, rtol=0)

@@ -157,7 +157,9 @@ def test_orbit_cameras_circle_the_ego_and_look_at_it() -> None:
     for i in range(4):
         a = 2 * math.pi * i / 4 + math.pi  # frame 0 behind the ego (-x)
         centre = world_from_cam[i, :3, 3]
-        assert torch.allclose(centre, torch.tensor([20 * math.cos(a), 20 * math.sin(a), 5.0], dtype=torch.float64), atol=1e-5)
+        assert torch.allclose(
+            centre, torch.tensor([20 * math.cos(a), 20 * math.sin(a), 5.0], dtype=torch.float64), atol=1e-5
+        )
         # the optical axis (camera +z) points from the centre at the origin
         axis = world_from_cam[i, :3, 2]
         assert torch.allclose(axis, -centre / centre.norm(), atol=1e-6)

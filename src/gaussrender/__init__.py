@@ -17,16 +17,16 @@ Pictures: :func:`make_scene` (procedural scenes), :mod:`gaussrender.viz`.
 
 from importlib import metadata as _metadata
 
-from ._checks import set_checks
-from .cameras import Cameras, look_at
-from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES, VoxelGrid, get_grid
-from .render import RenderResult, available_backends, render
-from .gaussians import Gaussians, voxels_to_gaussians
-from .camera_strategies import NUSCENES_CAMERA_WEIGHTS, apply_strategy, bev_camera, nuscenes_rig
-from .loss import GaussRenderLoss, RenderLossOptions, gauss_render_loss
-from .scene import degrade, make_scene
 from . import camera_strategies, data, losses3d, metrics, models, viz
+from ._checks import set_checks
+from .camera_strategies import NUSCENES_CAMERA_WEIGHTS, apply_strategy, bev_camera, nuscenes_rig
+from .cameras import Cameras, look_at
+from .gaussians import Gaussians, voxels_to_gaussians
+from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES, VoxelGrid, get_grid
+from .loss import GaussRenderLoss, RenderLossOptions, gauss_render_loss
 from .metrics import OccupancyMetrics, RayIoU
+from .render import RenderResult, available_backends, render
+from .scene import degrade, make_scene
 
 try:  # the installed distribution's version: pyproject.toml is its one source
     __version__ = _metadata.version("gaussrender")

@@ -96,8 +96,7 @@ def check_tensor(name: str, x: object) -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.is_meta:
         raise ValueError(
-            f"{name} is a meta-device tensor (a shape without values); expected a tensor on a "
-            "real device (cpu, cuda)"
+            f"{name} is a meta-device tensor (a shape without values); expected a tensor on a real device (cpu, cuda)"
         )
     return x
 
@@ -114,9 +113,7 @@ def check_shape(name: str, x: torch.Tensor, expected: Sequence[object]) -> dict[
     """
     check_tensor(name, x)
     if x.dim() != len(expected):
-        raise ValueError(
-            f"{name} must have shape {_shape_str(expected)}, got {list(x.shape)}"
-        )
+        raise ValueError(f"{name} must have shape {_shape_str(expected)}, got {list(x.shape)}")
     sizes: dict[str, int] = {}
     for dim, (want, got) in enumerate(zip(expected, x.shape)):
         if isinstance(want, int):
@@ -128,8 +125,7 @@ def check_shape(name: str, x: torch.Tensor, expected: Sequence[object]) -> dict[
         else:
             if want in sizes and sizes[want] != got:
                 raise ValueError(
-                    f"{name} must have shape {_shape_str(expected)}, got {list(x.shape)}"
-                    f" (size {want} is inconsistent)"
+                    f"{name} must have shape {_shape_str(expected)}, got {list(x.shape)} (size {want} is inconsistent)"
                 )
             sizes[str(want)] = int(got)
     return sizes
@@ -150,9 +146,7 @@ def check_integer(name: str, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def check_finite(
-    name: str, x: torch.Tensor, max_abs: float | None = None, unit: str = ""
-) -> torch.Tensor:
+def check_finite(name: str, x: torch.Tensor, max_abs: float | None = None, unit: str = "") -> torch.Tensor:
     """Values must be finite (and ``|x| <= max_abs`` when given); one host read-back.
 
     Skipped under :func:`set_checks` ``(False)``.
@@ -207,7 +201,9 @@ def check_real(
     Returns it as a ``float``. Always checked (no device involved).
     """
     unit = f" {unit}" if unit else ""
-    want = "a finite real number" + (f" {_range_str(low, high, low_open, high_open)}" if low is not None or high is not None else "")
+    want = "a finite real number" + (
+        f" {_range_str(low, high, low_open, high_open)}" if low is not None or high is not None else ""
+    )
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {want}{unit}, got {value!r} ({type(value).__name__})")
     v = float(value)
@@ -275,9 +271,7 @@ def check_rigid(name: str, poses: torch.Tensor) -> torch.Tensor:
         )
     largest = float(w[:, :3, 3].abs().amax())
     if largest > MAX_COORDINATE:
-        raise ValueError(
-            f"{name} translations must satisfy |t| <= {MAX_COORDINATE:g} metres, got {largest:.3g}"
-        )
+        raise ValueError(f"{name} translations must satisfy |t| <= {MAX_COORDINATE:g} metres, got {largest:.3g}")
     return poses
 
 
@@ -393,9 +387,7 @@ def render_bytes(views: int, height: int, width: int, channels: int, itemsize: i
     return 2 * image_bytes(views, ph, pw, channels, itemsize) + views * ph * pw * 16
 
 
-def check_memory(
-    name: str, nbytes: float, device: torch.device | str, what: str, advice: str | None = None
-) -> None:
+def check_memory(name: str, nbytes: float, device: torch.device | str, what: str, advice: str | None = None) -> None:
     """Raise :class:`FootprintError` naming ``name`` when ``nbytes`` exceed the limit.
 
     Pure host arithmetic on the CPU: runs even with checks off. On other devices the limit

@@ -74,9 +74,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) ->
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    pattern = re.compile(
-        "|".join(re.escape(_temp_prefix(n)) + _TMP_RANDOM + re.escape(".tmp") for n in names)
-    )
+    pattern = re.compile("|".join(re.escape(_temp_prefix(n)) + _TMP_RANDOM + re.escape(".tmp") for n in names))
     removed = []
     for entry in os.scandir(folder):
         if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):

@@ -76,7 +76,9 @@ NUSCENES_CAMERA_NAMES = (
 NUSCENES_CAMERA_WEIGHTS = (1 / 4, 1 / 8, 1 / 8, 1 / 4, 1 / 8, 1 / 8)
 
 
-def _uniform(shape: torch.Size | tuple[int, ...], lo: float, hi: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _uniform(
+    shape: torch.Size | tuple[int, ...], lo: float, hi: float, like: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
     """U[lo, hi] of ``shape``; drawn as float64 on the CPU so that a seed gives the same
     numbers whatever the cameras' dtype and device."""
     u = torch.rand(shape, generator=generator, dtype=torch.float64)
@@ -117,8 +119,7 @@ def _expand(x: torch.Tensor | float, name: str, like: torch.Tensor) -> torch.Ten
         return t.expand(batch)
     except RuntimeError:
         raise ValueError(
-            f"{name} must be a float or broadcast to the cameras' batch shape {list(batch)}, "
-            f"got shape {list(t.shape)}"
+            f"{name} must be a float or broadcast to the cameras' batch shape {list(batch)}, got shape {list(t.shape)}"
         ) from None
 
 
@@ -149,7 +150,9 @@ def modify_cameras(
         ``[..., 4, 4]`` moved poses (differentiable in every argument).
     """
     _check_poses(cam_from_grid)
-    args = {n: _expand(v, n, cam_from_grid) for n, v in (("phi", phi), ("theta", theta), ("tx", tx), ("ty", ty), ("tz", tz))}
+    args = {
+        n: _expand(v, n, cam_from_grid) for n, v in (("phi", phi), ("theta", theta), ("tx", tx), ("ty", ty), ("tz", tz))
+    }
     rot = _rot_x(args["phi"]) @ _rot_y(args["theta"])
     top = rot @ cam_from_grid[..., :3, :]  # [..., 3, 4]: the rotation acts on R and t alike
     shift = torch.stack([args["tx"], args["ty"], args["tz"]], dim=-1)
@@ -458,4 +461,3 @@ def nuscenes_rig(
         torch.stack(poses).to(device=device, dtype=dtype),
         NUSCENES_CAMERA_NAMES,
     )
-

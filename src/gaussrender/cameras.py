@@ -135,9 +135,7 @@ class Cameras:
         return torch.stack([u, v], dim=-1), z
 
 
-def look_at(
-    eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor | None = None
-) -> torch.Tensor:
+def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
     """``cam_from_world`` ``[..., 4, 4]`` of OpenCV cameras at ``eye`` looking at ``target``.
 
     Args:

@@ -104,8 +104,10 @@ def voxels_to_gaussians(
         check_labels("labels", labels, grid)
     if logits is None and labels is None:
         raise ValueError("voxels_to_gaussians needs logits (prediction) or labels (ground truth)")
-    scale = grid.gaussian_scale if scale is None else check_real(
-        "scale", scale, 0.0, MAX_SCALE, low_open=True, unit="metres"
+    scale = (
+        grid.gaussian_scale
+        if scale is None
+        else check_real("scale", scale, 0.0, MAX_SCALE, low_open=True, unit="metres")
     )
 
     if logits is None:

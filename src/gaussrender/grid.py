@@ -94,21 +94,34 @@ class VoxelGrid:
         object.__setattr__(
             self,
             "range_min",
-            tuple(check_real(f"range_min[{i}]", v, -MAX_COORDINATE, MAX_COORDINATE, unit="metres") for i, v in enumerate(self.range_min)),
+            tuple(
+                check_real(f"range_min[{i}]", v, -MAX_COORDINATE, MAX_COORDINATE, unit="metres")
+                for i, v in enumerate(self.range_min)
+            ),
         )
         object.__setattr__(
             self,
             "range_max",
-            tuple(check_real(f"range_max[{i}]", v, -MAX_COORDINATE, MAX_COORDINATE, unit="metres") for i, v in enumerate(self.range_max)),
+            tuple(
+                check_real(f"range_max[{i}]", v, -MAX_COORDINATE, MAX_COORDINATE, unit="metres")
+                for i, v in enumerate(self.range_max)
+            ),
         )
         object.__setattr__(self, "shape", tuple(check_int(f"shape[{i}]", v, 1) for i, v in enumerate(self.shape)))
-        object.__setattr__(self, "voxel_size", check_real("voxel_size", self.voxel_size, 0.0, low_open=True, unit="metres"))
         object.__setattr__(
-            self, "gaussian_scale", check_real("gaussian_scale", self.gaussian_scale, 0.0, MAX_SCALE, low_open=True, unit="metres")
+            self, "voxel_size", check_real("voxel_size", self.voxel_size, 0.0, low_open=True, unit="metres")
         )
-        if isinstance(self.class_names, (str, bytes)) or not isinstance(self.class_names, Sequence) or not all(
-            isinstance(c, str) for c in self.class_names
-        ) or not self.class_names:
+        object.__setattr__(
+            self,
+            "gaussian_scale",
+            check_real("gaussian_scale", self.gaussian_scale, 0.0, MAX_SCALE, low_open=True, unit="metres"),
+        )
+        if (
+            isinstance(self.class_names, (str, bytes))
+            or not isinstance(self.class_names, Sequence)
+            or not all(isinstance(c, str) for c in self.class_names)
+            or not self.class_names
+        ):
             raise ValueError(f"class_names must be a non-empty sequence of str, got {self.class_names!r}")
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "empty_index", check_int("empty_index", self.empty_index))
@@ -122,13 +135,10 @@ class VoxelGrid:
                     f"{self.shape[i]} x voxel_size {self.voxel_size} = {expected} m"
                 )
         if not 0 <= self.empty_index < self.num_classes:
-            raise ValueError(
-                f"empty_index must be in [0, {self.num_classes}), got {self.empty_index}"
-            )
+            raise ValueError(f"empty_index must be in [0, {self.num_classes}), got {self.empty_index}")
         if 0 <= self.ignore_index < self.num_classes:
             raise ValueError(
-                f"ignore_index {self.ignore_index} must not be a class index "
-                f"(num_classes={self.num_classes})"
+                f"ignore_index {self.ignore_index} must not be a class index (num_classes={self.num_classes})"
             )
         if not self.semantic_classes:
             object.__setattr__(
@@ -155,9 +165,7 @@ class VoxelGrid:
         self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
         """Centres of all voxels, ``[X, Y, Z, 3]`` metres: ``range_min + (index + 0.5) * voxel_size``."""
-        axes = [
-            torch.arange(n, device=device, dtype=torch.float64) for n in self.shape
-        ]
+        axes = [torch.arange(n, device=device, dtype=torch.float64) for n in self.shape]
         ix, iy, iz = torch.meshgrid(*axes, indexing="ij")
         idx = torch.stack([ix, iy, iz], dim=-1)
         lo = torch.tensor(self.range_min, device=device, dtype=torch.float64)
@@ -229,7 +237,6 @@ SSCBENCH_KITTI360 = VoxelGrid(
 )
 
 
-
 def _coarser_occ3d(name: str, shape: tuple[int, int, int]) -> VoxelGrid:
     """Occ3D's range and classes on a coarser ``shape``; the Gaussian scale grows with the
     voxel (0.27 m at 0.4 m voxels), so that a voxel's Gaussian covers the same fraction of it."""
@@ -253,8 +260,7 @@ SYNTHETIC_SMALL = _coarser_occ3d("synthetic_small", (50, 50, 4))
 SYNTHETIC_MEDIUM = _coarser_occ3d("synthetic_medium", (100, 100, 8))
 
 PRESETS: dict[str, VoxelGrid] = {
-    g.name: g
-    for g in (OCC3D_NUSCENES, SURROUNDOCC_NUSCENES, SSCBENCH_KITTI360, SYNTHETIC_SMALL, SYNTHETIC_MEDIUM)
+    g.name: g for g in (OCC3D_NUSCENES, SURROUNDOCC_NUSCENES, SSCBENCH_KITTI360, SYNTHETIC_SMALL, SYNTHETIC_MEDIUM)
 }
 
 
@@ -265,6 +271,4 @@ def get_grid(grid: VoxelGrid | str) -> VoxelGrid:
         return grid
     if isinstance(grid, str) and grid.lower() in PRESETS:
         return PRESETS[grid.lower()]
-    raise ValueError(
-        f"grid must be a VoxelGrid or one of {sorted(PRESETS)}, got {grid!r}"
-    )
+    raise ValueError(f"grid must be a VoxelGrid or one of {sorted(PRESETS)}, got {grid!r}")

@@ -151,11 +151,25 @@ def _render_pair(
     pred: Gaussians, target: Gaussians, cameras: Cameras, background: torch.Tensor, backend: str, cull: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     out_p = render(
-        pred.means, pred.opacities, pred.features, pred.scales, cameras, background, backend, cull  # type: ignore[arg-type]
+        pred.means,
+        pred.opacities,
+        pred.features,
+        pred.scales,
+        cameras,
+        background,
+        backend,
+        cull,  # type: ignore[arg-type]
     )
     with torch.no_grad():
         out_t = render(
-            target.means, target.opacities, target.features, target.scales, cameras, background, backend, cull  # type: ignore[arg-type]
+            target.means,
+            target.opacities,
+            target.features,
+            target.scales,
+            cameras,
+            background,
+            backend,
+            cull,  # type: ignore[arg-type]
         )
     return out_p.features, out_t.features, out_p.depth, out_t.depth
 
@@ -281,9 +295,7 @@ def gauss_render_loss(
             check_int("image_size[1] (width)", image_size[1], 1, unit="pixels"),
         )
         if options.camera_weights is not None and len(options.camera_weights) != ncam:
-            raise ValueError(
-                f"camera_weights has {len(options.camera_weights)} entries but there are {ncam} cameras"
-            )
+            raise ValueError(f"camera_weights has {len(options.camera_weights)} entries but there are {ncam} cameras")
         if use_cams:
             # the size the cameras are rendered at (as computed below), refused when it
             # degenerates or cannot fit in memory
@@ -294,14 +306,18 @@ def gauss_render_loss(
                     f"resolution_divisor {div!r} turns image_size {image_size} into "
                     f"{render_h}x{render_w} pixels; expected at least {MIN_IMAGE_SIDE} a side"
                 )
-            views = min(options.cameras_per_sample, ncam) * (2 if (options.camera_strategy or grid.camera_strategy) == "stereo" else 1)
+            views = min(options.cameras_per_sample, ncam) * (
+                2 if (options.camera_strategy or grid.camera_strategy) == "stereo" else 1
+            )
             # prediction (render + kept images) and ground truth images live together
             need = render_bytes(views, render_h, render_w, channels, itemsize) + image_bytes(
                 views, render_h, render_w, channels, itemsize
             )
             name = "resolution_divisor" if div < 1 else "image_size"
             check_memory(
-                name, need, logits.device,
+                name,
+                need,
+                logits.device,
                 f"image_size {image_size} / resolution_divisor {div:g} = {render_h}x{render_w} pixels "
                 f"x {views} view(s) x {channels} classes",
             )

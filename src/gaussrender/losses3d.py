@@ -46,8 +46,7 @@ def _check_logits_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
     expected = [logits.shape[0]] + list(logits.shape[2:])
     if list(labels.shape) != expected:
         raise ValueError(
-            f"labels must have shape {expected} (logits {list(logits.shape)} without C), "
-            f"got {list(labels.shape)}"
+            f"labels must have shape {expected} (logits {list(logits.shape)} without C), got {list(labels.shape)}"
         )
 
 
@@ -199,9 +198,7 @@ def downsample_labels(
     fx, fy, fz = (int(f) for f in factor)
     b, x, y, z = labels.shape
     if min(fx, fy, fz) < 1 or x % fx or y % fy or z % fz:
-        raise ValueError(
-            f"factor must be positive ints dividing the label grid {[x, y, z]}, got {list(factor)}"
-        )
+        raise ValueError(f"factor must be positive ints dividing the label grid {[x, y, z]}, got {list(factor)}")
     if (fx, fy, fz) == (1, 1, 1):
         return labels.long()
     blocks = labels.long().reshape(b, x // fx, fx, y // fy, fy, z // fz, fz)
@@ -243,17 +240,31 @@ def inverse_log_frequency_weights(counts: torch.Tensor, eps: float = 0.001) -> t
     """
     check_tensor("counts", counts)
     if counts.dim() != 1 or bool((counts < 0).any()):
-        raise ValueError(
-            f"counts must be a non-negative [C] tensor, got shape {list(counts.shape)}"
-        )
+        raise ValueError(f"counts must be a non-negative [C] tensor, got shape {list(counts.shape)}")
     return 1.0 / torch.log(counts.double().clamp_min(math.e) + eps)
 
 
 # Cross-entropy class weights of the release's logged configs (DESIGN §5): fixed per
 # benchmark, not counted from data. Keyed by grid preset name, in the preset's class order.
 _OCC3D_WEIGHTS = (
-    1.0155, 1.0690, 1.3001, 1.0725, 0.9464, 1.1009, 1.2696, 1.0626, 1.1890,
-    1.0622, 1.0060, 0.8571, 1.0392, 0.9087, 0.8936, 0.8549, 0.8528, 0.5000,
+    1.0155,
+    1.0690,
+    1.3001,
+    1.0725,
+    0.9464,
+    1.1009,
+    1.2696,
+    1.0626,
+    1.1890,
+    1.0622,
+    1.0060,
+    0.8571,
+    1.0392,
+    0.9087,
+    0.8936,
+    0.8549,
+    0.8528,
+    0.5000,
 )
 #: ``{grid preset name: [C] weights}`` of the release (DESIGN §5). Occ3D: 18 values, free
 #: (index 17) last; SurroundOcc: 17 values, the Occ3D ones with empty (0.5) first and
@@ -263,8 +274,25 @@ RELEASE_CLASS_WEIGHTS: dict[str, tuple[float, ...]] = {
     "occ3d": _OCC3D_WEIGHTS,
     "surroundocc": (0.5000,) + _OCC3D_WEIGHTS[1:-1],
     "kitti360": (
-        0.0464, 0.0595, 0.0865, 0.0871, 0.0717, 0.0657, 0.0852, 0.0541, 0.0602, 0.0567,
-        0.0607, 0.0540, 0.0636, 0.0513, 0.0564, 0.0701, 0.0774, 0.0580, 0.0690,
+        0.0464,
+        0.0595,
+        0.0865,
+        0.0871,
+        0.0717,
+        0.0657,
+        0.0852,
+        0.0541,
+        0.0602,
+        0.0567,
+        0.0607,
+        0.0540,
+        0.0636,
+        0.0513,
+        0.0564,
+        0.0701,
+        0.0774,
+        0.0580,
+        0.0690,
     ),
 }
 
@@ -338,8 +366,7 @@ class Occupancy3DLoss(torch.nn.Module):
         self.coarse_labels = coarse_labels
         if not 0 <= empty_index < num_classes:
             raise ValueError(f"empty_index must be in [0, {num_classes}), got {empty_index}")
-        for name, value in (("ce_weight", ce_weight), ("lovasz_weight", lovasz_weight),
-                            ("scale_decay", scale_decay)):
+        for name, value in (("ce_weight", ce_weight), ("lovasz_weight", lovasz_weight), ("scale_decay", scale_decay)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         self.num_classes = num_classes
@@ -364,8 +391,7 @@ class Occupancy3DLoss(torch.nn.Module):
         for i, a in enumerate(aux):
             if a.dim() != 5 or a.shape[1] != self.num_classes:
                 raise ValueError(
-                    f"aux_logits[{i}] must have shape [B, {self.num_classes}, x, y, z], "
-                    f"got {list(a.shape)}"
+                    f"aux_logits[{i}] must have shape [B, {self.num_classes}, x, y, z], got {list(a.shape)}"
                 )
             size = tuple(a.shape[2:])
             if any(f % s for f, s in zip(full, size)) or any(s > p for s, p in zip(size, prev)):
@@ -388,11 +414,10 @@ class Occupancy3DLoss(torch.nn.Module):
         outputs = [(logits, labels.long(), 1.0)]
         for scale, a in zip(self._scales(logits.shape[2:], aux_logits), aux_logits):
             if a.shape[0] != logits.shape[0]:
-                raise ValueError(
-                    f"aux_logits batch {a.shape[0]} differs from logits batch {logits.shape[0]}"
-                )
-            coarse = downsample_labels(labels, scale.factor, self.num_classes, self.empty_index,
-                                       self.ignore_index, self.coarse_labels)
+                raise ValueError(f"aux_logits batch {a.shape[0]} differs from logits batch {logits.shape[0]}")
+            coarse = downsample_labels(
+                labels, scale.factor, self.num_classes, self.empty_index, self.ignore_index, self.coarse_labels
+            )
             outputs.append((a, coarse, scale.weight))
         ce = logits.new_zeros(())
         lov = logits.new_zeros(())

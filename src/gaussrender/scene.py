@@ -217,8 +217,20 @@ def _layout(rng: np.random.Generator) -> _Layout:
     if rng.random() < 0.7:
         cross_x = float(rng.choice([-1.0, 1.0]) * rng.uniform(14.0, 28.0))
     return _Layout(
-        lane_w, lanes_left, lanes_right, road_lo, road_hi, park_right, park_left,
-        walk_lo, walk_hi, green_lo, green_hi, cross_x, float(rng.uniform(7.0, 10.0)), walk_w,
+        lane_w,
+        lanes_left,
+        lanes_right,
+        road_lo,
+        road_hi,
+        park_right,
+        park_left,
+        walk_lo,
+        walk_hi,
+        green_lo,
+        green_hi,
+        cross_x,
+        float(rng.uniform(7.0, 10.0)),
+        walk_w,
     )
 
 
@@ -324,7 +336,9 @@ def _paint_vegetation(c: _Canvas, lay: _Layout, rng: np.random.Generator) -> Non
             _tree(c, x, y, rng)
 
 
-def _vehicle(c: _Canvas, kind: str, x: float, y: float, heading: int, rng: np.random.Generator, along_y: bool = False) -> bool:
+def _vehicle(
+    c: _Canvas, kind: str, x: float, y: float, heading: int, rng: np.random.Generator, along_y: bool = False
+) -> bool:
     """Place a vehicle centred at (x, y) if its footprint is free; ``heading`` +1/-1 tells
     which end is the front. Returns whether it was placed."""
     sizes = {  # length, width, height ranges, metres
@@ -468,7 +482,10 @@ def _paint_people(c: _Canvas, lay: _Layout, rng: np.random.Generator) -> None:
     def on_walk() -> bool:
         side = rng.choice([-1, 1])
         inner, outer = (lay.road_hi, lay.walk_hi) if side > 0 else (lay.road_lo, lay.walk_lo)
-        return person(rng.uniform(g.range_min[0] + 1, g.range_max[0] - 1), rng.uniform(min(inner, outer) + 0.4, max(inner, outer) - 0.4))
+        return person(
+            rng.uniform(g.range_min[0] + 1, g.range_max[0] - 1),
+            rng.uniform(min(inner, outer) + 0.4, max(inner, outer) - 0.4),
+        )
 
     _try(40, on_walk)
     for _ in range(int(rng.integers(4, 12))):
@@ -521,7 +538,9 @@ def _paint_works(c: _Canvas, lay: _Layout, rng: np.random.Generator) -> None:
 # visibility
 
 
-def _check_rays(occupied: torch.Tensor, grid: VoxelGrid, origins: torch.Tensor, ends: torch.Tensor, ends_name: str) -> int:
+def _check_rays(
+    occupied: torch.Tensor, grid: VoxelGrid, origins: torch.Tensor, ends: torch.Tensor, ends_name: str
+) -> int:
     check_shape("occupied", occupied, list(grid.shape))
     if occupied.dtype != torch.bool:
         raise TypeError(f"occupied must be a bool tensor, got dtype {occupied.dtype}")
@@ -534,8 +553,7 @@ def _check_rays(occupied: torch.Tensor, grid: VoxelGrid, origins: torch.Tensor, 
     outside = ((origins < lo) | (origins >= hi)).any(dim=1)
     if bool(outside.any()):
         raise ValueError(
-            f"origins must lie inside the grid {grid.range_min}..{grid.range_max} m; "
-            f"{int(outside.sum())} of {r} do not"
+            f"origins must lie inside the grid {grid.range_min}..{grid.range_max} m; {int(outside.sum())} of {r} do not"
         )
     return r
 
@@ -690,7 +708,11 @@ def _surface(occupied: torch.Tensor) -> torch.Tensor:
 
 
 def _seen_surfaces(
-    occupied: torch.Tensor, grid: VoxelGrid, sensors: torch.Tensor, in_view, candidates: torch.Tensor  # type: ignore[no-untyped-def]
+    occupied: torch.Tensor,
+    grid: VoxelGrid,
+    sensors: torch.Tensor,
+    in_view,
+    candidates: torch.Tensor,  # type: ignore[no-untyped-def]
 ) -> torch.Tensor:
     """``[X, Y, Z]`` voxels among ``candidates`` (bool, a subset of ``occupied``) with a line
     of sight from one of ``sensors`` ``[S, 3]`` (metres) to the voxel's point nearest to it

@@ -179,7 +179,9 @@ def colorize_semantics(
             raise TypeError(f"x as labels [H, W] must be integers, got dtype {arr.dtype}")
         bad = (arr != ignore_index) & ((arr < 0) | (arr >= c))
         if bad.any():
-            raise ValueError(f"x labels must be in [0, {c}) or {ignore_index}, found {np.unique(arr[bad])[:5].tolist()}")
+            raise ValueError(
+                f"x labels must be in [0, {c}) or {ignore_index}, found {np.unique(arr[bad])[:5].tolist()}"
+            )
         lut = np.concatenate([pal.astype(np.uint8), np.array([IGNORE_COLOR], dtype=np.uint8)])
         return lut[np.where(arr == ignore_index, c, arr)]
     if arr.ndim == 3:
@@ -261,7 +263,9 @@ def legend(
     draw = ImageDraw.Draw(img)
     for k, (c, name) in enumerate(zip(classes, names)):
         x, y = (k % columns) * cell_w + 4, (k // columns) * cell_h + 4
-        draw.rectangle([x, y, x + font_size - 2, y + font_size - 2], fill=tuple(int(v) for v in pal[c]), outline=(0, 0, 0))
+        draw.rectangle(
+            [x, y, x + font_size - 2, y + font_size - 2], fill=tuple(int(v) for v in pal[c]), outline=(0, 0, 0)
+        )
         draw.text((x + font_size + 4, y - 1), name, fill=(0, 0, 0), font=font)
     return np.asarray(img)
 
@@ -291,7 +295,10 @@ def tile_images(
         raise ValueError("rows must be a non-empty list of non-empty rows of images")
     if labels is not None and (len(labels) != len(rows) or any(len(l) != len(r) for l, r in zip(labels, rows))):
         raise ValueError("labels must have the same nesting (rows x columns) as rows")
-    imgs = [[None if im is None else _check_image(f"rows[{i}][{j}]", im) for j, im in enumerate(r)] for i, r in enumerate(rows)]
+    imgs = [
+        [None if im is None else _check_image(f"rows[{i}][{j}]", im) for j, im in enumerate(r)]
+        for i, r in enumerate(rows)
+    ]
     ncol = max(len(r) for r in imgs)
     col_w = [max((r[j].shape[1] for r in imgs if j < len(r) and r[j] is not None), default=0) for j in range(ncol)]
     row_h = [max((im.shape[0] for im in r if im is not None), default=0) for r in imgs]
@@ -378,8 +385,15 @@ def render_pictures(
         else "no depth".
     """
     with torch.no_grad():  # pictures only; the renderer culls exactly what a view cannot show
-        out = render(gaussians.means, gaussians.opacities, gaussians.features, gaussians.scales, cameras,
-                     background, backend=backend)
+        out = render(
+            gaussians.means,
+            gaussians.opacities,
+            gaussians.features,
+            gaussians.scales,
+            cameras,
+            background,
+            backend=backend,
+        )
     features, depth, alpha = out.features.cpu(), out.depth.cpu(), out.alpha.cpu()
     sem = [colorize_semantics(f.numpy(), colors) for f in features]
     d = torch.where(alpha > 0.5, depth / alpha.clamp_min(1e-6), torch.zeros_like(depth))

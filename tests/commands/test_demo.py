@@ -80,7 +80,11 @@ def _write_labels(path: Path, drop: str | None = None) -> Path:
     sem[:, :, 2] = grid.class_names.index("driveable_surface")
     sem[120:131, 95:100, 3:7] = grid.class_names.index("car")
     sem[110:140, 130:150, 2:14] = grid.class_names.index("manmade")
-    arrays = {"semantics": sem, "mask_lidar": np.ones(grid.shape, np.uint8), "mask_camera": np.ones(grid.shape, np.uint8)}
+    arrays = {
+        "semantics": sem,
+        "mask_lidar": np.ones(grid.shape, np.uint8),
+        "mask_camera": np.ones(grid.shape, np.uint8),
+    }
     if drop:
         del arrays[drop]
     np.savez_compressed(path, **arrays)
@@ -127,15 +131,26 @@ def test_missing_key_is_named(tmp_path, capsys) -> None:
 
 def test_wrong_shape_is_reported(tmp_path, capsys) -> None:
     path = tmp_path / "labels.npz"
-    np.savez(path, semantics=np.zeros((10, 10, 10), np.uint8), mask_lidar=np.zeros((10, 10, 10), np.uint8),
-             mask_camera=np.zeros((10, 10, 10), np.uint8))
+    np.savez(
+        path,
+        semantics=np.zeros((10, 10, 10), np.uint8),
+        mask_lidar=np.zeros((10, 10, 10), np.uint8),
+        mask_camera=np.zeros((10, 10, 10), np.uint8),
+    )
     assert main(["demo", "--labels", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "(200, 200, 16)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     "args",
-    [["--frames", "0"], ["--size", "0"], ["--fps", "0"], ["--threads", "0"], ["--device", "nonsense"], ["--backend", "triton"]],
+    [
+        ["--frames", "0"],
+        ["--size", "0"],
+        ["--fps", "0"],
+        ["--threads", "0"],
+        ["--device", "nonsense"],
+        ["--backend", "triton"],
+    ],
 )
 def test_bad_options(tmp_path, capsys, args) -> None:
     assert main(["demo", "--out", str(tmp_path / "o"), *args]) == 2

@@ -60,7 +60,12 @@ def test_occ3d_identity_scores_100_and_corruption_gives_known_numbers(tmp_path, 
         _save(tmp_path / "bad", s.token, corrupted, key="pred")
 
     out = tmp_path / "same.json"
-    assert _run("--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "same", "--out", out) == 0
+    assert (
+        _run(
+            "--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "same", "--out", out
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["num_samples"] == 2 and r["mask_camera"] is True
     for key in ("iou", "miou", "rayiou", "rayiou@1", "rayiou@2", "rayiou@4"):
@@ -130,12 +135,26 @@ def test_missing_predictions_are_listed(tmp_path, capsys):
 def test_bad_prediction_and_arguments_are_named(tmp_path, capsys):
     samples, gts, infos = _occ3d(tmp_path, n_scenes=1)
     _save(tmp_path / "pred", samples[0].token, gts[samples[0].token][0][:, :, :8])
-    code = _run("--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "pred", "--no-rayiou")
+    code = _run(
+        "--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "pred", "--no-rayiou"
+    )
     assert code == 2
-    assert f"{samples[0].token}.npz semantics: expected shape (200, 200, 16), got (200, 200, 8)" in capsys.readouterr().err
+    assert (
+        f"{samples[0].token}.npz semantics: expected shape (200, 200, 16), got (200, 200, 8)" in capsys.readouterr().err
+    )
     assert _run("--benchmark", "occ3d", "--gt", tmp_path / "gt", "--pred", tmp_path / "pred") == 2
     assert "--infos is required" in capsys.readouterr().err
-    code = _run("--benchmark", "surroundocc", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "pred", "--mask-camera")
+    code = _run(
+        "--benchmark",
+        "surroundocc",
+        "--gt",
+        tmp_path / "gt",
+        "--infos",
+        infos,
+        "--pred",
+        tmp_path / "pred",
+        "--mask-camera",
+    )
     assert code == 2 and "no mask_camera" in capsys.readouterr().err
 
 
@@ -149,7 +168,21 @@ def test_surroundocc_identity_and_corruption(tmp_path):
     same = np.where(gt == 255, 0, gt)  # ignore voxels never count, any label will do
     _save(tmp_path / "same", s.token, same)
     out = tmp_path / "same.json"
-    assert _run("--benchmark", "surroundocc", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "same", "--out", out) == 0
+    assert (
+        _run(
+            "--benchmark",
+            "surroundocc",
+            "--gt",
+            tmp_path / "gt",
+            "--infos",
+            infos,
+            "--pred",
+            tmp_path / "same",
+            "--out",
+            out,
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["mask_camera"] is False
     assert r["iou"] == pytest.approx(1.0) and r["miou"] == pytest.approx(1.0) and r["rayiou"] == pytest.approx(1.0)
@@ -158,7 +191,22 @@ def test_surroundocc_identity_and_corruption(tmp_path):
     bad[bad == CAR] = BUS
     _save(tmp_path / "bad", s.token, bad)
     out = tmp_path / "bad.json"
-    assert _run("--benchmark", "surroundocc", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "bad", "--no-rayiou", "--out", out) == 0
+    assert (
+        _run(
+            "--benchmark",
+            "surroundocc",
+            "--gt",
+            tmp_path / "gt",
+            "--infos",
+            infos,
+            "--pred",
+            tmp_path / "bad",
+            "--no-rayiou",
+            "--out",
+            out,
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     n_car, n_bus = int((gt == CAR).sum()), int((gt == BUS).sum())
     assert r["miou"] == pytest.approx((14 + n_bus / (n_bus + n_car)) / 16)
@@ -184,7 +232,21 @@ def test_kitti360_identity_and_corruption(tmp_path):
     assert r["iou"] == pytest.approx(1.0) and r["miou"] == pytest.approx(1.0, abs=1e-6)
 
     out = tmp_path / "bad.json"
-    assert _run("--benchmark", "kitti360", "--gt", tmp_path / "gt", "--pred", tmp_path / "bad", "--split", "val", "--out", out) == 0
+    assert (
+        _run(
+            "--benchmark",
+            "kitti360",
+            "--gt",
+            tmp_path / "gt",
+            "--pred",
+            tmp_path / "bad",
+            "--split",
+            "val",
+            "--out",
+            out,
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     n_car = sum(int((g == 1).sum()) for g in gts.values())
     n_truck = sum(int((g == 4).sum()) for g in gts.values())
@@ -218,8 +280,13 @@ def _direct_render_metrics(sample, labels, pred, image_size, scale, convention="
     k = torch.from_numpy(np.stack([sample.cameras[n].intrinsics for n in CAMERA_NAMES])).float()
     pose = torch.from_numpy(cam_from_ego(sample, CAMERA_NAMES)).float()  # Occ3D: grid frame = ego frame
     m = RenderedViewMetrics(OCC3D_NUSCENES, convention=convention, image_scale=scale)
-    m.update(torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(labels.astype(np.int64))[None],
-             k[None], pose[None], image_size)
+    m.update(
+        torch.from_numpy(pred.astype(np.int64))[None],
+        torch.from_numpy(labels.astype(np.int64))[None],
+        k[None],
+        pose[None],
+        image_size,
+    )
     return m.compute()
 
 
@@ -235,7 +302,18 @@ def test_render_metrics_identity_corruption_and_image_size_from_the_files(tmp_pa
     bad[bad == CAR] = BUS
     _save(tmp_path / "same", s.token, sem)
     _save(tmp_path / "bad", s.token, bad)
-    argv = ["--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--no-rayiou", "--render-metrics", "--render-scale", 0.1]
+    argv = [
+        "--benchmark",
+        "occ3d",
+        "--gt",
+        tmp_path / "gt",
+        "--infos",
+        infos,
+        "--no-rayiou",
+        "--render-metrics",
+        "--render-scale",
+        0.1,
+    ]
 
     out = tmp_path / "same.json"
     assert _run(*argv, "--pred", tmp_path / "same", "--out", out) == 0
@@ -262,7 +340,9 @@ def test_render_metrics_identity_corruption_and_image_size_from_the_files(tmp_pa
     assert "--render-scale" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (REAL / "3D_occupancy_data.npz").is_file(), reason=f"shared real Occ3D frame not found in {REAL}")
+@pytest.mark.skipif(
+    not (REAL / "3D_occupancy_data.npz").is_file(), reason=f"shared real Occ3D frame not found in {REAL}"
+)
 def test_render_metrics_on_the_real_frame(tmp_path, capsys, one_thread):
     from gaussrender.data import load_infos
 
@@ -275,7 +355,18 @@ def test_render_metrics_on_the_real_frame(tmp_path, capsys, one_thread):
     shifted[1:] = sem[:-1]  # everything one voxel (0.4 m) further forward
     _save(tmp_path / "same", s.token, sem)
     _save(tmp_path / "shifted", s.token, shifted)
-    argv = ["--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--no-rayiou", "--render-metrics", "--render-scale", 0.05]
+    argv = [
+        "--benchmark",
+        "occ3d",
+        "--gt",
+        tmp_path / "gt",
+        "--infos",
+        infos,
+        "--no-rayiou",
+        "--render-metrics",
+        "--render-scale",
+        0.05,
+    ]
 
     out = tmp_path / "same.json"
     assert _run(*argv, "--pred", tmp_path / "same", "--out", out) == 0

@@ -40,8 +40,21 @@ def data_root(tmp_path_factory) -> Path:
 def test_train_predict_eval(tmp_path, data_root):
     cli = [sys.executable, "-m", "gaussrender"]
     run_dir = tmp_path / "run"
-    _run(cli + ["train", "--config", str(CONFIGS / "tiny_synthetic_render.yaml"), "--run-dir", str(run_dir),
-                "--set", f"data.root={data_root}", "--no-progress"] + SMALL, tmp_path)
+    _run(
+        cli
+        + [
+            "train",
+            "--config",
+            str(CONFIGS / "tiny_synthetic_render.yaml"),
+            "--run-dir",
+            str(run_dir),
+            "--set",
+            f"data.root={data_root}",
+            "--no-progress",
+        ]
+        + SMALL,
+        tmp_path,
+    )
     (train,) = read_jsonl(run_dir / "log.jsonl", "train")
     assert train["loss_render"] > 0 and train["samples_per_s"] > 0
     (val,) = read_jsonl(run_dir / "log.jsonl", "val")
@@ -49,15 +62,41 @@ def test_train_predict_eval(tmp_path, data_root):
     assert (run_dir / "config.yaml").is_file() and (run_dir / "last.pt").is_file()
 
     pred = tmp_path / "pred"
-    _run(cli + ["predict", "--config", str(run_dir / "config.yaml"), "--checkpoint", str(run_dir / "last.pt"),
-                "--out", str(pred)], tmp_path)
+    _run(
+        cli
+        + [
+            "predict",
+            "--config",
+            str(run_dir / "config.yaml"),
+            "--checkpoint",
+            str(run_dir / "last.pt"),
+            "--out",
+            str(pred),
+        ],
+        tmp_path,
+    )
     (file,) = sorted(pred.glob("*.npz"))
     with np.load(file) as npz:
         assert npz["semantics"].dtype == np.uint8 and npz["semantics"].shape == (200, 200, 16)
 
     results = tmp_path / "results.json"
-    _run(cli + ["eval", "--benchmark", "occ3d", "--gt", str(data_root), "--infos",
-                str(data_root / "synthetic_infos_val.json"), "--pred", str(pred), "--out", str(results)], tmp_path)
+    _run(
+        cli
+        + [
+            "eval",
+            "--benchmark",
+            "occ3d",
+            "--gt",
+            str(data_root),
+            "--infos",
+            str(data_root / "synthetic_infos_val.json"),
+            "--pred",
+            str(pred),
+            "--out",
+            str(results),
+        ],
+        tmp_path,
+    )
     scores = json.loads(results.read_text())
     # `eval` scores the written predictions exactly as the trainer's validation scored the model
     for key in ("iou", "miou", "rayiou"):
@@ -66,10 +105,29 @@ def test_train_predict_eval(tmp_path, data_root):
 
 def test_torchrun_two_processes(tmp_path, data_root):
     run_dir = tmp_path / "ddp"
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-          "-m", "gaussrender", "train", "--config", str(CONFIGS / "tiny_synthetic_std.yaml"),
-          "--run-dir", str(run_dir), "--set", f"data.root={data_root}",
-          "--set", "train.max_steps=1", "--no-progress"], tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "gaussrender",
+            "train",
+            "--config",
+            str(CONFIGS / "tiny_synthetic_std.yaml"),
+            "--run-dir",
+            str(run_dir),
+            "--set",
+            f"data.root={data_root}",
+            "--set",
+            "train.max_steps=1",
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     (train,) = read_jsonl(run_dir / "log.jsonl", "train")
     assert train["step"] == 1 and "loss_render" not in train
     (val,) = read_jsonl(run_dir / "log.jsonl", "val")

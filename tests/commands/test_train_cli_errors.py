@@ -42,7 +42,10 @@ def no_training(monkeypatch):
     [
         ("optim.lr=.inf", f"{CONFIG}: optim.lr: expected a finite number > 0, got inf (--set)"),
         ("optim.lr=-1", f"{CONFIG}: optim.lr: expected a finite number > 0, got -1.0 (--set)"),
-        ("train.max_steps=-1", f"{CONFIG}: train.max_steps: expected null (no limit) or an integer >= 1, got -1 (--set)"),
+        (
+            "train.max_steps=-1",
+            f"{CONFIG}: train.max_steps: expected null (no limit) or an integer >= 1, got -1 (--set)",
+        ),
         ("optim.weight_decay=.nan", f"{CONFIG}: optim.weight_decay: expected a finite number >= 0, got nan (--set)"),
         ("train.batch_size=0", f"{CONFIG}: train.batch_size: expected an integer >= 1, got 0 (--set)"),
         ("loss.ce_weight=.nan", f"{CONFIG}: loss.ce_weight: expected a finite number >= 0, got nan (--set)"),
@@ -114,7 +117,9 @@ def test_nan_parameter_stops_with_exit_code_1_and_never_done(capsys, tmp_path, m
     monkeypatch.setattr(run_module, "train", _tiny_train(poison))
     rc, out, err = _train(capsys, tmp_path)
     assert rc == 1
-    assert err.startswith("gaussrender train: error: training stopped: non-finite parameter(s) ['voxel'] before training")
+    assert err.startswith(
+        "gaussrender train: error: training stopped: non-finite parameter(s) ['voxel'] before training"
+    )
     assert "done" not in out
 
 
@@ -141,10 +146,28 @@ def test_unusable_device_is_a_config_error(capsys, tmp_path):
 def test_the_process_exits_2_without_a_traceback(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "gaussrender", "train", "--config", str(CONFIG), "--run-dir", str(tmp_path / "run"),
-         "--set", "optim.lr=.inf"], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "gaussrender",
+            "train",
+            "--config",
+            str(CONFIG),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--set",
+            "optim.lr=.inf",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip() == f"gaussrender train: error: {CONFIG}: optim.lr: expected a finite number > 0, got inf (--set)"
+    assert (
+        proc.stderr.strip()
+        == f"gaussrender train: error: {CONFIG}: optim.lr: expected a finite number > 0, got inf (--set)"
+    )
     assert proc.stdout == ""
     assert not (tmp_path / "run").exists()  # nothing written for a refused config

@@ -92,7 +92,17 @@ def test_view_writes_every_view_and_prints_the_sample_metrics(tmp_path, capsys):
     rng = np.random.default_rng(0)
     masks = [rng.random(GRID.shape) < 0.8 for _ in labels]
     infos = _dataset(tmp_path, samples, labels, masks, preds)
-    base = ["view", "--benchmark", "occ3d", "--gt", str(tmp_path / "gt"), "--infos", str(infos), "--pred", str(tmp_path / "pred")]
+    base = [
+        "view",
+        "--benchmark",
+        "occ3d",
+        "--gt",
+        str(tmp_path / "gt"),
+        "--infos",
+        str(infos),
+        "--pred",
+        str(tmp_path / "pred"),
+    ]
 
     # the second sample, by token
     out = tmp_path / "view"
@@ -120,7 +130,10 @@ def test_view_writes_every_view_and_prints_the_sample_metrics(tmp_path, capsys):
     assert 0 < printed["iou"] < 100 and 0 < printed["miou"] < 100  # degraded: neither perfect nor empty
 
     # default: the first sample; without the mask every voxel counts
-    assert main([*base, "--out", str(tmp_path / "first"), "--no-mask-camera", "--render-scale", "0.05", "--frames", "1"]) == 0
+    assert (
+        main([*base, "--out", str(tmp_path / "first"), "--no-mask-camera", "--render-scale", "0.05", "--frames", "1"])
+        == 0
+    )
     stdout = capsys.readouterr().out
     assert f"sample {samples[0].token}:" in stdout and "mask_camera" not in stdout
     everywhere = np.ones(GRID.shape, bool)
@@ -134,8 +147,19 @@ def test_unknown_token_and_missing_prediction_are_named(tmp_path, capsys):
     sem = np.full(GRID.shape, GRID.empty_index, np.uint8)
     sem[100:104, 98:102, 2:6] = GRID.class_names.index("car")
     infos = _dataset(tmp_path, samples, [sem, sem], [np.ones(GRID.shape, bool)] * 2, [sem, sem])
-    base = ["view", "--benchmark", "occ3d", "--gt", str(tmp_path / "gt"), "--infos", str(infos), "--pred", str(tmp_path / "pred"),
-            "--out", str(tmp_path / "o")]
+    base = [
+        "view",
+        "--benchmark",
+        "occ3d",
+        "--gt",
+        str(tmp_path / "gt"),
+        "--infos",
+        str(infos),
+        "--pred",
+        str(tmp_path / "pred"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     for token in ("nope", "../../etc/passwd"):  # never a path: checked against the info file first
         assert main([*base, "--token", token]) == 2
         err = capsys.readouterr().err
@@ -149,7 +173,9 @@ def test_unknown_token_and_missing_prediction_are_named(tmp_path, capsys):
         assert bad[0] in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (REAL / "3D_occupancy_data.npz").is_file(), reason=f"shared real Occ3D frame not found in {REAL}")
+@pytest.mark.skipif(
+    not (REAL / "3D_occupancy_data.npz").is_file(), reason=f"shared real Occ3D frame not found in {REAL}"
+)
 def test_view_on_the_real_frame(tmp_path, capsys):
     from gaussrender.data import load_infos
 
@@ -159,8 +185,23 @@ def test_view_on_the_real_frame(tmp_path, capsys):
     shifted = np.full_like(sem, GRID.empty_index)
     shifted[1:] = sem[:-1]  # everything one voxel (0.4 m) further forward
     infos = _dataset(tmp_path, [sample], [sem], [cam], [shifted])
-    argv = ["view", "--benchmark", "occ3d", "--gt", str(tmp_path / "gt"), "--infos", str(infos), "--pred", str(tmp_path / "pred"),
-            "--out", str(tmp_path / "o"), "--render-scale", "0.05", "--frames", "1"]
+    argv = [
+        "view",
+        "--benchmark",
+        "occ3d",
+        "--gt",
+        str(tmp_path / "gt"),
+        "--infos",
+        str(infos),
+        "--pred",
+        str(tmp_path / "pred"),
+        "--out",
+        str(tmp_path / "o"),
+        "--render-scale",
+        "0.05",
+        "--frames",
+        "1",
+    ]
     assert main(argv) == 0
     stdout = capsys.readouterr().out
     print(stdout)

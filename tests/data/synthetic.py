@@ -79,8 +79,7 @@ def synthetic_sample(
 def synthetic_scene(scene: str, n: int, speed: float = 2.0) -> list[SampleInfo]:
     """``n`` samples driving straight along global x at ``speed`` metres per frame."""
     return [
-        synthetic_sample(f"{scene}-{i:02d}", scene, 1_000_000 + 500_000 * i, ego_xy=(speed * i, 0.0))
-        for i in range(n)
+        synthetic_sample(f"{scene}-{i:02d}", scene, 1_000_000 + 500_000 * i, ego_xy=(speed * i, 0.0)) for i in range(n)
     ]
 
 
@@ -109,30 +108,85 @@ def write_tables(root: Path, samples, version: str = "v1.0-mini", scene_name: st
     d.mkdir(parents=True)
     sensors = [{"token": "sens-LIDAR_TOP", "channel": "LIDAR_TOP", "modality": "lidar"}]
     sensors += [{"token": f"sens-{n}", "channel": n, "modality": "camera"} for n in CAMERA_NAMES]
-    calibs = [{"token": "cal-LIDAR_TOP", "sensor_token": "sens-LIDAR_TOP", "camera_intrinsic": [],
-               "translation": list(samples[0].lidar2ego.translation), "rotation": list(samples[0].lidar2ego.rotation)}]
+    calibs = [
+        {
+            "token": "cal-LIDAR_TOP",
+            "sensor_token": "sens-LIDAR_TOP",
+            "camera_intrinsic": [],
+            "translation": list(samples[0].lidar2ego.translation),
+            "rotation": list(samples[0].lidar2ego.rotation),
+        }
+    ]
     for n in CAMERA_NAMES:
         c = samples[0].cameras[n]
-        calibs.append({"token": f"cal-{n}", "sensor_token": f"sens-{n}", "camera_intrinsic": c.intrinsics.tolist(),
-                       "translation": list(c.sensor2ego.translation), "rotation": list(c.sensor2ego.rotation)})
+        calibs.append(
+            {
+                "token": f"cal-{n}",
+                "sensor_token": f"sens-{n}",
+                "camera_intrinsic": c.intrinsics.tolist(),
+                "translation": list(c.sensor2ego.translation),
+                "rotation": list(c.sensor2ego.rotation),
+            }
+        )
     sample_rows, sd_rows, pose_rows = [], [], []
     for i, s in enumerate(samples):
-        sample_rows.append({"token": s.token, "timestamp": s.timestamp, "scene_token": "sc",
-                            "prev": samples[i - 1].token if i else "",
-                            "next": samples[i + 1].token if i + 1 < len(samples) else ""})
+        sample_rows.append(
+            {
+                "token": s.token,
+                "timestamp": s.timestamp,
+                "scene_token": "sc",
+                "prev": samples[i - 1].token if i else "",
+                "next": samples[i + 1].token if i + 1 < len(samples) else "",
+            }
+        )
         for ch in ("LIDAR_TOP",) + CAMERA_NAMES:
             pose = s.ego2global if ch == "LIDAR_TOP" else s.cameras[ch].ego2global
-            pose_rows.append({"token": f"pose-{s.token}-{ch}", "translation": list(pose.translation),
-                              "rotation": list(pose.rotation), "timestamp": s.timestamp})
-            sd_rows.append({"token": f"sd-{s.token}-{ch}", "sample_token": s.token, "is_key_frame": True,
-                            "ego_pose_token": f"pose-{s.token}-{ch}", "calibrated_sensor_token": f"cal-{ch}",
-                            "filename": f"samples/{ch}/{s.token}.jpg", "timestamp": s.timestamp})
+            pose_rows.append(
+                {
+                    "token": f"pose-{s.token}-{ch}",
+                    "translation": list(pose.translation),
+                    "rotation": list(pose.rotation),
+                    "timestamp": s.timestamp,
+                }
+            )
+            sd_rows.append(
+                {
+                    "token": f"sd-{s.token}-{ch}",
+                    "sample_token": s.token,
+                    "is_key_frame": True,
+                    "ego_pose_token": f"pose-{s.token}-{ch}",
+                    "calibrated_sensor_token": f"cal-{ch}",
+                    "filename": f"samples/{ch}/{s.token}.jpg",
+                    "timestamp": s.timestamp,
+                }
+            )
         # a non-key sweep that must be ignored
-        sd_rows.append({"token": f"sweep-{s.token}", "sample_token": s.token, "is_key_frame": False,
-                        "ego_pose_token": f"pose-{s.token}-CAM_FRONT", "calibrated_sensor_token": "cal-CAM_FRONT",
-                        "filename": f"sweeps/CAM_FRONT/{s.token}.jpg", "timestamp": s.timestamp + 1})
-    scene = [{"token": "sc", "name": scene_name, "first_sample_token": samples[0].token,
-              "last_sample_token": samples[-1].token, "nbr_samples": len(samples)}]
-    for name, rows in [("scene", scene), ("sample", sample_rows), ("sample_data", sd_rows),
-                       ("calibrated_sensor", calibs), ("ego_pose", pose_rows), ("sensor", sensors)]:
+        sd_rows.append(
+            {
+                "token": f"sweep-{s.token}",
+                "sample_token": s.token,
+                "is_key_frame": False,
+                "ego_pose_token": f"pose-{s.token}-CAM_FRONT",
+                "calibrated_sensor_token": "cal-CAM_FRONT",
+                "filename": f"sweeps/CAM_FRONT/{s.token}.jpg",
+                "timestamp": s.timestamp + 1,
+            }
+        )
+    scene = [
+        {
+            "token": "sc",
+            "name": scene_name,
+            "first_sample_token": samples[0].token,
+            "last_sample_token": samples[-1].token,
+            "nbr_samples": len(samples),
+        }
+    ]
+    for name, rows in [
+        ("scene", scene),
+        ("sample", sample_rows),
+        ("sample_data", sd_rows),
+        ("calibrated_sensor", calibs),
+        ("ego_pose", pose_rows),
+        ("sensor", sensors),
+    ]:
         (d / f"{name}.json").write_text(json.dumps(rows))

@@ -7,9 +7,7 @@ from gaussrender.data import collate
 
 
 def test_stacks_and_keeps_ragged():
-    items = [
-        {"labels": torch.zeros(2, 3), "origins": torch.zeros(k, 3), "token": f"t{k}"} for k in (1, 4)
-    ]
+    items = [{"labels": torch.zeros(2, 3), "origins": torch.zeros(k, 3), "token": f"t{k}"} for k in (1, 4)]
     batch = collate(items)
     assert batch["labels"].shape == (2, 2, 3)
     assert [o.shape[0] for o in batch["origins"]] == [1, 4]

@@ -22,7 +22,9 @@ from tests.shared_data import OCC3D_DEMO
 DEMO = OCC3D_DEMO
 PKL = DEMO / "world-nuscenes_mini_infos_val.pkl"
 JSON = DEMO / "nuscenes_mini_val_calib.json"
-needs_real = pytest.mark.skipif(not PKL.is_file() or not JSON.is_file(), reason=f"real nuScenes-mini infos not found under {DEMO}")
+needs_real = pytest.mark.skipif(
+    not PKL.is_file() or not JSON.is_file(), reason=f"real nuScenes-mini infos not found under {DEMO}"
+)
 
 
 @needs_real
@@ -87,9 +89,14 @@ def test_restricted_unpickler_admits_numpy(tmp_path):
 def test_restricted_unpickler_keeps_every_array_kind_infos_use(tmp_path):
     """Byte orders, Fortran order, 0-d, empty, bool, unicode, bytes and complex arrays come back bit-exact."""
     arrays = [
-        np.arange(6, dtype=">f4").reshape(2, 3), np.asfortranarray(np.arange(12.0).reshape(3, 4)),
-        np.array(3, dtype=np.int16), np.zeros((0, 7), np.uint8), np.array([True, False]),
-        np.array(["pedestrian", "car"]), np.array([b"ab", b"c"]), np.array([1 + 2j], np.complex64),
+        np.arange(6, dtype=">f4").reshape(2, 3),
+        np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+        np.array(3, dtype=np.int16),
+        np.zeros((0, 7), np.uint8),
+        np.array([True, False]),
+        np.array(["pedestrian", "car"]),
+        np.array([b"ab", b"c"]),
+        np.array([1 + 2j], np.complex64),
         np.array([np.nan, -0.0]),
     ]
     path = tmp_path / "kinds.pkl"

@@ -8,8 +8,8 @@ import torch
 
 from gaussrender import OCC3D_NUSCENES
 from gaussrender.data import (
-    DataFileError,
     CAMERA_NAMES,
+    DataFileError,
     Occ3DNuScenes,
     Pose,
     collate,
@@ -44,7 +44,17 @@ def test_real_labels_have_documented_histogram():
     data = read_occ3d_labels(REAL_NPZ)
     values, counts = np.unique(data["semantics"], return_counts=True)
     assert dict(zip(values.tolist(), counts.tolist())) == {
-        2: 49, 4: 455, 5: 694, 6: 35, 11: 8275, 12: 573, 13: 1156, 14: 4700, 15: 8524, 16: 6646, 17: 608893,
+        2: 49,
+        4: 455,
+        5: 694,
+        6: 35,
+        11: 8275,
+        12: 573,
+        13: 1156,
+        14: 4700,
+        15: 8524,
+        16: 6646,
+        17: 608893,
     }
     assert int((data["semantics"] != 17).sum()) == 31107
     assert int(data["mask_lidar"].sum()) == 107649 and int(data["mask_camera"].sum()) == 100520

@@ -5,8 +5,13 @@ import gaussrender as gr
 
 #: a 16 x 16 x 4 grid of 0.5 m voxels with three classes: renders in milliseconds
 TOY = gr.VoxelGrid(
-    name="integration_toy", range_min=(-4.0, -4.0, -1.0), range_max=(4.0, 4.0, 1.0), voxel_size=0.5,
-    shape=(16, 16, 4), class_names=("free", "car", "road"), empty_index=0,
+    name="integration_toy",
+    range_min=(-4.0, -4.0, -1.0),
+    range_max=(4.0, 4.0, 1.0),
+    voxel_size=0.5,
+    shape=(16, 16, 4),
+    class_names=("free", "car", "road"),
+    empty_index=0,
 )
 IMAGE_SIZE = (24, 32)
 

@@ -81,8 +81,11 @@ class ToyModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         logits = self.head(batch[0])
         cams = self._cams(batch)
-        out = self.loss(logits, batch[1], **cams) if cams else gr.GaussRenderLoss(
-            TOY, views=("bev",), bev_size=16, backend="torch")(logits, batch[1])
+        out = (
+            self.loss(logits, batch[1], **cams)
+            if cams
+            else gr.GaussRenderLoss(TOY, views=("bev",), bev_size=16, backend="torch")(logits, batch[1])
+        )
         self.log("train/loss", out["loss"])
         return out["loss"]
 
@@ -95,9 +98,17 @@ class ToyModule(pl.LightningModule):
 
 def _trainer(tmp_path, loggers, callback):
     return pl.Trainer(
-        max_epochs=1, accelerator="cpu", devices=1, logger=loggers, callbacks=[callback],
-        limit_train_batches=2, limit_val_batches=5, num_sanity_val_steps=0,
-        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=loggers,
+        callbacks=[callback],
+        limit_train_batches=2,
+        limit_val_batches=5,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
         default_root_dir=tmp_path,
     )
 
@@ -161,6 +172,7 @@ def test_bev_only_batches_and_bad_outputs(tmp_path):
 
     with pytest.raises(ValueError, match="'logits'"):
         _trainer(tmp_path, [BoardLogger()], RenderedViewsCallback(TOY, bev_size=16)).fit(
-            Bad(), _loader(_data(1, with_cameras=False)), _loader(_data(1, with_cameras=False)))
+            Bad(), _loader(_data(1, with_cameras=False)), _loader(_data(1, with_cameras=False))
+        )
     with pytest.raises(ValueError, match="every_n_steps"):
         RenderedViewsCallback(TOY, every_n_steps=0)

@@ -53,7 +53,9 @@ def test_parse_losses_gives_the_plain_total_and_gradients(extra):
     model = ToyOccupancy(dict(type="GaussRenderLoss", grid=TOY, **OPTIONS, **extra))
     inputs, samples = _data()
     losses = model(inputs, samples, mode="loss")
-    expected_keys = {"loss_render_bev"} if extra else {f"loss_render_{t}" for t in ("cam", "cam_depth", "bev", "bev_depth")}
+    expected_keys = (
+        {"loss_render_bev"} if extra else {f"loss_render_{t}" for t in ("cam", "cam_depth", "bev", "bev_depth")}
+    )
     assert set(losses) == expected_keys
     total, log_vars = model.parse_losses(losses)
     grads = torch.autograd.grad(total, list(model.head.parameters()))
@@ -89,7 +91,13 @@ def test_train_step_with_an_optim_wrapper_and_an_empty_scene():
     inputs, samples = _data()
     before = model.head.weight.detach().clone()
     log_vars = model.train_step({"inputs": inputs, "data_samples": samples}, optim)
-    assert set(log_vars) == {"loss", "loss_render_cam", "loss_render_cam_depth", "loss_render_bev", "loss_render_bev_depth"}
+    assert set(log_vars) == {
+        "loss",
+        "loss_render_cam",
+        "loss_render_cam_depth",
+        "loss_render_bev",
+        "loss_render_bev_depth",
+    }
     assert not torch.equal(model.head.weight, before)
     # all-empty ground truth and prediction: zero loss, still differentiable (backward runs)
     empty = dict(samples, labels=torch.zeros_like(samples["labels"]))
@@ -110,7 +118,13 @@ def test_metric_matches_the_torchmetrics_metric_over_the_dataset():
     metric = METRICS.build(dict(type="RenderedViewMetrics", grid=TOY, bev_size=16))
     for lo, hi in [(0, 2), (2, 3)]:  # two batches of data samples
         samples = [
-            {"pred_occ": pred[i], "gt_occ": labels[i], "intrinsics": k[i], "cam_from_grid": pose[i], "image_size": IMAGE_SIZE}
+            {
+                "pred_occ": pred[i],
+                "gt_occ": labels[i],
+                "intrinsics": k[i],
+                "cam_from_grid": pose[i],
+                "image_size": IMAGE_SIZE,
+            }
             for i in range(lo, hi)
         ]
         metric.process({}, samples)
@@ -118,7 +132,9 @@ def test_metric_matches_the_torchmetrics_metric_over_the_dataset():
     ref = RenderedViewMetrics(TOY, bev_size=16)
     ref.update(pred, labels, k, pose, IMAGE_SIZE)
     want = ref.compute()
-    assert set(got) == {f"render/{k}" for k in ("image_iou", "image_miou", "depth_l1", "bev_iou", "bev_miou", "bev_depth_l1")}
+    assert set(got) == {
+        f"render/{k}" for k in ("image_iou", "image_miou", "depth_l1", "bev_iou", "bev_miou", "bev_depth_l1")
+    }
     for key, value in got.items():
         assert value == pytest.approx(float(want[key.split("/")[1]]), rel=1e-12, nan_ok=True)
     assert 0 < got["render/image_miou"] < 1

@@ -99,7 +99,9 @@ def test_mmengine_config_example(small_occ3d, tmp_path):
     torch.testing.assert_close(total, plain["loss"], rtol=1e-6, atol=0)
 
     metric = METRICS.build(cfg.val_evaluator)
-    sample = dict(pred_occ=logits[0].argmax(0), gt_occ=labels[0], intrinsics=K[0], cam_from_grid=T[0], image_size=SMALL_IMAGE)
+    sample = dict(
+        pred_occ=logits[0].argmax(0), gt_occ=labels[0], intrinsics=K[0], cam_from_grid=T[0], image_size=SMALL_IMAGE
+    )
     metric.process({}, [sample])
     result = metric.evaluate(size=1)
     assert 0 <= result["render/bev_miou"] <= 1 and 0 <= result["render/image_iou"] <= 1
@@ -130,8 +132,14 @@ def test_lightning_example(small_occ3d, tmp_path):
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
     logger = BoardLogger()
     trainer = lightning.Trainer(
-        max_epochs=1, accelerator="cpu", logger=logger, callbacks=[callback], num_sanity_val_steps=0,
-        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+        max_epochs=1,
+        accelerator="cpu",
+        logger=logger,
+        callbacks=[callback],
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
         default_root_dir=tmp_path,
     )
     trainer.fit(ns["Occupancy"](Net()), loader, loader)

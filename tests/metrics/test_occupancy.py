@@ -156,8 +156,13 @@ def test_for_grid_picks_each_benchmark_convention():
     kitti = OccupancyMetrics.for_grid(gr.SSCBENCH_KITTI360)
     assert kitti.convention == SSCBENCH_CONVENTION and kitti.semantic_classes == tuple(range(1, 19))
     custom = gr.VoxelGrid(
-        name="toy", range_min=(0, 0, 0), range_max=(2, 2, 2), voxel_size=1.0, shape=(2, 2, 2),
-        class_names=("free", "thing"), empty_index=0,
+        name="toy",
+        range_min=(0, 0, 0),
+        range_max=(2, 2, 2),
+        voxel_size=1.0,
+        shape=(2, 2, 2),
+        class_names=("free", "thing"),
+        empty_index=0,
     )
     with pytest.raises(ValueError, match="no IoU convention"):
         OccupancyMetrics.for_grid(custom)
@@ -191,13 +196,55 @@ def test_real_occ3d_sample_inside_mask_camera():
 @pytest.mark.parametrize(
     "pred, target, mask, error, match",
     [
-        (torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, 2, dtype=torch.long), None, TypeError, "pred must be an integer"),
-        (torch.zeros(1, 2, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, 3, dtype=torch.long), None, ValueError, "pred must have shape"),
-        (torch.zeros(2, 2, 2, dtype=torch.long), torch.zeros(2, 2, 2, dtype=torch.long), None, ValueError, "target must have shape"),
-        (torch.full((1, 2, 2, 2), 255), torch.zeros(1, 2, 2, 2, dtype=torch.long), None, ValueError, r"pred must hold labels in \[0, 5\), found \[255\]"),
-        (torch.zeros(1, 2, 2, 2, dtype=torch.long), torch.full((1, 2, 2, 2), 7), None, ValueError, r"target must hold labels .* or 255, found \[7\]"),
-        (torch.zeros(1, 2, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, 2, dtype=torch.long), torch.ones(1, 2, 2, 2), TypeError, "mask must be a bool"),
-        (torch.zeros(1, 2, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, 2, dtype=torch.long), torch.ones(1, 2, 2, dtype=torch.bool), ValueError, "mask must have shape"),
+        (
+            torch.zeros(1, 2, 2, 2),
+            torch.zeros(1, 2, 2, 2, dtype=torch.long),
+            None,
+            TypeError,
+            "pred must be an integer",
+        ),
+        (
+            torch.zeros(1, 2, 2, 2, dtype=torch.long),
+            torch.zeros(1, 2, 2, 3, dtype=torch.long),
+            None,
+            ValueError,
+            "pred must have shape",
+        ),
+        (
+            torch.zeros(2, 2, 2, dtype=torch.long),
+            torch.zeros(2, 2, 2, dtype=torch.long),
+            None,
+            ValueError,
+            "target must have shape",
+        ),
+        (
+            torch.full((1, 2, 2, 2), 255),
+            torch.zeros(1, 2, 2, 2, dtype=torch.long),
+            None,
+            ValueError,
+            r"pred must hold labels in \[0, 5\), found \[255\]",
+        ),
+        (
+            torch.zeros(1, 2, 2, 2, dtype=torch.long),
+            torch.full((1, 2, 2, 2), 7),
+            None,
+            ValueError,
+            r"target must hold labels .* or 255, found \[7\]",
+        ),
+        (
+            torch.zeros(1, 2, 2, 2, dtype=torch.long),
+            torch.zeros(1, 2, 2, 2, dtype=torch.long),
+            torch.ones(1, 2, 2, 2),
+            TypeError,
+            "mask must be a bool",
+        ),
+        (
+            torch.zeros(1, 2, 2, 2, dtype=torch.long),
+            torch.zeros(1, 2, 2, 2, dtype=torch.long),
+            torch.ones(1, 2, 2, dtype=torch.bool),
+            ValueError,
+            "mask must have shape",
+        ),
     ],
 )
 def test_bad_update_input_is_named(pred, target, mask, error, match):

@@ -92,7 +92,11 @@ def test_real_nuscenes_mini_scene():
     [
         (dict(ref_ego2global=torch.eye(3, dtype=torch.float64)), ValueError, "ref_ego2global must have shape"),
         (dict(frames_ego2global=torch.eye(4, dtype=torch.float64)), ValueError, "frames_ego2global must have shape"),
-        (dict(frames_lidar2ego=torch.eye(4, dtype=torch.float64).expand(3, 4, 4)), ValueError, "frames_lidar2ego must have shape"),
+        (
+            dict(frames_lidar2ego=torch.eye(4, dtype=torch.float64).expand(3, 4, 4)),
+            ValueError,
+            "frames_lidar2ego must have shape",
+        ),
         (dict(ref_lidar2ego=torch.eye(4, dtype=torch.long)), TypeError, "ref_lidar2ego must be a floating"),
         (dict(limit_xy=0.0), ValueError, "limit_xy"),
         (dict(max_origins=0), ValueError, "max_origins"),
@@ -100,7 +104,12 @@ def test_real_nuscenes_mini_scene():
 )
 def test_bad_input_is_named(kwargs, error, match):
     eye = torch.eye(4, dtype=torch.float64)
-    args = dict(ref_ego2global=eye, ref_lidar2ego=eye, frames_ego2global=eye.expand(2, 4, 4), frames_lidar2ego=eye.expand(2, 4, 4))
+    args = dict(
+        ref_ego2global=eye,
+        ref_lidar2ego=eye,
+        frames_ego2global=eye.expand(2, 4, 4),
+        frames_lidar2ego=eye.expand(2, 4, 4),
+    )
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ray_origins(**args)

@@ -72,7 +72,9 @@ def test_diagonal_tie_visits_z_then_y_then_x():
 def test_known_wall_distance_and_origin_voxel():
     occupied = torch.zeros(1, 20, 4, 4, dtype=torch.bool)
     occupied[0, 12] = True  # a wall filling the plane x in [12, 13)
-    origins = torch.tensor([[2.25, 1.5, 1.5], [12.5, 1.5, 1.5], [30.0, 1.5, 1.5], [2.25, 1.5, 1.5]], dtype=torch.float64)
+    origins = torch.tensor(
+        [[2.25, 1.5, 1.5], [12.5, 1.5, 1.5], [30.0, 1.5, 1.5], [2.25, 1.5, 1.5]], dtype=torch.float64
+    )
     directions = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [-2.0, 0, 0], [-1.0, 0, 0]], dtype=torch.float64)
     hits = first_hits(occupied, origins, directions)
     # The distance is where the ray leaves the wall voxel (13 - 2.25), not where it enters.
@@ -94,12 +96,42 @@ def test_rays_that_miss_the_grid_have_no_hit():
     "occupied, origins, directions, error, match",
     [
         (torch.zeros(1, 2, 2, 2), torch.zeros(1, 3), torch.ones(1, 3), TypeError, "occupied must be a bool"),
-        (torch.zeros(2, 2, 2, dtype=torch.bool), torch.zeros(1, 3), torch.ones(1, 3), ValueError, "occupied must have shape"),
-        (torch.zeros(1, 2, 2, 2, dtype=torch.bool), torch.zeros(1, 2), torch.ones(1, 3), ValueError, "origins must have shape"),
-        (torch.zeros(1, 2, 2, 2, dtype=torch.bool), torch.zeros(2, 3), torch.ones(1, 3), ValueError, "directions must have shape"),
-        (torch.zeros(1, 2, 2, 2, dtype=torch.bool), torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3), TypeError, "origins must be a floating"),
+        (
+            torch.zeros(2, 2, 2, dtype=torch.bool),
+            torch.zeros(1, 3),
+            torch.ones(1, 3),
+            ValueError,
+            "occupied must have shape",
+        ),
+        (
+            torch.zeros(1, 2, 2, 2, dtype=torch.bool),
+            torch.zeros(1, 2),
+            torch.ones(1, 3),
+            ValueError,
+            "origins must have shape",
+        ),
+        (
+            torch.zeros(1, 2, 2, 2, dtype=torch.bool),
+            torch.zeros(2, 3),
+            torch.ones(1, 3),
+            ValueError,
+            "directions must have shape",
+        ),
+        (
+            torch.zeros(1, 2, 2, 2, dtype=torch.bool),
+            torch.zeros(1, 3, dtype=torch.long),
+            torch.ones(1, 3),
+            TypeError,
+            "origins must be a floating",
+        ),
         (torch.zeros(1, 2, 2, 2, dtype=torch.bool), torch.zeros(1, 3), torch.zeros(1, 3), ValueError, "non-zero"),
-        (torch.zeros(1, 2, 2, 2, dtype=torch.bool), torch.full((1, 3), float("nan")), torch.ones(1, 3), ValueError, "NaN"),
+        (
+            torch.zeros(1, 2, 2, 2, dtype=torch.bool),
+            torch.full((1, 3), float("nan")),
+            torch.ones(1, 3),
+            ValueError,
+            "NaN",
+        ),
         (torch.zeros(9, 2, 2, 2, dtype=torch.bool), torch.zeros(1, 3), torch.ones(1, 3), ValueError, "1 to 8 grids"),
     ],
 )

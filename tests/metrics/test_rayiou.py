@@ -213,7 +213,9 @@ def test_real_occ3d_sample():
     directions = lidar_ray_directions()[::97]
     fast = RayIoU(gr.OCC3D_NUSCENES, directions=directions)
     fast.update(pred, gt, origins)
-    tp, g, p = reference_ray_counts(pred[0].numpy(), gt[0].numpy(), origins[0].numpy(), directions.numpy(), gr.OCC3D_NUSCENES, (1, 2, 4))
+    tp, g, p = reference_ray_counts(
+        pred[0].numpy(), gt[0].numpy(), origins[0].numpy(), directions.numpy(), gr.OCC3D_NUSCENES, (1, 2, 4)
+    )
     np.testing.assert_array_equal(fast.tp_count.numpy(), tp)
     np.testing.assert_array_equal(fast.gt_count.numpy(), g)
     np.testing.assert_array_equal(fast.pred_count.numpy(), p)
@@ -229,12 +231,20 @@ def test_real_occ3d_sample():
         ((1, 40, 40, 8), (1, 40, 40, 8), [torch.zeros(1, 3)] * 2, ValueError, "list of 1 tensors"),
         ((1, 40, 40, 8), (1, 40, 40, 8), torch.zeros(1, 3), ValueError, "origins must have shape"),
         ((1, 40, 40, 8), (1, 40, 40, 8), [torch.zeros(1, 2)], ValueError, r"origins\[0\] must have shape"),
-        ((1, 40, 40, 8), (1, 40, 40, 8), [torch.zeros(1, 3, dtype=torch.long)], TypeError, r"origins\[0\] must be a floating"),
+        (
+            (1, 40, 40, 8),
+            (1, 40, 40, 8),
+            [torch.zeros(1, 3, dtype=torch.long)],
+            TypeError,
+            r"origins\[0\] must be a floating",
+        ),
     ],
 )
 def test_bad_update_input_is_named(pred_shape, target_shape, origins, error, match):
     with pytest.raises(error, match=match):
-        _metric().update(torch.zeros(pred_shape, dtype=torch.long), torch.zeros(target_shape, dtype=torch.long), origins)
+        _metric().update(
+            torch.zeros(pred_shape, dtype=torch.long), torch.zeros(target_shape, dtype=torch.long), origins
+        )
 
 
 def test_bad_labels_and_construction_are_named():

@@ -4,7 +4,6 @@ additivity of the states (batches, merges, two gloo processes)."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -82,9 +81,24 @@ def _oracle(labels: torch.Tensor, k, pose, width, height, centre_cull: bool, tar
         if centre_cull:
             cam = means @ pose[v, :3, :3].double().T + pose[v, :3, 3].double()
             uv = cam[:, :2] / cam[:, 2:3] @ k[v, :2, :2].double().T + k[v, :2, 2].double()
-            sel = (cam[:, 2] > 0.2) & (uv[:, 0] > 0.5) & (uv[:, 0] < width - 0.5) & (uv[:, 1] > 0.5) & (uv[:, 1] < height - 0.5)
-        f, d, _ = oracle_render(means[sel], torch.ones(int(sel.sum()), dtype=torch.float64), feats[sel], GRID.gaussian_scale,
-                                pose[v : v + 1], k[v : v + 1], width, height, background=bg)
+            sel = (
+                (cam[:, 2] > 0.2)
+                & (uv[:, 0] > 0.5)
+                & (uv[:, 0] < width - 0.5)
+                & (uv[:, 1] > 0.5)
+                & (uv[:, 1] < height - 0.5)
+            )
+        f, d, _ = oracle_render(
+            means[sel],
+            torch.ones(int(sel.sum()), dtype=torch.float64),
+            feats[sel],
+            GRID.gaussian_scale,
+            pose[v : v + 1],
+            k[v : v + 1],
+            width,
+            height,
+            background=bg,
+        )
         top2 = f[0].topk(2, dim=-1).values
         margins.append((top2[..., 0] - top2[..., 1]).min())
         classes.append(f[0].argmax(-1))
@@ -288,7 +302,9 @@ def test_two_updates_equal_one_concatenated_batch_and_merge():
     one.update(pred, target, intrinsics=kb, cam_from_grid=pb, image_size=(H, W))
     two = _metric()
     for b in range(2):
-        two.update(pred[b : b + 1], target[b : b + 1], intrinsics=kb[b : b + 1], cam_from_grid=pb[b : b + 1], image_size=(H, W))
+        two.update(
+            pred[b : b + 1], target[b : b + 1], intrinsics=kb[b : b + 1], cam_from_grid=pb[b : b + 1], image_size=(H, W)
+        )
     a, b_ = _metric(), _metric()
     a.update(pred[:1], target[:1], intrinsics=kb[:1], cam_from_grid=pb[:1], image_size=(H, W))
     b_.update(pred[1:], target[1:], intrinsics=kb[1:], cam_from_grid=pb[1:], image_size=(H, W))
@@ -344,7 +360,13 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="intrinsics"):
         m.update(labels, labels, intrinsics=K[None], cam_from_grid=POSE[None, None], image_size=(H, W))
     with pytest.raises(ValueError, match="cam_from_grid"):
-        m.update(labels, labels, intrinsics=K[None, None], cam_from_grid=POSE[None, None].expand(1, 2, 4, 4), image_size=(H, W))
+        m.update(
+            labels,
+            labels,
+            intrinsics=K[None, None],
+            cam_from_grid=POSE[None, None].expand(1, 2, 4, 4),
+            image_size=(H, W),
+        )
     with pytest.raises(ValueError, match="image_size"):
         m.update(labels, labels, intrinsics=K[None, None], cam_from_grid=POSE[None, None], image_size=(H, 0))
     with pytest.raises(TypeError, match="pred"):

@@ -94,7 +94,9 @@ def test_wrong_file_contents_are_listed(tmp_path):
     path = tmp_path / "broken.pth"
     torch.save(state, path)
     model = ResNet(18, base_width=16)
-    with pytest.raises(ValueError, match=r"1 missing key\(s\) \['layer1.0.conv1.weight'\].*1 unexpected key\(s\) \['layer9.extra'\]"):
+    with pytest.raises(
+        ValueError, match=r"1 missing key\(s\) \['layer1.0.conv1.weight'\].*1 unexpected key\(s\) \['layer9.extra'\]"
+    ):
         load_torchvision_weights(model, path)
     # A file of another width is refused with the shapes named, not half-loaded.
     torch.save(_random_state(torchvision_resnet_shapes(18, width=8), seed=2), path)

@@ -8,7 +8,7 @@ import torch
 import gaussrender as gr
 from gaussrender.models import ModelConfig, build_model
 from gaussrender.models.tpvformer import TPVFormer
-from tests.models.helpers import H, TINY_GRIDS, W, build_tiny, rig
+from tests.models.helpers import TINY_GRIDS, H, W, build_tiny, rig
 
 
 @pytest.mark.parametrize("grid_name", sorted(TINY_GRIDS))

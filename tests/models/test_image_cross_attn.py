@@ -54,8 +54,10 @@ def dense_reference(sampler, query, value, shapes, loc, visible):
             locs = loc[bi, vi].view(n, 1, 1, d, 1, 2) + off[bi] / norm
             w = wts[bi] * visible[bi, vi].view(n, 1, 1, d, 1)
             out = ms_deform_attn(
-                value[bi * v + vi : bi * v + vi + 1], shapes,
-                locs.reshape(1, n, m, lv, d * k, 2), w.reshape(1, n, m, lv, d * k),
+                value[bi * v + vi : bi * v + vi + 1],
+                shapes,
+                locs.reshape(1, n, m, lv, d * k, 2),
+                w.reshape(1, n, m, lv, d * k),
             )
             total[bi] += out[0]
     count = visible.any(-1).sum(1).clamp(min=1)

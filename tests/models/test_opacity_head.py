@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gaussrender.models import OpacityHead
-from tests.models.helpers import H, TINY_GRIDS, W, build_tiny, rig
+from tests.models.helpers import TINY_GRIDS, H, W, build_tiny, rig
 
 
 def test_architecture_is_linear_relu_linear_relu_linear():

@@ -13,8 +13,9 @@ from tests.models.helpers import TINY_GRIDS, build_tiny
 
 def test_tpv_planes_sum_broadcast_to_voxels():
     """The aggregator's broadcast sum against an explicit loop (float64)."""
-    grid = dataclasses.replace(gr.OCC3D_NUSCENES, shape=(4, 6, 2), voxel_size=3.2,
-                               range_max=(-40.0 + 12.8, -40.0 + 19.2, 5.4))
+    grid = dataclasses.replace(
+        gr.OCC3D_NUSCENES, shape=(4, 6, 2), voxel_size=3.2, range_max=(-40.0 + 12.8, -40.0 + 19.2, 5.4)
+    )
     model = build_tiny("tpvformer", grid).double()
     model.tpv_shape = grid.shape  # no upsampling: compare plane cells to voxels one to one
     X, Y, Z = grid.shape

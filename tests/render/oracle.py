@@ -11,8 +11,19 @@ from __future__ import annotations
 import torch
 
 
-def oracle_render(means, opacities, features, scales, cam_from_world, intrinsics, width, height,
-                  model="pinhole", near=0.2, background=None):
+def oracle_render(
+    means,
+    opacities,
+    features,
+    scales,
+    cam_from_world,
+    intrinsics,
+    width,
+    height,
+    model="pinhole",
+    near=0.2,
+    background=None,
+):
     """Return (features [V,H,W,C], depth [V,H,W], alpha [V,H,W]) in float64, differentiable."""
     means = means.double()
     opacities = opacities.double()
@@ -49,10 +60,12 @@ def oracle_render(means, opacities, features, scales, cam_from_world, intrinsics
                 lim_y = 1.3 * height / (2 * abs(k[1, 1]))
                 xz = torch.clamp(t[0] / t[2], -lim_x, lim_x)
                 yz = torch.clamp(t[1] / t[2], -lim_y, lim_y)
-                jac = a_mat @ torch.stack([
-                    torch.stack([1 / t[2], torch.zeros((), dtype=torch.float64), -xz / t[2]]),
-                    torch.stack([torch.zeros((), dtype=torch.float64), 1 / t[2], -yz / t[2]]),
-                ])
+                jac = a_mat @ torch.stack(
+                    [
+                        torch.stack([1 / t[2], torch.zeros((), dtype=torch.float64), -xz / t[2]]),
+                        torch.stack([torch.zeros((), dtype=torch.float64), 1 / t[2], -yz / t[2]]),
+                    ]
+                )
             else:
                 proj = a_mat @ t[:2] + k[:2, 2]
                 jac = a_mat @ torch.eye(3, dtype=torch.float64)[:2]

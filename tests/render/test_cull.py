@@ -35,7 +35,9 @@ def test_center_cull_equals_rendering_the_inside_subset(model):
     for v in range(len(cams)):
         keep = _inside_centre(means, cams, v)
         culled_something |= bool((~keep).any())
-        one = gr.Cameras(cams.cam_from_world[v : v + 1], cams.intrinsics[v : v + 1], cams.width, cams.height, cams.model)
+        one = gr.Cameras(
+            cams.cam_from_world[v : v + 1], cams.intrinsics[v : v + 1], cams.width, cams.height, cams.model
+        )
         ref = gr.render(means[keep], opac[keep], feats[keep], scales[keep], one, bg, backend="torch")
         torch.testing.assert_close(out.features[v], ref.features[0], atol=1e-10, rtol=1e-9)
         torch.testing.assert_close(out.depth[v], ref.depth[0], atol=1e-10, rtol=1e-9)

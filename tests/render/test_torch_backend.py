@@ -16,8 +16,19 @@ project_gaussians = importlib.import_module("gaussrender.render._project").proje
 
 
 def _oracle(means, opac, feats, scales, cams, bg=None):
-    return oracle_render(means, opac, feats, scales, cams.cam_from_world, cams.intrinsics,
-                         cams.width, cams.height, cams.model, cams.near, bg)
+    return oracle_render(
+        means,
+        opac,
+        feats,
+        scales,
+        cams.cam_from_world,
+        cams.intrinsics,
+        cams.width,
+        cams.height,
+        cams.model,
+        cams.near,
+        bg,
+    )
 
 
 def _compare(out, ref, atol=1e-9):
@@ -40,7 +51,9 @@ def test_float32_close_to_oracle():
     cams = random_cameras(2, 40, 30, seed=3)
     means, opac, feats, scales = random_gaussians(100, 4, seed=3)
     ref = _oracle(means, opac, feats, scales, cams)
-    out = gr.render(means.float(), opac.float(), feats.float(), scales.float(), cams.to(dtype=torch.float32), backend="torch")
+    out = gr.render(
+        means.float(), opac.float(), feats.float(), scales.float(), cams.to(dtype=torch.float32), backend="torch"
+    )
     for a, b in zip((out.features, out.depth, out.alpha), ref):
         assert (a.double() - b).abs().max() < 1e-4 * max(1.0, float(b.abs().max()))
 
@@ -101,8 +114,8 @@ def test_behind_camera_offscreen_and_opaque_stacks():
     means, opac, feats, scales = random_gaussians(50, 3, seed=4)
     eye = cams.world_from_cam[:, :3, 3]
     back = cams.world_from_cam[:, :3, 2]
-    behind = eye[0] - 2.0 * back[0]            # behind view 0
-    near = eye[0] + 0.1 * back[0]              # inside the near plane of view 0
+    behind = eye[0] - 2.0 * back[0]  # behind view 0
+    near = eye[0] + 0.1 * back[0]  # inside the near plane of view 0
     stack = torch.zeros(30, 3, dtype=torch.float64) + 0.01 * torch.arange(30, dtype=torch.float64)[:, None]
     extra = torch.cat([behind[None], near[None], torch.tensor([[40.0, 40.0, 0.0]], dtype=torch.float64), stack])
     means = torch.cat([means, extra])
@@ -121,8 +134,9 @@ def test_result_independent_of_tiles_and_chunks(tile, depth_chunk, max_elements)
     means, opac, feats, scales = random_gaussians(70, 4, seed=8)
     bg = torch.zeros(4, dtype=torch.float64)
     ref = _oracle(means, opac, feats, scales, cams)
-    out = render_torch(means, opac, feats, scales, cams, bg, depth_chunk=depth_chunk,
-                       max_elements=max_elements, tile=tile)
+    out = render_torch(
+        means, opac, feats, scales, cams, bg, depth_chunk=depth_chunk, max_elements=max_elements, tile=tile
+    )
     _compare(out, ref)
 
 
@@ -142,12 +156,26 @@ def test_large_gaussian_reaches_every_pixel_it_should():
 def test_empty_scene_and_culled_gaussians():
     cams = random_cameras(2, 16, 12, seed=0)
     bg = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    empty = gr.render(torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, dtype=torch.float64),
-                      torch.zeros(0, 2, dtype=torch.float64), 0.3, cams, bg, backend="torch")
+    empty = gr.render(
+        torch.zeros(0, 3, dtype=torch.float64),
+        torch.zeros(0, dtype=torch.float64),
+        torch.zeros(0, 2, dtype=torch.float64),
+        0.3,
+        cams,
+        bg,
+        backend="torch",
+    )
     assert torch.equal(empty.features, bg.expand(2, 12, 16, 2))
     assert empty.alpha.abs().max() == 0 and empty.depth.abs().max() == 0
-    faint = gr.render(torch.zeros(3, 3, dtype=torch.float64), torch.full((3,), 0.5 / 255, dtype=torch.float64),
-                      torch.ones(3, 2, dtype=torch.float64), 0.3, cams, bg, backend="torch")
+    faint = gr.render(
+        torch.zeros(3, 3, dtype=torch.float64),
+        torch.full((3,), 0.5 / 255, dtype=torch.float64),
+        torch.ones(3, 2, dtype=torch.float64),
+        0.3,
+        cams,
+        bg,
+        backend="torch",
+    )
     assert faint.alpha.abs().max() == 0
 
 

@@ -28,7 +28,6 @@ pytest.importorskip("triton", reason="triton is not installed: the triton backen
 
 import gaussrender as gr  # noqa: E402
 from gaussrender.render._triton import TritonConfig, render_triton, triton_interprets  # noqa: E402
-
 from tests.render.oracle import oracle_render  # noqa: E402
 from tests.render.scenes import clamped_scene  # noqa: E402
 
@@ -73,7 +72,9 @@ def make_cameras(num_views: int, model: str, device: str = "cpu") -> gr.Cameras:
     """Views around a scene centred at (0, 0, 6) in an OpenCV-like world frame."""
     target = torch.tensor([0.0, 0.0, 6.0], dtype=torch.float64)
     eyes = [torch.tensor(e, dtype=torch.float64) for e in ([0.3, -0.2, 0.0], [4.0, -1.0, 3.0], [-3.0, 1.5, 1.0])]
-    w = torch.stack([gr.look_at(e, target, torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)) for e in eyes[:num_views]])
+    w = torch.stack(
+        [gr.look_at(e, target, torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)) for e in eyes[:num_views]]
+    )
     if model == "pinhole":
         k = torch.tensor([[36.0, 0.4, 20.5], [0.0, 34.0, 14.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
     else:  # pixels per metre
@@ -95,9 +96,17 @@ def make_scene(n: int, c: int, seed: int, device: str = "cpu"):
 
 def oracle(means, opacities, features, scales, cameras, background):
     return oracle_render(
-        means.cpu(), opacities.cpu(), features.cpu(), scales.cpu(), cameras.cam_from_world.cpu(),
-        cameras.intrinsics.cpu(), cameras.width, cameras.height, model=cameras.model,
-        near=cameras.near, background=background.cpu(),
+        means.cpu(),
+        opacities.cpu(),
+        features.cpu(),
+        scales.cpu(),
+        cameras.cam_from_world.cpu(),
+        cameras.intrinsics.cpu(),
+        cameras.width,
+        cameras.height,
+        model=cameras.model,
+        near=cameras.near,
+        background=background.cpu(),
     )
 
 
@@ -107,7 +116,9 @@ def as_tuple(result: gr.RenderResult):
 
 def assert_images_close(got, want, rtol=1e-5, atol=1e-5):
     for name, g, w in zip(("features", "depth", "alpha"), got, want):
-        torch.testing.assert_close(g.detach().cpu().double(), w.detach().cpu().double(), rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            g.detach().cpu().double(), w.detach().cpu().double(), rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}"
+        )
 
 
 def gradients(render_fn, inputs, weights, dtype, outputs=None):
@@ -177,10 +188,16 @@ def test_alpha_clamp_is_straight_through(device):
     weights = [only[..., None].expand(-1, -1, -1, 2), 0.1 * only, only]
     names = ["means", "opacities", "features"]
     outs = []
-    got = gradients(lambda m, o, f: as_tuple(gr.render(m, o, f, scales, cams, backend="triton")),
-                    [means, opac, feat], weights, torch.float32, outs)
-    want = gradients(lambda m, o, f: oracle(m, o, f, scales, cams, torch.zeros(2)),
-                     [means, opac, feat], weights, torch.float64, outs)
+    got = gradients(
+        lambda m, o, f: as_tuple(gr.render(m, o, f, scales, cams, backend="triton")),
+        [means, opac, feat],
+        weights,
+        torch.float32,
+        outs,
+    )
+    want = gradients(
+        lambda m, o, f: oracle(m, o, f, scales, cams, torch.zeros(2)), [means, opac, feat], weights, torch.float64, outs
+    )
     assert_images_close(*outs)
     assert float(got[1][0].abs()) > 0.1
     assert_grads_close(got, want, names)
@@ -226,7 +243,9 @@ def test_coincident_depths_keep_input_order(device):
     images = []
     for order in ([0, 1, 2], [2, 1, 0]):
         out = gr.render(means[order], opac[order], feat[order], 0.4, cams, bg, backend="triton")
-        assert_images_close(as_tuple(out), oracle(means[order], opac[order], feat[order], torch.full((3,), 0.4), cams, bg))
+        assert_images_close(
+            as_tuple(out), oracle(means[order], opac[order], feat[order], torch.full((3,), 0.4), cams, bg)
+        )
         images.append(out.features)
     # the centre pixel is dominated by whichever Gaussian comes first in the input
     centre = images[0][0, 14, 20], images[1][0, 14, 20]
@@ -239,12 +258,14 @@ def test_behind_camera_and_off_screen_gaussians_are_dropped(device):
     centre = cams.world_from_cam[0, :3, 3]
     axis = cams.world_from_cam[0, :3, 2]  # first camera's optical axis, world frame
     right = cams.world_from_cam[0, :3, 0]
-    extra = torch.stack([
-        centre - 2.0 * axis,  # behind the camera
-        centre + 0.1 * axis,  # in front, but closer than near = 0.2
-        centre - 0.05 * axis + 0.2 * right,  # just behind the camera plane
-        centre + 5.0 * axis + 60.0 * right,  # far off-screen to the right
-    ])
+    extra = torch.stack(
+        [
+            centre - 2.0 * axis,  # behind the camera
+            centre + 0.1 * axis,  # in front, but closer than near = 0.2
+            centre - 0.05 * axis + 0.2 * right,  # just behind the camera plane
+            centre + 5.0 * axis + 60.0 * right,  # far off-screen to the right
+        ]
+    )
     all_means = torch.cat([means, extra])
     all_opac = torch.cat([opac, torch.full((4,), 0.9, device=device)])
     all_feat = torch.cat([feat, torch.ones(4, 4, device=device) * 7.0])
@@ -263,7 +284,9 @@ def test_opaque_stack_terminates_early(device):
     cams = gr.Cameras(
         torch.eye(4, device=device)[None],
         torch.tensor([[[4.0, 0.0, 20.0], [0.0, 4.0, 15.0], [0.0, 0.0, 1.0]]], device=device),
-        WIDTH, HEIGHT, model="orthographic",
+        WIDTH,
+        HEIGHT,
+        model="orthographic",
     )
     n = 12
     means = torch.zeros(n, 3, device=device)
@@ -292,7 +315,9 @@ def test_nothing_visible_gives_background_and_zero_gradients(device):
     cams = make_cameras(1, "pinhole", device)
     means = torch.tensor([[0.0, 0.0, -50.0]], device=device).requires_grad_()
     bg = torch.tensor([0.25, 0.5], device=device)
-    out = gr.render(means, torch.ones(1, device=device), torch.ones(1, 2, device=device), 0.3, cams, bg, backend="triton")
+    out = gr.render(
+        means, torch.ones(1, device=device), torch.ones(1, 2, device=device), 0.3, cams, bg, backend="triton"
+    )
     torch.testing.assert_close(out.features, bg.expand(1, HEIGHT, WIDTH, 2))
     assert float(out.depth.abs().max()) == 0.0 and float(out.alpha.abs().max()) == 0.0
     out.features.sum().backward()
@@ -304,7 +329,15 @@ def test_half_precision_inputs_are_blended_in_float32(device):
     means, opac, feat, scales, bg = make_scene(20, 3, seed=2, device=device)
     half = gr.render(means.half(), opac.half(), feat.half(), scales.half(), cams, bg.half(), backend="triton")
     assert half.features.dtype == torch.float16
-    ref = gr.render(means.half().float(), opac.half().float(), feat.half().float(), scales.half().float(), cams, bg.half().float(), backend="triton")
+    ref = gr.render(
+        means.half().float(),
+        opac.half().float(),
+        feat.half().float(),
+        scales.half().float(),
+        cams,
+        bg.half().float(),
+        backend="triton",
+    )
     torch.testing.assert_close(half.features.float(), ref.features, rtol=0, atol=1e-3)
 
 

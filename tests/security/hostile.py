@@ -58,8 +58,13 @@ def _infos_wrap(value: bytes) -> bytes:
 
 def _dtype(spec: str, state: bytes) -> bytes:
     """numpy.dtype(spec, False, True) followed by BUILD(state)."""
-    return (_stack_global("numpy", "dtype") + _tuple(_u(spec), pickle.NEWFALSE, pickle.NEWTRUE)
-            + pickle.REDUCE + state + pickle.BUILD)
+    return (
+        _stack_global("numpy", "dtype")
+        + _tuple(_u(spec), pickle.NEWFALSE, pickle.NEWTRUE)
+        + pickle.REDUCE
+        + state
+        + pickle.BUILD
+    )
 
 
 def _plain_state(endian: str = "<", elsize: int = -1, align: int = -1, flags: int = 0) -> bytes:
@@ -69,9 +74,13 @@ def _plain_state(endian: str = "<", elsize: int = -1, align: int = -1, flags: in
 def _reconstructed(dtype: bytes, shape: tuple[int, ...], raw: bytes, module: str = "numpy.core.multiarray") -> bytes:
     """numpy's protocol 2-4 array layout: _reconstruct(ndarray, (0,), b'b') + BUILD((1, shape, dtype, False, raw))."""
     shape_b = _tuple(*(_long(n) for n in shape))
-    return (_stack_global(module, "_reconstruct")
-            + _tuple(_stack_global("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b")
-            + pickle.REDUCE + _tuple(_int(1), shape_b, dtype, pickle.NEWFALSE, _b(raw)) + pickle.BUILD)
+    return (
+        _stack_global(module, "_reconstruct")
+        + _tuple(_stack_global("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b")
+        + pickle.REDUCE
+        + _tuple(_int(1), shape_b, dtype, pickle.NEWFALSE, _b(raw))
+        + pickle.BUILD
+    )
 
 
 def hostile_pickles(marker: Path) -> dict[str, bytes]:
@@ -85,51 +94,114 @@ def hostile_pickles(marker: Path) -> dict[str, bytes]:
     cases["GLOBAL+REDUCE posix.system"] = f"cposix\nsystem\n(V{sh}\ntR.".encode()
     cases["GLOBAL __builtin__.eval (py2 name)"] = f"c__builtin__\neval\n(Vopen({m!r}, 'w')\ntR.".encode()
     cases["STACK_GLOBAL+REDUCE builtins.exec"] = _p4(
-        _stack_global("builtins", "exec") + _tuple(_u(f"open({m!r}, 'w')")) + pickle.REDUCE)
+        _stack_global("builtins", "exec") + _tuple(_u(f"open({m!r}, 'w')")) + pickle.REDUCE
+    )
     cases["STACK_GLOBAL+REDUCE subprocess.call"] = _p4(
-        _stack_global("subprocess", "call") + _tuple(_u(sh)) + pickle.NEWTRUE + pickle.TUPLE2 + pickle.REDUCE)
+        _stack_global("subprocess", "call") + _tuple(_u(sh)) + pickle.NEWTRUE + pickle.TUPLE2 + pickle.REDUCE
+    )
     cases["INST os.system"] = f"(V{sh}\nios\nsystem\n.".encode()
     cases["INST builtins.open"] = f"(V{m}\nVw\nibuiltins\nopen\n.".encode()
     cases["OBJ os.system"] = f"(cos\nsystem\nV{sh}\no.".encode()
-    cases["NEWOBJ subprocess.Popen"] = (b"\x80\x02" + b"csubprocess\nPopen\n" + _tuple(_u(sh)) + pickle.NEWOBJ + pickle.STOP)
+    cases["NEWOBJ subprocess.Popen"] = (
+        b"\x80\x02" + b"csubprocess\nPopen\n" + _tuple(_u(sh)) + pickle.NEWOBJ + pickle.STOP
+    )
     cases["NEWOBJ_EX subprocess.Popen"] = _p4(
-        _stack_global("subprocess", "Popen") + _tuple(_u(sh)) + pickle.EMPTY_DICT + _u("shell")
-        + pickle.NEWTRUE + pickle.SETITEM + pickle.NEWOBJ_EX)
+        _stack_global("subprocess", "Popen")
+        + _tuple(_u(sh))
+        + pickle.EMPTY_DICT
+        + _u("shell")
+        + pickle.NEWTRUE
+        + pickle.SETITEM
+        + pickle.NEWOBJ_EX
+    )
     cases["NEWOBJ on allowed numpy.ndarray stand-in"] = _p4(
-        _stack_global("numpy", "ndarray") + _tuple(_tuple(_int(2))) + pickle.NEWOBJ)
+        _stack_global("numpy", "ndarray") + _tuple(_tuple(_int(2))) + pickle.NEWOBJ
+    )
     cases["NEWOBJ_EX on allowed numpy.dtype"] = _p4(
-        _stack_global("numpy", "dtype") + _tuple(_u("O")) + pickle.EMPTY_DICT + pickle.NEWOBJ_EX)
+        _stack_global("numpy", "dtype") + _tuple(_u("O")) + pickle.EMPTY_DICT + pickle.NEWOBJ_EX
+    )
     cases["payload nested in infos"] = _p4(_infos_wrap(_stack_global("os", "system") + _tuple(_u(sh)) + pickle.REDUCE))
     cases["BUILD smuggling a global in the state"] = _p4(
-        _stack_global("collections", "OrderedDict") + pickle.EMPTY_TUPLE + pickle.REDUCE
-        + pickle.EMPTY_DICT + _u("hook") + _stack_global("os", "system") + pickle.SETITEM + pickle.BUILD)
+        _stack_global("collections", "OrderedDict")
+        + pickle.EMPTY_TUPLE
+        + pickle.REDUCE
+        + pickle.EMPTY_DICT
+        + _u("hook")
+        + _stack_global("os", "system")
+        + pickle.SETITEM
+        + pickle.BUILD
+    )
     cases["BUILD on the numpy.dtype factory"] = _p4(
-        _stack_global("numpy", "dtype") + pickle.EMPTY_DICT + _u("__defaults__") + _tuple(_u("O")) + pickle.SETITEM
-        + pickle.BUILD)
+        _stack_global("numpy", "dtype")
+        + pickle.EMPTY_DICT
+        + _u("__defaults__")
+        + _tuple(_u("O"))
+        + pickle.SETITEM
+        + pickle.BUILD
+    )
     cases["BUILD slotstate on _reconstruct"] = _p4(
-        _stack_global("numpy.core.multiarray", "_reconstruct") + pickle.NONE + pickle.EMPTY_DICT
-        + _u("__code__") + pickle.NONE + pickle.SETITEM + pickle.TUPLE2 + pickle.BUILD)
+        _stack_global("numpy.core.multiarray", "_reconstruct")
+        + pickle.NONE
+        + pickle.EMPTY_DICT
+        + _u("__code__")
+        + pickle.NONE
+        + pickle.SETITEM
+        + pickle.TUPLE2
+        + pickle.BUILD
+    )
     cases["EXT1 extension code"] = _p4(pickle.EXT1 + b"\x01")
     cases["persistent id"] = _p4(_u("x") + pickle.BINPERSID)
     cases["unknown numpy global numpy.load"] = _p4(
-        _stack_global("numpy", "load") + _tuple(_u(m), pickle.NEWTRUE) + pickle.REDUCE)
+        _stack_global("numpy", "load") + _tuple(_u(m), pickle.NEWTRUE) + pickle.REDUCE
+    )
     cases["numpy.testing runstring"] = _p4(
-        _stack_global("numpy.testing._private.utils", "runstring") + _tuple(_u(f"open({m!r},'w')"), pickle.EMPTY_DICT)
-        + pickle.REDUCE)
+        _stack_global("numpy.testing._private.utils", "runstring")
+        + _tuple(_u(f"open({m!r},'w')"), pickle.EMPTY_DICT)
+        + pickle.REDUCE
+    )
     # --- tampered numpy dtype states: the object-dtype flag trick (a pointer 0x4141414141414141)
     obj_state = _plain_state("|", -1, -1, 0)
     cases["object dtype with cleared flags (segfault trick)"] = _p4(
-        _reconstructed(_dtype("O8", obj_state), (1,), b"A" * 8))
+        _reconstructed(_dtype("O8", obj_state), (1,), b"A" * 8)
+    )
     cases["object dtype O with its own flags"] = _p4(
-        _reconstructed(_dtype("O", _plain_state("|", -1, -1, 63)), (1,), b"A" * 8))
-    cases["f8 dtype whose state claims object flags"] = _p4(_reconstructed(_dtype("f8", _plain_state("<", -1, -1, 63)), (1,), b"A" * 8))
-    cases["f8 dtype with a changed element size"] = _p4(_reconstructed(_dtype("f8", _plain_state("<", 64, 8, 0)), (1,), b"A" * 8))
-    cases["f8 dtype with fields"] = _p4(_reconstructed(_dtype("f8", _tuple(
-        _int(3), _u("<"), pickle.NONE, _tuple(_u("a")), pickle.EMPTY_DICT + _u("a") + _tuple(_dtype("O", _plain_state("|", -1, -1, 63)), _int(0)) + pickle.SETITEM,
-        _int(8), _int(1), _int(0))), (1,), b"A" * 8))
+        _reconstructed(_dtype("O", _plain_state("|", -1, -1, 63)), (1,), b"A" * 8)
+    )
+    cases["f8 dtype whose state claims object flags"] = _p4(
+        _reconstructed(_dtype("f8", _plain_state("<", -1, -1, 63)), (1,), b"A" * 8)
+    )
+    cases["f8 dtype with a changed element size"] = _p4(
+        _reconstructed(_dtype("f8", _plain_state("<", 64, 8, 0)), (1,), b"A" * 8)
+    )
+    cases["f8 dtype with fields"] = _p4(
+        _reconstructed(
+            _dtype(
+                "f8",
+                _tuple(
+                    _int(3),
+                    _u("<"),
+                    pickle.NONE,
+                    _tuple(_u("a")),
+                    pickle.EMPTY_DICT
+                    + _u("a")
+                    + _tuple(_dtype("O", _plain_state("|", -1, -1, 63)), _int(0))
+                    + pickle.SETITEM,
+                    _int(8),
+                    _int(1),
+                    _int(0),
+                ),
+            ),
+            (1,),
+            b"A" * 8,
+        )
+    )
     cases["void dtype V8"] = _p4(_reconstructed(_dtype("V8", _plain_state("|", 8, 1, 0)), (1,), b"A" * 8))
-    cases["datetime dtype M8 with odd flags"] = _p4(_reconstructed(_dtype("M8", _plain_state("<", -1, -1, 16)), (1,), b"A" * 8))
-    cases["dtype spec not a string"] = _p4(_stack_global("numpy", "dtype") + _tuple(pickle.EMPTY_LIST, pickle.NEWFALSE, pickle.NEWTRUE) + pickle.REDUCE)
+    cases["datetime dtype M8 with odd flags"] = _p4(
+        _reconstructed(_dtype("M8", _plain_state("<", -1, -1, 16)), (1,), b"A" * 8)
+    )
+    cases["dtype spec not a string"] = _p4(
+        _stack_global("numpy", "dtype") + _tuple(pickle.EMPTY_LIST, pickle.NEWFALSE, pickle.NEWTRUE) + pickle.REDUCE
+    )
     cases["dtype endian not a byte order"] = _p4(_reconstructed(_dtype("f8", _plain_state("!")), (1,), b"A" * 8))
     f8 = _dtype("f8", _plain_state("<"))
     # --- array states that do not match their data
@@ -139,33 +211,58 @@ def hostile_pickles(marker: Path) -> dict[str, bytes]:
     cases["too few data bytes"] = _p4(_reconstructed(f8, (4,), b"A" * 8))
     cases["data as a list (object array layout)"] = _p4(
         _stack_global("numpy.core.multiarray", "_reconstruct")
-        + _tuple(_stack_global("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b") + pickle.REDUCE
-        + _tuple(_int(1), _tuple(_int(1)), f8, pickle.NEWFALSE, pickle.EMPTY_LIST) + pickle.BUILD)
+        + _tuple(_stack_global("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b")
+        + pickle.REDUCE
+        + _tuple(_int(1), _tuple(_int(1)), f8, pickle.NEWFALSE, pickle.EMPTY_LIST)
+        + pickle.BUILD
+    )
     cases["_reconstruct of another class"] = _p4(
         _stack_global("numpy.core.multiarray", "_reconstruct")
-        + _tuple(_stack_global("collections", "OrderedDict"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b") + pickle.REDUCE)
+        + _tuple(_stack_global("collections", "OrderedDict"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b")
+        + pickle.REDUCE
+    )
     cases["array without its state"] = _p4(
         _stack_global("numpy._core.multiarray", "_reconstruct")
-        + _tuple(_stack_global("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b") + pickle.REDUCE)
+        + _tuple(_stack_global("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b")
+        + pickle.REDUCE
+    )
     cases["second BUILD on a built array"] = _p4(
-        _stack_global("numpy._core.numeric", "_frombuffer") + _tuple(_b(b"A" * 8), f8, _tuple(_int(1)), _u("C"))
-        + pickle.REDUCE + _tuple(_int(1), _tuple(_int(1)), f8, pickle.NEWFALSE, _b(b"A" * 8)) + pickle.BUILD)
+        _stack_global("numpy._core.numeric", "_frombuffer")
+        + _tuple(_b(b"A" * 8), f8, _tuple(_int(1)), _u("C"))
+        + pickle.REDUCE
+        + _tuple(_int(1), _tuple(_int(1)), f8, pickle.NEWFALSE, _b(b"A" * 8))
+        + pickle.BUILD
+    )
     cases["_frombuffer huge shape"] = _p4(
-        _stack_global("numpy._core.numeric", "_frombuffer") + _tuple(_b(b"A" * 8), f8, _tuple(_int(1 << 30), _int(1 << 30)), _u("C"))
-        + pickle.REDUCE)
+        _stack_global("numpy._core.numeric", "_frombuffer")
+        + _tuple(_b(b"A" * 8), f8, _tuple(_int(1 << 30), _int(1 << 30)), _u("C"))
+        + pickle.REDUCE
+    )
     cases["_frombuffer bad order"] = _p4(
-        _stack_global("numpy._core.numeric", "_frombuffer") + _tuple(_b(b"A" * 8), f8, _tuple(_int(1)), _u("K")) + pickle.REDUCE)
-    cases["scalar with wrong byte count"] = _p4(_stack_global("numpy.core.multiarray", "scalar") + _tuple(f8, _b(b"A" * 3)) + pickle.REDUCE)
+        _stack_global("numpy._core.numeric", "_frombuffer")
+        + _tuple(_b(b"A" * 8), f8, _tuple(_int(1)), _u("K"))
+        + pickle.REDUCE
+    )
+    cases["scalar with wrong byte count"] = _p4(
+        _stack_global("numpy.core.multiarray", "scalar") + _tuple(f8, _b(b"A" * 3)) + pickle.REDUCE
+    )
     cases["scalar of object dtype"] = _p4(
-        _stack_global("numpy.core.multiarray", "scalar") + _tuple(_dtype("O", _plain_state("|", -1, -1, 63)), _b(b"A" * 8)) + pickle.REDUCE)
+        _stack_global("numpy.core.multiarray", "scalar")
+        + _tuple(_dtype("O", _plain_state("|", -1, -1, 63)), _b(b"A" * 8))
+        + pickle.REDUCE
+    )
     cases["bare numpy.ndarray class in the data"] = _p4(_infos_wrap(_stack_global("numpy", "ndarray")))
-    cases["_codecs.encode with another codec"] = _p4(_stack_global("_codecs", "encode") + _tuple(_u("x"), _u("rot13")) + pickle.REDUCE)
+    cases["_codecs.encode with another codec"] = _p4(
+        _stack_global("_codecs", "encode") + _tuple(_u("x"), _u("rot13")) + pickle.REDUCE
+    )
     # --- malformed streams
     cases["empty file"] = b""
     cases["random bytes"] = bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))
     cases["truncated pickle"] = pickle.dumps({"infos": [{"token": "a" * 100}]}, protocol=4)[:40]
     cases["BINBYTES8 claims 2**60 bytes"] = _p4(pickle.BINBYTES8 + struct.pack("<Q", 1 << 60) + b"xx")
-    cases["LONG4 claims 2**31 bytes"] = b"\x80\x02" + pickle.LONG4 + struct.pack("<i", 2**31 - 1) + b"\x01" + pickle.STOP
+    cases["LONG4 claims 2**31 bytes"] = (
+        b"\x80\x02" + pickle.LONG4 + struct.pack("<i", 2**31 - 1) + b"\x01" + pickle.STOP
+    )
     cases["stack underflow"] = _p4(pickle.REDUCE)
     cases["deeply nested lists"] = b"\x80\x04" + pickle.EMPTY_LIST * 100_000 + pickle.APPEND * 99_999 + pickle.STOP
     return cases

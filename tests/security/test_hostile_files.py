@@ -74,8 +74,14 @@ def run_batch(tmp_path: Path, cases: list[tuple[str, str, Path]]) -> list[dict]:
     spec.write_text(json.dumps([(n, r, str(p)) for n, r, p in cases]))
     src = str(Path(gaussrender.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(spec), str(result)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(spec), str(result)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode >= 0, f"loader process killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}"
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = json.loads(result.read_text())
@@ -110,7 +116,11 @@ def _write(folder: Path, files: dict[str, bytes], suffix: str) -> dict[str, Path
 
 
 def _pickle_cases(root: Path, marker: Path) -> list[tuple[str, str, Path]]:
-    paths = _write(root / "pkl", {**hostile_pickles(marker), "object dtype trick (crashes pickle.load)": object_dtype_trick()}, ".pkl")
+    paths = _write(
+        root / "pkl",
+        {**hostile_pickles(marker), "object dtype trick (crashes pickle.load)": object_dtype_trick()},
+        ".pkl",
+    )
     return [(name, reader, p) for name, p in paths.items() for reader in ("load_infos", "safe_pickle_load")]
 
 
@@ -125,11 +135,20 @@ def _label_cases(root: Path, marker: Path) -> list[tuple[str, str, Path]]:
         "random bytes": bytes(np.random.default_rng(2).integers(0, 256, 2000, dtype=np.uint8)),
         "truncated zip": npz_bytes({"semantics": ok})[:300],
         "missing keys": npz_bytes({"other": ok}),
-        "corrupt deflate stream": _corrupt_member(npz_bytes({"semantics": ok, "mask_lidar": ok, "mask_camera": ok, "pred": ok})),
+        "corrupt deflate stream": _corrupt_member(
+            npz_bytes({"semantics": ok, "mask_lidar": ok, "mask_camera": ok, "pred": ok})
+        ),
         # a few hundred bytes whose headers claim 2**54 bytes each (the reported 93 GiB case, bigger)
-        "tiny file, huge claimed shape": npz_bytes({k: npy_header_only("|u1", (1 << 18, 1 << 18, 1 << 18))
-                                                    for k in ("semantics", "mask_lidar", "mask_camera", "pred")}),
-        **{f"member: {n}": npz_bytes({k: v for k in ("semantics", "mask_lidar", "mask_camera")}) for n, v in npys.items()},
+        "tiny file, huge claimed shape": npz_bytes(
+            {
+                k: npy_header_only("|u1", (1 << 18, 1 << 18, 1 << 18))
+                for k in ("semantics", "mask_lidar", "mask_camera", "pred")
+            }
+        ),
+        **{
+            f"member: {n}": npz_bytes({k: v for k in ("semantics", "mask_lidar", "mask_camera")})
+            for n, v in npys.items()
+        },
     }
     for name, p in _write(root / "occ3d", npzs, ".npz").items():
         cases += [(name, "occ3d", p), (name, "prediction", p)]
@@ -274,8 +293,10 @@ def test_hostile_label_and_prediction_files_are_refused_before_allocating(refuse
     assert "refusing dtype object" in msgs[("kitti360", "object array (pickle inside)")]
     assert "truncated" in msgs[("kitti360", "truncated data")]
     assert "expected shape (200, 200, 16), got (200, 200)" in msgs[("occ3d", "member: wrong shape")]
-    assert "64 GiB" not in msgs[("kitti360_invalid", "64 GiB invalid mask")] and "expected 262144 bytes" in msgs[
-        ("kitti360_invalid", "64 GiB invalid mask")]
+    assert (
+        "64 GiB" not in msgs[("kitti360_invalid", "64 GiB invalid mask")]
+        and "expected 262144 bytes" in msgs[("kitti360_invalid", "64 GiB invalid mask")]
+    )
 
 
 def test_malicious_and_corrupt_checkpoints_are_refused(refused):

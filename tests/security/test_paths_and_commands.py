@@ -68,7 +68,9 @@ def test_pickled_infos_get_the_same_checks(tmp_path):
     data["infos"][0]["token"] = "../../escaped"
     path = tmp_path / "infos.pkl"
     path.write_bytes(pickle.dumps(data, protocol=4))
-    with pytest.raises(DataFileError, match=r"infos.pkl infos\[0\].*token '../../escaped' cannot be used as a file name"):
+    with pytest.raises(
+        DataFileError, match=r"infos.pkl infos\[0\].*token '../../escaped' cannot be used as a file name"
+    ):
         load_infos(path)
 
 
@@ -108,8 +110,14 @@ def test_stored_image_paths_stay_under_data_root(tmp_path):
     assert resolve_data_path("./data/nuscenes\\samples/CAM_FRONT/x.jpg", root) == root / "samples/CAM_FRONT/x.jpg"
     assert resolve_data_path("/mnt/other/samples/CAM_FRONT/x.jpg", root) == root / "samples/CAM_FRONT/x.jpg"
     assert resolve_data_path("./images/x.jpg", root) == root / "images/x.jpg"
-    for bad in ("../../etc/passwd", "/etc/passwd", "samples/../../../etc/passwd", "C:\\Windows\\x.jpg",
-                "images/\x00x.jpg", ""):
+    for bad in (
+        "../../etc/passwd",
+        "/etc/passwd",
+        "samples/../../../etc/passwd",
+        "C:\\Windows\\x.jpg",
+        "images/\x00x.jpg",
+        "",
+    ):
         with pytest.raises(DataFileError, match="image path"):
             resolve_data_path(bad, root)
 
@@ -153,8 +161,23 @@ def test_predict_with_traversal_token_writes_nothing_and_says_why(tmp_path, caps
     ckpt = tmp_path / "ckpt.pt"
     save_atomic({"model": {}}, ckpt)
     out = tmp_path / "run" / "pred"
-    code = main(["predict", "--config", str(CONFIGS / "tiny_synthetic_render.yaml"), "--checkpoint", str(ckpt),
-                 "--out", str(out), "--data", str(tmp_path / "gt"), "--infos", str(infos), "--set", "train.device=cpu"])
+    code = main(
+        [
+            "predict",
+            "--config",
+            str(CONFIGS / "tiny_synthetic_render.yaml"),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--data",
+            str(tmp_path / "gt"),
+            "--infos",
+            str(infos),
+            "--set",
+            "train.device=cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert f"gaussrender predict: error: {infos} infos[0]" in err and "'../../escaped'" in err
@@ -166,9 +189,23 @@ def test_predict_refuses_a_malicious_checkpoint_without_running_it(tmp_path, cap
     marker = tmp_path / "PWNED"
     ckpt = tmp_path / "evil.pt"
     ckpt.write_bytes(malicious_checkpoint(marker))
-    code = main(["predict", "--config", str(CONFIGS / "tiny_synthetic_render.yaml"), "--checkpoint", str(ckpt),
-                 "--out", str(tmp_path / "pred"), "--data", str(tmp_path / "gt"), "--infos", str(infos),
-                 "--set", "train.device=cpu"])
+    code = main(
+        [
+            "predict",
+            "--config",
+            str(CONFIGS / "tiny_synthetic_render.yaml"),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "pred"),
+            "--data",
+            str(tmp_path / "gt"),
+            "--infos",
+            str(infos),
+            "--set",
+            "train.device=cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and f"error: {ckpt}: refusing checkpoint content" in err
     assert not marker.exists()
@@ -176,8 +213,21 @@ def test_predict_refuses_a_malicious_checkpoint_without_running_it(tmp_path, cap
 
 def _eval(tmp_path: Path, infos: Path, *extra: str) -> int:
     (tmp_path / "pred").mkdir(exist_ok=True)
-    return main(["eval", "--benchmark", "occ3d", "--gt", str(tmp_path / "gt"), "--infos", str(infos),
-                 "--pred", str(tmp_path / "pred"), "--no-rayiou", *extra])
+    return main(
+        [
+            "eval",
+            "--benchmark",
+            "occ3d",
+            "--gt",
+            str(tmp_path / "gt"),
+            "--infos",
+            str(infos),
+            "--pred",
+            str(tmp_path / "pred"),
+            "--no-rayiou",
+            *extra,
+        ]
+    )
 
 
 def test_eval_refuses_bad_device_and_out_before_evaluating(tmp_path, capsys):

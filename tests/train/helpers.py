@@ -70,7 +70,7 @@ def tiny_sample(index: int, grid: VoxelGrid = TINY_GRID, views: int = 2) -> dict
     labels = torch.full(grid.shape, grid.empty_index, dtype=torch.int64)
     labels[:, :, 0] = 2  # road
     x0, y0 = torch.randint(0, 12, (2,), generator=g).tolist()
-    labels[x0:x0 + 3, y0:y0 + 2, 1] = 1  # a car
+    labels[x0 : x0 + 3, y0 : y0 + 2, 1] = 1  # a car
     labels[0:2, :, 1:3] = 3  # a wall
     labels[torch.rand(grid.shape, generator=g) < 0.02] = grid.ignore_index
     k, pose = tiny_rig(views)
@@ -113,7 +113,14 @@ def tiny_trainer(tmp_path, cfg=None, n_train: int = 3, n_val: int = 0, model_see
 
     cfg = cfg if cfg is not None else tiny_config()
     return Trainer(
-        cfg, tmp_path, TinyOccModel(seed=model_seed), tiny_dataset(n_train),
-        tiny_dataset(n_val, offset=100) if n_val else None, grid=TINY_GRID, collate=collate,
-        info=info, progress=False, metric_convention=IoUConvention(absent="nan"),
+        cfg,
+        tmp_path,
+        TinyOccModel(seed=model_seed),
+        tiny_dataset(n_train),
+        tiny_dataset(n_val, offset=100) if n_val else None,
+        grid=TINY_GRID,
+        collate=collate,
+        info=info,
+        progress=False,
+        metric_convention=IoUConvention(absent="nan"),
     )

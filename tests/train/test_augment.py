@@ -16,7 +16,7 @@ def _blob_image(uv: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     """[3, H, W] image with a bright Gaussian spot centred on pixel coordinates uv."""
     v = torch.arange(H, dtype=torch.float64)[:, None] + 0.5
     u = torch.arange(W, dtype=torch.float64)[None, :] + 0.5
-    spot = torch.exp(-((u - uv[0]) ** 2 + (v - uv[1]) ** 2) / (2 * sigma ** 2))
+    spot = torch.exp(-((u - uv[0]) ** 2 + (v - uv[1]) ** 2) / (2 * sigma**2))
     return spot.expand(3, H, W).float().contiguous()
 
 
@@ -40,8 +40,15 @@ def test_point_projects_onto_same_content(seed):
     k, pose = _camera()
     g = torch.Generator().manual_seed(seed)
     # a 3D point inside the view, away from the borders
-    point = torch.tensor([[10.0, float(torch.empty(()).uniform_(-2, 2, generator=g)),
-                           float(torch.empty(()).uniform_(0.5, 1.8, generator=g))]])
+    point = torch.tensor(
+        [
+            [
+                10.0,
+                float(torch.empty(()).uniform_(-2, 2, generator=g)),
+                float(torch.empty(()).uniform_(0.5, 1.8, generator=g)),
+            ]
+        ]
+    )
     uv, _ = gr.Cameras(pose, k, W, H).project(point)
     image = _blob_image(uv[0, 0])
     cfg = AugmentConfig(flip=True, resize_scale=(0.8, 1.25))
@@ -100,8 +107,10 @@ def test_photometric_jitter():
 
 def test_augmented_dataset_is_reproducible_per_epoch_and_index():
     k, _ = _camera()
-    base = [{"images": torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(i)), "intrinsics": k.expand(2, 3, 3)}
-            for i in range(3)]
+    base = [
+        {"images": torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(i)), "intrinsics": k.expand(2, 3, 3)}
+        for i in range(3)
+    ]
     cfg = AugmentConfig(flip=True, resize_scale=(0.9, 1.1), brightness=0.2)
     a = AugmentedDataset(base, cfg, seed=1)
     b = AugmentedDataset(base, cfg, seed=1)

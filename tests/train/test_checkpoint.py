@@ -37,7 +37,9 @@ def test_trainer_checkpoint_holds_everything_for_resume(tmp_path):
     t = tiny_trainer(tmp_path)
     t.fit()
     state = load_checkpoint(tmp_path / "last.pt")
-    assert {"model", "optimizer", "scheduler", "scaler", "step", "epoch", "step_in_epoch", "rng", "config"} <= set(state)
+    assert {"model", "optimizer", "scheduler", "scaler", "step", "epoch", "step_in_epoch", "rng", "config"} <= set(
+        state
+    )
     assert state["step"] == 6 and state["epoch"] == 2
     assert set(state["rng"][0]) == {"global", "render"}
     assert set(state["rng"][0]["global"]) >= {"python", "numpy", "torch"}

@@ -26,21 +26,36 @@ def test_defaults_are_the_paper_recipe():
     assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.backbone_lr_mult) == (2e-4, 1e-4, 0.1)
     assert (cfg.optim.warmup_iters, cfg.optim.warmup_ratio, cfg.optim.min_lr) == (500, 1 / 3, 2e-7)
     assert (cfg.train.epochs, cfg.train.batch_size) == (20, 1)
-    assert (cfg.loss.ce_weight, cfg.loss.lovasz_weight, cfg.loss.scale_decay, cfg.loss.render_weight) == (10, 1, 0.5, 10)
+    assert (cfg.loss.ce_weight, cfg.loss.lovasz_weight, cfg.loss.scale_decay, cfg.loss.render_weight) == (
+        10,
+        1,
+        0.5,
+        10,
+    )
 
 
 def test_overrides_parse_yaml_values(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: {name: surroundocc}\noptim: {lr: 1.0e-3}\n")
-    cfg = load_config(path, ["optim.lr=5e-4", "data.image_size=[450, 800]", "loss.render=true",
-                             "data.augment.flip=true", "train.max_steps=10"])
+    cfg = load_config(
+        path,
+        [
+            "optim.lr=5e-4",
+            "data.image_size=[450, 800]",
+            "loss.render=true",
+            "data.augment.flip=true",
+            "train.max_steps=10",
+        ],
+    )
     assert cfg.optim.lr == 5e-4 and cfg.data.image_size == (450, 800) and cfg.loss.render is True
     assert cfg.data.augment.flip is True and cfg.train.max_steps == 10
     assert cfg.model.name == "surroundocc"
 
 
 def test_resolved_config_roundtrips(tmp_path):
-    cfg = config_from_dict({"loss": {"render": True, "class_weights": [1, 2, 3]}, "data": {"synthetic": {"num_scenes": 2}}})
+    cfg = config_from_dict(
+        {"loss": {"render": True, "class_weights": [1, 2, 3]}, "data": {"synthetic": {"num_scenes": 2}}}
+    )
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == config_to_dict(cfg)

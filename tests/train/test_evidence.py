@@ -37,14 +37,39 @@ def _numbers(x):
 def _ci_run(evidence, tmp_path, *extra):
     threads = torch.get_num_threads()
     try:
-        return evidence.main([
-            "--steps", "2", "--seeds", "1", "--arms", "std,render", "--scenes", "1", "--val-scenes", "1",
-            "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "data"),
-            "--threads", "1",
-            "--set", "data.image_size=[24,44]", "--set", "data.synthetic.image_size=[24,44]",
-            "--set", "loss.render_kwargs.bev_size=32", "--set", "train.log_every=1",
-            "--set", "train.val_render_scale=0.5", *extra,
-        ])
+        return evidence.main(
+            [
+                "--steps",
+                "2",
+                "--seeds",
+                "1",
+                "--arms",
+                "std,render",
+                "--scenes",
+                "1",
+                "--val-scenes",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+                "--runs",
+                str(tmp_path / "runs"),
+                "--data",
+                str(tmp_path / "data"),
+                "--threads",
+                "1",
+                "--set",
+                "data.image_size=[24,44]",
+                "--set",
+                "data.synthetic.image_size=[24,44]",
+                "--set",
+                "loss.render_kwargs.bev_size=32",
+                "--set",
+                "train.log_every=1",
+                "--set",
+                "train.val_render_scale=0.5",
+                *extra,
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
 
@@ -52,8 +77,21 @@ def _ci_run(evidence, tmp_path, *extra):
 def test_ci_sized_run_writes_a_paired_result(evidence, tmp_path):
     _ci_run(evidence, tmp_path)
     data = json.loads((tmp_path / "out" / "evidence.json").read_text())
-    for key in ("schema", "command", "config", "arms", "seeds", "steps", "grid", "versions", "wall_s", "runs",
-                "summary", "scene_seeds", "bootstrap"):
+    for key in (
+        "schema",
+        "command",
+        "config",
+        "arms",
+        "seeds",
+        "steps",
+        "grid",
+        "versions",
+        "wall_s",
+        "runs",
+        "summary",
+        "scene_seeds",
+        "bootstrap",
+    ):
         assert key in data, key
     assert data["command"].startswith("python benchmarks/evidence.py --steps 2")
     assert data["seeds"] == [0] and list(data["arms"]) == ["std", "render"] and data["grid"] == "synthetic_small"
@@ -134,13 +172,16 @@ def test_mean_std_is_the_sample_std(evidence):
     assert math.isnan(evidence.mean_std([1.0])[1])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--arms", "std,nope"], "--arms"),
-    (["--seeds", "0,0"], "--seeds"),
-    (["--seeds", "a"], "--seeds"),
-    (["--steps", "0"], "--steps"),
-    (["--val-scenes", "0"], "--val-scenes"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--arms", "std,nope"], "--arms"),
+        (["--seeds", "0,0"], "--seeds"),
+        (["--seeds", "a"], "--seeds"),
+        (["--steps", "0"], "--steps"),
+        (["--val-scenes", "0"], "--val-scenes"),
+    ],
+)
 def test_bad_options_are_refused(evidence, argv, message, capsys):
     with pytest.raises(SystemExit):
         evidence.parse_args(argv)

@@ -60,7 +60,12 @@ IO_FILE = Path(_io.__file__)
         ("model", "backbone_depth", 7, "expected null or one of [18, 34, 50, 101]"),
         ("data", "num_cameras", 0, "expected an integer >= 1"),
         ("data", "num_workers", -1, "expected an integer >= 0"),
-        ("data", "grid", "occ4d", "expected one of ['kitti360', 'occ3d', 'surroundocc', 'synthetic_medium', 'synthetic_small']"),
+        (
+            "data",
+            "grid",
+            "occ4d",
+            "expected one of ['kitti360', 'occ3d', 'surroundocc', 'synthetic_medium', 'synthetic_small']",
+        ),
     ],
 )
 def test_bad_value_is_refused_naming_key_expectation_and_value(section, key, value, expected):
@@ -93,10 +98,20 @@ def test_other_bad_values_name_the_key(values, message):
 
 
 def test_valid_edge_values_pass():
-    cfg = config_from_dict({"optim": {"lr": 1e-3, "min_lr": 1e-3, "weight_decay": 0.0, "grad_clip": None,
-                                      "warmup_iters": 0, "warmup_ratio": 1.0},
-                            "train": {"max_steps": None, "seed": 2**32 - 1, "val_every_epochs": 0},
-                            "loss": {"ce_weight": 0.0, "render_kwargs": {"bev_size": 16}}})
+    cfg = config_from_dict(
+        {
+            "optim": {
+                "lr": 1e-3,
+                "min_lr": 1e-3,
+                "weight_decay": 0.0,
+                "grad_clip": None,
+                "warmup_iters": 0,
+                "warmup_ratio": 1.0,
+            },
+            "train": {"max_steps": None, "seed": 2**32 - 1, "val_every_epochs": 0},
+            "loss": {"ce_weight": 0.0, "render_kwargs": {"bev_size": 16}},
+        }
+    )
     assert cfg.train.max_steps is None and cfg.optim.min_lr == cfg.optim.lr
 
 
@@ -115,9 +130,12 @@ def _yaml(tmp_path: Path, text: str | bytes, name: str = "cfg.yaml") -> Path:
         ("- a\n- b\n", "a config must be a mapping of sections, got list"),
         (b"optim: {lr: 1}\n\xff\xfe\n", "not a UTF-8 text file"),
         ("a: &a [*a]\n", "the YAML expands to more than"),
-        ("a: &a [1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
-         "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
-         "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n", "the YAML expands to more than"),
+        (
+            "a: &a [1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+            "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+            "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+            "the YAML expands to more than",
+        ),
         ("optim: {lr: .inf}\n", "optim.lr: expected a finite number > 0, got inf"),
     ],
 )
@@ -200,8 +218,7 @@ with io.sigterm_as_exit():
 
 
 def _kill_mid_write(target: Path, sig: int) -> int:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(IO_FILE), str(target)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(IO_FILE), str(target)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "writing"
         proc.send_signal(sig)
@@ -225,8 +242,14 @@ def test_stale_temporary_of_a_killed_writer_is_removed_and_nothing_else(tmp_path
     assert _kill_mid_write(target, signal.SIGKILL) == -signal.SIGKILL
     (stale,) = [p for p in tmp_path.iterdir()]  # SIGKILL cannot be caught: the temporary stays
     assert stale.name.startswith(".last.pt.") and stale.name.endswith(".tmp") and stale.stat().st_size == 4096
-    lookalikes = [".last.pt.abc.tmp", ".last.pt.abcdefghi.tmp", "last.pt.abcdefgh.tmp", ".notes.abcdefgh.tmp",
-                  ".last.pt.ABCDEFGH.tmp", ".last.pt.abcdefgh.tmp.bak"]
+    lookalikes = [
+        ".last.pt.abc.tmp",
+        ".last.pt.abcdefghi.tmp",
+        "last.pt.abcdefgh.tmp",
+        ".notes.abcdefgh.tmp",
+        ".last.pt.ABCDEFGH.tmp",
+        ".last.pt.abcdefgh.tmp.bak",
+    ]
     for name in lookalikes:
         (tmp_path / name).write_text("keep")
     (tmp_path / ".config.yaml.abcdefgh.tmp").mkdir()  # a folder is never removed
@@ -257,7 +280,10 @@ def test_log_truncation_keeps_records_up_to_the_step(tmp_path):
     with pytest.warns(RuntimeWarning, match=r"log.jsonl:5: dropping a line"):
         assert log.truncate(2) == 2  # train step 3 and the cut line
     assert [(r["kind"], r["step"]) for r in read_jsonl(tmp_path / "log.jsonl")] == [
-        ("train", 1), ("train", 2), ("val", 2)]
+        ("train", 1),
+        ("train", 2),
+        ("val", 2),
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl"]  # written atomically
 
 
@@ -318,7 +344,9 @@ def test_nan_parameter_before_training_is_named(tmp_path):
     t = tiny_trainer(tmp_path, tiny_config(**ONE_STEP), n_train=1)
     with torch.no_grad():
         t.model.mix.bias[1] = float("inf")
-    with pytest.raises(NonFiniteLossError, match=r"non-finite parameter\(s\) \['mix.bias'\] before training \(step 0\)"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite parameter\(s\) \['mix.bias'\] before training \(step 0\)"
+    ):
         t.fit()
     assert not (tmp_path / "last.pt").exists()
 
@@ -335,8 +363,11 @@ def test_nan_parameter_after_the_step_stops_the_run_whatever_the_policy(tmp_path
         return out
 
     t.optimizer.step = overflowing_step
-    with pytest.raises(NonFiniteLossError, match=r"non-finite parameter\(s\) \['voxel'\] after the optimiser step "
-                                                 r"at step 0 \(epoch 0, samples \['tok000'\]"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite parameter\(s\) \['voxel'\] after the optimiser step "
+        r"at step 0 \(epoch 0, samples \['tok000'\]",
+    ):
         t.fit()
     (error,) = read_jsonl(tmp_path / "log.jsonl", "error")
     assert error["step"] == 0 and "voxel" in error["error"]
@@ -346,8 +377,11 @@ def test_nan_parameter_after_the_step_stops_the_run_whatever_the_policy(tmp_path
 def test_nan_gradient_is_named_and_raises(tmp_path):
     t = tiny_trainer(tmp_path, tiny_config(**ONE_STEP), n_train=1)
     t.model.mix.weight.register_hook(lambda g: g * float("nan"))
-    with pytest.raises(NonFiniteLossError, match=r"non-finite gradient norm nan at step 0 .*"
-                                                 r"non-finite gradients of \['mix.weight'\]"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite gradient norm nan at step 0 .*"
+        r"non-finite gradients of \['mix.weight'\]",
+    ):
         t.fit()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -14,8 +13,12 @@ from gaussrender.train.runlog import read_jsonl
 from .helpers import TINY_GRID, TinyOccModel, tiny_config, tiny_dataset, tiny_trainer
 
 RESUME_SECTIONS = dict(
-    data={"grid": "occ3d", "image_size": [24, 32], "num_workers": 0,
-          "augment": {"flip": True, "resize_scale": [0.9, 1.1], "brightness": 0.2}},
+    data={
+        "grid": "occ3d",
+        "image_size": [24, 32],
+        "num_workers": 0,
+        "augment": {"flip": True, "resize_scale": [0.9, 1.1], "brightness": 0.2},
+    },
     loss={"render": True, "render_kwargs": {"bev_size": 16, "camera_weights": [1.0, 1.0]}},
     train={"epochs": 2, "log_every": 1, "checkpoint_every": 100, "device": "cpu"},
 )
@@ -58,8 +61,13 @@ def test_resume_reproduces_uninterrupted_losses_exactly(tmp_path):
 
 
 def test_schedule_warmup_and_backbone_group(tmp_path):
-    t = tiny_trainer(tmp_path, tiny_config(train={"epochs": 1, "log_every": 1, "device": "cpu"},
-                                           optim={"lr": 1e-2, "warmup_iters": 2, "backbone_lr_mult": 0.1}))
+    t = tiny_trainer(
+        tmp_path,
+        tiny_config(
+            train={"epochs": 1, "log_every": 1, "device": "cpu"},
+            optim={"lr": 1e-2, "warmup_iters": 2, "backbone_lr_mult": 0.1},
+        ),
+    )
     groups = {g["name"]: g for g in t.optimizer.param_groups}
     assert groups["head"]["lr"] == pytest.approx(1e-2 / 3)  # warm-up starts at lr / 3
     assert groups["backbone"]["lr"] == pytest.approx(1e-3 / 3)
@@ -74,8 +82,13 @@ def test_nonfinite_loss_raises_with_context(tmp_path):
 
 
 def test_nonfinite_loss_skip_leaves_parameters_untouched(tmp_path):
-    t = tiny_trainer(tmp_path, tiny_config(loss={"nonfinite": "skip", "render": True},
-                                           train={"epochs": 1, "max_steps": 1, "log_every": 1, "device": "cpu"}))
+    t = tiny_trainer(
+        tmp_path,
+        tiny_config(
+            loss={"nonfinite": "skip", "render": True},
+            train={"epochs": 1, "max_steps": 1, "log_every": 1, "device": "cpu"},
+        ),
+    )
     before = [p.detach().clone() for p in t.model.parameters()]
     t.model.make_nan = True
     with pytest.warns(RuntimeWarning, match="non-finite loss term.*skipped"):

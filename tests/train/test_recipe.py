@@ -48,8 +48,9 @@ def test_nuscenes_camera_odds_are_the_releases(path):
     # the release's [1/3, 1/6, 1/6, 1/3, 1/6, 1/6] to 1/4, 1/8, 1/8, 1/4, 1/8, 1/8
     release = torch.tensor([1 / 3, 1 / 6, 1 / 6, 1 / 3, 1 / 6, 1 / 6], dtype=torch.float64)
     torch.testing.assert_close(w / w.sum(), release / release.sum(), rtol=0, atol=1e-12)
-    torch.testing.assert_close(w / w.sum(), torch.tensor([0.25, 0.125, 0.125, 0.25, 0.125, 0.125],
-                                                         dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        w / w.sum(), torch.tensor([0.25, 0.125, 0.125, 0.25, 0.125, 0.125], dtype=torch.float64), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
@@ -68,8 +69,7 @@ def test_configs_build_models_with_learned_opacity_when_rendering(path):
 
 
 def test_release_class_weighting_needs_a_table():
-    cfg = config_from_dict({"data": {"grid": "kitti360", "format": "kitti360"},
-                            "loss": {"class_weighting": "release"}})
+    cfg = config_from_dict({"data": {"grid": "kitti360", "format": "kitti360"}, "loss": {"class_weighting": "release"}})
     assert cfg.loss.class_weighting == "release"
     with pytest.raises(ValueError, match="class_weighting"):
         config_from_dict({"loss": {"class_weighting": "paper"}})
@@ -140,11 +140,24 @@ def _write_one_sample(root, image_size):
         inv = np.linalg.inv(cam_from_ego[v].numpy())
         from gaussrender.train.synthetic import matrix_to_quaternion
 
-        cams[name] = CameraInfo(name=name, image_path=rel, intrinsics=ks[v].numpy(),
-                                sensor2ego=Pose(tuple(inv[:3, 3]), matrix_to_quaternion(inv[:3, :3])),
-                                ego2global=identity)
-    sample = SampleInfo(token="tok0", scene="scene-a", scene_token="scene-a", timestamp=0, lidar_path="",
-                        lidar2ego=identity, ego2global=identity, cameras=cams, occ_path="gts/scene-a/tok0")
+        cams[name] = CameraInfo(
+            name=name,
+            image_path=rel,
+            intrinsics=ks[v].numpy(),
+            sensor2ego=Pose(tuple(inv[:3, 3]), matrix_to_quaternion(inv[:3, :3])),
+            ego2global=identity,
+        )
+    sample = SampleInfo(
+        token="tok0",
+        scene="scene-a",
+        scene_token="scene-a",
+        timestamp=0,
+        lidar_path="",
+        lidar2ego=identity,
+        ego2global=identity,
+        cameras=cams,
+        occ_path="gts/scene-a/tok0",
+    )
     write_infos_json(root / "infos.json", [sample])
     return ks.float()
 
@@ -156,11 +169,17 @@ def test_render_cameras_do_not_depend_on_the_network_input_size(tmp_path, monkey
     native_k = _write_one_sample(tmp_path, (36, 64))
     inputs = []
     for size in ([36, 64], [18, 32], [24, 40]):
-        cfg = config_from_dict({
-            "data": {"root": str(tmp_path), "image_size": size, "num_workers": 0,
-                     "train_infos": str(tmp_path / "infos.json")},
-            "loss": {"render": True},
-        })
+        cfg = config_from_dict(
+            {
+                "data": {
+                    "root": str(tmp_path),
+                    "image_size": size,
+                    "num_workers": 0,
+                    "train_infos": str(tmp_path / "infos.json"),
+                },
+                "loss": {"render": True},
+            }
+        )
         item = build_dataset(cfg.data, "train")[0]
         assert tuple(item["images"].shape[-2:]) == tuple(size)
         assert item["render_image_size"].tolist() == [36, 64]  # the stored images
@@ -175,8 +194,10 @@ def test_render_image_size_option_rescales_the_native_k(monkeypatch):
     k = torch.tensor([[[100.0, 0.0, 80.0], [0.0, 90.0, 45.0], [0.0, 0.0, 1.0]]]).expand(2, 1, 3, 3).clone()
     batch = {
         "labels": torch.full((2, *gr.OCC3D_NUSCENES.shape), 17),
-        "intrinsics": k * 0.1, "images": torch.zeros(2, 1, 3, 9, 16),
-        "render_intrinsics": k, "render_image_size": torch.tensor([[90, 160], [90, 160]]),
+        "intrinsics": k * 0.1,
+        "images": torch.zeros(2, 1, 3, 9, 16),
+        "render_intrinsics": k,
+        "render_image_size": torch.tensor([[90, 160], [90, 160]]),
         "cam_from_grid": torch.eye(4).expand(2, 1, 4, 4).clone(),
     }
     cfg = config_from_dict({"loss": {"render": True, "render_image_size": [45, 40]}})
@@ -225,11 +246,18 @@ def test_learned_opacity_reaches_the_render_loss_and_gets_gradients():
     g = torch.Generator().manual_seed(0)
     labels = torch.full((1, *grid.shape), grid.empty_index)
     labels[0, :, :, 0] = torch.randint(0, grid.num_classes, (16, 16), generator=g)
-    batch = {"labels": labels, "cam_from_grid": t, "render_intrinsics": k,
-             "render_image_size": torch.tensor([[H, W]])}
+    batch = {"labels": labels, "cam_from_grid": t, "render_intrinsics": k, "render_image_size": torch.tensor([[H, W]])}
     # a small render (16x24 cameras, 8x8 BEV) keeps this fast
-    cfg = config_from_dict({"loss": {"render": True, "class_weighting": "none", "render_image_size": [16, 24],
-                                     "render_kwargs": {"bev_size": 8, "camera_weights": [1.0, 1.0]}}})
+    cfg = config_from_dict(
+        {
+            "loss": {
+                "render": True,
+                "class_weighting": "none",
+                "render_image_size": [16, 24],
+                "render_kwargs": {"bev_size": 8, "camera_weights": [1.0, 1.0]},
+            }
+        }
+    )
     loss = TrainingLoss(cfg, grid, torch.Generator().manual_seed(1))
     out = model(torch.rand(1, 2, 3, H, W, generator=g), k, t)
     assert out["opacity"] is not None

@@ -35,19 +35,35 @@ def data_root(tmp_path_factory):
 
 
 def _config(root, *, render=True, seed=0, init_seed=None, steps=3):
-    return config_from_dict({
-        "model": {"name": "tpvformer", "size": "tiny", "learned_opacity": render, "init_seed": init_seed},
-        "data": {"grid": "synthetic_small", "root": str(root), "image_size": IMAGE, "num_workers": 0,
-                 # already written by the fixture: the run reuses it
-                 "synthetic": {"num_scenes": 2, "num_val_scenes": 0, "image_size": IMAGE},
-                 # every random stream on: augmentation, dropout (model default), camera draws
-                 "augment": {"flip": True, "resize_scale": [0.9, 1.1], "brightness": 0.2}},
-        "loss": {"render": render, "class_weighting": "none",
-                 "render_kwargs": {"bev_size": 32, "camera_strategy": "random"}},
-        "optim": {"warmup_iters": 1},
-        "train": {"epochs": 2, "max_steps": steps, "log_every": 1, "val_every_epochs": 0, "device": "cpu",
-                  "seed": seed},
-    })
+    return config_from_dict(
+        {
+            "model": {"name": "tpvformer", "size": "tiny", "learned_opacity": render, "init_seed": init_seed},
+            "data": {
+                "grid": "synthetic_small",
+                "root": str(root),
+                "image_size": IMAGE,
+                "num_workers": 0,
+                # already written by the fixture: the run reuses it
+                "synthetic": {"num_scenes": 2, "num_val_scenes": 0, "image_size": IMAGE},
+                # every random stream on: augmentation, dropout (model default), camera draws
+                "augment": {"flip": True, "resize_scale": [0.9, 1.1], "brightness": 0.2},
+            },
+            "loss": {
+                "render": render,
+                "class_weighting": "none",
+                "render_kwargs": {"bev_size": 32, "camera_strategy": "random"},
+            },
+            "optim": {"warmup_iters": 1},
+            "train": {
+                "epochs": 2,
+                "max_steps": steps,
+                "log_every": 1,
+                "val_every_epochs": 0,
+                "device": "cpu",
+                "seed": seed,
+            },
+        }
+    )
 
 
 def _losses(run_dir):
@@ -129,8 +145,7 @@ def test_with_and_without_render_loss_share_start_and_data(data_root, tmp_path, 
     def recording(self, batch):
         arm = "render" if self.cfg.loss.render else "std"
         images = batch["images"].contiguous()
-        seen.setdefault(arm, []).append((tuple(batch["token"]),
-                                         hashlib.sha256(images.numpy().tobytes()).hexdigest()))
+        seen.setdefault(arm, []).append((tuple(batch["token"]), hashlib.sha256(images.numpy().tobytes()).hexdigest()))
         return step_once(self, batch)
 
     monkeypatch.setattr(Trainer, "train_step", recording)

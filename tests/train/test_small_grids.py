@@ -14,7 +14,9 @@ from gaussrender.grid import SYNTHETIC_MEDIUM, SYNTHETIC_SMALL, VoxelGrid, get_g
 from .helpers import tiny_config, tiny_trainer
 
 
-@pytest.mark.parametrize("grid, shape, voxel", [(SYNTHETIC_SMALL, (50, 50, 4), 1.6), (SYNTHETIC_MEDIUM, (100, 100, 8), 0.8)])
+@pytest.mark.parametrize(
+    "grid, shape, voxel", [(SYNTHETIC_SMALL, (50, 50, 4), 1.6), (SYNTHETIC_MEDIUM, (100, 100, 8), 0.8)]
+)
 def test_presets_are_occ3d_at_a_coarser_voxel(grid, shape, voxel):
     occ = gr.OCC3D_NUSCENES
     assert get_grid(grid.name) is grid and gr.PRESETS[grid.name] is grid
@@ -45,7 +47,9 @@ def small_data(tmp_path_factory):
     from gaussrender.train.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("small")
-    return make_dataset(root, 1, num_val_scenes=1, seed=5, image_size=(24, 44), camera_stride=64, grid="synthetic_small")
+    return make_dataset(
+        root, 1, num_val_scenes=1, seed=5, image_size=(24, 44), camera_stride=64, grid="synthetic_small"
+    )
 
 
 def test_synthetic_dataset_on_the_small_grid(small_data):
@@ -54,8 +58,16 @@ def test_synthetic_dataset_on_the_small_grid(small_data):
     from gaussrender.train.synthetic import SyntheticOccupancy, render_views
     from gaussrender.viz import palette
 
-    cfg = config_from_dict({"data": {"grid": "synthetic_small", "root": str(small_data.root), "image_size": [24, 44],
-                                     "synthetic": {"num_scenes": 1, "num_val_scenes": 1, "image_size": [24, 44]}}})
+    cfg = config_from_dict(
+        {
+            "data": {
+                "grid": "synthetic_small",
+                "root": str(small_data.root),
+                "image_size": [24, 44],
+                "synthetic": {"num_scenes": 1, "num_val_scenes": 1, "image_size": [24, 44]},
+            }
+        }
+    )
     train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
     assert isinstance(train_set, SyntheticOccupancy) and train_set.grid is SYNTHETIC_SMALL
     item, val_item = train_set[0], val_set[0]
@@ -88,8 +100,9 @@ def test_a_grid_without_occ3d_classes_is_refused(tmp_path, small_data):
 def test_tiny_models_build_for_the_coarse_grids(name, grid):
     from gaussrender.models import ModelConfig, build_model
 
-    model = build_model(ModelConfig(name=name, size="tiny", grid=grid, num_cameras=2, image_size=(24, 44),
-                                    learned_opacity=True))
+    model = build_model(
+        ModelConfig(name=name, size="tiny", grid=grid, num_cameras=2, image_size=(24, 44), learned_opacity=True)
+    )
     k, pose, _ = gr.nuscenes_rig((24, 44))
     out = model(torch.rand(1, 2, 3, 24, 44), k[None, :2], pose[None, :2].float())
     assert out["logits"].shape == (1, 18, *grid.shape) and out["opacity"].shape == (1, *grid.shape)
@@ -103,8 +116,9 @@ def test_render_loss_on_the_small_grid():
     labels[:, 30:33, 20:22, 1] = 4
     logits = torch.randn(1, 18, *SYNTHETIC_SMALL.shape, generator=g, requires_grad=True)
     k, pose, _ = gr.nuscenes_rig((24, 44))
-    loss = gr.GaussRenderLoss(SYNTHETIC_SMALL, bev_size=100)(logits, labels, intrinsics=k[None], cam_from_grid=pose[None].float(),
-                                                      image_size=(24, 44), generator=g)
+    loss = gr.GaussRenderLoss(SYNTHETIC_SMALL, bev_size=100)(
+        logits, labels, intrinsics=k[None], cam_from_grid=pose[None].float(), image_size=(24, 44), generator=g
+    )
     assert torch.isfinite(loss["loss"].detach()) and float(loss["loss"].detach()) > 0
     loss["loss"].backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
@@ -113,8 +127,13 @@ def test_render_loss_on_the_small_grid():
 def test_max_steps_drives_the_cosine(tmp_path):
     # 10 epochs x 3 samples = 30 iterations, cut to 6 by max_steps: the cosine spans 6
     lr, min_lr, warmup = 1e-2, 1e-5, 2
-    t = tiny_trainer(tmp_path, tiny_config(optim={"lr": lr, "min_lr": min_lr, "warmup_iters": warmup},
-                                           train={"epochs": 10, "max_steps": 6, "log_every": 1, "device": "cpu"}))
+    t = tiny_trainer(
+        tmp_path,
+        tiny_config(
+            optim={"lr": lr, "min_lr": min_lr, "warmup_iters": warmup},
+            train={"epochs": 10, "max_steps": 6, "log_every": 1, "device": "cpu"},
+        ),
+    )
     assert t.total_steps == 6
     seen = []
     for step in range(7):

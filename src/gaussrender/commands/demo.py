@@ -35,12 +35,20 @@ CAMERA_MAX_DEPTH = 50.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="seed of the procedural scene and of the degradation (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the procedural scene and of the degradation (default 0)"
+    )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
-    parser.add_argument("--labels", type=Path, default=None, help="render this Occ3D labels.npz instead of a procedural scene")
+    parser.add_argument(
+        "--labels", type=Path, default=None, help="render this Occ3D labels.npz instead of a procedural scene"
+    )
     parser.add_argument("--frames", type=int, default=24, help="frames of the orbit GIF (default 24)")
-    parser.add_argument("--size", type=float, default=0.25, help="image size as a fraction of nuScenes' 1600x900 (default 0.25)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)")
+    parser.add_argument(
+        "--size", type=float, default=0.25, help="image size as a fraction of nuScenes' 1600x900 (default 0.25)"
+    )
+    parser.add_argument(
+        "--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
     parser.add_argument(
@@ -74,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..cameras import Cameras
     from ..camera_strategies import bev_camera, elevated, nuscenes_rig
+    from ..cameras import Cameras
     from ..data.occ3d import read_occ3d_labels
     from ..gaussians import voxels_to_gaussians
     from ..grid import OCC3D_NUSCENES
@@ -142,10 +150,22 @@ def run(args: argparse.Namespace) -> int:
             bar.update()
 
         # the orbit's panels are 3/4 of the sensor views' size: two per frame, many frames
-        orbit = orbit_cameras(args.frames, (max(8, round(0.75 * height)), max(8, round(0.75 * width))),
-                              ORBIT_RADIUS, ORBIT_HEIGHT, ORBIT_FOV, device=device)
-        frames = orbit_frames([("ground truth", gt), ("prediction (degraded)", pred)], orbit, colors, background,
-                              args.backend, on_frame=bar.update)
+        orbit = orbit_cameras(
+            args.frames,
+            (max(8, round(0.75 * height)), max(8, round(0.75 * width))),
+            ORBIT_RADIUS,
+            ORBIT_HEIGHT,
+            ORBIT_FOV,
+            device=device,
+        )
+        frames = orbit_frames(
+            [("ground truth", gt), ("prediction (degraded)", pred)],
+            orbit,
+            colors,
+            background,
+            args.backend,
+            on_frame=bar.update,
+        )
     written.append(save_gif(args.out / "orbit.gif", frames, fps=args.fps))
 
     rows = [r for p in panels for r in p[0]]
@@ -158,7 +178,11 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         # the pictured front camera, so that the numbers match what the PNGs show
         terms = loss_fn(
-            logits[None], labels[None], intrinsics=intrinsics[None, :1], cam_from_grid=cam_from_ego[None, :1], image_size=(height, width)
+            logits[None],
+            labels[None],
+            intrinsics=intrinsics[None, :1],
+            cam_from_grid=cam_from_ego[None, :1],
+            image_size=(height, width),
         )
     print(f"GaussRender loss, ground truth vs degraded prediction ({names[0]} + bird's-eye view):")
     for name in ("cam", "cam_depth", "bev", "bev_depth", "loss"):

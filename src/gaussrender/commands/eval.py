@@ -42,20 +42,69 @@ _BENCHMARKS = ("occ3d", "surroundocc", "kitti360")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--benchmark", required=True, choices=_BENCHMARKS, help="ground-truth layout and metric convention")
-    parser.add_argument("--gt", required=True, type=Path, help="ground-truth root (Occ3D: holds gts/; SurroundOcc: holds samples/; KITTI-360: holds preprocess/)")
+    parser.add_argument(
+        "--benchmark", required=True, choices=_BENCHMARKS, help="ground-truth layout and metric convention"
+    )
+    parser.add_argument(
+        "--gt",
+        required=True,
+        type=Path,
+        help="ground-truth root (Occ3D: holds gts/; SurroundOcc: holds samples/; KITTI-360: holds preprocess/)",
+    )
     parser.add_argument("--pred", required=True, type=Path, help="directory of <token>.npz predictions")
-    parser.add_argument("--infos", type=Path, help="nuScenes info file (.pkl or .json), or a nuScenes root whose <version>/ holds the official tables; required for occ3d and surroundocc")
-    parser.add_argument("--nuscenes-version", default="v1.0-trainval", help="tables folder when --infos is a directory (default v1.0-trainval)")
-    parser.add_argument("--split", default=None, help="nuScenes: scenes of annotations.json's '<split>_split' (default: every sample of --infos); KITTI-360: train/val/test (default val)")
-    parser.add_argument("--no-rayiou", action="store_true", help="skip RayIoU (nuScenes benchmarks compute it by default)")
-    parser.add_argument("--mask-camera", action=argparse.BooleanOptionalAction, default=None, help="score voxel metrics inside mask_camera (default: on for occ3d; other benchmarks have no such mask)")
+    parser.add_argument(
+        "--infos",
+        type=Path,
+        help="nuScenes info file (.pkl or .json), or a nuScenes root whose <version>/ holds the official tables; required for occ3d and surroundocc",
+    )
+    parser.add_argument(
+        "--nuscenes-version",
+        default="v1.0-trainval",
+        help="tables folder when --infos is a directory (default v1.0-trainval)",
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="nuScenes: scenes of annotations.json's '<split>_split' (default: every sample of --infos); KITTI-360: train/val/test (default val)",
+    )
+    parser.add_argument(
+        "--no-rayiou", action="store_true", help="skip RayIoU (nuScenes benchmarks compute it by default)"
+    )
+    parser.add_argument(
+        "--mask-camera",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score voxel metrics inside mask_camera (default: on for occ3d; other benchmarks have no such mask)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    parser.add_argument("--workers", type=int, default=1, help="processes scoring samples in parallel (each with its share of the torch threads)")
-    parser.add_argument("--device", default="cpu", help="torch device the metrics count on, e.g. cuda (ray casting dominates the run time)")
-    parser.add_argument("--render-metrics", action="store_true", help="also render prediction and ground truth from every camera and the BEV: image/BEV IoU, mIoU and depth L1 (the release's 2D metrics)")
-    parser.add_argument("--render-scale", type=float, default=1.0, help="--render-metrics: render every view at this fraction of its size, in (0, 1] (default 1 = the release; smaller is faster but changes the numbers)")
-    parser.add_argument("--render-convention", choices=("clean", "release"), default="clean", help="--render-metrics: 'clean' (absent class skipped, L1 = sum/count) or 'release' (class without ground truth scores 1, L1 = sum/(count+1))")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes scoring samples in parallel (each with its share of the torch threads)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device the metrics count on, e.g. cuda (ray casting dominates the run time)",
+    )
+    parser.add_argument(
+        "--render-metrics",
+        action="store_true",
+        help="also render prediction and ground truth from every camera and the BEV: image/BEV IoU, mIoU and depth L1 (the release's 2D metrics)",
+    )
+    parser.add_argument(
+        "--render-scale",
+        type=float,
+        default=1.0,
+        help="--render-metrics: render every view at this fraction of its size, in (0, 1] (default 1 = the release; smaller is faster but changes the numbers)",
+    )
+    parser.add_argument(
+        "--render-convention",
+        choices=("clean", "release"),
+        default="clean",
+        help="--render-metrics: 'clean' (absent class skipped, L1 = sum/count) or 'release' (class without ground truth scores 1, L1 = sum/(count+1))",
+    )
 
 
 def _error(message: str) -> int:
@@ -90,7 +139,9 @@ def _load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
             raise DataFileError(f"{path}: expected key 'semantics' or 'pred', has {data.files}", path)
         pred = data.read(key, shape, LABEL_KINDS.replace("b", ""))
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
-        raise DataFileError(f"{path}: {key} labels must be in [0, {num_classes}), found [{pred.min()}, {pred.max()}]", path)
+        raise DataFileError(
+            f"{path}: {key} labels must be in [0, {num_classes}), found [{pred.min()}, {pred.max()}]", path
+        )
     return torch.from_numpy(pred.astype(np.int64))
 
 
@@ -112,8 +163,16 @@ class _Chunk:
     sequential pass.
     """
 
-    def __init__(self, dataset: Any, pred_dir: Path, mask_camera: bool, rayiou: bool, device: str, threads: int,
-                 render: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        pred_dir: Path,
+        mask_camera: bool,
+        rayiou: bool,
+        device: str,
+        threads: int,
+        render: dict[str, Any] | None = None,
+    ) -> None:
         self.dataset, self.pred_dir, self.mask_camera = dataset, pred_dir, mask_camera
         self.rayiou, self.device, self.threads = rayiou, device, threads
         self.render = render  # None, or image_scale, convention and the stored image size
@@ -157,7 +216,9 @@ class _Chunk:
                 ray_seconds += time.perf_counter() - t0
             if rendered is not None:
                 t0 = time.perf_counter()
-                rendered.update(pred, target, item["intrinsics"][None], item["cam_from_grid"][None], self._image_size(item))
+                rendered.update(
+                    pred, target, item["intrinsics"][None], item["cam_from_grid"][None], self._image_size(item)
+                )
                 if torch.device(self.device).type == "cuda":
                     torch.cuda.synchronize()
                 render_seconds += time.perf_counter() - t0
@@ -168,7 +229,6 @@ class _Chunk:
             rendered.cpu() if rendered is not None else None,
             render_seconds,
         )
-
 
 
 def dataset_options(args: argparse.Namespace) -> bool:
@@ -326,7 +386,11 @@ def _print_table(results: dict[str, Any], grid: Any) -> None:
     keys = list(next(iter(ray.values())).keys()) if ray else []
     width = max(len(n) for n in grid.class_names)
     # rendered-view columns (--render-metrics): per-class IoU of the camera images and the BEV
-    views = [(k, label) for k, label in (("image_per_class_iou", "img IoU"), ("bev_per_class_iou", "BEV IoU")) if k in results]
+    views = [
+        (k, label)
+        for k, label in (("image_per_class_iou", "img IoU"), ("bev_per_class_iou", "BEV IoU"))
+        if k in results
+    ]
     header = f"{'class':<{width}}  {'IoU':>6}" + "".join(f"  {k:>9}" for k in keys)
     header += "".join(f"  {label:>7}" for _, label in views)
     print(header)
@@ -346,9 +410,15 @@ def _print_table(results: dict[str, Any], grid: Any) -> None:
         print(f"RayIoU: {_pct(results['rayiou'])}   {parts}")
     if views:
         r = results["render_metrics"]
-        print(f"rendered views ({r['convention']} convention, image scale {r['image_scale']:g}, BEV {r['bev_size']} px):")
-        print(f"  cameras  IoU: {_pct(results['image_iou'])}   mIoU: {_pct(results['image_miou'])}   depth L1: {_metres(results['depth_l1'])}")
-        print(f"  BEV      IoU: {_pct(results['bev_iou'])}   mIoU: {_pct(results['bev_miou'])}   depth L1: {_metres(results['bev_depth_l1'])}")
+        print(
+            f"rendered views ({r['convention']} convention, image scale {r['image_scale']:g}, BEV {r['bev_size']} px):"
+        )
+        print(
+            f"  cameras  IoU: {_pct(results['image_iou'])}   mIoU: {_pct(results['image_miou'])}   depth L1: {_metres(results['depth_l1'])}"
+        )
+        print(
+            f"  BEV      IoU: {_pct(results['bev_iou'])}   mIoU: {_pct(results['bev_miou'])}   depth L1: {_metres(results['bev_depth_l1'])}"
+        )
     s = results["seconds"]
     extra = f", RayIoU {s['rayiou_per_sample']:.3f} s/sample" if s["rayiou_per_sample"] is not None else ""
     if s.get("render_per_sample") is not None:

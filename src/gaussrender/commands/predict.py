@@ -22,15 +22,22 @@ HELP = "write <token>.npz occupancy predictions of a trained checkpoint (scored 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True,
-                        help="the run's config.yaml (or a shipped config's name, as gaussrender train takes)")
+    parser.add_argument(
+        "--config", required=True, help="the run's config.yaml (or a shipped config's name, as gaussrender train takes)"
+    )
     parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint (e.g. RUN/last.pt)")
     parser.add_argument("--out", required=True, type=Path, help="output directory for <token>.npz")
     parser.add_argument("--data", default=None, help="dataset root (default: the config's data.root)")
     parser.add_argument("--infos", default=None, help="info file (default: the config's val_infos)")
     parser.add_argument("--split", default="val", choices=("train", "val"), help="which split of the config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value (e.g. --set train.device=cpu)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (e.g. --set train.device=cpu)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,16 +29,33 @@ HELP = "train a model from a YAML config (torchrun for several GPUs/processes)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True,
-                        help="YAML config file, or the name of a shipped config (e.g. tpvformer_occ3d_render)")
-    parser.add_argument("--run-dir", dest="run", type=Path, default=None,
-                        help="run directory (config.yaml, log.jsonl, last.pt); required unless --print-config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="YAML config file, or the name of a shipped config (e.g. tpvformer_occ3d_render)",
+    )
+    parser.add_argument(
+        "--run-dir",
+        dest="run",
+        type=Path,
+        default=None,
+        help="run directory (config.yaml, log.jsonl, last.pt); required unless --print-config",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)",
+    )
     parser.add_argument("--resume", type=Path, default=None, help="checkpoint to resume from (e.g. RUN/last.pt)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config (file, name and --set applied) as YAML and exit")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (file, name and --set applied) as YAML and exit",
+    )
 
 
 def _error(message: object, code: int = 2) -> int:

@@ -42,25 +42,58 @@ CAMERA_MAX_DEPTH = 50.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--benchmark", required=True, choices=("occ3d", "surroundocc", "kitti360"), help="ground-truth layout (as gaussrender eval)")
+    parser.add_argument(
+        "--benchmark",
+        required=True,
+        choices=("occ3d", "surroundocc", "kitti360"),
+        help="ground-truth layout (as gaussrender eval)",
+    )
     parser.add_argument("--gt", required=True, type=Path, help="ground-truth root (as gaussrender eval)")
-    parser.add_argument("--pred", required=True, type=Path, help="directory of <token>.npz predictions (gaussrender predict's output)")
-    parser.add_argument("--infos", type=Path, help="nuScenes info file (.pkl or .json) or tables root; required for occ3d and surroundocc")
-    parser.add_argument("--nuscenes-version", default="v1.0-trainval", help="tables folder when --infos is a directory (default v1.0-trainval)")
-    parser.add_argument("--split", default=None, help="as gaussrender eval (default: every sample of --infos; KITTI-360: val)")
-    parser.add_argument("--token", default=None, help="sample to show (default: the first sample); KITTI-360: <sequence>/<frame>")
+    parser.add_argument(
+        "--pred", required=True, type=Path, help="directory of <token>.npz predictions (gaussrender predict's output)"
+    )
+    parser.add_argument(
+        "--infos",
+        type=Path,
+        help="nuScenes info file (.pkl or .json) or tables root; required for occ3d and surroundocc",
+    )
+    parser.add_argument(
+        "--nuscenes-version",
+        default="v1.0-trainval",
+        help="tables folder when --infos is a directory (default v1.0-trainval)",
+    )
+    parser.add_argument(
+        "--split", default=None, help="as gaussrender eval (default: every sample of --infos; KITTI-360: val)"
+    )
+    parser.add_argument(
+        "--token", default=None, help="sample to show (default: the first sample); KITTI-360: <sequence>/<frame>"
+    )
     parser.add_argument("--out", type=Path, default=Path("view_out"), help="output folder (default view_out)")
-    parser.add_argument("--render-scale", type=float, default=0.25,
-                        help="render every view (pictures and rendered-view metrics) at this fraction of its size, in (0, 1] "
-                             "(default 0.25, for speed on a CPU; the release's rendered metrics use 1, and smaller changes them)")
-    parser.add_argument("--mask-camera", action=argparse.BooleanOptionalAction, default=None,
-                        help="voxel IoU/mIoU inside mask_camera (default: on for occ3d, as gaussrender eval)")
+    parser.add_argument(
+        "--render-scale",
+        type=float,
+        default=0.25,
+        help="render every view (pictures and rendered-view metrics) at this fraction of its size, in (0, 1] "
+        "(default 0.25, for speed on a CPU; the release's rendered metrics use 1, and smaller changes them)",
+    )
+    parser.add_argument(
+        "--mask-camera",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="voxel IoU/mIoU inside mask_camera (default: on for occ3d, as gaussrender eval)",
+    )
     parser.add_argument("--frames", type=int, default=24, help="frames of the orbit GIF (default 24)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)")
+    parser.add_argument(
+        "--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: the renders are small, and on a busy machine extra threads slow them down)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: the renders are small, and on a busy machine extra threads slow them down)",
+    )
 
 
 def _error(message: str) -> int:
@@ -98,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..cameras import Cameras
     from ..camera_strategies import bev_camera, scale_intrinsics
+    from ..cameras import Cameras
     from ..data._files import safe_name
     from ..gaussians import voxels_to_gaussians
     from ..metrics import OccupancyMetrics, RenderedViewMetrics
@@ -117,8 +150,10 @@ def run(args: argparse.Namespace) -> int:
     tokens = [s.token for s in dataset.samples] if nuscenes else [f"{q}/{f}" for q, f in dataset.frames]
     token = tokens[0] if args.token is None else args.token
     if token not in tokens:
-        return _error(f"--token {token!r} is not a sample of the ground truth / info file "
-                      f"({len(tokens)} samples, first: {', '.join(tokens[:3])})")
+        return _error(
+            f"--token {token!r} is not a sample of the ground truth / info file "
+            f"({len(tokens)} samples, first: {', '.join(tokens[:3])})"
+        )
     # a token names a file only once each of its components is a plain file name
     parts = token.split("/") if not nuscenes else [token]
     parts = [safe_name(p, "token", "--token") for p in parts]
@@ -165,13 +200,21 @@ def run(args: argparse.Namespace) -> int:
             rows = [[ps, gs], [pd, gd]]
             captions = [[f"{title}: prediction", "ground truth"], ["depth (near = yellow)", "depth"]]
             # camera names are the reader's constants, never file data; checked all the same
-            written.append(save_png(args.out / f"{safe_name(name, 'camera name', 'dataset')}.png", tile_images(rows, captions)))
+            written.append(
+                save_png(args.out / f"{safe_name(name, 'camera name', 'dataset')}.png", tile_images(rows, captions))
+            )
             overview_rows.append(rows[0])
             overview_captions.append(captions[0])
             bar.update()
         orbit = orbit_cameras(args.frames, (h, w), device=device)
-        frames = orbit_frames([("prediction", pred_g), ("ground truth", gt_g)], orbit, colors, background,
-                              args.backend, on_frame=bar.update)
+        frames = orbit_frames(
+            [("prediction", pred_g), ("ground truth", gt_g)],
+            orbit,
+            colors,
+            background,
+            args.backend,
+            on_frame=bar.update,
+        )
     written.append(save_gif(args.out / "orbit.gif", frames, fps=args.fps))
     page = tile_images(overview_rows, overview_captions)
     key = legend(grid, columns=max(1, min(8, page.shape[1] // 170)))
@@ -181,8 +224,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"sample {token}: {len(pred_g)} predicted and {len(gt_g)} ground-truth occupied voxels")
     print(f"voxels{where}: IoU: {_pct(float(v['iou']))}   mIoU: {_pct(float(v['miou']))}")
     print(f"rendered views (image scale {args.render_scale:g}, cameras {w}x{h}, BEV {rendered.rendered_bev_size} px):")
-    print(f"  cameras  IoU: {_pct(float(r['image_iou']))}   mIoU: {_pct(float(r['image_miou']))}   depth L1: {float(r['depth_l1']):.3f} m")
-    print(f"  BEV      IoU: {_pct(float(r['bev_iou']))}   mIoU: {_pct(float(r['bev_miou']))}   depth L1: {float(r['bev_depth_l1']):.3f} m")
+    print(
+        f"  cameras  IoU: {_pct(float(r['image_iou']))}   mIoU: {_pct(float(r['image_miou']))}   depth L1: {float(r['depth_l1']):.3f} m"
+    )
+    print(
+        f"  BEV      IoU: {_pct(float(r['bev_iou']))}   mIoU: {_pct(float(r['bev_miou']))}   depth L1: {float(r['bev_depth_l1']):.3f} m"
+    )
     print("wrote:")
     for path in written:
         print(f"  {path}")

@@ -9,6 +9,7 @@ layout, e.g. to build synthetic datasets and tests.
 """
 
 from ._files import DataFileError
+from ._geometry import Pose
 from .collate import collate
 from .images import load_image, scale_intrinsics, stored_image_size
 from .infos import (
@@ -20,7 +21,6 @@ from .infos import (
     safe_pickle_load,
     write_infos_json,
 )
-from ._geometry import Pose
 from .kitti360 import (
     KITTI360_SPLITS,
     Kitti360Calibration,

@@ -151,7 +151,9 @@ class NpzReader:
     def __exit__(self, *exc: object) -> None:
         self._zip.close()
 
-    def read(self, key: str, shape: Sequence[int | None], kinds: str = LABEL_KINDS, max_rows: int | None = None) -> np.ndarray:
+    def read(
+        self, key: str, shape: Sequence[int | None], kinds: str = LABEL_KINDS, max_rows: int | None = None
+    ) -> np.ndarray:
         """Read member ``key`` (see :func:`read_npy` for the arguments and checks)."""
         where = f"{self.path} {key}"
         if key not in self._members:

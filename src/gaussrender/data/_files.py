@@ -113,4 +113,3 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise DataFileError(f"{path}: {what} is nested too deeply to parse", path) from err
     except OSError as err:
         raise DataFileError(f"{path}: cannot read {what} ({err.strerror or err})", path) from err
-

@@ -37,7 +37,9 @@ class Pose:
             t = np.asarray(translation, dtype=np.float64)
             q = np.asarray(rotation, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{name}: translation/rotation must be numbers, got {translation!r}, {rotation!r}") from err
+            raise ValueError(
+                f"{name}: translation/rotation must be numbers, got {translation!r}, {rotation!r}"
+            ) from err
         if t.shape != (3,) or not np.all(np.isfinite(t)):
             raise ValueError(f"{name} translation must be 3 finite numbers (metres), got {translation!r}")
         if q.shape != (4,) or not np.all(np.isfinite(q)):

@@ -29,7 +29,6 @@ import numpy as np
 
 from .._io import atomic_write_text
 from ..camera_strategies import NUSCENES_CAMERA_NAMES
-
 from ._files import DataFileError, join_under, read_json, safe_name
 from ._geometry import Pose
 
@@ -286,7 +285,9 @@ def _finish(obj: Any) -> Any:
         if isinstance(x, _PickledDtype):
             return x.dtype
         if isinstance(x, _StandIn):
-            raise pickle.UnpicklingError("numpy.ndarray, numpy.dtype and friends may appear only as calls that build data")
+            raise pickle.UnpicklingError(
+                "numpy.ndarray, numpy.dtype and friends may appear only as calls that build data"
+            )
         return x
 
     # containers are visited once each (the memo may share them); tuples are rebuilt bottom-up
@@ -317,7 +318,9 @@ def _finish(obj: Any) -> Any:
     # a list reached again through one of its own tuples was filled before that tuple was
     # rebuilt and would keep the stale one (and its stand-ins): refuse such cycles
     for x in order:
-        if isinstance(x, (list, dict)) and any(id(v) in done for v in (x if isinstance(x, list) else [*x, *x.values()])):
+        if isinstance(x, (list, dict)) and any(
+            id(v) in done for v in (x if isinstance(x, list) else [*x, *x.values()])
+        ):
             raise pickle.UnpicklingError("refusing a recursive structure that runs through a tuple")
     return done.get(id(obj), resolve(obj))
 
@@ -346,8 +349,19 @@ def safe_pickle_load(path: str | Path) -> Any:
         return _finish(_RestrictedUnpickler(io.BytesIO(data), path).load())
     except pickle.UnpicklingError as err:
         raise DataFileError(f"{path}: {err}", path) from err
-    except (EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError,
-            UnicodeDecodeError, RecursionError, MemoryError, struct.error) as err:
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        UnicodeDecodeError,
+        RecursionError,
+        MemoryError,
+        struct.error,
+    ) as err:
         # whatever a malformed opcode stream raises inside the unpickler
         raise DataFileError(f"{path}: not a valid info pickle ({type(err).__name__}: {err})", path) from err
 

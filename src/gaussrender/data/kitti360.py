@@ -54,9 +54,7 @@ KITTI360_SPLITS: dict[str, tuple[int, ...]] = {
 KITTI360_IMAGE_SIZE: tuple[int, int] = (376, 1408)
 
 _SEQUENCE_NAME = re.compile(r"2013_05_28_drive_\d{4}_sync")
-_DEFAULT_P_RECT_00 = np.array(
-    [[552.554261, 0.0, 682.049453], [0.0, 552.554261, 238.769549], [0.0, 0.0, 1.0]]
-)
+_DEFAULT_P_RECT_00 = np.array([[552.554261, 0.0, 682.049453], [0.0, 552.554261, 238.769549], [0.0, 0.0, 1.0]])
 _DEFAULT_CAM_TO_VELO = np.array(
     [
         [0.04307104361, -0.08829286498, 0.995162929, 0.8043914418],
@@ -230,7 +228,9 @@ class SSCBenchKITTI360(Dataset):
         self.root = Path(root)
         if isinstance(split, str):
             if split not in KITTI360_SPLITS:
-                raise ValueError(f"split must be one of {sorted(KITTI360_SPLITS)} or a list of sequences, got {split!r}")
+                raise ValueError(
+                    f"split must be one of {sorted(KITTI360_SPLITS)} or a list of sequences, got {split!r}"
+                )
             sequences = [kitti360_sequence(n) for n in KITTI360_SPLITS[split]]
         else:
             sequences = [kitti360_sequence(n) for n in split]

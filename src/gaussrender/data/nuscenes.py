@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..grid import VoxelGrid
-from .images import check_image_size, load_image, render_cameras, scale_intrinsics, stored_image_size
 from ._files import DataFileError, join_under, read_json, safe_name
+from .images import check_image_size, load_image, render_cameras, scale_intrinsics, stored_image_size
 from .infos import CAMERA_NAMES, SampleInfo, load_infos
 
 __all__ = [
@@ -52,9 +52,7 @@ def cam_from_ego(sample: SampleInfo, camera_names: Sequence[str] = CAMERA_NAMES)
             raise KeyError(f"sample {sample.token}: camera {name!r} missing (has {sorted(sample.cameras)})")
         cam = sample.cameras[name]
         global_from_ego = cam.ego2global.matrix()
-        out.append(
-            np.linalg.inv(cam.sensor2ego.matrix()) @ np.linalg.inv(global_from_ego) @ ego2global_ref
-        )
+        out.append(np.linalg.inv(cam.sensor2ego.matrix()) @ np.linalg.inv(global_from_ego) @ ego2global_ref)
     return np.stack(out)
 
 
@@ -165,7 +163,9 @@ class NuScenesOccupancy(Dataset, ABC):
         meta = read_json(path, "Occ3D annotations file")
         key = f"{split}_split"
         if not isinstance(meta, dict):
-            raise DataFileError(f"{path}: expected a JSON object with '<split>_split' lists, got {type(meta).__name__}", path)
+            raise DataFileError(
+                f"{path}: expected a JSON object with '<split>_split' lists, got {type(meta).__name__}", path
+            )
         if not isinstance(meta.get(key, []), list) or not all(isinstance(n, str) for n in meta.get(key, [])):
             raise DataFileError(f"{path}: {key!r} must be a list of scene names (strings)", path)
         if key not in meta:

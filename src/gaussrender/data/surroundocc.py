@@ -55,7 +55,9 @@ def read_surroundocc_labels(path: str | Path, grid: VoxelGrid = SURROUNDOCC_NUSC
     # at most one row per voxel; the header is checked before anything is read
     rows = read_npy(path, "SurroundOcc label file", (None, 4), "iuf", max_rows=math.prod(grid.shape))
     if rows.dtype.kind == "f" and not np.all(rows == np.round(rows)):
-        raise DataFileError(f"{path}: expected integer rows (x, y, z, label), got dtype {rows.dtype} with fractional values", path)
+        raise DataFileError(
+            f"{path}: expected integer rows (x, y, z, label), got dtype {rows.dtype} with fractional values", path
+        )
     rows = rows.astype(np.int64)
     idx, label = rows[:, :3], rows[:, 3]
     bad = ((idx < 0) | (idx >= np.asarray(grid.shape))).any(axis=1)
@@ -110,7 +112,9 @@ class SurroundOccNuScenes(NuScenesOccupancy):
         return surroundocc_label_path(self.root, sample.lidar_path)
 
     def read_labels(self, sample: SampleInfo) -> dict[str, torch.Tensor]:
-        return {"labels": torch.from_numpy(read_surroundocc_labels(self.label_path(sample), self.grid).astype(np.int64))}
+        return {
+            "labels": torch.from_numpy(read_surroundocc_labels(self.label_path(sample), self.grid).astype(np.int64))
+        }
 
     def ego_from_grid(self, sample: SampleInfo) -> np.ndarray:
         return sample.lidar2ego.matrix()

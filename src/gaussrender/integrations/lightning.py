@@ -101,8 +101,13 @@ def comparison_pictures(
     grid = get_grid(grid)
     gt = voxels_to_gaussians(grid, labels=labels)
     pred = voxels_to_gaussians(grid, logits=logits, labels=labels, opacity=opacity)
-    gt = Gaussians(gt.means.to(pred.means.dtype), gt.opacities.to(pred.means.dtype),
-                   gt.features.to(pred.means.dtype), gt.scales.to(pred.means.dtype), gt.voxel_index)
+    gt = Gaussians(
+        gt.means.to(pred.means.dtype),
+        gt.opacities.to(pred.means.dtype),
+        gt.features.to(pred.means.dtype),
+        gt.scales.to(pred.means.dtype),
+        gt.voxel_index,
+    )
     views: dict[str, tuple[Cameras, tuple[float, float]]] = {}
     if intrinsics is not None and cam_from_grid is not None and image_size is not None:
         h, w = (max(2, round(s * image_scale)) for s in image_size)
@@ -164,8 +169,9 @@ class RenderedViewsCallback(Callback):
         self.save_dir = None if save_dir is None else Path(save_dir)
         self.backend = backend
         self.metric = (
-            RenderedViewMetrics(self.grid, image_scale=self.image_scale, bev_size=self.bev_size, backend=backend,
-                                **metric_kwargs)
+            RenderedViewMetrics(
+                self.grid, image_scale=self.image_scale, bev_size=self.bev_size, backend=backend, **metric_kwargs
+            )
             if log_metrics
             else None
         )
@@ -211,10 +217,16 @@ class RenderedViewsCallback(Callback):
         if not trainer.is_global_zero:
             return
         pictures = comparison_pictures(
-            self.grid, logits[0], labels[0],
-            out["intrinsics"][0] if cams else None, out["cam_from_grid"][0] if cams else None, out["image_size"],
+            self.grid,
+            logits[0],
+            labels[0],
+            out["intrinsics"][0] if cams else None,
+            out["cam_from_grid"][0] if cams else None,
+            out["image_size"],
             None if out["opacity"] is None else out["opacity"][0].detach(),
-            image_scale=self.image_scale, bev_size=self.bev_size, backend=self.backend,
+            image_scale=self.image_scale,
+            bev_size=self.bev_size,
+            backend=self.backend,
         )
         step = trainer.global_step
         for view, image in pictures.items():

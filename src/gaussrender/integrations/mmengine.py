@@ -31,9 +31,7 @@ try:
     from mmengine.evaluator import BaseMetric
     from mmengine.registry import METRICS, MODELS
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "gaussrender.integrations.mmengine needs mmengine: pip install 'gaussrender[mmengine]'"
-    ) from err
+    raise ImportError("gaussrender.integrations.mmengine needs mmengine: pip install 'gaussrender[mmengine]'") from err
 
 from ..grid import VoxelGrid, get_grid
 from ..loss import TERMS, GaussRenderLoss
@@ -58,8 +56,7 @@ class GaussRenderLossMM(GaussRenderLoss):
     def __init__(self, grid: VoxelGrid | str, prefix: str = "loss_render_", **kwargs: Any) -> None:
         if not isinstance(prefix, str) or "loss" not in prefix:
             raise ValueError(
-                f"prefix must be a str containing 'loss' (mmengine's parse_losses sums only "
-                f"those keys), got {prefix!r}"
+                f"prefix must be a str containing 'loss' (mmengine's parse_losses sums only those keys), got {prefix!r}"
             )
         super().__init__(grid, prefix="", **kwargs)
         self.mm_prefix = prefix
@@ -138,7 +135,8 @@ class RenderedViewMetricMM(BaseMetric):
             gt = torch.as_tensor(_get(sample, self.gt_key))
             image_size = tuple(int(s) for s in _get(sample, "image_size"))
             self._inner.update(
-                pred[None], gt[None],
+                pred[None],
+                gt[None],
                 intrinsics=torch.as_tensor(_get(sample, "intrinsics"))[None],
                 cam_from_grid=torch.as_tensor(_get(sample, "cam_from_grid"))[None],
                 image_size=image_size,  # type: ignore[arg-type]

@@ -83,7 +83,6 @@ def check_labels(name: str, labels: torch.Tensor, num_classes: int, ignore_index
         raise ValueError(f"{name} must hold labels in {allowed}, found {values}")
 
 
-
 def check_label_volumes(grid: VoxelGrid, pred: torch.Tensor, target: torch.Tensor) -> int:
     """Check a metric's ``pred`` and ``target`` ``[B, X, Y, Z]`` integer labels on ``grid``
     (``pred`` in ``[0, C)``, ``target`` also ``ignore_index``); return ``B``."""
@@ -94,6 +93,7 @@ def check_label_volumes(grid: VoxelGrid, pred: torch.Tensor, target: torch.Tenso
     check_labels("pred", pred, grid.num_classes, None)
     check_labels("target", target, grid.num_classes, grid.ignore_index)
     return batch
+
 
 class OccupancyMetrics(Metric):
     """Geometry IoU, semantic mIoU and per-class IoU of voxel labels, pooled over the dataset.
@@ -153,8 +153,7 @@ class OccupancyMetrics(Metric):
             raise ValueError(f"empty_index must be an int in [0, {num_classes}), got {empty_index!r}")
         if not isinstance(ignore_index, int) or 0 <= ignore_index < num_classes:
             raise ValueError(
-                f"ignore_index must be an int outside [0, {num_classes}) (it is not a class), "
-                f"got {ignore_index!r}"
+                f"ignore_index must be an int outside [0, {num_classes}) (it is not a class), got {ignore_index!r}"
             )
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names must have {num_classes} names, got {len(class_names)}")
@@ -163,8 +162,7 @@ class OccupancyMetrics(Metric):
         semantic_classes = [int(c) for c in semantic_classes]
         if not semantic_classes or any(not 0 <= c < num_classes for c in semantic_classes):
             raise ValueError(
-                f"semantic_classes must be a non-empty list of classes in [0, {num_classes}), "
-                f"got {semantic_classes}"
+                f"semantic_classes must be a non-empty list of classes in [0, {num_classes}), got {semantic_classes}"
             )
         self.convention = IoUConvention(absent=absent, eps=float(eps))
         self.num_classes = num_classes
@@ -212,9 +210,7 @@ class OccupancyMetrics(Metric):
             **kwargs,
         )
 
-    def update(
-        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> None:  # type: ignore[override]
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:  # type: ignore[override]
         """Add a batch.
 
         Args:
@@ -253,9 +249,7 @@ class OccupancyMetrics(Metric):
         """
         cm = self.confmat
         tp = cm.diagonal()
-        per_class = class_iou(
-            tp, cm.sum(dim=1), cm.sum(dim=0), absent=self.convention.absent, eps=self.convention.eps
-        )
+        per_class = class_iou(tp, cm.sum(dim=1), cm.sum(dim=0), absent=self.convention.absent, eps=self.convention.eps)
         miou = mean_iou(per_class, self.semantic_classes, absent=self.convention.absent)
         occupied = torch.ones(self.num_classes, dtype=torch.bool, device=cm.device)
         occupied[self.empty_index] = False

@@ -158,7 +158,11 @@ class RayIoU(Metric):
             check_shape("origins", origins, [batch, "T", 3])
             origins = list(origins.unbind(0))
         elif not isinstance(origins, (list, tuple)) or len(origins) != batch:
-            got = f"{type(origins).__name__} of length {len(origins)}" if isinstance(origins, (list, tuple)) else type(origins).__name__
+            got = (
+                f"{type(origins).__name__} of length {len(origins)}"
+                if isinstance(origins, (list, tuple))
+                else type(origins).__name__
+            )
             raise ValueError(f"origins must be a list of {batch} tensors [T, 3] (one per sample), got {got}")
         for b, o in enumerate(origins):
             check_floating(f"origins[{b}]", o)

@@ -138,8 +138,10 @@ class RenderedViewMetrics(Metric):
         self.grid = get_grid(grid)
         if convention not in RENDER_CONVENTIONS:
             raise ValueError(f"convention must be one of {RENDER_CONVENTIONS}, got {convention!r}")
-        if isinstance(image_scale, bool) or not isinstance(image_scale, (int, float)) or not (
-            math.isfinite(image_scale) and 0 < image_scale <= 1
+        if (
+            isinstance(image_scale, bool)
+            or not isinstance(image_scale, (int, float))
+            or not (math.isfinite(image_scale) and 0 < image_scale <= 1)
         ):
             raise ValueError(f"image_scale must be a float in (0, 1], got {image_scale!r}")
         if isinstance(bev_size, bool) or not isinstance(bev_size, int) or bev_size <= 0:
@@ -214,8 +216,12 @@ class RenderedViewMetrics(Metric):
                 # the prediction is scored only where the ground truth is known
                 p = torch.where(t == grid.ignore_index, t, pred[b].to(device).long())
                 if ncam:
-                    cams = Cameras(cam_from_grid[b].to(device=device, dtype=torch.float32),
-                                   intrinsics[b].to(device=device, dtype=torch.float32), w, h)
+                    cams = Cameras(
+                        cam_from_grid[b].to(device=device, dtype=torch.float32),
+                        intrinsics[b].to(device=device, dtype=torch.float32),
+                        w,
+                        h,
+                    )
                     self._score(p, t, cams, "center", "image")
                 if bev_cams is not None:
                     self._score(p, t, bev_cams, "footprint", "bev")
@@ -226,8 +232,7 @@ class RenderedViewMetrics(Metric):
         g = voxels_to_gaussians(grid, labels=labels)
         background = torch.zeros(grid.num_classes, dtype=g.features.dtype, device=labels.device)
         background[grid.empty_index] = 1.0
-        out = render(g.means, g.opacities, g.features, g.scales, cameras, background,
-                     backend=self.backend, cull=cull)  # type: ignore[arg-type]
+        out = render(g.means, g.opacities, g.features, g.scales, cameras, background, backend=self.backend, cull=cull)  # type: ignore[arg-type]
         return out.features.argmax(dim=-1), out.depth
 
     def _score(self, pred: torch.Tensor, target: torch.Tensor, cameras: Cameras, cull: str, kind: str) -> None:

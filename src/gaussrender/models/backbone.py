@@ -219,7 +219,7 @@ def load_torchvision_weights(backbone: ResNet, path: str | os.PathLike[str]) -> 
         raise ValueError(f"{os.fspath(path)!r} does not hold a state dict of tensors")
     state = {}
     for key, tensor in obj.items():
-        key = key[len("module."):] if key.startswith("module.") else key
+        key = key[len("module.") :] if key.startswith("module.") else key
         if key.startswith("fc."):
             continue
         state[key] = tensor

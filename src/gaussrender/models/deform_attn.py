@@ -54,8 +54,7 @@ def ms_deform_attn(
     shapes = [(int(h), int(w)) for h, w in spatial_shapes]
     if sum(h * w for h, w in shapes) != sizes["S"]:
         raise ValueError(
-            f"spatial_shapes {shapes} cover {sum(h * w for h, w in shapes)} positions but "
-            f"value has S={sizes['S']}"
+            f"spatial_shapes {shapes} cover {sum(h * w for h, w in shapes)} positions but value has S={sizes['S']}"
         )
     loc_sizes = check_shape(
         "sampling_locations", sampling_locations, [sizes["B"], "Q", sizes["M"], len(shapes), "P", 2]
@@ -99,9 +98,7 @@ def init_sampling_offsets(linear: nn.Linear, num_heads: int, groups: int, points
     """
     expected = num_heads * groups * points * 2
     if linear.out_features != expected:
-        raise ValueError(
-            f"linear has {linear.out_features} outputs; expected heads*groups*points*2 = {expected}"
-        )
+        raise ValueError(f"linear has {linear.out_features} outputs; expected heads*groups*points*2 = {expected}")
     nn.init.zeros_(linear.weight)
     theta = torch.arange(num_heads, dtype=torch.float32) * (2.0 * math.pi / num_heads)
     direction = torch.stack([theta.cos(), theta.sin()], dim=-1)

@@ -30,16 +30,11 @@ class FPN(nn.Module):
     def __init__(self, in_channels: Sequence[int], out_channels: int, num_outs: int) -> None:
         super().__init__()
         if num_outs < len(in_channels):
-            raise ValueError(
-                f"num_outs ({num_outs}) must be >= the number of inputs ({len(in_channels)})"
-            )
+            raise ValueError(f"num_outs ({num_outs}) must be >= the number of inputs ({len(in_channels)})")
         self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.fpn_convs = nn.ModuleList(
-            nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels
-        )
+        self.fpn_convs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
         self.extra_convs = nn.ModuleList(
-            nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
-            for _ in range(num_outs - len(in_channels))
+            nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1) for _ in range(num_outs - len(in_channels))
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -58,11 +58,7 @@ def project_points(
     depth = pix[..., 2]
     uv = pix[..., :2] / depth.clamp(min=_EPS_DEPTH).unsqueeze(-1)
     loc = uv / torch.tensor([wp, hp], dtype=dtype, device=uv.device)
-    visible = (
-        (cam[..., 2] > _EPS_DEPTH)
-        & (uv[..., 0] > 0) & (uv[..., 0] < w)
-        & (uv[..., 1] > 0) & (uv[..., 1] < h)
-    )
+    visible = (cam[..., 2] > _EPS_DEPTH) & (uv[..., 0] > 0) & (uv[..., 0] < w) & (uv[..., 1] > 0) & (uv[..., 1] < h)
     return loc, visible
 
 
@@ -86,9 +82,7 @@ class AnchorSampler(nn.Module):
         n = num_heads * num_levels * num_anchors * points_per_anchor
         self.sampling_offsets = nn.Linear(embed_dims, n * 2)
         self.attention_weights = nn.Linear(embed_dims, n)
-        init_sampling_offsets(
-            self.sampling_offsets, num_heads, num_levels * num_anchors, points_per_anchor
-        )
+        init_sampling_offsets(self.sampling_offsets, num_heads, num_levels * num_anchors, points_per_anchor)
         nn.init.zeros_(self.attention_weights.weight)
         nn.init.zeros_(self.attention_weights.bias)
 
@@ -129,9 +123,9 @@ class AnchorSampler(nn.Module):
         batch = torch.arange(b, device=query.device).view(b, 1, 1)
         vis = torch.gather(visible, 2, order[..., None].expand(-1, -1, -1, d))  # [B, V, L, D]
         ref = torch.gather(locations, 2, order[..., None, None].expand(-1, -1, -1, d, 2))
-        norm = torch.tensor(
-            [[w, h] for h, w in spatial_shapes], dtype=off.dtype, device=off.device
-        ).view(1, 1, 1, 1, lv, 1, 1, 2)
+        norm = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=off.dtype, device=off.device).view(
+            1, 1, 1, 1, lv, 1, 1, 2
+        )
         loc = ref.to(off.dtype).view(b, v, length, 1, 1, d, 1, 2) + off[batch, order] / norm
         w = weights[batch, order] * vis.to(weights.dtype).view(b, v, length, 1, 1, d, 1)
         out = ms_deform_attn(
@@ -175,9 +169,7 @@ class ImageCrossAttention(nn.Module):
         self.num_heads = num_heads
         self.value_proj = nn.Linear(embed_dims, embed_dims)
         self.output_proj = nn.Linear(embed_dims, embed_dims)
-        self.samplers = nn.ModuleList(
-            AnchorSampler(embed_dims, num_heads, num_levels, d, k) for d, k in anchors
-        )
+        self.samplers = nn.ModuleList(AnchorSampler(embed_dims, num_heads, num_levels, d, k) for d, k in anchors)
         self.dropout = nn.Dropout(dropout)
         for lin in (self.value_proj, self.output_proj):
             nn.init.xavier_uniform_(lin.weight)

@@ -56,14 +56,34 @@ class SurroundOccSize:
 
 SURROUNDOCC_SIZES: dict[str, SurroundOccSize] = {
     "base": SurroundOccSize(
-        backbone_depth=101, backbone_width=64, frozen_stages=1, norm_eval=True, fpn_channels=512,
-        embed_dims=(128, 256, 512), ffn_dims=(256, 512, 1024), num_heads=8, num_layers=(1, 3, 6),
-        num_points=(2, 4, 8), conv_num=2, decoder_channels=(256, 256, 128, 128, 64, 64, 32), gn_groups=16,
+        backbone_depth=101,
+        backbone_width=64,
+        frozen_stages=1,
+        norm_eval=True,
+        fpn_channels=512,
+        embed_dims=(128, 256, 512),
+        ffn_dims=(256, 512, 1024),
+        num_heads=8,
+        num_layers=(1, 3, 6),
+        num_points=(2, 4, 8),
+        conv_num=2,
+        decoder_channels=(256, 256, 128, 128, 64, 64, 32),
+        gn_groups=16,
     ),
     "tiny": SurroundOccSize(
-        backbone_depth=18, backbone_width=16, frozen_stages=-1, norm_eval=False, fpn_channels=32,
-        embed_dims=(16, 32, 64), ffn_dims=(32, 64, 128), num_heads=4, num_layers=(1, 1, 1),
-        num_points=(2, 2, 2), conv_num=1, decoder_channels=(32, 32, 16, 16, 16, 16, 16), gn_groups=8,
+        backbone_depth=18,
+        backbone_width=16,
+        frozen_stages=-1,
+        norm_eval=False,
+        fpn_channels=32,
+        embed_dims=(16, 32, 64),
+        ffn_dims=(32, 64, 128),
+        num_heads=4,
+        num_layers=(1, 1, 1),
+        num_points=(2, 2, 2),
+        conv_num=1,
+        decoder_channels=(32, 32, 16, 16, 16, 16, 16),
+        gn_groups=8,
     ),
 }
 
@@ -138,8 +158,12 @@ class SurroundOcc(nn.Module):
         self.sizes = [tuple(-(-n // 2**k) for n in grid.shape) for k in range(4)]
 
         self.image_encoder = ImageEncoder(
-            cfg.backbone_depth or size.backbone_depth, size.backbone_width, size.fpn_channels, 3,
-            size.frozen_stages, size.norm_eval,
+            cfg.backbone_depth or size.backbone_depth,
+            size.backbone_width,
+            size.fpn_channels,
+            3,
+            size.frozen_stages,
+            size.norm_eval,
         )
         self.transfer = nn.ModuleList(
             nn.Sequential(nn.Conv2d(size.fpn_channels, d, 1), nn.ReLU(inplace=True)) for d in size.embed_dims
@@ -155,11 +179,20 @@ class SurroundOcc(nn.Module):
             self.volume_queries.append(q)
             centres = _volume_centres(grid.range_min, grid.extent, shape)
             self.register_buffer(f"anchors_{i}", centres[:, None, :], persistent=False)
-            self.encoders.append(nn.ModuleList(
-                _OccLayer(d, size.ffn_dims[i], size.num_heads, size.num_points[i], size.conv_num,
-                          size.gn_groups, cfg.dropout)
-                for _ in range(size.num_layers[i])
-            ))
+            self.encoders.append(
+                nn.ModuleList(
+                    _OccLayer(
+                        d,
+                        size.ffn_dims[i],
+                        size.num_heads,
+                        size.num_points[i],
+                        size.conv_num,
+                        size.gn_groups,
+                        cfg.dropout,
+                    )
+                    for _ in range(size.num_layers[i])
+                )
+            )
 
         ins = (size.embed_dims[2],) + dch[:-1]
         self.deblocks = nn.ModuleList(
@@ -172,9 +205,7 @@ class SurroundOcc(nn.Module):
         """Parameters of the ResNet (trained with a 0.1x learning rate)."""
         return self.image_encoder.backbone.parameters()
 
-    def forward(
-        self, images: torch.Tensor, intrinsics: torch.Tensor, cam_from_grid: torch.Tensor
-    ) -> dict[str, object]:
+    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_from_grid: torch.Tensor) -> dict[str, object]:
         cfg = self.cfg
         check_model_inputs(images, intrinsics, cam_from_grid, cfg.num_cameras, cfg.image_size)
         b, v = images.shape[:2]
@@ -215,8 +246,7 @@ class SurroundOcc(nn.Module):
 def _volume_centres(range_min, extent, shape) -> torch.Tensor:
     """Centres of a ``shape`` volume spanning the grid box, ``[X*Y*Z, 3]`` metres (row-major)."""
     axes = [
-        lo + (torch.arange(n, dtype=torch.float64) + 0.5) * (ext / n)
-        for lo, ext, n in zip(range_min, extent, shape)
+        lo + (torch.arange(n, dtype=torch.float64) + 0.5) * (ext / n) for lo, ext, n in zip(range_min, extent, shape)
     ]
     gx, gy, gz = torch.meshgrid(*axes, indexing="ij")
     return torch.stack([gx, gy, gz], dim=-1).reshape(-1, 3).float()

@@ -71,16 +71,38 @@ class TPVFormerSize:
 
 TPVFORMER_SIZES: dict[str, TPVFormerSize] = {
     "base": TPVFormerSize(
-        backbone_depth=101, backbone_width=64, frozen_stages=1, norm_eval=True, fpn_levels=4,
-        embed_dims=256, num_heads=8, ffn_dims=512, tpv_scale=(2, 2, 2), num_layers=3,
-        num_hybrid_layers=0, pillar_anchors=(4, 32, 32), pillar_points=(8, 64, 64),
-        hybrid_anchors=16, hybrid_points=32,
+        backbone_depth=101,
+        backbone_width=64,
+        frozen_stages=1,
+        norm_eval=True,
+        fpn_levels=4,
+        embed_dims=256,
+        num_heads=8,
+        ffn_dims=512,
+        tpv_scale=(2, 2, 2),
+        num_layers=3,
+        num_hybrid_layers=0,
+        pillar_anchors=(4, 32, 32),
+        pillar_points=(8, 64, 64),
+        hybrid_anchors=16,
+        hybrid_points=32,
     ),
     "tiny": TPVFormerSize(
-        backbone_depth=18, backbone_width=16, frozen_stages=-1, norm_eval=False, fpn_levels=4,
-        embed_dims=32, num_heads=4, ffn_dims=64, tpv_scale=(2, 2, 2), num_layers=1,
-        num_hybrid_layers=1, pillar_anchors=(2, 4, 4), pillar_points=(4, 8, 8),
-        hybrid_anchors=2, hybrid_points=4,
+        backbone_depth=18,
+        backbone_width=16,
+        frozen_stages=-1,
+        norm_eval=False,
+        fpn_levels=4,
+        embed_dims=32,
+        num_heads=4,
+        ffn_dims=64,
+        tpv_scale=(2, 2, 2),
+        num_layers=1,
+        num_hybrid_layers=1,
+        pillar_anchors=(2, 4, 4),
+        pillar_points=(4, 8, 8),
+        hybrid_anchors=2,
+        hybrid_points=4,
     ),
 }
 
@@ -127,8 +149,13 @@ class CrossViewHybridAttention(nn.Module):
     """
 
     def __init__(
-        self, embed_dims: int, num_heads: int, tpv_shape: tuple[int, int, int],
-        num_anchors: int, num_points: int, dropout: float,
+        self,
+        embed_dims: int,
+        num_heads: int,
+        tpv_shape: tuple[int, int, int],
+        num_anchors: int,
+        num_points: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         if num_points % num_anchors:
@@ -163,9 +190,9 @@ class CrossViewHybridAttention(nn.Module):
         b, n, c = query.shape
         m, p = self.num_heads, self.num_points
         value = self.value_proj(query).view(b, n, m, c // m)
-        norm = torch.tensor(
-            [[w, h] for h, w in self.spatial_shapes], dtype=query.dtype, device=query.device
-        ).view(1, 1, 1, 3, 1, 2)
+        norm = torch.tensor([[w, h] for h, w in self.spatial_shapes], dtype=query.dtype, device=query.device).view(
+            1, 1, 1, 3, 1, 2
+        )
         off = self.sampling_offsets(query).view(b, n, m, 3, p, 2)
         loc = self.reference.to(query.dtype).view(1, n, 1, 3, p, 2) + off / norm
         weights = self.attention_weights(query).view(b, n, m, 3 * p).softmax(-1).view(b, n, m, 3, p)
@@ -233,8 +260,12 @@ class TPVFormer(nn.Module):
         c = size.embed_dims
 
         self.image_encoder = ImageEncoder(
-            cfg.backbone_depth or size.backbone_depth, size.backbone_width, c, size.fpn_levels,
-            size.frozen_stages, size.norm_eval,
+            cfg.backbone_depth or size.backbone_depth,
+            size.backbone_width,
+            c,
+            size.fpn_levels,
+            size.frozen_stages,
+            size.norm_eval,
         )
         self.cams_embeds = nn.Parameter(torch.randn(cfg.num_cameras, c))
         self.level_embeds = nn.Parameter(torch.randn(size.fpn_levels, c))
@@ -284,9 +315,7 @@ class TPVFormer(nn.Module):
             + yz.permute(0, 2, 3, 1)[:, None, :, :, :]
         )
 
-    def forward(
-        self, images: torch.Tensor, intrinsics: torch.Tensor, cam_from_grid: torch.Tensor
-    ) -> dict[str, object]:
+    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_from_grid: torch.Tensor) -> dict[str, object]:
         cfg = self.cfg
         check_model_inputs(images, intrinsics, cam_from_grid, cfg.num_cameras, cfg.image_size)
         b = images.shape[0]
@@ -295,7 +324,9 @@ class TPVFormer(nn.Module):
         padded = ImageEncoder.padded_size(cfg.image_size)
         locations, visible = [], []
         for plane in range(3):
-            loc, vis = project_points(getattr(self, f"anchors_{plane}"), intrinsics, cam_from_grid, cfg.image_size, padded)
+            loc, vis = project_points(
+                getattr(self, f"anchors_{plane}"), intrinsics, cam_from_grid, cfg.image_size, padded
+            )
             locations.append(loc)
             visible.append(vis)
 

@@ -5,9 +5,8 @@ Everything here is plain differentiable PyTorch; the backends differ only in how
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -128,9 +127,7 @@ def project_gaussians(
     with torch.no_grad():
         opaque = opacities >= ALPHA_MIN
         r2 = 2.0 * torch.log((opacities.detach() * 255.0).clamp_min(1.0))
-        ext = torch.stack(
-            [torch.sqrt(r2 * cov_xx.detach()), torch.sqrt(r2 * cov_yy.detach())], dim=-1
-        )
+        ext = torch.stack([torch.sqrt(r2 * cov_xx.detach()), torch.sqrt(r2 * cov_yy.detach())], dim=-1)
         ext = ext * 1.001 + 0.01  # rounding margin: the per-pixel test decides exactly
         uv = torch.stack([u, v], dim=-1).detach()
         size = torch.tensor([cameras.width, cameras.height], dtype=uv.dtype, device=uv.device)
@@ -149,7 +146,6 @@ def project_gaussians(
         extents=ext,
         valid=valid,
     )
-
 
 
 @dataclass

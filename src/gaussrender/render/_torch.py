@@ -196,9 +196,7 @@ class _Rasterize(torch.autograd.Function):
             sx, sy = gx.sum(-1), gy.sum(-1)
             a, b, c = con[..., 0], con[..., 1], con[..., 2]
             g_mean = torch.stack([a * sx + b * sy, c * sy + b * sx], dim=-1)  # d power / d mean
-            g_con = torch.stack(
-                [-0.5 * (gx * dx).sum(-1), -(gx * dy).sum(-1), -0.5 * (gy * dy).sum(-1)], dim=-1
-            )
+            g_con = torch.stack([-0.5 * (gx * dx).sum(-1), -(gx * dy).sum(-1), -0.5 * (gy * dy).sum(-1)], dim=-1)
             flat = sl.flat_idx.reshape(-1)
             g_means2d.index_add_(0, flat, g_mean.reshape(-1, 2))
             g_conics.index_add_(0, flat, g_con.reshape(-1, 3))

@@ -199,9 +199,7 @@ class _Blend(torch.autograd.Function):
         grad_depth: torch.Tensor | None,
         grad_trans: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
-        means2d, conics, depths, opacities, features, pair_flat, pair_gauss, tile_start, trans, last = (
-            ctx.saved_tensors
-        )
+        means2d, conics, depths, opacities, features, pair_flat, pair_gauss, tile_start, trans, last = ctx.saved_tensors
         geo: _Geometry = ctx.geo
         config: TritonConfig = ctx.config
         grads = [torch.zeros_like(t) for t in (means2d, conics, depths, opacities, features)]
@@ -294,6 +292,4 @@ def render_triton(
         interpret,
     )
     color = color + trans[..., None] * background
-    return RenderResult(
-        features=color.to(out_dtype), depth=depth.to(out_dtype), alpha=(1.0 - trans).to(out_dtype)
-    )
+    return RenderResult(features=color.to(out_dtype), depth=depth.to(out_dtype), alpha=(1.0 - trans).to(out_dtype))

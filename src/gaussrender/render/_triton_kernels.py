@@ -224,12 +224,7 @@ def blend_backward_kernel(
         gauss = tl.exp(tl.minimum(power, 0.0))
         raw = op[None, :] * gauss
         alpha = tl.minimum(raw, ALPHA_MAX)
-        included = (
-            (power <= 0.0)
-            & (alpha >= ALPHA_MIN)
-            & present[None, :]
-            & (k[None, :] < last[:, None])
-        )
+        included = (power <= 0.0) & (alpha >= ALPHA_MIN) & present[None, :] & (k[None, :] < last[:, None])
         one_minus = tl.where(included, 1.0 - alpha, 1.0)
         through = tl.cumprod(one_minus, axis=1)  # product from this entry to the batch's back
         t_before = t_cur[:, None] / through

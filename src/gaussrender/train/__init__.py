@@ -10,5 +10,14 @@ from .config import Config, ConfigError, load_config, save_config
 from .loop import NonFiniteLossError, ResumeError, Trainer
 from .run import predict, train
 
-__all__ = ["Config", "ConfigError", "load_config", "save_config", "Trainer", "NonFiniteLossError", "ResumeError",
-           "train", "predict"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "load_config",
+    "save_config",
+    "Trainer",
+    "NonFiniteLossError",
+    "ResumeError",
+    "train",
+    "predict",
+]

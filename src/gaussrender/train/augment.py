@@ -43,8 +43,9 @@ class PixelAffine:
 
     def then(self, other: "PixelAffine") -> "PixelAffine":
         """This map followed by ``other``."""
-        return PixelAffine(other.a * self.a, other.b * self.b, other.a * self.tx + other.tx,
-                           other.b * self.ty + other.ty)
+        return PixelAffine(
+            other.a * self.a, other.b * self.b, other.a * self.tx + other.tx, other.b * self.ty + other.ty
+        )
 
     def matrix(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.tensor([[self.a, 0.0, self.tx], [0.0, self.b, self.ty], [0.0, 0.0, 1.0]], dtype=dtype)
@@ -69,8 +70,7 @@ def warp_image(image: torch.Tensor, affine: PixelAffine, out_size: tuple[int, in
     sx, sy = abs(affine.a), abs(affine.b)
     if sx < 1.0 or sy < 1.0:
         nh, nw = max(1, round(h * min(sy, 1.0))), max(1, round(w * min(sx, 1.0)))
-        src = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False,
-                            antialias=True)[0]
+        src = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)[0]
         pre = PixelAffine(nw / w, nh / h)
     # remaining map from the pre-shrunk image to the output
     rest = PixelAffine(affine.a / pre.a, affine.b / pre.b, affine.tx, affine.ty)
@@ -93,8 +93,7 @@ def _gray(image: torch.Tensor) -> torch.Tensor:
     return (image * w[:, None, None]).sum(0, keepdim=True)
 
 
-def photometric_jitter(image: torch.Tensor, brightness: float, contrast: float,
-                       saturation: float) -> torch.Tensor:
+def photometric_jitter(image: torch.Tensor, brightness: float, contrast: float, saturation: float) -> torch.Tensor:
     """Scale brightness, contrast (around the mean gray) and saturation (around the pixel's
     gray) of ``image [3, H, W]`` in ``[0, 1]`` by the given factors; clamp to ``[0, 1]``."""
     out = image * brightness

@@ -17,16 +17,18 @@ def build_model_from_config(cfg: Config) -> torch.nn.Module:
     the backbone starts from ``model.backbone_weights`` when given (a local file)."""
     from ..models import ModelConfig, build_model, load_torchvision_weights
 
-    model = build_model(ModelConfig(
-        name=cfg.model.name,
-        size=cfg.model.size,
-        grid=get_grid(cfg.data.grid),
-        num_cameras=cfg.data.num_cameras,
-        image_size=tuple(cfg.data.image_size),
-        learned_opacity=cfg.model.learned_opacity,
-        backbone_depth=cfg.model.backbone_depth,
-        dropout=cfg.model.dropout,
-    ))
+    model = build_model(
+        ModelConfig(
+            name=cfg.model.name,
+            size=cfg.model.size,
+            grid=get_grid(cfg.data.grid),
+            num_cameras=cfg.data.num_cameras,
+            image_size=tuple(cfg.data.image_size),
+            learned_opacity=cfg.model.learned_opacity,
+            backbone_depth=cfg.model.backbone_depth,
+            dropout=cfg.model.dropout,
+        )
+    )
     if cfg.model.backbone_weights:
         load_torchvision_weights(model.image_encoder.backbone, cfg.model.backbone_weights)
     return model
@@ -45,8 +47,14 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
     root = Path(cfg.root)
     ready = all((root / name).is_file() for name in ("synthetic_infos_train.json", "synthetic_infos_val.json"))
     if is_main and not ready:
-        make_dataset(root, syn.num_scenes, num_val_scenes=syn.num_val_scenes, seed=syn.seed,
-                     image_size=tuple(syn.image_size), grid=get_grid(cfg.grid))
+        make_dataset(
+            root,
+            syn.num_scenes,
+            num_val_scenes=syn.num_val_scenes,
+            seed=syn.seed,
+            image_size=tuple(syn.image_size),
+            grid=get_grid(cfg.grid),
+        )
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
@@ -60,8 +68,9 @@ def _infos(cfg: DataConfig, split: str) -> str:
     return path
 
 
-def build_dataset(cfg: DataConfig, split: str, *, load_images: bool = True, root: str | None = None,
-                  infos: str | None = None) -> torch.utils.data.Dataset:
+def build_dataset(
+    cfg: DataConfig, split: str, *, load_images: bool = True, root: str | None = None, infos: str | None = None
+) -> torch.utils.data.Dataset:
     """The reader of ``cfg.format`` for ``split`` (``"train"`` or ``"val"``).
 
     Args:
@@ -81,18 +90,28 @@ def build_dataset(cfg: DataConfig, split: str, *, load_images: bool = True, root
         # synthetic labels may be written on any grid with Occ3D's classes (data.grid)
         from .synthetic import SyntheticOccupancy
 
-        return SyntheticOccupancy(root, infos if infos is not None else _infos(cfg, split), grid=cfg.grid,
-                                  load_images=load_images, image_size=size, data_root=cfg.data_root or root)
-    reader = {"occ3d": data.Occ3DNuScenes, "surroundocc": data.SurroundOccNuScenes,
-              "kitti360": data.SSCBenchKITTI360}[cfg.format]
-    if get_grid(cfg.grid) != reader.grid:
-        raise ValueError(
-            f"data.grid {cfg.grid!r} does not match the {cfg.format!r} reader's grid {reader.grid.name!r}"
+        return SyntheticOccupancy(
+            root,
+            infos if infos is not None else _infos(cfg, split),
+            grid=cfg.grid,
+            load_images=load_images,
+            image_size=size,
+            data_root=cfg.data_root or root,
         )
+    reader = {"occ3d": data.Occ3DNuScenes, "surroundocc": data.SurroundOccNuScenes, "kitti360": data.SSCBenchKITTI360}[
+        cfg.format
+    ]
+    if get_grid(cfg.grid) != reader.grid:
+        raise ValueError(f"data.grid {cfg.grid!r} does not match the {cfg.format!r} reader's grid {reader.grid.name!r}")
     if cfg.format == "kitti360":
         return reader(root, split, load_images=load_images, image_size=size)
-    return reader(root, infos if infos is not None else _infos(cfg, split), load_images=load_images,
-                  image_size=size, data_root=cfg.data_root or root)
+    return reader(
+        root,
+        infos if infos is not None else _infos(cfg, split),
+        load_images=load_images,
+        image_size=size,
+        data_root=cfg.data_root or root,
+    )
 
 
 def grid_of(cfg: Config) -> VoxelGrid:

@@ -73,8 +73,13 @@ def restore_rng_state(state: dict[str, Any]) -> None:
             raise TypeError("python.gauss_next must be a float or None")
         random.setstate((int(py["version"]), tuple(int(v) for v in internal.tolist()), gauss_next))
         np.random.set_state(
-            (str(npy["name"]), key.numpy().astype(np.uint32), int(npy["pos"]), int(npy["has_gauss"]),
-             float(npy["cached_gaussian"]))
+            (
+                str(npy["name"]),
+                key.numpy().astype(np.uint32),
+                int(npy["pos"]),
+                int(npy["has_gauss"]),
+                float(npy["cached_gaussian"]),
+            )
         )
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
@@ -116,8 +121,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"containers are loaded): {reason}",
             path,
         ) from err
-    except (RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError, OverflowError,
-            zipfile.BadZipFile, OSError, UnicodeDecodeError, MemoryError) as err:
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        OverflowError,
+        zipfile.BadZipFile,
+        OSError,
+        UnicodeDecodeError,
+        MemoryError,
+    ) as err:
         raise DataFileError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})", path) from err
     if not isinstance(state, dict):
         raise DataFileError(f"{path}: a checkpoint holds a dict, got {type(state).__name__}", path)

@@ -226,12 +226,8 @@ def _build(cls: type, values: dict, where: str) -> Any:
     unknown = sorted((str(k) for k in set(values) - names))  # YAML keys need not be strings
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise ConfigError(
-            f"{key}: unknown key(s) {unknown} in {where or 'config'}; allowed: {sorted(names)}", key
-        )
-    kwargs = {
-        k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in values.items()
-    }
+        raise ConfigError(f"{key}: unknown key(s) {unknown} in {where or 'config'}; allowed: {sorted(names)}", key)
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in values.items()}
     return cls(**kwargs)
 
 
@@ -267,8 +263,15 @@ def _validate(cfg: Config) -> None:
     def count(key: str, value: int, low: int) -> None:
         need(key, value, value >= low, f"expected an integer >= {low}")
 
-    def number(key: str, value: float, low: float = 0.0, *, strict: bool = False, high: float | None = None,
-               high_open: bool = False) -> None:
+    def number(
+        key: str,
+        value: float,
+        low: float = 0.0,
+        *,
+        strict: bool = False,
+        high: float | None = None,
+        high_open: bool = False,
+    ) -> None:
         ok = finite(value) and (value > low if strict else value >= low)
         if high is not None:
             ok = ok and (value < high if high_open else value <= high)
@@ -283,8 +286,12 @@ def _validate(cfg: Config) -> None:
         need(key, value, 0 <= value < _SEED_LIMIT, "expected an integer in [0, 2**32)")
 
     m, d, loss, o, t = cfg.model, cfg.data, cfg.loss, cfg.optim, cfg.train
-    need("model.backbone_depth", m.backbone_depth, m.backbone_depth is None or m.backbone_depth in RESNET_BLOCKS,
-         f"expected null or one of {sorted(RESNET_BLOCKS)}")
+    need(
+        "model.backbone_depth",
+        m.backbone_depth,
+        m.backbone_depth is None or m.backbone_depth in RESNET_BLOCKS,
+        f"expected null or one of {sorted(RESNET_BLOCKS)}",
+    )
     number("model.dropout", m.dropout, 0.0, high=1.0, high_open=True)
     if m.init_seed is not None:
         seed("model.init_seed", m.init_seed)
@@ -294,8 +301,12 @@ def _validate(cfg: Config) -> None:
     count("data.num_cameras", d.num_cameras, 1)
     count("data.num_workers", d.num_workers, 0)
     lo, hi = d.augment.resize_scale
-    need("data.augment.resize_scale", d.augment.resize_scale, finite(lo) and finite(hi) and 0 < lo <= hi,
-         "expected finite [lo, hi] with 0 < lo <= hi")
+    need(
+        "data.augment.resize_scale",
+        d.augment.resize_scale,
+        finite(lo) and finite(hi) and 0 < lo <= hi,
+        "expected finite [lo, hi] with 0 < lo <= hi",
+    )
     for name in ("brightness", "contrast", "saturation"):
         # the factor is drawn in [1 - b, 1 + b] and must stay >= 0
         number(f"data.augment.{name}", getattr(d.augment, name), 0.0, high=1.0)
@@ -303,26 +314,42 @@ def _validate(cfg: Config) -> None:
         count("data.synthetic.num_scenes", d.synthetic.num_scenes, 1)
         count("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0)
         seed("data.synthetic.seed", d.synthetic.seed)
-        need("data.synthetic.image_size", d.synthetic.image_size, min(d.synthetic.image_size) >= 1,
-             "expected positive (H, W) pixels")
+        need(
+            "data.synthetic.image_size",
+            d.synthetic.image_size,
+            min(d.synthetic.image_size) >= 1,
+            "expected positive (H, W) pixels",
+        )
 
     for name in ("ce_weight", "lovasz_weight", "scale_decay", "render_weight"):
         number(f"loss.{name}", getattr(loss, name))
     if loss.class_weights is not None:
-        need("loss.class_weights", loss.class_weights,
-             len(loss.class_weights) > 0 and all(finite(w) and w >= 0 for w in loss.class_weights)
-             and sum(loss.class_weights) > 0,
-             "expected a non-empty list of finite numbers >= 0, not all 0")
+        need(
+            "loss.class_weights",
+            loss.class_weights,
+            len(loss.class_weights) > 0
+            and all(finite(w) and w >= 0 for w in loss.class_weights)
+            and sum(loss.class_weights) > 0,
+            "expected a non-empty list of finite numbers >= 0, not all 0",
+        )
     if loss.class_weights is None and loss.class_weighting == "release":
         from ..grid import get_grid
         from ..losses3d import RELEASE_CLASS_WEIGHTS
 
         name = get_grid(d.grid).name
-        need("loss.class_weighting", loss.class_weighting, name in RELEASE_CLASS_WEIGHTS,
-             f"expected a grid with a release table ({sorted(RELEASE_CLASS_WEIGHTS)}); data.grid is {d.grid!r}")
+        need(
+            "loss.class_weighting",
+            loss.class_weighting,
+            name in RELEASE_CLASS_WEIGHTS,
+            f"expected a grid with a release table ({sorted(RELEASE_CLASS_WEIGHTS)}); data.grid is {d.grid!r}",
+        )
     if loss.render_image_size is not None:
-        need("loss.render_image_size", loss.render_image_size, min(loss.render_image_size) >= 1,
-             "expected null or positive (H, W) pixels")
+        need(
+            "loss.render_image_size",
+            loss.render_image_size,
+            min(loss.render_image_size) >= 1,
+            "expected null or positive (H, W) pixels",
+        )
     _validate_render_kwargs(cfg)
 
     number("optim.lr", o.lr, 0.0, strict=True)
@@ -330,8 +357,12 @@ def _validate(cfg: Config) -> None:
     number("optim.backbone_lr_mult", o.backbone_lr_mult)
     count("optim.warmup_iters", o.warmup_iters, 0)
     number("optim.warmup_ratio", o.warmup_ratio, 0.0, strict=True, high=1.0)
-    need("optim.min_lr", o.min_lr, finite(o.min_lr) and 0 <= o.min_lr <= o.lr,
-         f"expected a finite number with 0 <= min_lr <= lr (optim.lr = {o.lr!r})")
+    need(
+        "optim.min_lr",
+        o.min_lr,
+        finite(o.min_lr) and 0 <= o.min_lr <= o.lr,
+        f"expected a finite number with 0 <= min_lr <= lr (optim.lr = {o.lr!r})",
+    )
     if o.grad_clip is not None:
         number("optim.grad_clip", o.grad_clip, 0.0, strict=True)
 
@@ -358,8 +389,8 @@ def _validate_render_kwargs(cfg: Config) -> None:
     for key in kwargs:
         if key in ("weight", "on_nan", "prefix", "seed"):
             raise ConfigError(
-                f"loss.render_kwargs.{key}: set by the trainer (use loss.render_weight / loss.nonfinite); "
-                "remove it", f"loss.render_kwargs.{key}"
+                f"loss.render_kwargs.{key}: set by the trainer (use loss.render_weight / loss.nonfinite); remove it",
+                f"loss.render_kwargs.{key}",
             )
     try:
         GaussRenderLoss(cfg.data.grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
@@ -434,8 +465,10 @@ def _check_size(value: Any, path: Path) -> None:
         node, depth = stack.pop()
         seen += 1
         if seen > _MAX_CONFIG_NODES or depth > 64:
-            raise ConfigError(f"{path}: the YAML expands to more than {_MAX_CONFIG_NODES} values or "
-                              "nests deeper than 64 levels (recursive or repeated anchors?)")
+            raise ConfigError(
+                f"{path}: the YAML expands to more than {_MAX_CONFIG_NODES} values or "
+                "nests deeper than 64 levels (recursive or repeated anchors?)"
+            )
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
@@ -515,8 +548,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
     except ConfigError as err:
         if str(err).startswith("--set"):
             raise
-        by_set = err.key is not None and any(err.key == k or err.key.startswith(k + ".") or
-                                             err.key.startswith(k + "[") for k in overridden)
+        by_set = err.key is not None and any(
+            err.key == k or err.key.startswith(k + ".") or err.key.startswith(k + "[") for k in overridden
+        )
         raise ConfigError(f"{path}: {err}{' (--set)' if by_set else ''}", err.key) from None
 
 

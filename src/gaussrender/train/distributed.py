@@ -97,8 +97,7 @@ class TrainSampler(torch.utils.data.Sampler[int]):
     (mid-epoch resume).
     """
 
-    def __init__(self, length: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 shuffle: bool = True) -> None:
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1, seed: int = 0, shuffle: bool = True) -> None:
         if length < 1:
             raise ValueError(f"the training set is empty (length {length})")
         self.length, self.rank, self.world, self.seed, self.shuffle = length, rank, world_size, seed, shuffle
@@ -120,7 +119,7 @@ class TrainSampler(torch.utils.data.Sampler[int]):
             order = list(range(self.length))
         total = self.per_rank * self.world
         order = (order * math.ceil(total / self.length))[:total]
-        return iter(order[self.rank::self.world][self.skip:])
+        return iter(order[self.rank :: self.world][self.skip :])
 
     def __len__(self) -> int:
         return self.per_rank - self.skip

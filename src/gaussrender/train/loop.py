@@ -31,10 +31,10 @@ import torch
 import torch.distributed as dist
 
 from .._io import atomic_write_text, remove_stale_temporaries
+from ..data._files import DataFileError
 from ..grid import VoxelGrid, get_grid
 from ..losses3d import Occupancy3DLoss, release_class_weights
 from .augment import AugmentedDataset
-from ..data._files import DataFileError
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_atomic
 from .config import Config, config_to_dict, save_config
 from .distributed import DistInfo, ShardSampler, TrainSampler, all_reduce_sum, init_distributed
@@ -136,8 +136,13 @@ class TrainingLoss(torch.nn.Module):
     detached values for the log (the unweighted render terms ``render_cam``, ...).
     """
 
-    def __init__(self, cfg: Config, grid: VoxelGrid, render_generator: torch.Generator | None = None,
-                 class_weights: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        grid: VoxelGrid,
+        render_generator: torch.Generator | None = None,
+        class_weights: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         weights = class_weights
         if cfg.loss.class_weights is not None:
@@ -174,7 +179,9 @@ class TrainingLoss(torch.nn.Module):
             self.render = GaussRenderLoss(grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
         self.render_generator = render_generator
 
-    def forward(self, outputs: dict[str, Any], batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def forward(
+        self, outputs: dict[str, Any], batch: dict[str, Any]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         logits = outputs["logits"].float()
         labels = batch["labels"]
         aux = [a.float() for a in (outputs.get("aux_logits") or ())]
@@ -254,8 +261,9 @@ def count_classes(dataset: torch.utils.data.Dataset, num_classes: int, info: Dis
     return counts
 
 
-def class_weights_for(cfg: Config, grid: VoxelGrid, dataset: torch.utils.data.Dataset, info: DistInfo,
-                      cache: Path | None = None) -> torch.Tensor | None:
+def class_weights_for(
+    cfg: Config, grid: VoxelGrid, dataset: torch.utils.data.Dataset, info: DistInfo, cache: Path | None = None
+) -> torch.Tensor | None:
     """Cross-entropy class weights of ``loss.class_weighting`` (None for ``"none"`` or when
     ``loss.class_weights`` is given). ``"release"``: the grid's fixed table
     (:func:`gaussrender.losses3d.release_class_weights`, DESIGN §5), nothing is counted.
@@ -376,8 +384,9 @@ class Trainer:
         min_ratio = cfg.optim.min_lr / cfg.optim.lr
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda step: warmup_cosine_factor(step, schedule_length, cfg.optim.warmup_iters,
-                                              cfg.optim.warmup_ratio, min_ratio),
+            lambda step: warmup_cosine_factor(
+                step, schedule_length, cfg.optim.warmup_iters, cfg.optim.warmup_ratio, min_ratio
+            ),
         )
         amp = cfg.train.amp
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -501,9 +510,12 @@ class Trainer:
             if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
                 # gradients are already summed over ranks, so every rank takes this branch
                 # (with fp16 the gradient scaler skips such steps itself)
-                self._nonfinite(f"non-finite gradient norm {grad_norm} at step {self.step} "
-                                f"(epoch {self.epoch}, samples {batch.get('token')}"
-                                + (f", non-finite gradients of {bad_grads[:5]}" if bad_grads else "") + ")")
+                self._nonfinite(
+                    f"non-finite gradient norm {grad_norm} at step {self.step} "
+                    f"(epoch {self.epoch}, samples {batch.get('token')}"
+                    + (f", non-finite gradients of {bad_grads[:5]}" if bad_grads else "")
+                    + ")"
+                )
                 self.optimizer.zero_grad(set_to_none=True)
                 ok = False
         if ok:
@@ -659,8 +671,13 @@ class Trainer:
                 continue
             self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch * cfg.batch_size)
             self.train_set.set_epoch(self.epoch)
-            bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch}",
-                       disable=not (self.info.is_main and self.progress), dynamic_ncols=True)
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                initial=self.step_in_epoch,
+                desc=f"epoch {self.epoch}",
+                disable=not (self.info.is_main and self.progress),
+                dynamic_ncols=True,
+            )
             tic, samples = time.perf_counter(), 0
             for batch in self._loader():
                 record = self.train_step(batch)
@@ -685,8 +702,10 @@ class Trainer:
             if self.step % cfg.checkpoint_every != 0:
                 self.save()
             finished = self.step >= self.total_steps or self.epoch >= cfg.epochs
-            if self.val_set is not None and cfg.val_every_epochs and (
-                (epoch_done and self.epoch % cfg.val_every_epochs == 0) or finished
+            if (
+                self.val_set is not None
+                and cfg.val_every_epochs
+                and ((epoch_done and self.epoch % cfg.val_every_epochs == 0) or finished)
             ):
                 last_val = self.evaluate()
                 self.logger.log("val", self.step, epoch=self.epoch, **last_val)
@@ -721,8 +740,11 @@ class Trainer:
             bev_size = int(self.cfg.loss.render_kwargs.get("bev_size", 400))
             rendered = RenderedViewMetrics(self.grid, image_scale=render_scale, bev_size=bev_size).to(device)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=1, sampler=ShardSampler(len(dataset), self.info.rank, self.info.world_size),
-            num_workers=self.cfg.data.num_workers, collate_fn=self.collate,
+            dataset,
+            batch_size=1,
+            sampler=ShardSampler(len(dataset), self.info.rank, self.info.world_size),
+            num_workers=self.cfg.data.num_workers,
+            collate_fn=self.collate,
             generator=torch.Generator().manual_seed(0),  # leave the global RNG untouched
         )
         self.model.eval()

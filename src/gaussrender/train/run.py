@@ -87,8 +87,11 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         grid = grid_of(cfg)
         train_set = build_dataset(cfg.data, "train")
         if len(train_set) == 0:
-            where = cfg.data.root if cfg.data.synthetic is not None or cfg.data.format == "kitti360" \
+            where = (
+                cfg.data.root
+                if cfg.data.synthetic is not None or cfg.data.format == "kitti360"
                 else cfg.data.train_infos
+            )
             raise ConfigError(f"data: the training split ({where}) has no samples", "data")
         # count classes once, from labels only (no images), for every rank together
         weights = None
@@ -98,8 +101,18 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         val_set = build_dataset(cfg.data, "val") if cfg.train.val_every_epochs else None
         model = build_initial_model(cfg)
         init_checksum = parameter_checksum(model)
-        trainer = Trainer(cfg, run_dir, model, train_set, val_set, grid=grid, info=info, progress=progress,
-                          class_weights=weights, metric_convention=metric_convention_of(cfg))
+        trainer = Trainer(
+            cfg,
+            run_dir,
+            model,
+            train_set,
+            val_set,
+            grid=grid,
+            info=info,
+            progress=progress,
+            class_weights=weights,
+            metric_convention=metric_convention_of(cfg),
+        )
         return {**trainer.fit(resume=resume), "init_checksum": init_checksum}
     finally:
         shutdown_distributed()
@@ -145,8 +158,11 @@ def predict(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=1, sampler=ShardSampler(len(dataset), info.rank, info.world_size),
-        num_workers=cfg.data.num_workers, collate_fn=collate,
+        dataset,
+        batch_size=1,
+        sampler=ShardSampler(len(dataset), info.rank, info.world_size),
+        num_workers=cfg.data.num_workers,
+        collate_fn=collate,
     )
     written = []
     for batch in loader:

@@ -53,11 +53,19 @@ class RunLogger:
             record[key] = value
         with self.path.open("a") as f:
             # NaN/inf are written as strings so that the file stays strict JSON
-            f.write(json.dumps({k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v)
-                                for k, v in record.items()}) + "\n")
+            f.write(
+                json.dumps(
+                    {k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+                )
+                + "\n"
+            )
         if self._tb is not None:
             for key, value in record.items():
-                if key not in ("kind", "step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if (
+                    key not in ("kind", "step", "time")
+                    and isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                ):
                     self._tb.add_scalar(f"{kind}/{key}", value, step)
 
     def truncate(self, step: int) -> int:
@@ -86,8 +94,12 @@ class RunLogger:
                 record = json.loads(line)
                 record_step = int(record["step"])
             except (ValueError, TypeError, KeyError):
-                warnings.warn(f"{self.path}:{number}: dropping a line that is not a log record "
-                              "(cut short when the run was stopped?)", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"{self.path}:{number}: dropping a line that is not a log record "
+                    "(cut short when the run was stopped?)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 dropped += 1
                 continue
             if record_step > step:

@@ -75,8 +75,12 @@ def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, flo
     if r.shape != (3, 3):
         raise ValueError(f"rotation must be a [3, 3] matrix, got shape {list(r.shape)}")
     trace = r[0, 0] + r[1, 1] + r[2, 2]
-    candidates = [1 + trace, 1 + r[0, 0] - r[1, 1] - r[2, 2], 1 - r[0, 0] + r[1, 1] - r[2, 2],
-                  1 - r[0, 0] - r[1, 1] + r[2, 2]]
+    candidates = [
+        1 + trace,
+        1 + r[0, 0] - r[1, 1] - r[2, 2],
+        1 - r[0, 0] + r[1, 1] - r[2, 2],
+        1 - r[0, 0] - r[1, 1] + r[2, 2],
+    ]
     k = int(np.argmax(candidates))
     s = 2.0 * math.sqrt(max(candidates[k], 1e-300))
     if k == 0:
@@ -125,8 +129,15 @@ def render_views(
     means = gauss.means.float()
     h, w = int(image_size[0]), int(image_size[1])
     cams = Cameras(cam_from_grid.float(), intrinsics.float(), w, h)
-    out = render(means, gauss.opacities.float(), features, gauss.scales.float(), cams,
-                 background=torch.tensor(SKY), backend="torch")
+    out = render(
+        means,
+        gauss.opacities.float(),
+        features,
+        gauss.scales.float(),
+        cams,
+        background=torch.tensor(SKY),
+        backend="torch",
+    )
     return out.features.clamp(0.0, 1.0)
 
 
@@ -205,11 +216,19 @@ def make_dataset(
                 sensor2ego=_pose(np.linalg.inv(cam_from_ego[v].numpy())),
                 ego2global=ego2global,
             )
-        samples.append(SampleInfo(
-            token=token, scene=scene_name, scene_token=scene_name, timestamp=1_000_000 * scene_seed,
-            lidar_path="", lidar2ego=_pose(lidar2ego), ego2global=ego2global, cameras=cameras,
-            occ_path=f"gts/{scene_name}/{token}",
-        ))
+        samples.append(
+            SampleInfo(
+                token=token,
+                scene=scene_name,
+                scene_token=scene_name,
+                timestamp=1_000_000 * scene_seed,
+                lidar_path="",
+                lidar2ego=_pose(lidar2ego),
+                ego2global=ego2global,
+                cameras=cameras,
+                occ_path=f"gts/{scene_name}/{token}",
+            )
+        )
     train = write_infos_json(root / "synthetic_infos_train.json", samples[:num_scenes], version="synthetic")
     val = write_infos_json(root / "synthetic_infos_val.json", samples[num_scenes:], version="synthetic")
     return SyntheticDataset(root, train, val, (h, w))
