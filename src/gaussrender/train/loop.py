@@ -295,6 +295,7 @@ def _param_groups(model: torch.nn.Module, cfg: Config) -> list[dict[str, Any]]:
 
 
 def _default_collate() -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """The batch function of the data loaders when the caller gives none: :func:`gaussrender.data.collate`."""
     from ..data import collate
 
     return collate
@@ -355,7 +356,8 @@ class Trainer:
         self.progress = progress
         self.metric_convention = metric_convention
         self.collate = collate if collate is not None else _default_collate()
-        # the order below is the order of the runs' checkpoints and logs: keep it (seeding first)
+        # seeding first, then the set-up steps in their original order: a repeated or resumed
+        # run must draw exactly the same values
         seed_everything(cfg.train.seed + self.info.rank, cfg.train.deterministic)
         self._write_run_config()
         self.logger = RunLogger(self.run_dir, enabled=self.info.is_main)
