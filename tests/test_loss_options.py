@@ -3,6 +3,9 @@ computed in float32, impossible image sizes refused from a memory estimate."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
 import time
 
 import pytest
@@ -187,3 +190,83 @@ def test_constructor_refuses_values_it_would_have_converted():
         gr.GaussRenderLoss(grid, bev_size=64.5)
     options = gr.GaussRenderLoss(grid, weight=3, camera_weights=[1, 2], bev_size=64).options
     assert isinstance(options.weight, float) and options.camera_weights == (1.0, 2.0)
+
+
+# ------------------------------------------------- one source of truth for the options
+def _doc_entries(doc: str, section: str) -> list[str]:
+    """Names documented in a Google-style ``section`` (``Attributes:``/``Args:``) of ``doc``."""
+    lines = doc.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == section)
+    indent = len(lines[start + 1]) - len(lines[start + 1].lstrip())
+    names = []
+    for line in lines[start + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) < indent:
+            break  # the section ended
+        match = re.match(" " * indent + r"(\**\w+):", line)
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def test_every_option_is_documented_once_on_the_dataclass():
+    names = [f.name for f in dataclasses.fields(RenderLossOptions)]
+    assert _doc_entries(RenderLossOptions.__doc__, "Attributes:") == names
+    # the class documents its own arguments and points to the dataclass for the options
+    args = _doc_entries(gr.GaussRenderLoss.__doc__, "Args:")
+    assert args == ["grid", "options", "seed", "**overrides"]
+    assert "RenderLossOptions" in gr.GaussRenderLoss.__doc__
+
+
+def test_constructor_signature_is_generated_from_the_dataclass():
+    params = inspect.signature(gr.GaussRenderLoss).parameters
+    fields = dataclasses.fields(RenderLossOptions)
+    assert list(params)[:3] == ["grid", "options", "seed"]
+    assert list(params)[3:] == [f.name for f in fields]
+    for f in fields:
+        assert params[f.name].kind is inspect.Parameter.KEYWORD_ONLY and params[f.name].default == f.default
+    # the defaults of the module are the dataclass's
+    assert gr.GaussRenderLoss(GRID).options == RenderLossOptions()
+
+
+def test_each_option_reaches_the_module_by_keyword():
+    values = {
+        "weight": 2.0,
+        "views": ("bev",),
+        "depth": False,
+        "camera_strategy": "random",
+        "cameras_per_sample": 2,
+        "camera_weights": (1.0, 3.0),
+        "resolution_divisor": 2.0,
+        "semantic": "kl",
+        "bev_model": "orthographic",
+        "bev_size": 32,
+        "cam_depth_scale": 20.0,
+        "bev_depth_scale": 30.0,
+        "scale": 0.4,
+        "backend": "torch",
+        "cull": "footprint",
+        "prefix": "r_",
+        "on_nan": "warn",
+    }
+    assert sorted(values) == sorted(f.name for f in dataclasses.fields(RenderLossOptions))
+    for name, value in values.items():
+        assert getattr(gr.GaussRenderLoss(GRID, **{name: value}).options, name) == value, name
+    assert gr.GaussRenderLoss(GRID, **values).options == RenderLossOptions(**values)
+
+
+def test_options_and_keyword_overrides_combine():
+    base = RenderLossOptions(weight=3.0, bev_size=32)
+    loss = gr.GaussRenderLoss(GRID, base, bev_size=16, views=["bev"])
+    assert loss.options == RenderLossOptions(weight=3.0, bev_size=16, views=("bev",))
+    assert gr.GaussRenderLoss(GRID, options=base).options == base
+    with pytest.raises(ValueError, match="bev_size"):
+        gr.GaussRenderLoss(GRID, RenderLossOptions(bev_size=1))  # an options object is validated too
+    with pytest.raises(TypeError, match="options must be a RenderLossOptions"):
+        gr.GaussRenderLoss(GRID, 5.0)  # the old positional weight is refused, not misread
+
+
+def test_unknown_keyword_is_refused_by_name():
+    with pytest.raises(TypeError, match=r"unknown GaussRenderLoss option.*'wieght'"):
+        gr.GaussRenderLoss(GRID, wieght=3.0)
+    with pytest.raises(TypeError, match="'bev_siez', 'grd'"):
+        gr.GaussRenderLoss(GRID, bev_siez=16, grd=1)

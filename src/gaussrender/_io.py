@@ -5,21 +5,44 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import signal
-import tempfile
 import threading
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 __all__ = ["atomic_write", "atomic_write_text", "remove_stale_temporaries", "sigterm_as_exit"]
 
-# The temporary beside ``NAME`` is ``.NAME.<8 characters>.tmp``: tempfile.mkstemp's random
-# part is 8 characters of [a-z0-9_]. remove_stale_temporaries matches exactly this pattern.
-_TMP_RANDOM = r"[a-z0-9_]{8}"
+# The temporary beside ``NAME`` is ``.NAME.<8 characters>.tmp``, the 8 characters drawn from
+# [a-z0-9_] (as tempfile.mkstemp's). remove_stale_temporaries matches exactly this pattern.
+_TMP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_TMP_LENGTH = 8
+_TMP_RANDOM = f"[a-z0-9_]{{{_TMP_LENGTH}}}"
+#: Names tried before giving up (tempfile.TMP_MAX): a clash of 37**8 names is a broken folder.
+_TMP_ATTEMPTS = 10_000
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _temp_prefix(name: str) -> str:
     return f".{name}."
+
+
+def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
+    """Create ``folder/.NAME.XXXXXXXX.tmp`` exclusively; return its descriptor and path.
+
+    The file is created with mode 0o666, which the kernel reduces by the process umask, as a
+    plain ``open()`` would: the renamed file gets the usual permissions without this code
+    reading the umask (``os.umask`` can only be read by setting it, which races with other
+    threads creating files). ``O_EXCL`` (and ``O_NOFOLLOW``) refuse an existing name or link.
+    """
+    for _ in range(_TMP_ATTEMPTS):
+        random = "".join(secrets.choice(_TMP_ALPHABET) for _ in range(_TMP_LENGTH))
+        tmp = os.path.join(folder, f"{_temp_prefix(name)}{random}.tmp")
+        try:
+            return os.open(tmp, _TMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for {name!r} in {str(folder)!r} after {_TMP_ATTEMPTS} attempts")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsync: bool = False) -> Path:
@@ -31,7 +54,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsy
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
+    fd, tmp = _create_temporary(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
             fd = -1  # owned (and closed) by f from here on
@@ -39,10 +62,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsy
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if fd >= 0:  # os.fdopen itself failed
@@ -65,7 +84,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) ->
     when its process was killed mid-write.
 
     Only regular files named exactly ``.NAME.XXXXXXXX.tmp`` (``NAME`` in ``names``, the 8
-    random characters of :func:`tempfile.mkstemp`) are removed; nothing else is touched.
+    random characters :func:`atomic_write` draws) are removed; nothing else is touched.
     Call it only when no other process writes those files (e.g. at the start of a run).
 
     Returns:

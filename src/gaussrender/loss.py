@@ -19,10 +19,11 @@ BEV renders every voxel.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import warnings
-from dataclasses import dataclass, replace
-from typing import Literal, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
@@ -60,7 +61,50 @@ MIN_IMAGE_SIDE = 2
 
 @dataclass(frozen=True)
 class RenderLossOptions:
-    """Options of :class:`GaussRenderLoss` (see its docstring)."""
+    """The options of :class:`GaussRenderLoss` and :func:`gauss_render_loss`, documented here only.
+
+    ``GaussRenderLoss(grid, weight=5.0, views=("bev",))`` takes each field as a keyword
+    argument (on top of an optional ``options=RenderLossOptions(...)``); a keyword that is not
+    a field is refused by name.
+
+    Attributes:
+        weight: multiplies the sum of the terms (10 in the paper).
+        views: which renders to compare: ``("cam", "bev")``, ``("bev",)`` or ``("cam",)``.
+        depth: add the depth terms.
+        camera_strategy: how to move the sampled sensor cameras (``sensor``, ``elevated``,
+            ``random``, ``stereo``, ``trajectory`` as the release, or our grid-frame
+            ``drive``; see :mod:`gaussrender.camera_strategies`); default (None): the grid's.
+            The strategy is applied once per batch, so ``trajectory``'s draw is shared by the
+            batch's samples, as in the release.
+        cameras_per_sample: how many of the sample's cameras to render (1 in the release).
+        camera_weights: sampling weight of each camera (e.g. ``NUSCENES_CAMERA_WEIGHTS``);
+            default (None) uniform.
+        resolution_divisor: render cameras at ``image_size / divisor`` (the BEV keeps its size).
+        semantic: ``"l1"`` (the release), ``"ce"`` or ``"kl"`` (soft cross-entropy / KL of the
+            rendered class distributions, target = rendered ground truth).
+        bev_model: ``"perspective"`` (the release) or ``"orthographic"``.
+        bev_size: BEV image size in pixels.
+        cam_depth_scale: camera depth normaliser, metres (50).
+        bev_depth_scale: BEV depth normaliser, metres (100).
+        scale: Gaussian standard deviation, metres (default (None): ``grid.gaussian_scale``).
+        backend: renderer backend (``"auto"``, ``"torch"``, ``"triton"``).
+        cull: which voxels a camera view renders, prediction and ground truth alike.
+            ``"center"`` (the release): only those whose centre is in front of the camera
+            and projects strictly inside the image, ``0.5 < u < W - 0.5`` and
+            ``0.5 < v < H - 0.5``. ``"footprint"`` (our alternative, exact splatting): every
+            voxel whose footprint (alpha >= 1/255) reaches a pixel, so a voxel just outside
+            the border still shades the pixels it overlaps and an object cut by the border
+            keeps its visible part; the camera terms then differ from the release's. The BEV
+            always renders every voxel (``"footprint"``).
+        prefix: prepended to the term names in the output (e.g. ``"render_"``); the total is
+            always under ``"loss"`` and the terms keep their gradients, so a runner that sums
+            every key containing ``"loss"`` (mmengine's ``parse_losses``) would count a
+            prefix such as ``"loss_render_"`` twice: use
+            :mod:`gaussrender.integrations.mmengine` there.
+        on_nan: ``"raise"`` a ``FloatingPointError`` naming the term, or ``"warn"`` and zero it.
+            The check reads the terms back to the host; under ``gr.set_checks(False)`` it is
+            skipped and a NaN propagates to the loss.
+    """
 
     weight: float = 10.0
     views: tuple[str, ...] = ("cam", "bev")
@@ -118,6 +162,46 @@ class RenderLossOptions:
             raise ValueError(f"on_nan must be 'raise' or 'warn', got {self.on_nan!r}")
         if not isinstance(self.prefix, str):
             raise TypeError(f"prefix must be a str, got {type(self.prefix).__name__}")
+
+    def with_overrides(self, **overrides: Any) -> RenderLossOptions:
+        """A validated copy with ``overrides`` (field name -> value) applied, holding plain types.
+
+        The values are validated as given (a 1.5 camera count or a bool weight is refused, not
+        silently converted), then stored as floats, ints and tuples.
+
+        Raises:
+            TypeError: naming a keyword that is not a field of this class.
+        """
+        unknown = sorted(set(overrides) - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(
+                f"unknown GaussRenderLoss option(s) {unknown}; the options are the fields of "
+                f"RenderLossOptions: {list(OPTION_NAMES)}"
+            )
+        given = replace(self, **overrides)
+        views, weights = given.views, given.camera_weights
+        given = replace(
+            given,
+            views=views if isinstance(views, str) else tuple(views),
+            depth=bool(given.depth),
+            camera_weights=None if weights is None or isinstance(weights, (str, bytes)) else tuple(weights),
+        )
+        given.validate()
+        return replace(
+            given,
+            weight=float(given.weight),
+            cameras_per_sample=int(given.cameras_per_sample),
+            camera_weights=None if given.camera_weights is None else tuple(float(w) for w in given.camera_weights),
+            resolution_divisor=float(given.resolution_divisor),
+            bev_size=int(given.bev_size),
+            cam_depth_scale=float(given.cam_depth_scale),
+            bev_depth_scale=float(given.bev_depth_scale),
+            scale=None if given.scale is None else float(given.scale),
+        )
+
+
+#: The option names, in declaration order: the keyword arguments of :class:`GaussRenderLoss`.
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RenderLossOptions))
 
 
 def _semantic_term(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -402,42 +486,12 @@ class GaussRenderLoss(nn.Module):
 
     Args:
         grid: a :class:`VoxelGrid` or preset name (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``).
-        weight: multiplies the sum of the terms (10 in the paper).
-        views: which renders to compare: ``("cam", "bev")``, ``("bev",)`` or ``("cam",)``.
-        depth: add the depth terms.
-        camera_strategy: how to move the sampled sensor cameras (``sensor``, ``elevated``,
-            ``random``, ``stereo``, ``trajectory`` as the release, or our grid-frame
-            ``drive``; see :mod:`gaussrender.camera_strategies`); default: the grid's. The
-            strategy is applied once per batch, so ``trajectory``'s draw is shared by the
-            batch's samples, as in the release.
-        cameras_per_sample: how many of the sample's cameras to render (1 in the release).
-        camera_weights: sampling weight of each camera (e.g. ``NUSCENES_CAMERA_WEIGHTS``);
-            default uniform.
-        resolution_divisor: render cameras at ``image_size / divisor`` (the BEV keeps its size).
-        semantic: ``"l1"`` (the release), ``"ce"`` or ``"kl"`` (soft cross-entropy / KL of the
-            rendered class distributions, target = rendered ground truth).
-        bev_model: ``"perspective"`` (the release) or ``"orthographic"``.
-        bev_size: BEV image size in pixels.
-        cam_depth_scale, bev_depth_scale: depth normalisers, metres (50 and 100).
-        scale: Gaussian standard deviation, metres (default ``grid.gaussian_scale``).
-        backend: renderer backend (``"auto"``, ``"torch"``, ``"triton"``).
-        cull: which voxels a camera view renders, prediction and ground truth alike.
-            ``"center"`` (the release): only those whose centre is in front of the camera
-            and projects strictly inside the image, ``0.5 < u < W - 0.5`` and
-            ``0.5 < v < H - 0.5``. ``"footprint"`` (our alternative, exact splatting): every
-            voxel whose footprint (alpha >= 1/255) reaches a pixel, so a voxel just outside
-            the border still shades the pixels it overlaps and an object cut by the border
-            keeps its visible part; the camera terms then differ from the release's. The BEV
-            always renders every voxel (``"footprint"``).
-        prefix: prepended to the term names in the output (e.g. ``"render_"``); the total is
-            always under ``"loss"`` and the terms keep their gradients, so a runner that sums
-            every key containing ``"loss"`` (mmengine's ``parse_losses``) would count a
-            prefix such as ``"loss_render_"`` twice: use
-            :mod:`gaussrender.integrations.mmengine` there.
-        on_nan: ``"raise"`` a ``FloatingPointError`` naming the term, or ``"warn"`` and zero it.
-            The check reads the terms back to the host; under ``gr.set_checks(False)`` it is
-            skipped and a NaN propagates to the loss.
+        options: a :class:`RenderLossOptions` (default: its defaults, the release's).
         seed: seeds the module's own camera-sampling generator (reproducible runs).
+        **overrides: any field of :class:`RenderLossOptions` by name (``weight``, ``views``,
+            ``bev_size``, ...; documented there), applied on top of ``options``. A keyword
+            that is not an option raises ``TypeError`` naming it. The result, validated, is
+            ``self.options``.
 
     Call with ``logits [B, C, X, Y, Z]``, ``labels [B, X, Y, Z]`` and optionally
     ``intrinsics [B, Ncam, 3, 3]`` (pixels, for ``image_size``), ``cam_from_grid
@@ -461,62 +515,18 @@ class GaussRenderLoss(nn.Module):
     def __init__(
         self,
         grid: VoxelGrid | str,
-        weight: float = 10.0,
-        views: Sequence[str] = ("cam", "bev"),
-        depth: bool = True,
-        camera_strategy: str | None = None,
-        cameras_per_sample: int = 1,
-        camera_weights: Sequence[float] | None = None,
-        resolution_divisor: float = 1.0,
-        semantic: Literal["l1", "ce", "kl"] = "l1",
-        bev_model: Literal["perspective", "orthographic"] = "perspective",
-        bev_size: int = 400,
-        cam_depth_scale: float = 50.0,
-        bev_depth_scale: float = 100.0,
-        scale: float | None = None,
-        backend: str = "auto",
-        cull: Literal["center", "footprint"] = "center",
-        prefix: str = "",
-        on_nan: Literal["raise", "warn"] = "raise",
+        options: RenderLossOptions | None = None,
+        *,
         seed: int | None = None,
+        **overrides: Any,
     ) -> None:
         super().__init__()
         self.grid = get_grid(grid)
-        # validate the values as given (a 1.5 camera count or a bool weight is refused, not
-        # silently converted), then store them as plain floats/ints
-        given = RenderLossOptions(
-            weight=weight,
-            views=views if isinstance(views, str) else tuple(views),
-            depth=bool(depth),
-            camera_strategy=camera_strategy,
-            cameras_per_sample=cameras_per_sample,
-            camera_weights=None
-            if camera_weights is None or isinstance(camera_weights, (str, bytes))
-            else tuple(camera_weights),  # type: ignore[arg-type]
-            resolution_divisor=resolution_divisor,
-            semantic=semantic,
-            bev_model=bev_model,
-            bev_size=bev_size,
-            cam_depth_scale=cam_depth_scale,
-            bev_depth_scale=bev_depth_scale,
-            scale=scale,
-            backend=backend,
-            cull=cull,
-            prefix=prefix,
-            on_nan=on_nan,
-        )
-        given.validate()
-        self.options = replace(
-            given,
-            weight=float(weight),
-            cameras_per_sample=int(cameras_per_sample),
-            camera_weights=None if given.camera_weights is None else tuple(float(w) for w in given.camera_weights),
-            resolution_divisor=float(resolution_divisor),
-            bev_size=int(bev_size),
-            cam_depth_scale=float(cam_depth_scale),
-            bev_depth_scale=float(bev_depth_scale),
-            scale=None if scale is None else float(scale),
-        )
+        if options is None:
+            options = RenderLossOptions()
+        elif not isinstance(options, RenderLossOptions):
+            raise TypeError(f"options must be a RenderLossOptions, got {type(options).__name__}")
+        self.options = options.with_overrides(**overrides)
         self.generator: torch.Generator | None = None
         if seed is not None:
             self.generator = torch.Generator().manual_seed(int(seed))
@@ -545,3 +555,19 @@ class GaussRenderLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"grid={self.grid.name!r}, weight={self.options.weight}, views={self.options.views}"
+
+
+def _constructor_signature() -> inspect.Signature:
+    """``GaussRenderLoss.__init__``'s signature with each option as a keyword-only parameter,
+    generated from :class:`RenderLossOptions` (so help() and IDEs list them, and they cannot
+    drift from the dataclass)."""
+    declared = inspect.signature(GaussRenderLoss.__init__)
+    params = [p for p in declared.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+        for f in fields(RenderLossOptions)
+    ]
+    return declared.replace(parameters=params)
+
+
+GaussRenderLoss.__init__.__signature__ = _constructor_signature()  # type: ignore[attr-defined]

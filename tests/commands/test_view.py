@@ -53,7 +53,7 @@ def _expected(sample, sem, pred, mask, scale=None, image_size=(900, 1600)):
     tp = np.float64((occ_gt & occ_pred & mask).sum())
     iou = tp / ((occ_gt | occ_pred) & mask).sum()
     p, t = torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(sem.astype(np.int64))[None]
-    voxel = OccupancyMetrics.for_grid(GRID)
+    voxel = OccupancyMetrics(GRID)
     voxel.update(p, t, torch.from_numpy(mask)[None])
     v = voxel.compute()
     assert float(v["iou"]) == pytest.approx(iou, rel=1e-12)

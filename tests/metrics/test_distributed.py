@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import gaussrender as gr
-from gaussrender.metrics import OccupancyMetrics, RayIoU, lidar_ray_directions
+from gaussrender.metrics import IoUConvention, OccupancyMetrics, RayIoU, lidar_ray_directions
 
 GRID = gr.VoxelGrid(
     name="toy",
@@ -36,7 +36,7 @@ def _data(n: int = 4):
 
 
 def _metrics():
-    occ = OccupancyMetrics(GRID.num_classes, GRID.empty_index, absent="nan")
+    occ = OccupancyMetrics(GRID, convention=IoUConvention(absent="nan"))
     ray = RayIoU(GRID, directions=DIRECTIONS)
     return occ, ray
 

@@ -20,6 +20,17 @@ from tests.metrics.reference import dense_confusion
 from tests.shared_data import OCC3D_DEMO
 
 C, EMPTY = 5, 4
+# a 5-class grid that is not a preset: each metric passes its averaging rule
+GRID = gr.VoxelGrid(
+    name="five",
+    range_min=(0, 0, 0),
+    range_max=(1, 1, 1),
+    voxel_size=1.0,
+    shape=(1, 1, 1),
+    class_names=("a", "b", "c", "d", "free"),
+    empty_index=EMPTY,
+)
+NAN = IoUConvention(absent="nan")
 
 
 def _random_batch(seed: int, shape=(2, 6, 5, 4), ignore_frac=0.1):
@@ -57,7 +68,7 @@ def _reference_scores(cm: np.ndarray, classes, empty, absent, eps):
 
 @pytest.mark.parametrize("convention", [OCC3D_CONVENTION, SURROUNDOCC_CONVENTION, SSCBENCH_CONVENTION])
 def test_matches_dense_reference(convention):
-    metric = OccupancyMetrics(C, EMPTY, absent=convention.absent, eps=convention.eps)
+    metric = OccupancyMetrics(GRID, convention=convention)
     cm = np.zeros((C, C), dtype=np.int64)
     for seed in range(3):
         pred, target, mask = _random_batch(seed)
@@ -74,11 +85,11 @@ def test_matches_dense_reference(convention):
 
 def test_perfect_prediction_bounds_and_symmetry():
     pred, target, _ = _random_batch(4, ignore_frac=0.0)
-    perfect = OccupancyMetrics(C, EMPTY)
+    perfect = OccupancyMetrics(GRID, convention=NAN)
     perfect.update(target, target)
     out = perfect.compute()
     assert float(out["iou"]) == 1.0 and float(out["miou"]) == 1.0
-    forward, backward = OccupancyMetrics(C, EMPTY), OccupancyMetrics(C, EMPTY)
+    forward, backward = OccupancyMetrics(GRID, convention=NAN), OccupancyMetrics(GRID, convention=NAN)
     forward.update(pred, target)
     backward.update(target, pred)
     a, b = forward.compute(), backward.compute()
@@ -90,9 +101,9 @@ def test_perfect_prediction_bounds_and_symmetry():
 
 def test_batch_additivity_and_reset():
     pred, target, mask = _random_batch(5, shape=(4, 6, 5, 4))
-    whole = OccupancyMetrics(C, EMPTY)
+    whole = OccupancyMetrics(GRID, convention=NAN)
     whole.update(pred, target, mask)
-    parts = OccupancyMetrics(C, EMPTY)
+    parts = OccupancyMetrics(GRID, convention=NAN)
     for i in range(4):
         parts.update(pred[i : i + 1], target[i : i + 1], mask[i : i + 1])
     torch.testing.assert_close(whole.confmat, parts.confmat)
@@ -108,7 +119,7 @@ def test_counts_are_pooled_not_averaged_per_sample():
     pred[0, 0, 0, 0] = 0
     target[1, :, :, 0] = 0
     pred[1, 0, 0, 0] = 0
-    metric = OccupancyMetrics(C, EMPTY)
+    metric = OccupancyMetrics(GRID, convention=NAN)
     metric.update(pred, target)
     iou0 = float(metric.compute()["per_class_iou"][0])
     assert iou0 == pytest.approx(2 / 5)  # pooled: TP 2, union 5
@@ -122,7 +133,7 @@ def test_absent_class_rules():
     iou0, iou1 = 1 / 3, 2 / 3
     results = {}
     for conv in (OCC3D_CONVENTION, SURROUNDOCC_CONVENTION, SSCBENCH_CONVENTION):
-        m = OccupancyMetrics(C, EMPTY, absent=conv.absent, eps=conv.eps)
+        m = OccupancyMetrics(GRID, convention=conv)
         m.update(pred, target)
         results[conv] = m.compute()
     occ3d = results[OCC3D_CONVENTION]
@@ -141,19 +152,19 @@ def test_ignore_and_mask_restrict_the_voxels():
     target = torch.tensor([0, 255, 1, 1]).view(1, 4, 1, 1)
     pred = torch.tensor([0, 1, 0, 1]).view(1, 4, 1, 1)
     mask = torch.tensor([True, True, False, True]).view(1, 4, 1, 1)
-    m = OccupancyMetrics(C, EMPTY)
+    m = OccupancyMetrics(GRID, convention=NAN)
     m.update(pred, target, mask)
     assert int(m.confmat.sum()) == 2
     assert m.confmat[0, 0] == 1 and m.confmat[1, 1] == 1
 
 
-def test_for_grid_picks_each_benchmark_convention():
-    occ3d = OccupancyMetrics.for_grid(gr.OCC3D_NUSCENES)
+def test_a_preset_grid_picks_its_benchmark_convention():
+    occ3d = OccupancyMetrics(gr.OCC3D_NUSCENES)
     assert occ3d.convention == OCC3D_CONVENTION
     assert occ3d.semantic_classes == tuple(range(17)) and occ3d.empty_index == 17
-    surround = OccupancyMetrics.for_grid("surroundocc")
+    surround = OccupancyMetrics("surroundocc")
     assert surround.convention == SURROUNDOCC_CONVENTION and surround.semantic_classes == tuple(range(1, 17))
-    kitti = OccupancyMetrics.for_grid(gr.SSCBENCH_KITTI360)
+    kitti = OccupancyMetrics(gr.SSCBENCH_KITTI360)
     assert kitti.convention == SSCBENCH_CONVENTION and kitti.semantic_classes == tuple(range(1, 19))
     custom = gr.VoxelGrid(
         name="toy",
@@ -165,8 +176,12 @@ def test_for_grid_picks_each_benchmark_convention():
         empty_index=0,
     )
     with pytest.raises(ValueError, match="no IoU convention"):
-        OccupancyMetrics.for_grid(custom)
-    assert OccupancyMetrics.for_grid(custom, IoUConvention("zero")).convention.absent == "zero"
+        OccupancyMetrics(custom)
+    assert OccupancyMetrics(custom, convention=IoUConvention("zero")).convention.absent == "zero"
+    # the grid gives the whole class layout
+    m = OccupancyMetrics(GRID, convention=NAN)
+    assert (m.num_classes, m.empty_index, m.ignore_index) == (C, EMPTY, 255)
+    assert m.class_names == GRID.class_names and m.semantic_classes == (0, 1, 2, 3) and m.grid is GRID
 
 
 def test_real_occ3d_sample_inside_mask_camera():
@@ -177,7 +192,7 @@ def test_real_occ3d_sample_inside_mask_camera():
         pytest.skip(f"real Occ3D sample not found at {path}")
     gt = torch.from_numpy(data["semantics"]).long()[None]
     mask = torch.from_numpy(data["mask_camera"]).bool()[None]
-    metric = OccupancyMetrics.for_grid(gr.OCC3D_NUSCENES)
+    metric = OccupancyMetrics(gr.OCC3D_NUSCENES)
     metric.update(gt, gt, mask)
     out = metric.compute()
     assert int(metric.confmat.sum()) == int(mask.sum()) == 100520  # PROVENANCE.md's count
@@ -249,21 +264,30 @@ def test_real_occ3d_sample_inside_mask_camera():
 )
 def test_bad_update_input_is_named(pred, target, mask, error, match):
     with pytest.raises(error, match=match):
-        OccupancyMetrics(C, EMPTY).update(pred, target, mask)
+        OccupancyMetrics(GRID, convention=NAN).update(pred, target, mask)
+
+
+def _grid(**fields):
+    return gr.VoxelGrid(**{**GRID.__dict__, **fields})
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "args, kwargs, error, match",
     [
-        (dict(num_classes=1, empty_index=0), "num_classes"),
-        (dict(num_classes=5, empty_index=5), "empty_index"),
-        (dict(num_classes=5, empty_index=4, ignore_index=3), "ignore_index"),
-        (dict(num_classes=5, empty_index=4, class_names=("a",)), "class_names"),
-        (dict(num_classes=5, empty_index=4, semantic_classes=[9]), "semantic_classes"),
-        (dict(num_classes=5, empty_index=4, absent="one"), "absent"),
-        (dict(num_classes=5, empty_index=4, eps=-1.0), "eps"),
+        ((_grid(class_names=("free",), empty_index=0),), dict(convention=NAN), ValueError, "num_classes"),
+        ((_grid(semantic_classes=(9,)),), dict(convention=NAN), ValueError, "semantic_classes"),
+        ((GRID,), dict(convention="nan"), TypeError, "convention must be an IoUConvention"),
+        ((GRID,), dict(), ValueError, "no IoU convention"),
+        (("nuscenes",), dict(), ValueError, "nuscenes"),
+        ((GRID, NAN), dict(), TypeError, "positional"),  # options are keyword-only
     ],
 )
-def test_bad_construction_is_named(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        OccupancyMetrics(**kwargs)
+def test_bad_construction_is_named(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        OccupancyMetrics(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["absent", "eps"])
+def test_bad_convention_is_named(name):
+    with pytest.raises(ValueError, match=name):
+        IoUConvention(**{name: "one" if name == "absent" else -1.0})

@@ -16,6 +16,7 @@ legitimately round to different sides.
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -399,6 +400,27 @@ def test_kernels_compile_for_a_cuda_gpu(dtype):
                 pytest.skip(f"Triton's CUDA toolchain is unavailable here: {exc}")
             raise
         assert len(compiled.asm["cubin"]) > 0
+
+
+def test_each_mode_binds_its_own_device_functions():
+    """The kernels call device functions (band_pixels, batch_entries) that must be wrapped in
+    the kernels' own mode; both modes can be bound in one process without interfering, and
+    the kernel module itself stays undecorated."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    from gaussrender.render import _triton_kernels as k
+    from gaussrender.render._triton import _kernels
+
+    for interpret, wrapper in ((False, JITFunction), (True, InterpretedFunction)):
+        kernels = _kernels(interpret)
+        for kernel in (kernels.forward, kernels.backward):
+            assert isinstance(kernel, wrapper)
+            for name in k.DEVICE_FUNCTIONS:
+                assert isinstance(kernel.fn.__globals__[name], wrapper), (interpret, name)
+                assert kernel.fn.__globals__[name].fn.__globals__ is kernel.fn.__globals__
+    assert all(inspect.isfunction(getattr(k, name)) for name in k.DEVICE_FUNCTIONS)
+    assert inspect.isfunction(k.blend_forward_kernel) and inspect.isfunction(k.blend_backward_kernel)
 
 
 def test_importing_gaussrender_does_not_import_triton():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -198,6 +199,38 @@ def test_atomic_write_removes_its_temporary_on_any_exception(tmp_path, exc):
         _io.atomic_write(target, write, fsync=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
     assert target.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_write_gives_open_permissions_without_touching_the_umask(tmp_path, monkeypatch, umask):
+    # os.umask is process-wide and can only be read by setting it: a writer that sets it,
+    # even briefly, races with other threads creating files. The write must never call it.
+    previous = os.umask(umask)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "umask", lambda *_: pytest.fail("atomic_write changed the process umask"))
+            path = _io.atomic_write(tmp_path / "sub" / "a.bin", lambda f: f.write(b"data"))
+            plain = tmp_path / "plain.bin"
+            plain.write_bytes(b"data")
+    finally:
+        os.umask(previous)
+    assert path.read_bytes() == b"data"
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask == plain.stat().st_mode & 0o777
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.bin"]  # no temporary left
+
+
+def test_atomic_write_temporary_names_are_what_remove_stale_temporaries_removes(tmp_path):
+    seen = []
+
+    def write(f):
+        seen.extend(tmp_path.iterdir())  # the temporary, while it is written
+        f.write(b"x")
+
+    _io.atomic_write(tmp_path / "x.yaml", write)
+    (tmp,) = seen
+    assert re.fullmatch(r"\.x\.yaml\.[a-z0-9_]{8}\.tmp", tmp.name)
+    tmp.write_bytes(b"stale")  # as a killed writer would leave it
+    assert _io.remove_stale_temporaries(tmp_path, ["x.yaml"]) == [tmp]
 
 
 # The child loads gaussrender/_io.py by file path (stdlib only; importing the package would

@@ -195,7 +195,7 @@ class _Chunk:
         if self.threads:
             torch.set_num_threads(self.threads)
         grid = self.dataset.grid
-        voxel = OccupancyMetrics.for_grid(grid).to(self.device)
+        voxel = OccupancyMetrics(grid).to(self.device)
         ray = RayIoU(grid).to(self.device) if self.rayiou else None
         rendered = None
         if self.render is not None:

@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     target = item["labels"].to(device)
 
     # the numbers: voxels as gaussrender eval counts them, then the rendered views
-    voxel = OccupancyMetrics.for_grid(grid).to(device)
+    voxel = OccupancyMetrics(grid).to(device)
     voxel.update(pred[None], target[None], item["mask_camera"][None].to(device) if mask_camera else None)
     v = voxel.compute()
     image_size = tuple(int(x) for x in item["render_image_size"])

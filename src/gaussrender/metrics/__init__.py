@@ -3,6 +3,11 @@
 All are :class:`torchmetrics.Metric` objects holding integer counts pooled over the whole
 dataset (``update`` per batch, ``compute`` once, ``reset``), summed across processes when
 ``torch.distributed`` is initialised.
+
+Every metric is built the same way: the labels' grid first, a :class:`~gaussrender.VoxelGrid`
+or a preset name (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``), then keyword-only options,
+e.g. ``OccupancyMetrics("occ3d")``, ``RayIoU(grid, thresholds=(1.0, 2.0, 4.0))``,
+``RenderedViewMetrics(grid, image_scale=0.5)``.
 """
 
 from .occupancy import (

@@ -5,7 +5,8 @@ prediction) summed over every voxel of every sample of every process, and turns 
 ratios only in :meth:`OccupancyMetrics.compute`. It never averages per sample.
 
 The benchmarks disagree on how to average per-class IoU; each convention is an explicit
-:class:`IoUConvention`, chosen per grid by :meth:`OccupancyMetrics.for_grid`:
+:class:`IoUConvention`, chosen per preset grid by :class:`OccupancyMetrics` (``convention=``
+overrides it):
 
 * Occ3D-nuScenes (the Occ3D toolkit): classes 0-16; a class absent from both prediction and
   ground truth (inside ``mask_camera`` when evaluating with it) has IoU NaN and is skipped by
@@ -19,7 +20,7 @@ The benchmarks disagree on how to average per-class IoU; each convention is an e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torchmetrics import Metric
@@ -107,20 +108,25 @@ class OccupancyMetrics(Metric):
     Voxels whose ground truth is ``ignore_index`` never count, nor do voxels outside ``mask``.
 
     Args:
-        num_classes: number of labels ``C``, free space included.
-        empty_index: label of free space; excluded from ``miou``; ``iou`` is occupied
-            (any other label) versus free.
-        ignore_index: ground-truth label of voxels without supervision (never counted).
-        class_names: optional name per class, kept for reports.
-        semantic_classes: classes averaged by ``miou``; default every class but ``empty_index``.
-        absent: see :class:`IoUConvention`.
-        eps: see :class:`IoUConvention`.
+        grid: a :class:`~gaussrender.VoxelGrid` or a preset name; gives the classes: ``C =
+            grid.num_classes`` (free space included), ``empty_index`` (free space: excluded
+            from ``miou``; ``iou`` is occupied, any other label, versus free),
+            ``ignore_index`` (ground truth without supervision, never counted),
+            ``class_names`` and ``semantic_classes`` (averaged by ``miou``). Only its classes
+            are used: ``update`` takes volumes of any ``[X, Y, Z]``.
+        convention: the averaging rule (:class:`IoUConvention`); by default the one of the
+            preset named ``grid.name`` in :data:`CONVENTIONS`. A grid that is not a preset
+            must pass it.
         **kwargs: passed to :class:`torchmetrics.Metric` (e.g. ``sync_on_compute``).
+
+    Raises:
+        ValueError: if no convention is given and ``grid.name`` has none on record, or the
+            grid has fewer than 2 classes or ``semantic_classes`` outside ``[0, C)``.
 
     Example:
         >>> import torch, gaussrender as gr
         >>> from gaussrender.metrics import OccupancyMetrics
-        >>> m = OccupancyMetrics.for_grid(gr.OCC3D_NUSCENES)
+        >>> m = OccupancyMetrics(gr.OCC3D_NUSCENES)  # or OccupancyMetrics("occ3d")
         >>> labels = torch.full((1, 200, 200, 16), 17)
         >>> labels[0, :, :, 0] = 11
         >>> m.update(labels, labels)
@@ -135,62 +141,8 @@ class OccupancyMetrics(Metric):
 
     confmat: torch.Tensor
 
-    def __init__(
-        self,
-        num_classes: int,
-        empty_index: int,
-        ignore_index: int = 255,
-        class_names: Sequence[str] | None = None,
-        semantic_classes: Sequence[int] | None = None,
-        absent: Absent = "nan",
-        eps: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, grid: VoxelGrid | str, *, convention: IoUConvention | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        if not isinstance(empty_index, int) or not 0 <= empty_index < num_classes:
-            raise ValueError(f"empty_index must be an int in [0, {num_classes}), got {empty_index!r}")
-        if not isinstance(ignore_index, int) or 0 <= ignore_index < num_classes:
-            raise ValueError(
-                f"ignore_index must be an int outside [0, {num_classes}) (it is not a class), got {ignore_index!r}"
-            )
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"class_names must have {num_classes} names, got {len(class_names)}")
-        if semantic_classes is None:
-            semantic_classes = [c for c in range(num_classes) if c != empty_index]
-        semantic_classes = [int(c) for c in semantic_classes]
-        if not semantic_classes or any(not 0 <= c < num_classes for c in semantic_classes):
-            raise ValueError(
-                f"semantic_classes must be a non-empty list of classes in [0, {num_classes}), got {semantic_classes}"
-            )
-        self.convention = IoUConvention(absent=absent, eps=float(eps))
-        self.num_classes = num_classes
-        self.empty_index = empty_index
-        self.ignore_index = ignore_index
-        self.class_names = tuple(class_names) if class_names is not None else None
-        self.semantic_classes = tuple(semantic_classes)
-        self.add_state(
-            "confmat",
-            default=torch.zeros(num_classes, num_classes, dtype=torch.int64),
-            dist_reduce_fx="sum",
-        )
-
-    @classmethod
-    def for_grid(
-        cls, grid: VoxelGrid | str, convention: IoUConvention | None = None, **kwargs: Any
-    ) -> "OccupancyMetrics":
-        """The metric with a grid's classes and its benchmark's averaging convention.
-
-        Args:
-            grid: a :class:`~gaussrender.VoxelGrid` or a preset name.
-            convention: the averaging rule; by default the one of the preset named
-                ``grid.name`` in :data:`CONVENTIONS`. A grid that is not a preset must pass it.
-            **kwargs: passed to :class:`torchmetrics.Metric`.
-
-        Raises:
-            ValueError: if no convention is given and ``grid.name`` has none on record.
-        """
         grid = get_grid(grid)
         if convention is None:
             if grid.name not in CONVENTIONS:
@@ -199,15 +151,27 @@ class OccupancyMetrics(Metric):
                     f"{sorted(CONVENTIONS)}); pass convention=IoUConvention(...) explicitly"
                 )
             convention = CONVENTIONS[grid.name]
-        return cls(
-            num_classes=grid.num_classes,
-            empty_index=grid.empty_index,
-            ignore_index=grid.ignore_index,
-            class_names=grid.class_names,
-            semantic_classes=grid.semantic_classes,
-            absent=convention.absent,
-            eps=convention.eps,
-            **kwargs,
+        elif not isinstance(convention, IoUConvention):
+            raise TypeError(f"convention must be an IoUConvention, got {type(convention).__name__}")
+        num_classes = grid.num_classes
+        if num_classes < 2:
+            raise ValueError(f"grid {grid.name!r} must have num_classes >= 2, got {num_classes}")
+        semantic_classes = [int(c) for c in grid.semantic_classes]
+        if not semantic_classes or any(not 0 <= c < num_classes for c in semantic_classes):
+            raise ValueError(
+                f"semantic_classes must be a non-empty list of classes in [0, {num_classes}), got {semantic_classes}"
+            )
+        self.grid = grid
+        self.convention = convention
+        self.num_classes = num_classes
+        self.empty_index = grid.empty_index
+        self.ignore_index = grid.ignore_index
+        self.class_names = grid.class_names
+        self.semantic_classes = tuple(semantic_classes)
+        self.add_state(
+            "confmat",
+            default=torch.zeros(num_classes, num_classes, dtype=torch.int64),
+            dist_reduce_fx="sum",
         )
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:  # type: ignore[override]

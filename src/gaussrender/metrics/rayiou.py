@@ -110,6 +110,7 @@ class RayIoU(Metric):
     def __init__(
         self,
         grid: VoxelGrid | str,
+        *,
         thresholds: Sequence[float] = (1.0, 2.0, 4.0),
         directions: torch.Tensor | None = None,
         **kwargs: Any,

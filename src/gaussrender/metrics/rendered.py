@@ -126,6 +126,7 @@ class RenderedViewMetrics(Metric):
     def __init__(
         self,
         grid: VoxelGrid | str,
+        *,
         convention: RenderConvention = "clean",
         image_scale: float = 1.0,
         bev: bool = True,

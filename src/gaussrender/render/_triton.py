@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,10 @@ def _kernels(interpret: bool) -> _Kernels:
     """Wrap the kernel functions for Triton's mode (compiled or interpreted).
 
     The wrapping is explicit rather than ``@triton.jit`` at import so that importing the
-    kernel module never depends on the environment of that moment.
+    kernel module never depends on the environment of that moment. A kernel finds the device
+    functions it calls (``_triton_kernels.DEVICE_FUNCTIONS``) in its globals, and they must be
+    wrapped in its mode: each mode binds its kernels to its own copy of the module's globals
+    holding its own wrappers, so both modes can live in one process.
     """
     from . import _triton_kernels as k
 
@@ -115,7 +119,26 @@ def _kernels(interpret: bool) -> _Kernels:
         from triton.runtime.jit import JITFunction
 
         wrap = JITFunction
-    return _Kernels(forward=wrap(k.blend_forward_kernel), backward=wrap(k.blend_backward_kernel))
+    namespace = dict(vars(k))
+
+    def bind(fn: Any) -> Any:
+        return wrap(_with_globals(fn, namespace))
+
+    for name in k.DEVICE_FUNCTIONS:
+        namespace[name] = bind(getattr(k, name))
+    return _Kernels(forward=bind(k.blend_forward_kernel), backward=bind(k.blend_backward_kernel))
+
+
+def _with_globals(fn: Any, namespace: dict[str, Any]) -> Any:
+    """A copy of the plain function ``fn`` that resolves global names in ``namespace``
+    (same code, hence same source for Triton, signature and annotations)."""
+    copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__annotations__ = dict(fn.__annotations__)
+    copy.__qualname__ = fn.__qualname__
+    copy.__module__ = fn.__module__
+    copy.__doc__ = fn.__doc__
+    return copy
 
 
 def _nonempty(t: torch.Tensor) -> torch.Tensor:

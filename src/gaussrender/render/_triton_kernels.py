@@ -21,13 +21,85 @@ Layout shared by both kernels:
   float32 blending).
 
 All arithmetic runs in the element type of ``means2d_ptr`` (float32 or float64).
+
+Both kernels locate their pixels with :func:`band_pixels` and evaluate a batch of entries with
+:func:`batch_entries`, device functions that :mod:`gaussrender.render._triton` wraps in the
+kernels' mode too (they are listed in ``DEVICE_FUNCTIONS``). Both are inlined by Triton, so
+the kernels compute exactly what they computed with the code written out.
 """
 
 from __future__ import annotations
 
 import triton.language as tl
 
-__all__ = ["blend_forward_kernel", "blend_backward_kernel"]
+__all__ = ["blend_forward_kernel", "blend_backward_kernel", "band_pixels", "batch_entries", "DEVICE_FUNCTIONS"]
+
+#: the device functions the kernels call, by name: wrapped for the kernels' mode
+DEVICE_FUNCTIONS = ("band_pixels", "batch_entries")
+
+
+def band_pixels(
+    tile,
+    band,
+    width,
+    height,
+    tiles_x,
+    tiles_per_view,
+    DTYPE: tl.constexpr,
+    TILE: tl.constexpr,
+    ROWS: tl.constexpr,
+):
+    """The ``ROWS * TILE`` pixels of band ``band`` of tile ``tile`` (lane ``l``: row
+    ``l // TILE``, column ``l % TILE`` of the band).
+
+    Returns ``(inside, px, py, pix)``: whether the pixel lies in the image, its sample point
+    ``(col + 0.5, row + 0.5)`` in ``DTYPE``, and its int64 flat index into ``[V, H, W]``.
+    """
+    view = tile // tiles_per_view
+    tile_in_view = tile % tiles_per_view
+    lane = tl.arange(0, ROWS * TILE)
+    row = (tile_in_view // tiles_x) * TILE + band * ROWS + lane // TILE
+    col = (tile_in_view % tiles_x) * TILE + lane % TILE
+    inside = (row < height) & (col < width)
+    px = col.to(DTYPE) + 0.5
+    py = row.to(DTYPE) + 0.5
+    pix = (view.to(tl.int64) * height + row) * width + col
+    return inside, px, py, pix
+
+
+def batch_entries(
+    means2d_ptr,
+    conics_ptr,
+    depths_ptr,
+    opacities_ptr,
+    pair_flat_ptr,
+    pair_gauss_ptr,
+    pos,
+    present,
+    px,
+    py,
+):
+    """Load the tile-list entries at ``pos`` (``[BATCH]``, where ``present``) and evaluate
+    their Gaussians at the pixels ``(px, py)`` (``[P]``).
+
+    Returns ``(flat, gid, ca, cb, cc, z, op, dx, dy, power)``: the entries' index into
+    ``V*N`` and into ``N``, conic, depth and opacity (``[BATCH]``, 0 where absent), the
+    offsets ``dx, dy`` of each pixel from each mean and the Gaussian exponent ``power``
+    (``[P, BATCH]``).
+    """
+    flat = tl.load(pair_flat_ptr + pos, mask=present, other=0)
+    gid = tl.load(pair_gauss_ptr + pos, mask=present, other=0)
+    mx = tl.load(means2d_ptr + flat * 2, mask=present, other=0.0)
+    my = tl.load(means2d_ptr + flat * 2 + 1, mask=present, other=0.0)
+    ca = tl.load(conics_ptr + flat * 3, mask=present, other=0.0)
+    cb = tl.load(conics_ptr + flat * 3 + 1, mask=present, other=0.0)
+    cc = tl.load(conics_ptr + flat * 3 + 2, mask=present, other=0.0)
+    z = tl.load(depths_ptr + flat, mask=present, other=0.0)
+    op = tl.load(opacities_ptr + gid, mask=present, other=0.0)
+    dx = px[:, None] - mx[None, :]  # [P, B]
+    dy = py[:, None] - my[None, :]
+    power = -0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) - cb[None, :] * dx * dy
+    return flat, gid, ca, cb, cc, z, op, dx, dy, power
 
 
 def blend_forward_kernel(
@@ -67,15 +139,7 @@ def blend_forward_kernel(
     tile = tl.program_id(0)
     block = tl.program_id(1)
     band = tl.program_id(2)
-    view = tile // tiles_per_view
-    tile_in_view = tile % tiles_per_view
-    lane = tl.arange(0, ROWS * TILE)
-    row = (tile_in_view // tiles_x) * TILE + band * ROWS + lane // TILE
-    col = (tile_in_view % tiles_x) * TILE + lane % TILE
-    inside = (row < height) & (col < width)
-    px = col.to(dtype) + 0.5
-    py = row.to(dtype) + 0.5
-    pix = (view.to(tl.int64) * height + row) * width + col
+    inside, px, py, pix = band_pixels(tile, band, width, height, tiles_x, tiles_per_view, dtype, TILE, ROWS)
 
     start = tl.load(tile_start_ptr + tile)
     count = tl.load(tile_count_ptr + tile)
@@ -94,19 +158,9 @@ def blend_forward_kernel(
         k = b0 + tl.arange(0, BATCH)
         present = k < count
         pos = start + k
-        flat = tl.load(pair_flat_ptr + pos, mask=present, other=0)
-        gid = tl.load(pair_gauss_ptr + pos, mask=present, other=0)
-        mx = tl.load(means2d_ptr + flat * 2, mask=present, other=0.0)
-        my = tl.load(means2d_ptr + flat * 2 + 1, mask=present, other=0.0)
-        ca = tl.load(conics_ptr + flat * 3, mask=present, other=0.0)
-        cb = tl.load(conics_ptr + flat * 3 + 1, mask=present, other=0.0)
-        cc = tl.load(conics_ptr + flat * 3 + 2, mask=present, other=0.0)
-        z = tl.load(depths_ptr + flat, mask=present, other=0.0)
-        op = tl.load(opacities_ptr + gid, mask=present, other=0.0)
-
-        dx = px[:, None] - mx[None, :]  # [P, B]
-        dy = py[:, None] - my[None, :]
-        power = -0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) - cb[None, :] * dx * dy
+        flat, gid, ca, cb, cc, z, op, dx, dy, power = batch_entries(
+            means2d_ptr, conics_ptr, depths_ptr, opacities_ptr, pair_flat_ptr, pair_gauss_ptr, pos, present, px, py
+        )
         # exp of a clamped power: skipped entries (power > 0) must not overflow to inf
         alpha = tl.minimum(op[None, :] * tl.exp(tl.minimum(power, 0.0)), ALPHA_MAX)
         keep = (power <= 0.0) & (alpha >= ALPHA_MIN) & present[None, :] & alive[:, None]
@@ -185,15 +239,7 @@ def blend_backward_kernel(
     dtype = means2d_ptr.dtype.element_ty
     tile = tl.program_id(0)
     band = tl.program_id(1)
-    view = tile // tiles_per_view
-    tile_in_view = tile % tiles_per_view
-    lane = tl.arange(0, ROWS * TILE)
-    row = (tile_in_view // tiles_x) * TILE + band * ROWS + lane // TILE
-    col = (tile_in_view % tiles_x) * TILE + lane % TILE
-    inside = (row < height) & (col < width)
-    px = col.to(dtype) + 0.5
-    py = row.to(dtype) + 0.5
-    pix = (view.to(tl.int64) * height + row) * width + col
+    inside, px, py, pix = band_pixels(tile, band, width, height, tiles_x, tiles_per_view, dtype, TILE, ROWS)
 
     start = tl.load(tile_start_ptr + tile)
     t_cur = tl.load(trans_ptr + pix, mask=inside, other=1.0)
@@ -208,19 +254,9 @@ def blend_backward_kernel(
         k = end - 1 - tl.arange(0, BATCH)
         present = k >= 0
         pos = start + k
-        flat = tl.load(pair_flat_ptr + pos, mask=present, other=0)
-        gid = tl.load(pair_gauss_ptr + pos, mask=present, other=0)
-        mx = tl.load(means2d_ptr + flat * 2, mask=present, other=0.0)
-        my = tl.load(means2d_ptr + flat * 2 + 1, mask=present, other=0.0)
-        ca = tl.load(conics_ptr + flat * 3, mask=present, other=0.0)
-        cb = tl.load(conics_ptr + flat * 3 + 1, mask=present, other=0.0)
-        cc = tl.load(conics_ptr + flat * 3 + 2, mask=present, other=0.0)
-        z = tl.load(depths_ptr + flat, mask=present, other=0.0)
-        op = tl.load(opacities_ptr + gid, mask=present, other=0.0)
-
-        dx = px[:, None] - mx[None, :]
-        dy = py[:, None] - my[None, :]
-        power = -0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) - cb[None, :] * dx * dy
+        flat, gid, ca, cb, cc, z, op, dx, dy, power = batch_entries(
+            means2d_ptr, conics_ptr, depths_ptr, opacities_ptr, pair_flat_ptr, pair_gauss_ptr, pos, present, px, py
+        )
         gauss = tl.exp(tl.minimum(power, 0.0))
         raw = op[None, :] * gauss
         alpha = tl.minimum(raw, ALPHA_MAX)

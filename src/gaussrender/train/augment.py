@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .._checks import check_floating, check_shape
 from .config import AugmentConfig
+from .seeds import sample_seed
 
 __all__ = [
     "PixelAffine",
@@ -168,6 +169,6 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = dict(self.base[index])
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+        g = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, index))
         sample["images"], sample["intrinsics"] = augment_views(sample["images"], sample["intrinsics"], self.cfg, g)
         return sample

@@ -14,6 +14,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
+from .seeds import epoch_seed
+
 __all__ = [
     "DistInfo",
     "init_distributed",
@@ -113,7 +115,7 @@ class TrainSampler(torch.utils.data.Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
             order = torch.randperm(self.length, generator=g).tolist()
         else:
             order = list(range(self.length))

@@ -40,6 +40,7 @@ from .config import Config, config_to_dict, save_config
 from .distributed import DistInfo, ShardSampler, TrainSampler, all_reduce_sum, init_distributed
 from .runlog import RunLogger
 from .schedule import warmup_cosine_factor
+from .seeds import INIT_SEED_STRIDE, RENDER_SEED_STRIDE, epoch_seed
 
 __all__ = [
     "NonFiniteLossError",
@@ -66,17 +67,6 @@ class ResumeError(ValueError):
 # the files a run directory receives through atomic writes (their stale temporaries are
 # removed when a run starts)
 _RUN_FILES = ("last.pt", "config.yaml", "class_counts.json", "log.jsonl")
-
-
-# Seeds of a run's random streams, all derived from ``train.seed`` (and the rank or epoch)
-# with distinct primes as strides, so that no two streams start from the same state:
-#: GaussRender's camera draws: ``train.seed * RENDER_SEED_STRIDE + rank``
-RENDER_SEED_STRIDE = 7919
-#: the data loader's own generator: ``train.seed * LOADER_SEED_STRIDE + epoch``
-LOADER_SEED_STRIDE = 1_000_003
-#: default weight initialisation: ``(train.seed * INIT_SEED_STRIDE + 1) mod 2**32``
-#: (``model.init_seed`` replaces it)
-INIT_SEED_STRIDE = 104_729
 
 
 def init_seed_of(cfg: Config) -> int:
@@ -304,6 +294,13 @@ def _param_groups(model: torch.nn.Module, cfg: Config) -> list[dict[str, Any]]:
     return groups
 
 
+def _default_collate() -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """The batch function of the data loaders when the caller gives none: :func:`gaussrender.data.collate`."""
+    from ..data import collate
+
+    return collate
+
+
 def _gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     if not info.distributed:
         return [obj]
@@ -358,59 +355,79 @@ class Trainer:
         self.grid = grid if grid is not None else get_grid(cfg.data.grid)
         self.progress = progress
         self.metric_convention = metric_convention
-        if collate is None:
-            from ..data import collate as data_collate
-
-            collate = data_collate
-        self.collate = collate
+        self.collate = collate if collate is not None else _default_collate()
+        # seeding first, then the set-up steps in their original order: a repeated or resumed
+        # run must draw exactly the same values
         seed_everything(cfg.train.seed + self.info.rank, cfg.train.deterministic)
+        self._write_run_config()
+        self.logger = RunLogger(self.run_dir, enabled=self.info.is_main)
+        self.model = model.to(self.info.device)
+        self._init_data(train_set, val_set)
+        self._init_optimiser()
+        self._init_amp()
+        self.render_generator = torch.Generator().manual_seed(cfg.train.seed * RENDER_SEED_STRIDE + self.info.rank)
+        if class_weights is None:
+            class_weights = class_weights_for(cfg, self.grid, train_set, self.info, self.run_dir / "class_counts.json")
+        self.loss_fn = TrainingLoss(cfg, self.grid, self.render_generator, class_weights).to(self.info.device)
+        self.ddp_model = self._wrap_ddp()
+        self.step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.skipped_steps = 0
+
+    # ------------------------------------------------------------------ set-up
+    def _write_run_config(self) -> None:
+        """Create the run directory and write ``config.yaml`` (rank 0 only)."""
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
-        self.logger = RunLogger(self.run_dir, enabled=self.info.is_main)
-        device = self.info.device
-        self.model = model.to(device)
-        self.train_set = AugmentedDataset(train_set, cfg.data.augment, seed=cfg.train.seed)
+            save_config(self.cfg, self.run_dir / "config.yaml")
+
+    def _init_data(self, train_set: torch.utils.data.Dataset, val_set: torch.utils.data.Dataset | None) -> None:
+        """The augmented training set, its sampler, and the run's length in steps."""
+        cfg = self.cfg.train
+        self.train_set = AugmentedDataset(train_set, self.cfg.data.augment, seed=cfg.seed)
         self.val_set = val_set
-        self.sampler = TrainSampler(len(train_set), self.info.rank, self.info.world_size, cfg.train.seed)
-        self.steps_per_epoch = math.ceil(self.sampler.per_rank / cfg.train.batch_size)
-        total = self.steps_per_epoch * cfg.train.epochs
-        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        self.sampler = TrainSampler(len(train_set), self.info.rank, self.info.world_size, cfg.seed)
+        self.steps_per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
+        total = self.steps_per_epoch * cfg.epochs
+        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+
+    def _init_optimiser(self) -> None:
+        """AdamW over :func:`_param_groups` and its warm-up + cosine schedule."""
+        optim = self.cfg.optim
         self.optimizer = torch.optim.AdamW(
-            _param_groups(self.model, cfg), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+            _param_groups(self.model, self.cfg), lr=optim.lr, weight_decay=optim.weight_decay
         )
         # the cosine decays over the steps the run takes: a run cut short by max_steps ends at min_lr
         schedule_length = self.total_steps
-        min_ratio = cfg.optim.min_lr / cfg.optim.lr
+        min_ratio = optim.min_lr / optim.lr
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda step: warmup_cosine_factor(
-                step, schedule_length, cfg.optim.warmup_iters, cfg.optim.warmup_ratio, min_ratio
-            ),
+            lambda step: warmup_cosine_factor(step, schedule_length, optim.warmup_iters, optim.warmup_ratio, min_ratio),
         )
-        amp = cfg.train.amp
+
+    def _init_amp(self) -> None:
+        """``train.amp``'s autocast dtype (None: float32; AMP needs CUDA) and the gradient
+        scaler (enabled for float16 only)."""
+        amp = self.cfg.train.amp
+        device = self.info.device
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         if self.amp_dtype is not None and device.type != "cuda":
             warnings.warn(f"train.amp={amp!r} needs CUDA; running in float32 on {device}", RuntimeWarning)
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.render_generator = torch.Generator().manual_seed(cfg.train.seed * RENDER_SEED_STRIDE + self.info.rank)
-        weights = class_weights
-        if weights is None:
-            weights = class_weights_for(cfg, self.grid, train_set, self.info, self.run_dir / "class_counts.json")
-        self.loss_fn = TrainingLoss(cfg, self.grid, self.render_generator, weights).to(device)
-        self.ddp_model: torch.nn.Module = self.model
-        if self.info.distributed:
-            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
-                self.model,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                # a learned opacity head is unused when the render loss is off
-                find_unused_parameters=cfg.model.learned_opacity and not cfg.loss.render,
-            )
-        self.step = 0
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.skipped_steps = 0
+
+    def _wrap_ddp(self) -> torch.nn.Module:
+        """The model the training step calls: ``self.model``, wrapped in DDP under ``torchrun``."""
+        if not self.info.distributed:
+            return self.model
+        device = self.info.device
+        return torch.nn.parallel.DistributedDataParallel(
+            self.model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # a learned opacity head is unused when the render loss is off
+            find_unused_parameters=self.cfg.model.learned_opacity and not self.cfg.loss.render,
+        )
 
     # ------------------------------------------------------------------ one step
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -622,7 +639,7 @@ class Trainer:
             drop_last=False,
             # its own generator: creating the iterator must not draw from the global RNG,
             # or a resumed run would diverge from the uninterrupted one
-            generator=torch.Generator().manual_seed(self.cfg.train.seed * LOADER_SEED_STRIDE + self.epoch),
+            generator=torch.Generator().manual_seed(epoch_seed(self.cfg.train.seed, self.epoch)),
         )
 
     def fit(self, resume: str | Path | None = None) -> dict[str, Any]:
@@ -659,15 +676,22 @@ class Trainer:
         finally:
             self.logger.close()
 
+    def _next_epoch_if_done(self) -> bool:
+        """Move the counters to the next epoch when this one's steps are all taken; return
+        whether they moved."""
+        if self.step_in_epoch < self.steps_per_epoch:
+            return False
+        self.epoch += 1
+        self.step_in_epoch = 0
+        return True
+
     def _fit(self) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         cfg = self.cfg.train
         last_val: dict[str, Any] = {}
         while self.epoch < cfg.epochs and self.step < self.total_steps:
-            if self.step_in_epoch >= self.steps_per_epoch:
-                self.epoch += 1
-                self.step_in_epoch = 0
+            if self._next_epoch_if_done():  # resumed at the end of an epoch
                 continue
             self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch * cfg.batch_size)
             self.train_set.set_epoch(self.epoch)
@@ -695,10 +719,7 @@ class Trainer:
                 if self.step >= self.total_steps:
                     break
             bar.close()
-            epoch_done = self.step_in_epoch >= self.steps_per_epoch
-            if epoch_done:
-                self.epoch += 1
-                self.step_in_epoch = 0
+            epoch_done = self._next_epoch_if_done()
             if self.step % cfg.checkpoint_every != 0:
                 self.save()
             finished = self.step >= self.total_steps or self.epoch >= cfg.epochs
@@ -731,7 +752,7 @@ class Trainer:
         if dataset is None:
             raise ValueError("evaluate() needs a validation dataset")
         device = self.info.device
-        occ = OccupancyMetrics.for_grid(self.grid, convention=self.metric_convention).to(device)
+        occ = OccupancyMetrics(self.grid, convention=self.metric_convention).to(device)
         ray = RayIoU(self.grid).to(device)
         render_scale = self.cfg.train.val_render_scale
         rendered = None
