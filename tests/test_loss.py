@@ -5,6 +5,10 @@ import torch
 
 import gaussrender as gr
 
+# Occ3D's range and classes at 1.6 m voxels (50x50x4): what the options change does not depend
+# on the voxel count, and a loss here costs ~1/60 of one on the 200x200x16 grid.
+SMALL = gr.get_grid("synthetic_small")
+
 
 def _scene(grid, seed=0):
     """A sparse scene: a ground slab, a box object and a wall, plus some ignore voxels."""
@@ -73,7 +77,7 @@ def test_loss_decreases_under_optimisation():
 
 
 def test_empty_and_all_ignore_scenes_give_zero_finite_gradients():
-    grid = gr.OCC3D_NUSCENES
+    grid = SMALL
     k, p = _cameras(grid)
     loss_fn = gr.GaussRenderLoss(grid, bev_size=32)
     ignore = torch.full((1, *grid.shape), 255)
@@ -92,38 +96,71 @@ def test_empty_and_all_ignore_scenes_give_zero_finite_gradients():
     assert float(loss_fn(wrong, empty, k, p, (90, 160))["loss"]) > 0
 
 
+def _differs(a, b):
+    """More than 0.01% apart: far above float32 noise (the terms are ~1e-4 to 1e-8, which the
+    default absolute tolerance of allclose would call equal)."""
+    return not torch.allclose(a, b, rtol=1e-4, atol=0.0)
+
+
 def test_bev_only_without_cameras_and_options():
-    grid = gr.OCC3D_NUSCENES
+    grid = SMALL
     labels = _scene(grid)
     logits = _onehot_logits(labels, grid, 8.0)
+    truth = _onehot_logits(labels, grid)
     out = gr.GaussRenderLoss(grid, bev_size=48)(logits, labels)
     assert out["cam"] == 0 and out["cam_depth"] == 0 and out["bev"] > 0
     k, p = _cameras(grid)
+
+    def run(logits, **kw):
+        loss_fn = gr.GaussRenderLoss(grid, bev_size=48, resolution_divisor=2, seed=0, **kw)
+        return loss_fn(logits, labels, k, p, (90, 160))
+
+    base = run(logits)
+    assert base["cam"] > 0 and base["bev"] > 0 and base["cam_depth"] > 0 and base["bev_depth"] > 0
+    # CE of the rendered distributions = their entropy + KL: the CE at the truth is the truth's
+    # entropy, so CE(prediction) - CE(truth) is the KL loss, term by term
+    ce, ce_truth, kl = run(logits, semantic="ce"), run(truth, semantic="ce"), run(logits, semantic="kl")
+    assert ce_truth["cam"] > 0 and ce_truth["bev"] > 0 and kl["cam"] > 0 and kl["bev"] > 0
+    for term in ("cam", "bev"):
+        torch.testing.assert_close(ce[term] - ce_truth[term], kl[term], rtol=1e-3, atol=1e-7)
+    for term in ("cam_depth", "bev_depth"):  # the depth terms do not depend on `semantic`
+        torch.testing.assert_close(ce[term], base[term])
+        torch.testing.assert_close(kl[term], base[term])
+    # options that touch one part only: the other terms are the default's
+    ortho = run(logits, bev_model="orthographic")
+    assert _differs(ortho["bev"], base["bev"]) and _differs(ortho["bev_depth"], base["bev_depth"])
+    torch.testing.assert_close(ortho["cam"], base["cam"])
+    cam_only = run(logits, views=("cam",))
+    assert cam_only["bev"] == 0 and cam_only["bev_depth"] == 0
+    torch.testing.assert_close(cam_only["cam"], base["cam"])
+    no_depth = run(logits, depth=False)
+    assert no_depth["cam_depth"] == 0 and no_depth["bev_depth"] == 0
+    torch.testing.assert_close(no_depth["cam"], base["cam"])
+    torch.testing.assert_close(no_depth["bev"], base["bev"])
+    # camera strategies move (or add) the sensor camera only: the BEV terms stay the default's,
+    # the camera term changes, and prediction and truth go through the same moved camera, so
+    # the truth still scores 0
     for kw in [
-        dict(semantic="ce"),
-        dict(semantic="kl"),
-        dict(bev_model="orthographic"),
-        dict(views=("cam",)),
-        dict(depth=False),
         dict(camera_strategy="stereo", cameras_per_sample=2),
         dict(camera_weights=gr.NUSCENES_CAMERA_WEIGHTS, cameras_per_sample=3),
         dict(camera_strategy="elevated"),
         dict(camera_strategy="random"),
         dict(camera_strategy="trajectory"),
     ]:
-        out = gr.GaussRenderLoss(grid, bev_size=48, resolution_divisor=2, seed=0, **kw)(logits, labels, k, p, (90, 160))
-        assert all(torch.isfinite(v) for v in out.values()), kw
-        if "views" in kw:
-            assert out["bev"] == 0 and out["cam"] > 0
-        if kw.get("depth") is False:
-            assert out["cam_depth"] == 0 and out["bev_depth"] == 0
+        out = run(logits, **kw)
+        torch.testing.assert_close(out["bev"], base["bev"], msg=lambda m, kw=kw: f"{kw}: {m}")
+        torch.testing.assert_close(out["bev_depth"], base["bev_depth"], msg=lambda m, kw=kw: f"{kw}: {m}")
+        assert out["cam"] > 0 and _differs(out["cam"], base["cam"]), kw
+        assert all(float(v) == 0.0 for v in run(truth, **kw).values()), kw
+    for kw in [dict(semantic="kl"), dict(bev_model="orthographic"), dict(views=("cam",)), dict(depth=False)]:
+        assert all(float(v) == 0.0 for v in run(truth, **kw).values()), kw
     out = gr.GaussRenderLoss(grid, bev_size=32, prefix="loss_render_")(logits, labels)
     assert set(out) == {"loss", "loss_render_cam", "loss_render_cam_depth", "loss_render_bev", "loss_render_bev_depth"}
     assert isinstance(gr.GaussRenderLoss("surroundocc").grid, gr.VoxelGrid)
 
 
 def test_seeded_camera_sampling_is_reproducible():
-    grid = gr.OCC3D_NUSCENES
+    grid = SMALL
     labels = _scene(grid)
     logits = _onehot_logits(labels, grid, 8.0)
     k, p = _cameras(grid)
@@ -137,7 +174,7 @@ def test_seeded_camera_sampling_is_reproducible():
 
 
 def test_bad_input():
-    grid = gr.OCC3D_NUSCENES
+    grid = SMALL
     labels = _scene(grid)
     logits = _onehot_logits(labels, grid, 8.0)
     k, p = _cameras(grid)
