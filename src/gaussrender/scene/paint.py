@@ -36,9 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_floating, check_integer, check_shape
-from .cameras import Cameras
-from .grid import NUSCENES_CLASSES, OCC3D_NUSCENES, VoxelGrid, get_grid
+from .._checks import check_floating, check_integer, check_shape
+from ..geometry.cameras import Cameras
+from ..geometry.grid import NUSCENES_CLASSES, OCC3D_NUSCENES, VoxelGrid, get_grid
 
 __all__ = ["Scene", "make_scene", "degrade", "visibility_mask", "line_of_sight", "camera_rays", "lidar_rays"]
 
@@ -822,7 +822,7 @@ def make_scene(
         frames: number of ego poses of the trajectory; the key frame is the middle one.
         camera_stride: pixel spacing (at 1600x900) of the rays that build ``mask_camera``.
         rig: ``(intrinsics [V, 3, 3], cam_from_grid [V, 4, 4], (height, width))`` of the
-            cameras for ``mask_camera``; default :func:`gaussrender.camera_strategies.nuscenes_rig`
+            cameras for ``mask_camera``; default :func:`gaussrender.geometry.rigs.nuscenes_rig`
             at full resolution.
 
     Returns:
@@ -861,7 +861,7 @@ def make_scene(
     key = frames // 2
     poses = _ego_poses(rng, frames, key)
     if rig is None:
-        from .camera_strategies import nuscenes_rig
+        from ..geometry.rigs import nuscenes_rig
 
         intrinsics, cam_from_grid, _ = nuscenes_rig((900, 1600))
         image_size = (900, 1600)
