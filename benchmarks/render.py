@@ -88,7 +88,7 @@ def run_one(scene: str, args: argparse.Namespace) -> dict:
     labels = load_labels(args.labels, args.seed)
     logits = make_logits(scene, labels, grid)
     k, poses, _ = gr.nuscenes_rig((900, 1600))
-    front = gr.Cameras(poses[:1], gr.camera_strategies.scale_intrinsics(k[:1], 0.25), 400, 225)
+    front = gr.Cameras(poses[:1], gr.geometry.scale_intrinsics(k[:1], 0.25), 400, 225)
     bev = gr.bev_camera(grid, 400)
     background = torch.nn.functional.one_hot(torch.tensor(grid.empty_index), grid.num_classes).float()
     with torch.no_grad():

@@ -93,13 +93,13 @@ def test_nuscenes_camera_odds_are_the_releases_normalised_weights():
         "CAM_BACK_RIGHT": 1 / 6,
     }
     total = sum(release.values())
-    ours = dict(zip(cs.NUSCENES_CAMERA_NAMES, cs.NUSCENES_CAMERA_WEIGHTS))
+    ours = dict(zip(gr.geometry.NUSCENES_CAMERA_NAMES, gr.NUSCENES_CAMERA_WEIGHTS))
     assert set(ours) == set(release)
     for name, w in release.items():
         assert ours[name] == pytest.approx(w / total, abs=1e-15)
     assert ours["CAM_FRONT"] == ours["CAM_BACK"] == pytest.approx(1 / 4)
     assert ours["CAM_FRONT_LEFT"] == ours["CAM_BACK_RIGHT"] == pytest.approx(1 / 8)
-    assert sum(cs.NUSCENES_CAMERA_WEIGHTS) == pytest.approx(1.0, abs=1e-15)
+    assert sum(gr.NUSCENES_CAMERA_WEIGHTS) == pytest.approx(1.0, abs=1e-15)
 
 
 def test_modify_cameras_matches_reference_and_is_differentiable():
@@ -175,14 +175,14 @@ def test_elevated_follows_the_release():
 
 def test_random_follows_the_release():
     poses = _rig()
-    out = cs.random(poses, torch.Generator().manual_seed(2))
+    out = cs.random_view(poses, torch.Generator().manual_seed(2))
     u_phi, u_theta, u_tz = _draws(2, (6,), (6,), (6,))
     for i in range(6):
         phi = 20 * u_phi[i]
         ref = _ref_modify(poses[i].numpy(), phi, -10 + 20 * u_theta[i], ty=0.4 * phi, tz=-10 + 20 * u_tz[i])
         np.testing.assert_allclose(out[i].numpy(), ref, atol=1e-12)
     _, p = _front()
-    many = cs.random(p.expand(1000, 4, 4), torch.Generator().manual_seed(1))
+    many = cs.random_view(p.expand(1000, 4, 4), torch.Generator().manual_seed(1))
     axis, up = many[:, 2, :3], -many[:, 1, :3]
     pitch = torch.rad2deg(torch.asin(-axis[:, 2]))
     assert pitch.min() >= -1e-9 and pitch.max() <= 20 + 1e-9 and pitch.min() < 1 and pitch.max() > 19

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gaussrender as gr
-from gaussrender.camera_strategies import apply_strategy, move_cameras
+from gaussrender.geometry.camera_strategies import apply_strategy, move_cameras
 
 
 def _k(f=100.0, cx=50.0, cy=40.0, dtype=torch.float32):

@@ -147,12 +147,13 @@ GRID = gr.VoxelGrid(
 )
 HOT_PATH = {
     "loss.py",
-    "gaussians.py",
-    "cameras.py",
+    "render/gaussians.py",
+    "geometry/cameras.py",
     "_checks.py",
-    "render/__init__.py",
-    "camera_strategies.py",
-    "grid.py",
+    "render/dispatch.py",
+    "geometry/camera_strategies.py",
+    "geometry/rigs.py",
+    "geometry/grid.py",
 }
 
 
@@ -217,7 +218,7 @@ def test_checks_off_leaves_only_the_data_dependent_sizes(monkeypatch):
     renders = len(rounds)
     assert renders == 2 * 2 * 2  # samples x (camera, BEV) x (prediction, ground truth)
     expected = {
-        ("gaussians.py", "voxels_to_gaussians", "nonzero"): 2 * 2,  # per sample: prediction, truth
+        ("render/gaussians.py", "voxels_to_gaussians", "nonzero"): 2 * 2,  # per sample: prediction, truth
         ("render/_project.py", "bin_gaussians", "nonzero"): renders,
         ("render/_project.py", "bin_gaussians", "repeat_interleave"): renders,
         ("render/_project.py", "bin_gaussians", "bincount"): renders,
@@ -235,9 +236,9 @@ def test_checks_on_reads_values_back(monkeypatch):
         ("_checks.py", "check_rigid"),
         ("_checks.py", "check_intrinsics"),
         ("_checks.py", "check_finite"),
-        ("gaussians.py", "check_labels"),
-        ("render/__init__.py", "render"),
-        ("render/__init__.py", "_check_covariance_range"),
+        ("render/gaussians.py", "check_labels"),
+        ("render/dispatch.py", "render"),
+        ("render/dispatch.py", "_check_covariance_range"),
         ("loss.py", "gauss_render_loss"),
     ]:
         assert where in checked, where

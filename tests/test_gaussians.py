@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import gaussrender as gr
-from gaussrender.gaussians import sharpen
+from gaussrender.render.gaussians import sharpen
 
 GRID = gr.OCC3D_NUSCENES
 

@@ -34,6 +34,7 @@ EXPECTED = {
     "apply_strategy",
     "NUSCENES_CAMERA_WEIGHTS",
     "camera_strategies",
+    "geometry",
     "make_scene",
     "degrade",
     "OccupancyMetrics",

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gaussrender.transforms import pose_matrix, quaternion_to_matrix
+from gaussrender.geometry.transforms import pose_matrix, quaternion_to_matrix
 
 
 def _rodrigues(axis: torch.Tensor, angle: float) -> torch.Tensor:

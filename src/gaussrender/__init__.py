@@ -9,6 +9,10 @@ Five-minute tour::
     out["loss"].backward()
 
 Lower level: :func:`voxels_to_gaussians`, :class:`Cameras`, :func:`render`.
+Layout: :mod:`gaussrender.geometry` (grid, cameras, rigs, camera strategies, transforms, rays),
+:mod:`gaussrender.render` (voxels to Gaussians, the renderer), :mod:`gaussrender.loss`,
+:mod:`gaussrender.metrics`, :mod:`gaussrender.data`, :mod:`gaussrender.models`,
+:mod:`gaussrender.train`, :mod:`gaussrender.scene`, :mod:`gaussrender.commands`.
 Evaluation: :class:`OccupancyMetrics`, :class:`RayIoU` (:mod:`gaussrender.metrics`).
 Data: :mod:`gaussrender.data` (Occ3D, SurroundOcc, SSCBench-KITTI360 readers).
 Models: :mod:`gaussrender.models` (TPVFormer, SurroundOcc); training: :mod:`gaussrender.train`.
@@ -17,15 +21,26 @@ Pictures: :func:`make_scene` (procedural scenes), :mod:`gaussrender.viz`.
 
 from importlib import metadata as _metadata
 
-from . import camera_strategies, data, losses3d, metrics, models, viz
+from . import data, geometry, losses3d, metrics, models, viz
 from ._checks import set_checks
-from .camera_strategies import NUSCENES_CAMERA_WEIGHTS, apply_strategy, bev_camera, nuscenes_rig
-from .cameras import Cameras, look_at
-from .gaussians import Gaussians, voxels_to_gaussians
-from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES, VoxelGrid, get_grid
+from .geometry import (
+    NUSCENES_CAMERA_WEIGHTS,
+    OCC3D_NUSCENES,
+    PRESETS,
+    SSCBENCH_KITTI360,
+    SURROUNDOCC_NUSCENES,
+    Cameras,
+    VoxelGrid,
+    bev_camera,
+    camera_strategies,
+    get_grid,
+    look_at,
+    nuscenes_rig,
+)
+from .geometry.camera_strategies import apply_strategy
 from .loss import GaussRenderLoss, RenderLossOptions, gauss_render_loss
 from .metrics import OccupancyMetrics, RayIoU
-from .render import RenderResult, available_backends, render
+from .render import Gaussians, RenderResult, available_backends, render, voxels_to_gaussians
 from .scene import degrade, make_scene
 
 try:  # the installed distribution's version: pyproject.toml is its one source
@@ -55,6 +70,7 @@ __all__ = [
     "apply_strategy",
     "NUSCENES_CAMERA_WEIGHTS",
     "camera_strategies",
+    "geometry",
     "make_scene",
     "degrade",
     "OccupancyMetrics",

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a refused or corrupt input file is reported as ``error:`` with exit code 2."""
-    from .data._files import DataFileError
+    from .data.files import DataFileError
 
     args = build_parser().parse_args(argv)
     try:

@@ -44,12 +44,12 @@ from ._checks import (
     image_bytes,
     render_bytes,
 )
-from .camera_strategies import STRATEGIES, apply_strategy, bev_camera, scale_intrinsics
-from .cameras import Cameras
-from .gaussians import Gaussians, check_labels, voxels_to_gaussians
-from .grid import VoxelGrid, get_grid
-from .render import render
-from .render._project import CULL_MODES
+from .geometry.camera_strategies import STRATEGIES, apply_strategy
+from .geometry.cameras import Cameras, scale_intrinsics
+from .geometry.grid import VoxelGrid, get_grid
+from .geometry.rigs import bev_camera
+from .render import CULL_MODES, render
+from .render.gaussians import Gaussians, check_labels, voxels_to_gaussians
 
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
 
@@ -73,7 +73,7 @@ class RenderLossOptions:
         depth: add the depth terms.
         camera_strategy: how to move the sampled sensor cameras (``sensor``, ``elevated``,
             ``random``, ``stereo``, ``trajectory`` as the release, or our grid-frame
-            ``drive``; see :mod:`gaussrender.camera_strategies`); default (None): the grid's.
+            ``drive``; see :mod:`gaussrender.geometry.camera_strategies`); default (None): the grid's.
             The strategy is applied once per batch, so ``trajectory``'s draw is shared by the
             batch's samples, as in the release.
         cameras_per_sample: how many of the sample's cameras to render (1 in the release).

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ._checks import check_finite, check_floating, check_integer, check_shape, check_tensor
 
 if TYPE_CHECKING:
-    from .grid import VoxelGrid
+    from .geometry.grid import VoxelGrid
 
 __all__ = [
     "cross_entropy_3d",

@@ -19,10 +19,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ._io import atomic_write
-from .cameras import Cameras, look_at
-from .gaussians import Gaussians
-from .grid import VoxelGrid, get_grid
+from .geometry.cameras import Cameras, look_at
+from .geometry.grid import VoxelGrid, get_grid
 from .render import render
+from .render.gaussians import Gaussians
 
 __all__ = [
     "NUSCENES_COLORS",

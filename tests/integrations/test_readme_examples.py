@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import gaussrender as gr
-from gaussrender import grid as grid_module
+from gaussrender.geometry import grid as grid_module
 
 from .test_lightning import BoardLogger
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from gaussrender.metrics import ray_origins
-from gaussrender.transforms import pose_matrix
+from gaussrender.geometry import ray_origins
+from gaussrender.geometry.transforms import pose_matrix
 from tests.shared_data import OCC3D_DEMO
 
 CALIB = str(OCC3D_DEMO / "nuscenes_mini_val_calib.json")

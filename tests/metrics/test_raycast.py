@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gaussrender.metrics import first_hits
+from gaussrender.geometry import first_hits
 from tests.metrics.reference import trace_ray
 
 

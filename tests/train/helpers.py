@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import gaussrender as gr
-from gaussrender.grid import VoxelGrid
+from gaussrender.geometry.grid import VoxelGrid
 
 TINY_GRID = VoxelGrid(
     name="tiny",

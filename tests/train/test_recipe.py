@@ -138,7 +138,7 @@ def _write_one_sample(root, image_size):
         rel = f"samples/{name}/tok0.png"
         save_png(root / rel, np.zeros((*image_size, 3), dtype=np.uint8))
         inv = np.linalg.inv(cam_from_ego[v].numpy())
-        from gaussrender.train.synthetic import matrix_to_quaternion
+        from gaussrender.geometry.transforms import matrix_to_quaternion
 
         cams[name] = CameraInfo(
             name=name,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gaussrender as gr
-from gaussrender.grid import SYNTHETIC_MEDIUM, SYNTHETIC_SMALL, VoxelGrid, get_grid
+from gaussrender.geometry.grid import SYNTHETIC_MEDIUM, SYNTHETIC_SMALL, VoxelGrid, get_grid
 
 from .helpers import tiny_config, tiny_trainer
 

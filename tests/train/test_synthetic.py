@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import gaussrender as gr
-from gaussrender.train.synthetic import SKY, make_dataset, matrix_to_quaternion, render_views
-from gaussrender.transforms import quaternion_to_matrix
+from gaussrender.geometry.transforms import matrix_to_quaternion, quaternion_to_matrix
+from gaussrender.train.synthetic import SKY, make_dataset, render_views
 from gaussrender.viz import palette
 
 

@@ -82,12 +82,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..camera_strategies import bev_camera, elevated, nuscenes_rig
-    from ..cameras import Cameras
     from ..data.occ3d import read_occ3d_labels
-    from ..gaussians import voxels_to_gaussians
-    from ..grid import OCC3D_NUSCENES
+    from ..geometry.camera_strategies import elevated
+    from ..geometry.cameras import Cameras
+    from ..geometry.grid import OCC3D_NUSCENES
+    from ..geometry.rigs import bev_camera, nuscenes_rig
     from ..loss import GaussRenderLoss
+    from ..render.gaussians import voxels_to_gaussians
     from ..scene import degrade, make_scene
     from ..viz import legend, orbit_cameras, orbit_frames, palette, render_pictures, save_gif, save_png, tile_images
 

@@ -129,8 +129,8 @@ def _load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
     import numpy as np
     import torch
 
-    from ..data._arrays import LABEL_KINDS, open_npz
-    from ..data._files import DataFileError
+    from ..data.arrays import LABEL_KINDS, open_npz
+    from ..data.files import DataFileError
 
     # header-checked read: a hostile or corrupt prediction file is named, never unpickled
     with open_npz(path, "prediction file") as data:

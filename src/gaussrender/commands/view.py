@@ -131,11 +131,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..camera_strategies import bev_camera, scale_intrinsics
-    from ..cameras import Cameras
-    from ..data._files import safe_name
-    from ..gaussians import voxels_to_gaussians
+    from ..data.files import safe_name
+    from ..geometry.cameras import Cameras, scale_intrinsics
+    from ..geometry.rigs import bev_camera
     from ..metrics import OccupancyMetrics, RenderedViewMetrics
+    from ..render.gaussians import voxels_to_gaussians
     from ..viz import legend, orbit_cameras, orbit_frames, palette, render_pictures, save_gif, save_png, tile_images
     from .eval import _dataset, _load_prediction
 

@@ -8,10 +8,9 @@ camera, metres), ``labels`` int64 ``[X, Y, Z]`` and, where the benchmark has the
 layout, e.g. to build synthetic datasets and tests.
 """
 
-from ._files import DataFileError
-from ._geometry import Pose
 from .collate import collate
-from .images import load_image, scale_intrinsics, stored_image_size
+from .files import DataFileError
+from .images import load_image, stored_image_size
 from .infos import (
     CAMERA_NAMES,
     CameraInfo,
@@ -33,6 +32,7 @@ from .kitti360 import (
 )
 from .nuscenes import NUSCENES_IMAGE_SIZE, NuScenesOccupancy, cam_from_ego, group_scenes, resolve_data_path
 from .occ3d import Occ3DNuScenes, occ3d_label_path, read_occ3d_labels, write_occ3d_sample
+from .pose import Pose
 from .surroundocc import (
     SurroundOccNuScenes,
     read_surroundocc_labels,
@@ -51,7 +51,6 @@ __all__ = [
     "safe_pickle_load",
     "write_infos_json",
     "load_image",
-    "scale_intrinsics",
     "stored_image_size",
     "NUSCENES_IMAGE_SIZE",
     "NuScenesOccupancy",

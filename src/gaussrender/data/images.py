@@ -8,10 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..camera_strategies import scale_intrinsics
-from ._files import DataFileError
+from .files import DataFileError
 
-__all__ = ["load_image", "scale_intrinsics", "stored_image_size", "check_image_size", "render_cameras"]
+__all__ = ["load_image", "stored_image_size", "check_image_size", "render_cameras"]
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -23,7 +22,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[t
 
     Returns:
         The image and ``(sx, sy)``, the factors from stored to returned pixel coordinates
-        (pass them to :func:`scale_intrinsics`).
+        (pass them to :func:`gaussrender.geometry.cameras.scale_intrinsics`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.

@@ -28,9 +28,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .._io import atomic_write_text
-from ..camera_strategies import NUSCENES_CAMERA_NAMES
-from ._files import DataFileError, join_under, read_json, safe_name
-from ._geometry import Pose
+from ..geometry.rigs import NUSCENES_CAMERA_NAMES
+from .files import DataFileError, join_under, read_json, safe_name
+from .pose import Pose
 
 __all__ = [
     "CAMERA_NAMES",

@@ -27,10 +27,11 @@ import torch
 from torch.utils.data import Dataset
 
 from .._io import atomic_write
-from ..grid import SSCBENCH_KITTI360, VoxelGrid
-from ._arrays import check_label_array, read_npy, require_file
-from ._files import DataFileError, safe_name
-from .images import check_image_size, load_image, render_cameras, scale_intrinsics, stored_image_size
+from ..geometry.cameras import scale_intrinsics
+from ..geometry.grid import SSCBENCH_KITTI360, VoxelGrid
+from .arrays import check_label_array, read_npy, require_file
+from .files import DataFileError, safe_name
+from .images import check_image_size, load_image, render_cameras, stored_image_size
 
 __all__ = [
     "KITTI360_SPLITS",

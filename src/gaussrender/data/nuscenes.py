@@ -20,9 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..grid import VoxelGrid
-from ._files import DataFileError, join_under, read_json, safe_name
-from .images import check_image_size, load_image, render_cameras, scale_intrinsics, stored_image_size
+from ..geometry.cameras import scale_intrinsics
+from ..geometry.grid import VoxelGrid
+from ..geometry.origins import ray_origins
+from .files import DataFileError, join_under, read_json, safe_name
+from .images import check_image_size, load_image, render_cameras, stored_image_size
 from .infos import CAMERA_NAMES, SampleInfo, load_infos
 
 __all__ = [
@@ -189,11 +191,9 @@ class NuScenesOccupancy(Dataset, ABC):
     def ray_origins(self, sample: SampleInfo) -> torch.Tensor:
         """RayIoU origins ``[K, 3]`` float32 in the grid frame: the LiDAR positions of the scene's frames.
 
-        Computed by :func:`gaussrender.metrics.ray_origins` from every frame of the sample's
+        Computed by :func:`gaussrender.geometry.origins.ray_origins` from every frame of the sample's
         scene present in the info file (time order), then moved from the ego to the grid frame.
         """
-        from ..metrics import ray_origins
-
         frames = self._scenes[sample.scene]
         half = min(self.grid.range_max[0], -self.grid.range_min[0], self.grid.range_max[1], -self.grid.range_min[1])
         origins_ego = ray_origins(

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from .._io import atomic_write
-from ..grid import OCC3D_NUSCENES, VoxelGrid
-from ._arrays import LABEL_KINDS, check_label_array, check_mask_array, open_npz
-from ._files import DataFileError, safe_name
+from ..geometry.grid import OCC3D_NUSCENES, VoxelGrid
+from .arrays import LABEL_KINDS, check_label_array, check_mask_array, open_npz
+from .files import DataFileError, safe_name
 from .infos import SampleInfo
 from .nuscenes import NuScenesOccupancy
 
@@ -29,7 +29,7 @@ def occ3d_label_path(root: str | Path, scene: str, token: str) -> Path:
 
     Raises:
         DataFileError: ``scene`` or ``token`` is not a plain file name (see
-            :func:`~gaussrender.data._files.safe_name`).
+            :func:`~gaussrender.data.files.safe_name`).
     """
     source = f"Occ3D label path under {root}"
     return Path(root) / "gts" / safe_name(scene, "scene", source) / safe_name(token, "token", source) / "labels.npz"

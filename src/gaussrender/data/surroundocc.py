@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from .._io import atomic_write
-from ..grid import SURROUNDOCC_NUSCENES, VoxelGrid
-from ._arrays import check_label_array, read_npy
-from ._files import DataFileError, safe_name
+from ..geometry.grid import SURROUNDOCC_NUSCENES, VoxelGrid
+from .arrays import check_label_array, read_npy
+from .files import DataFileError, safe_name
 from .infos import SampleInfo
 from .nuscenes import NuScenesOccupancy
 

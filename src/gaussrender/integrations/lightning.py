@@ -44,12 +44,12 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     ) from err
 
 from .._checks import check_int, check_real
-from ..camera_strategies import bev_camera, scale_intrinsics
-from ..cameras import Cameras
-from ..gaussians import Gaussians, voxels_to_gaussians
-from ..grid import VoxelGrid, get_grid
+from ..geometry.cameras import Cameras, scale_intrinsics
+from ..geometry.grid import VoxelGrid, get_grid
+from ..geometry.rigs import bev_camera
 from ..metrics.rendered import RenderedViewMetrics
 from ..render import render
+from ..render.gaussians import Gaussians, voxels_to_gaussians
 from ..viz import colorize_depth, colorize_semantics, palette, save_png, tile_images
 
 __all__ = ["RenderedViewsCallback", "comparison_pictures"]

@@ -33,7 +33,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("gaussrender.integrations.mmengine needs mmengine: pip install 'gaussrender[mmengine]'") from err
 
-from ..grid import VoxelGrid, get_grid
+from ..geometry.grid import VoxelGrid, get_grid
 from ..loss import TERMS, GaussRenderLoss
 from ..metrics.rendered import RenderedViewMetrics
 

@@ -18,8 +18,6 @@ from .occupancy import (
     IoUConvention,
     OccupancyMetrics,
 )
-from .origins import ray_origins
-from .raycast import RayHits, first_hits
 from .rayiou import RayIoU, lidar_ray_directions
 from .rendered import RENDER_CONVENTIONS, RenderedViewMetrics
 
@@ -34,7 +32,4 @@ __all__ = [
     "RenderedViewMetrics",
     "RENDER_CONVENTIONS",
     "lidar_ray_directions",
-    "ray_origins",
-    "first_hits",
-    "RayHits",
 ]

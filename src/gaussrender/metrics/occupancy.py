@@ -26,7 +26,7 @@ import torch
 from torchmetrics import Metric
 
 from .._checks import check_integer, check_shape, check_tensor, checks_enabled
-from ..grid import VoxelGrid, get_grid
+from ..geometry.grid import VoxelGrid, get_grid
 from ._iou import Absent, check_absent, class_iou, mean_iou
 
 __all__ = [

@@ -7,7 +7,7 @@ distances differ by less than a threshold. Unlike voxel mIoU it does not reward 
 (only the first hit counts) and it scores depth.
 
 Conventions adopted from SparseOcc's ``ray_metrics.py``, ``ego_pose_dataset.py`` and its
-``dvr`` extension (see :func:`~gaussrender.metrics.raycast.first_hits` for the traversal):
+``dvr`` extension (see :func:`~gaussrender.geometry.raycast.first_hits` for the traversal):
 
 * ray pattern: pitch ``-(pi/2 - atan(k + 1))`` for ``k = 0..9``, then continued with the last
   step until the pitch reaches 0.21 rad (the last one added is the first >= 0.21), 39 pitches
@@ -40,10 +40,10 @@ import torch
 from torchmetrics import Metric
 
 from .._checks import check_finite, check_floating, check_shape
-from ..grid import VoxelGrid, get_grid
+from ..geometry.grid import VoxelGrid, get_grid
+from ..geometry.raycast import first_hits
 from ._iou import class_iou, mean_iou
 from .occupancy import check_label_volumes
-from .raycast import first_hits
 
 __all__ = ["RayIoU", "lidar_ray_directions"]
 

@@ -14,7 +14,7 @@ Per sample:
   predicted label; voxels whose ground truth is ignore (255) are dropped;
 * views: every given camera, rendered with the release's culling (``cull="center"``: only
   Gaussians whose centre lies in front of the camera and projects strictly inside the
-  image), plus the bird's-eye view of :func:`gaussrender.camera_strategies.bev_camera`
+  image), plus the bird's-eye view of :func:`gaussrender.geometry.rigs.bev_camera`
   (perspective, 400x400) which keeps every Gaussian (``cull="footprint"``);
 * background: the empty class one-hot, so a pixel that sees nothing reads "empty"; pixel
   class = argmax of the rendered features (ties go to the lower class index, as
@@ -32,11 +32,11 @@ import torch
 from torchmetrics import Metric
 
 from .._checks import check_finite, check_floating, check_shape
-from ..camera_strategies import bev_camera, scale_intrinsics
-from ..cameras import Cameras
-from ..gaussians import voxels_to_gaussians
-from ..grid import VoxelGrid, get_grid
+from ..geometry.cameras import Cameras, scale_intrinsics
+from ..geometry.grid import VoxelGrid, get_grid
+from ..geometry.rigs import bev_camera
 from ..render import render
+from ..render.gaussians import voxels_to_gaussians
 from ._iou import class_iou, mean_iou
 from .occupancy import check_label_volumes
 
@@ -80,7 +80,7 @@ class RenderedViewMetrics(Metric):
 
     Deviation for speed: ``image_scale`` < 1 renders every view (cameras and BEV) at that
     fraction of its size, with the intrinsics scaled to match
-    (:func:`~gaussrender.camera_strategies.scale_intrinsics`); the release renders at full
+    (:func:`~gaussrender.geometry.cameras.scale_intrinsics`); the release renders at full
     size (``image_scale=1``: 1600x900 nuScenes cameras, 400x400 BEV). Coarser images change
     the numbers (fewer, larger pixels; Gaussians keep their metric size).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..grid import OCC3D_NUSCENES, VoxelGrid, get_grid
+from ..geometry.grid import OCC3D_NUSCENES, VoxelGrid, get_grid
 from .backbone import RESNET_BLOCKS
 
 __all__ = ["ModelConfig", "MODEL_NAMES", "MODEL_SIZES"]

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..grid import VoxelGrid
+from ..geometry.grid import VoxelGrid
 from ._common import FFN, check_model_inputs, flatten_camera_features
 from .config import ModelConfig
 from .deform_attn import init_sampling_offsets, ms_deform_attn

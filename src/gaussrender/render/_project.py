@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..cameras import Cameras
+from ..geometry.cameras import Cameras
 
 __all__ = [
     "Projected",

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from ..cameras import Cameras
-from . import RenderResult
+from ..geometry.cameras import Cameras
 from ._project import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_gaussians, project_gaussians
+from .result import RenderResult
 
 __all__ = ["render_torch"]
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from ..cameras import Cameras
-from . import RenderResult
+from ..geometry.cameras import Cameras
 from ._project import ALPHA_MAX, ALPHA_MIN, T_MIN, TileBins, bin_gaussians, project_gaussians
+from .result import RenderResult
 
 __all__ = ["render_triton", "TritonConfig"]
 

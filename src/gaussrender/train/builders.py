@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..grid import VoxelGrid, get_grid
+from ..geometry.grid import VoxelGrid, get_grid
 from .config import Config, DataConfig
 
 __all__ = ["build_model_from_config", "build_dataset", "prepare_synthetic", "grid_of"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_write
-from ..data._files import DataFileError
+from ..data.files import DataFileError
 
 __all__ = ["save_atomic", "load_checkpoint", "rng_state", "restore_rng_state"]
 

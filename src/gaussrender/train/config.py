@@ -251,7 +251,7 @@ _SEED_LIMIT = 2**32  # numpy's seed range; torch generators are seeded with mult
 
 
 def _validate(cfg: Config) -> None:
-    from ..grid import PRESETS
+    from ..geometry.grid import PRESETS
     from ..models.backbone import RESNET_BLOCKS
 
     finite = math.isfinite
@@ -333,7 +333,7 @@ def _validate(cfg: Config) -> None:
             "expected a non-empty list of finite numbers >= 0, not all 0",
         )
     if loss.class_weights is None and loss.class_weighting == "release":
-        from ..grid import get_grid
+        from ..geometry.grid import get_grid
         from ..losses3d import RELEASE_CLASS_WEIGHTS
 
         name = get_grid(d.grid).name

@@ -31,8 +31,8 @@ import torch
 import torch.distributed as dist
 
 from .._io import atomic_write_text, remove_stale_temporaries
-from ..data._files import DataFileError
-from ..grid import VoxelGrid, get_grid
+from ..data.files import DataFileError
+from ..geometry.grid import VoxelGrid, get_grid
 from ..losses3d import Occupancy3DLoss, release_class_weights
 from .augment import AugmentedDataset
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_atomic
@@ -213,7 +213,7 @@ class TrainingLoss(torch.nn.Module):
             ValueError: samples of one batch with different render sizes, or a malformed
                 ``render_image_size``.
         """
-        from ..camera_strategies import scale_intrinsics
+        from ..geometry.cameras import scale_intrinsics
 
         if "render_intrinsics" not in batch:
             ks = batch["intrinsics"].float()

@@ -23,7 +23,6 @@ reads.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +30,10 @@ import numpy as np
 import torch
 
 from ..data import Occ3DNuScenes
-from ..grid import OCC3D_NUSCENES, VoxelGrid, get_grid
+from ..geometry.grid import OCC3D_NUSCENES, VoxelGrid, get_grid
+from ..geometry.transforms import matrix_to_quaternion
 
-__all__ = ["SyntheticDataset", "SyntheticOccupancy", "make_dataset", "render_views", "matrix_to_quaternion", "SKY"]
+__all__ = ["SyntheticDataset", "SyntheticOccupancy", "make_dataset", "render_views", "SKY"]
 
 #: RGB in [0, 1] of pixels where no Gaussian is seen
 SKY = (0.62, 0.75, 0.90)
@@ -66,37 +66,6 @@ class SyntheticOccupancy(Occ3DNuScenes):
         self.grid = grid
 
 
-def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """Unit quaternion (w, x, y, z) of a ``[3, 3]`` rotation matrix, with ``w >= 0``.
-
-    Picks the largest of ``w, x, y, z`` to divide by (numerically stable for all rotations).
-    """
-    r = np.asarray(rotation, dtype=np.float64)
-    if r.shape != (3, 3):
-        raise ValueError(f"rotation must be a [3, 3] matrix, got shape {list(r.shape)}")
-    trace = r[0, 0] + r[1, 1] + r[2, 2]
-    candidates = [
-        1 + trace,
-        1 + r[0, 0] - r[1, 1] - r[2, 2],
-        1 - r[0, 0] + r[1, 1] - r[2, 2],
-        1 - r[0, 0] - r[1, 1] + r[2, 2],
-    ]
-    k = int(np.argmax(candidates))
-    s = 2.0 * math.sqrt(max(candidates[k], 1e-300))
-    if k == 0:
-        q = (s / 4, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s)
-    elif k == 1:
-        q = ((r[2, 1] - r[1, 2]) / s, s / 4, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s)
-    elif k == 2:
-        q = ((r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, s / 4, (r[1, 2] + r[2, 1]) / s)
-    else:
-        q = ((r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, s / 4)
-    qa = np.asarray(q) / np.linalg.norm(q)
-    if qa[0] < 0:
-        qa = -qa
-    return tuple(float(v) for v in qa)  # type: ignore[return-value]
-
-
 def _pose(matrix: np.ndarray):
     from ..data import Pose
 
@@ -120,9 +89,9 @@ def render_views(
         cam_from_grid: ``[V, 4, 4]`` grid → OpenCV camera.
         image_size: ``(H, W)`` pixels.
     """
-    from ..cameras import Cameras
-    from ..gaussians import voxels_to_gaussians
+    from ..geometry.cameras import Cameras
     from ..render import render
+    from ..render.gaussians import voxels_to_gaussians
 
     gauss = voxels_to_gaussians(grid, labels=labels.long())
     features = gauss.features.float() @ colors.float()  # one-hot x palette
@@ -171,8 +140,8 @@ def make_dataset(
     Returns:
         :class:`SyntheticDataset` with the info file paths.
     """
-    from ..camera_strategies import nuscenes_rig
     from ..data import CameraInfo, SampleInfo, write_infos_json, write_occ3d_sample
+    from ..geometry.rigs import nuscenes_rig
     from ..scene import LIDAR_ORIGIN, make_scene
     from ..viz import palette, save_png
 

@@ -1,4 +1,4 @@
-"""Where to render from: camera rigs, the bird's-eye view, and strategies that move cameras.
+"""Strategies that move cameras before rendering (the rigs themselves are :mod:`.rigs`).
 
 All poses are ``cam_from_grid`` ``[..., 4, 4]`` rigid transforms from the grid frame (metres,
 x forward, y left, z up) to the OpenCV camera frame (x right, y down, z forward). Every
@@ -14,7 +14,8 @@ own up axis, ``tz < 0``: forward along its optical axis).
 * ``sensor``: the cameras as they are.
 * ``elevated``: phi = 20, theta ~ U[-5, 5], ty = 8: the camera rises 8 m along its pitched
   up axis, i.e. 8·cos 20° ≈ 7.5 m up and 8·sin 20° ≈ 2.7 m forward for a level camera.
-* ``random``: phi ~ U[0, 20], theta ~ U[-10, 10], ty = 0.4·phi, tz ~ U[-10, 10].
+* ``random`` (function :func:`random_view`, so as not to shadow the standard library's
+  ``random``): phi ~ U[0, 20], theta ~ U[-10, 10], ty = 0.4·phi, tz ~ U[-10, 10].
 * ``stereo``: keep each camera and add a copy with ty ~ U[-1, 1], tz ~ U[-1, 1] (camera
   y and z, no rotation); doubles the number of views.
 * ``trajectory``: one r ~ U[0, 1] per call adds ``((ymax - |ymin|)/2 · r, 2, -(xmax - |xmin|)
@@ -37,43 +38,25 @@ from typing import Literal
 
 import torch
 
-from ._checks import check_rigid
-from .cameras import Cameras
+from .._checks import check_rigid
 from .grid import VoxelGrid, get_grid
+from .transforms import rotation_x, rotation_y, rotation_z
 
 __all__ = [
     "STRATEGIES",
-    "NUSCENES_CAMERA_NAMES",
-    "NUSCENES_CAMERA_WEIGHTS",
     "apply_strategy",
     "modify_cameras",
     "move_cameras",
     "sensor",
     "elevated",
-    "random",
+    "random_view",
     "stereo",
     "trajectory",
     "drive",
-    "bev_camera",
-    "nuscenes_rig",
-    "scale_intrinsics",
 ]
 
 Strategy = Literal["sensor", "elevated", "random", "stereo", "trajectory", "drive"]
 STRATEGIES: tuple[str, ...] = ("sensor", "elevated", "random", "stereo", "trajectory", "drive")
-
-NUSCENES_CAMERA_NAMES = (
-    "CAM_FRONT",
-    "CAM_FRONT_RIGHT",
-    "CAM_FRONT_LEFT",
-    "CAM_BACK",
-    "CAM_BACK_LEFT",
-    "CAM_BACK_RIGHT",
-)
-#: Odds of each camera in :data:`NUSCENES_CAMERA_NAMES` order. The release draws the rendered
-#: camera with ``random.choices`` and weights 1/3 front, 1/3 back, 1/6 each side, which
-#: ``choices`` normalises (their sum is 1.33): front 1/4, back 1/4, each side camera 1/8.
-NUSCENES_CAMERA_WEIGHTS = (1 / 4, 1 / 8, 1 / 8, 1 / 4, 1 / 8, 1 / 8)
 
 
 def _uniform(
@@ -88,27 +71,6 @@ def _uniform(
 def _check_poses(cam_from_grid: torch.Tensor) -> None:
     # dtype and shape always; finite, rigid, |t| <= 1e6 m unless gr.set_checks(False)
     check_rigid("cam_from_grid", cam_from_grid)
-
-
-def _rot_x(deg: torch.Tensor) -> torch.Tensor:
-    a = torch.deg2rad(deg)
-    c, s = torch.cos(a), torch.sin(a)
-    o, z = torch.ones_like(a), torch.zeros_like(a)
-    return torch.stack([o, z, z, z, c, -s, z, s, c], dim=-1).reshape(*a.shape, 3, 3)
-
-
-def _rot_y(deg: torch.Tensor) -> torch.Tensor:
-    a = torch.deg2rad(deg)
-    c, s = torch.cos(a), torch.sin(a)
-    o, z = torch.ones_like(a), torch.zeros_like(a)
-    return torch.stack([c, z, s, z, o, z, -s, z, c], dim=-1).reshape(*a.shape, 3, 3)
-
-
-def _rot_z(deg: torch.Tensor) -> torch.Tensor:
-    a = torch.deg2rad(deg)
-    c, s = torch.cos(a), torch.sin(a)
-    o, z = torch.ones_like(a), torch.zeros_like(a)
-    return torch.stack([c, -s, z, s, c, z, z, z, o], dim=-1).reshape(*a.shape, 3, 3)
 
 
 def _expand(x: torch.Tensor | float, name: str, like: torch.Tensor) -> torch.Tensor:
@@ -153,7 +115,7 @@ def modify_cameras(
     args = {
         n: _expand(v, n, cam_from_grid) for n, v in (("phi", phi), ("theta", theta), ("tx", tx), ("ty", ty), ("tz", tz))
     }
-    rot = _rot_x(args["phi"]) @ _rot_y(args["theta"])
+    rot = rotation_x(args["phi"]) @ rotation_y(args["theta"])
     top = rot @ cam_from_grid[..., :3, :]  # [..., 3, 4]: the rotation acts on R and t alike
     shift = torch.stack([args["tx"], args["ty"], args["tz"]], dim=-1)
     top = torch.cat([top[..., :3], top[..., 3:] + shift[..., None]], dim=-1)
@@ -199,7 +161,9 @@ def move_cameras(
         + full(right, "right")[..., None] * rot[..., 0, :]
         + full(lift, "lift")[..., None] * torch.tensor([0.0, 0.0, 1.0], dtype=rot.dtype, device=rot.device)
     )
-    new_rot = _rot_x(full(pitch_down, "pitch_down")) @ rot @ _rot_z(full(yaw_left, "yaw_left")).transpose(-1, -2)
+    new_rot = (
+        rotation_x(full(pitch_down, "pitch_down")) @ rot @ rotation_z(full(yaw_left, "yaw_left")).transpose(-1, -2)
+    )
     out = torch.zeros_like(cam_from_grid)
     out[..., :3, :3] = new_rot
     out[..., :3, 3] = -(new_rot @ centre[..., None])[..., 0]
@@ -231,7 +195,7 @@ def elevated(
     return modify_cameras(cam_from_grid, phi=pitch, theta=theta, ty=lift)
 
 
-def random(
+def random_view(
     cam_from_grid: torch.Tensor,
     generator: torch.Generator | None = None,
     max_pitch: float = 20.0,
@@ -344,7 +308,7 @@ def apply_strategy(
     if strategy == "elevated":
         return elevated(cam_from_grid, generator)
     if strategy == "random":
-        return random(cam_from_grid, generator)
+        return random_view(cam_from_grid, generator)
     if strategy == "stereo":
         return stereo(cam_from_grid, generator)
     if strategy == "trajectory":
@@ -352,112 +316,3 @@ def apply_strategy(
     if strategy == "drive":
         return drive(cam_from_grid, grid, generator)
     raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-
-
-def bev_camera(
-    grid: VoxelGrid | str,
-    size: int = 400,
-    model: Literal["perspective", "orthographic"] = "perspective",
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> Cameras:
-    """One bird's-eye-view camera looking straight down at ``grid``.
-
-    Image "up" is grid +x (forward) and image "right" is grid -y, so the picture reads like a
-    map with the car driving up.
-
-    * ``"perspective"`` (the release): the camera is above the ego origin at a height equal to
-      the grid's x extent (80 m Occ3D, 100 m SurroundOcc, 51.2 m KITTI-360), focal ``size``
-      pixels (53.13° field of view); the principal point is placed so that the grid's centre
-      lands at the image centre (Occ3D: the centre; KITTI-360, whose grid lies ahead of the
-      car: the bottom edge).
-    * ``"orthographic"``: parallel projection framing the grid's xy extent exactly, from the
-      same height above the grid centre.
-
-    Returns:
-        :class:`Cameras` with one ``size`` x ``size`` view.
-    """
-    grid = get_grid(grid)
-    if not isinstance(size, int) or size <= 0:
-        raise ValueError(f"size must be a positive int (pixels), got {size!r}")
-    height = grid.extent[0]
-    xc, yc, _ = grid.center
-    rot = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]], dtype=torch.float64)
-    if model == "perspective":
-        eye = torch.tensor([0.0, 0.0, height], dtype=torch.float64)
-        f = float(size)
-        k = [[f, 0.0, size / 2 + f * yc / height], [0.0, f, size / 2 + f * xc / height], [0.0, 0.0, 1.0]]
-        cam_model = "pinhole"
-    elif model == "orthographic":
-        eye = torch.tensor([xc, yc, height], dtype=torch.float64)
-        k = [[size / grid.extent[1], 0.0, size / 2], [0.0, size / grid.extent[0], size / 2], [0.0, 0.0, 1.0]]
-        cam_model = "orthographic"
-    else:
-        raise ValueError(f"model must be 'perspective' or 'orthographic', got {model!r}")
-    pose = torch.eye(4, dtype=torch.float64)
-    pose[:3, :3] = rot
-    pose[:3, 3] = -(rot @ eye)
-    return Cameras(
-        pose[None].to(device=device, dtype=dtype),
-        torch.tensor([k], dtype=dtype, device=device),
-        size,
-        size,
-        cam_model,  # type: ignore[arg-type]
-    )
-
-
-# Approximate nuScenes rig (vehicle n008, rounded from its calibration tables): camera
-# position in the ego frame (m), yaw (deg, left positive), focal and principal point at
-# 1600x900.
-_NUSCENES_RIG = (
-    # name, (x, y, z), yaw, focal, cx, cy
-    ("CAM_FRONT", (1.72, 0.0, 1.49), 0.0, 1252.8, 826.6, 470.0),
-    ("CAM_FRONT_RIGHT", (1.58, -0.50, 1.52), -55.0, 1256.7, 817.8, 452.0),
-    ("CAM_FRONT_LEFT", (1.58, 0.50, 1.51), 55.0, 1257.9, 827.2, 450.9),
-    ("CAM_BACK", (0.05, 0.01, 1.57), 180.0, 796.9, 857.8, 476.9),
-    ("CAM_BACK_LEFT", (1.05, 0.48, 1.56), 110.0, 1255.0, 829.6, 467.2),
-    ("CAM_BACK_RIGHT", (1.06, -0.47, 1.55), -110.0, 1250.0, 825.4, 462.5),
-)
-
-
-def scale_intrinsics(intrinsics: torch.Tensor, sx: float, sy: float | None = None) -> torch.Tensor:
-    """Intrinsics ``[..., 3, 3]`` of an image resized by ``sx`` (width) and ``sy`` (height).
-
-    Exact for the pixel-centre convention (u, v) = (c + 0.5, r + 0.5): resizing maps the
-    continuous image plane linearly, so ``fx, s, cx`` scale by ``sx`` and ``fy, cy`` by ``sy``.
-    """
-    sy = sx if sy is None else sy
-    scale = torch.tensor([sx, sy, 1.0], dtype=intrinsics.dtype, device=intrinsics.device)
-    return intrinsics * scale[:, None]
-
-
-def nuscenes_rig(
-    image_size: tuple[int, int] = (900, 1600),
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    """A nuScenes-like six-camera rig for synthetic scenes and demos.
-
-    Args:
-        image_size: (height, width) in pixels; intrinsics are scaled from 1600x900.
-
-    Returns:
-        intrinsics ``[6, 3, 3]``, cam_from_ego ``[6, 4, 4]`` and the camera names in the usual
-        order (front, front right, front left, back, back left, back right).
-    """
-    h, w = image_size
-    level = torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
-    poses, ks = [], []
-    for _, pos, yaw, f, cx, cy in _NUSCENES_RIG:
-        rot = level @ _rot_z(torch.tensor(yaw, dtype=torch.float64)).T
-        pose = torch.eye(4, dtype=torch.float64)
-        pose[:3, :3] = rot
-        pose[:3, 3] = -(rot @ torch.tensor(pos, dtype=torch.float64))
-        poses.append(pose)
-        ks.append(torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], dtype=torch.float64))
-    k = scale_intrinsics(torch.stack(ks), w / 1600.0, h / 900.0)
-    return (
-        k.to(device=device, dtype=dtype),
-        torch.stack(poses).to(device=device, dtype=dtype),
-        NUSCENES_CAMERA_NAMES,
-    )

@@ -1,20 +1,24 @@
-"""Rigid transforms from the translation + quaternion pairs that nuScenes-style info files store.
+"""Rotations and rigid transforms: quaternions <-> matrices, axis rotations, poses.
 
 nuScenes (and the BEVDet/mmdet3d info files built from it) store a pose as a translation in
 metres and a rotation quaternion in ``(w, x, y, z)`` order; ``pose_matrix`` turns one into the
 ``[4, 4]`` homogeneous matrix that maps points of the child frame into the parent frame
-(e.g. ``lidar2ego_*`` gives ego-from-lidar).
+(e.g. ``lidar2ego_*`` gives ego-from-lidar). :func:`matrix_to_quaternion` goes back, to
+write such files. :func:`rotation_x`, :func:`rotation_y`, :func:`rotation_z` are batched axis
+rotations in degrees (the camera strategies' ``Rx``, ``Ry``, ``Rz``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
+import numpy as np
 import torch
 
-from ._checks import check_finite, check_shape
+from .._checks import check_finite, check_shape
 
-__all__ = ["pose_matrix", "quaternion_to_matrix"]
+__all__ = ["pose_matrix", "quaternion_to_matrix", "matrix_to_quaternion", "rotation_x", "rotation_y", "rotation_z"]
 
 
 def _as_float64(name: str, value: torch.Tensor | Sequence[float], size: int) -> torch.Tensor:
@@ -83,3 +87,58 @@ def pose_matrix(
     out[:3, :3] = quaternion_to_matrix(rotation_wxyz)
     out[:3, 3] = t
     return out
+
+
+def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """Unit quaternion (w, x, y, z) of a ``[3, 3]`` rotation matrix, with ``w >= 0``.
+
+    Picks the largest of ``w, x, y, z`` to divide by (numerically stable for all rotations).
+    """
+    r = np.asarray(rotation, dtype=np.float64)
+    if r.shape != (3, 3):
+        raise ValueError(f"rotation must be a [3, 3] matrix, got shape {list(r.shape)}")
+    trace = r[0, 0] + r[1, 1] + r[2, 2]
+    candidates = [
+        1 + trace,
+        1 + r[0, 0] - r[1, 1] - r[2, 2],
+        1 - r[0, 0] + r[1, 1] - r[2, 2],
+        1 - r[0, 0] - r[1, 1] + r[2, 2],
+    ]
+    k = int(np.argmax(candidates))
+    s = 2.0 * math.sqrt(max(candidates[k], 1e-300))
+    if k == 0:
+        q = (s / 4, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s)
+    elif k == 1:
+        q = ((r[2, 1] - r[1, 2]) / s, s / 4, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s)
+    elif k == 2:
+        q = ((r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, s / 4, (r[1, 2] + r[2, 1]) / s)
+    else:
+        q = ((r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, s / 4)
+    qa = np.asarray(q) / np.linalg.norm(q)
+    if qa[0] < 0:
+        qa = -qa
+    return tuple(float(v) for v in qa)  # type: ignore[return-value]
+
+
+def rotation_x(deg: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, 3]`` right-handed rotations about the x axis by ``deg [...]`` degrees."""
+    a = torch.deg2rad(deg)
+    c, s = torch.cos(a), torch.sin(a)
+    o, z = torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([o, z, z, z, c, -s, z, s, c], dim=-1).reshape(*a.shape, 3, 3)
+
+
+def rotation_y(deg: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, 3]`` right-handed rotations about the y axis by ``deg [...]`` degrees."""
+    a = torch.deg2rad(deg)
+    c, s = torch.cos(a), torch.sin(a)
+    o, z = torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([c, z, s, z, o, z, -s, z, c], dim=-1).reshape(*a.shape, 3, 3)
+
+
+def rotation_z(deg: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, 3]`` right-handed rotations about the z axis by ``deg [...]`` degrees."""
+    a = torch.deg2rad(deg)
+    c, s = torch.cos(a), torch.sin(a)
+    o, z = torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([c, -s, z, s, c, z, z, z, o], dim=-1).reshape(*a.shape, 3, 3)

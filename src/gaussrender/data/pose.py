@@ -1,7 +1,7 @@
 """Rigid poses as nuScenes-style metadata stores them: translation + unit quaternion (w, x, y, z).
 
 Matrices are float64 numpy: composing global poses (hundreds of metres from the map origin)
-in float32 would lose centimetres. The quaternion maths is :mod:`gaussrender.transforms`.
+in float32 would lose centimetres. The quaternion maths is :mod:`gaussrender.geometry.transforms`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..transforms import pose_matrix
+from ..geometry.transforms import pose_matrix
 
 __all__ = ["Pose"]
 

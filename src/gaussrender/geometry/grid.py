@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from ._checks import MAX_COORDINATE, MAX_SCALE, check_int, check_real
+from .._checks import MAX_COORDINATE, MAX_SCALE, check_int, check_real
 
 __all__ = [
     "VoxelGrid",

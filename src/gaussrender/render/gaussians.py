@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import (
+from .._checks import (
     MAX_SCALE,
     check_finite,
     check_floating,
@@ -15,8 +15,8 @@ from ._checks import (
     check_shape,
     checks_enabled,
 )
-from .grid import VoxelGrid, get_grid
-from .render._project import ALPHA_MIN
+from ..geometry.grid import VoxelGrid, get_grid
+from ._project import ALPHA_MIN
 
 __all__ = ["Gaussians", "voxels_to_gaussians", "sharpen", "check_labels"]
 

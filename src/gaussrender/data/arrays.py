@@ -18,7 +18,7 @@ from typing import BinaryIO, Sequence
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ._files import DataFileError
+from .files import DataFileError
 
 __all__ = [
     "check_label_array",

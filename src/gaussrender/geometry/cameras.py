@@ -18,9 +18,9 @@ from typing import Literal
 
 import torch
 
-from ._checks import check_int, check_intrinsics, check_real, check_rigid, check_shape
+from .._checks import check_int, check_intrinsics, check_real, check_rigid, check_shape
 
-__all__ = ["Cameras", "look_at"]
+__all__ = ["Cameras", "look_at", "scale_intrinsics"]
 
 CameraModel = Literal["pinhole", "orthographic"]
 
@@ -160,3 +160,14 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor | None = N
     out[..., :3, 3] = -(rot @ eye[..., None])[..., 0]
     out[..., 3, 3] = 1.0
     return out
+
+
+def scale_intrinsics(intrinsics: torch.Tensor, sx: float, sy: float | None = None) -> torch.Tensor:
+    """Intrinsics ``[..., 3, 3]`` of an image resized by ``sx`` (width) and ``sy`` (height).
+
+    Exact for the pixel-centre convention (u, v) = (c + 0.5, r + 0.5): resizing maps the
+    continuous image plane linearly, so ``fx, s, cx`` scale by ``sx`` and ``fy, cy`` by ``sy``.
+    """
+    sy = sx if sy is None else sy
+    scale = torch.tensor([sx, sy, 1.0], dtype=intrinsics.dtype, device=intrinsics.device)
+    return intrinsics * scale[:, None]
