@@ -257,14 +257,19 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
     metric scaled by the largest absolute value in its row. Drawn with PIL only."""
     from PIL import Image, ImageDraw, ImageFont
 
-    width, height, pad = 1200, 560, 50
+    width, height, pad = 1400, 600, 50
     img = Image.new("RGB", (width, height), (255, 255, 255))
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     # --- left panel: learning curves
     x0, y0, x1, y1 = pad + 20, pad, width // 2 - pad, height - pad
     d.rectangle([x0, y0, x1, y1], outline=(0, 0, 0))
-    d.text((x0, y0 - 30), "3D training loss (CE x10 + Lovasz), mean over seeds", fill=(0, 0, 0), font=font)
+    d.text(
+        (x0, y0 - 30),
+        "3D training loss (CE x10 + Lovasz), mean over seeds, after the first 10% of steps",
+        fill=(0, 0, 0),
+        font=font,
+    )
     curves = {}
     for arm in arms:
         rows = [r["curves"] for r in runs if r["arm"] == arm and r["curves"]["step"]]
@@ -273,7 +278,9 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
         n = min(len(c["step"]) for c in rows)
         steps = np.asarray(rows[0]["step"][:n], dtype=np.float64)
         loss = np.mean([np.asarray(c["loss_3d"][:n], dtype=np.float64) for c in rows], axis=0)
-        curves[arm] = (steps, _smooth(loss, max(1, n // 20)))
+        # the first steps (loss falling from ~20) would flatten the part worth reading
+        keep = steps >= 0.1 * steps.max()
+        curves[arm] = (steps[keep], _smooth(loss, max(1, n // 20))[keep])
     if curves:
         xs = np.concatenate([s for s, _ in curves.values()])
         ys = np.concatenate([l for _, l in curves.values()])
@@ -295,7 +302,7 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
         d.text((x0 - 45, y0), f"{yhi:.3g}", fill=(0, 0, 0), font=font)
         d.text((x0 - 45, y1 - 10), f"{ylo:.3g}", fill=(0, 0, 0), font=font)
     # --- right panel: paired differences
-    x0, x1 = width // 2 + 110, width - pad
+    x0, x1 = width // 2 + 230, width - 100
     d.text(
         (width // 2 + 10, pad - 30),
         "paired difference arm - std (dots: seeds; |: mean; line: bootstrap 95%)",
@@ -315,7 +322,7 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
             yc = pad + (j + 0.5) * row_h
             colour = _COLOURS[(arms.index(arm)) % len(_COLOURS)]
             better = "+" if entry["higher_is_better"] else "-"
-            d.text((width // 2 + 10, yc - 6), f"{arm}: {m} ({better} better)"[:30], fill=colour, font=font)
+            d.text((width // 2 + 10, yc - 6), f"{arm}: {m} ({better} better)", fill=colour, font=font)
             to_x = lambda v: xm + v / scale * (x1 - xm) * 0.95  # noqa: E731
             lo, hi = entry["bootstrap95"]
             if math.isfinite(lo) and math.isfinite(hi):
@@ -324,7 +331,7 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
                 d.ellipse([to_x(v) - 3, yc - 3, to_x(v) + 3, yc + 3], outline=colour)
             if math.isfinite(entry["mean"]):
                 d.line([(to_x(entry["mean"]), yc - 7), (to_x(entry["mean"]), yc + 7)], fill=(0, 0, 0), width=2)
-            d.text((x1 - 70, yc - 16), f"±{scale:.3g}", fill=(120, 120, 120), font=font)
+            d.text((x1 + 8, yc - 6), f"±{scale:.3g}", fill=(120, 120, 120), font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG")
     return path

@@ -127,7 +127,7 @@ def test_ci_sized_run_writes_a_paired_result(evidence, tmp_path):
     from PIL import Image
 
     with Image.open(tmp_path / "out" / "evidence.png") as im:
-        assert im.size == (1200, 560)
+        assert im.size == (1400, 600)
 
     # --reuse takes the finished runs of the same config instead of training again ...
     again = _ci_run(evidence, tmp_path, "--reuse")
