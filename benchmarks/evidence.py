@@ -43,6 +43,7 @@ thread count (on a shared machine 1 thread per run is often faster).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -51,8 +52,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -201,6 +203,28 @@ def run_config(base: Path, arm: str, seed: int, steps: int, data_root: Path, arg
         overrides.append(f"data.grid={args.grid}")
     overrides += args.set
     return load_config(base, overrides), overrides
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.evidence.lock`` while a run trains: two processes splitting an experiment
+    must not train the same run (both would append to one ``log.jsonl``). A lock left by a
+    killed process is reported, not broken: delete it once no process trains that run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / ".evidence.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise SystemExit(
+            f"error: {lock} exists: another evidence.py process is training this run (or one was killed; "
+            "delete the file if none is running)"
+        ) from None
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def data_dir(cfg, root: Path) -> Path:
@@ -449,11 +473,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     runs.append({**record, "reused": True})
                     print(f"[{arm} seed {seed}] reused {record_path}", flush=True)
                     continue
-            for stale in ("log.jsonl", "last.pt", RUN_RECORD):  # a fresh run, not a resumed or appended one
-                (run_dir / stale).unlink(missing_ok=True)
-            t0 = time.perf_counter()
-            result = train(cfg, run_dir, progress=False)
-            wall = time.perf_counter() - t0
+            with run_lock(run_dir):
+                for stale in ("log.jsonl", "last.pt", RUN_RECORD):  # a fresh run, not a resumed or appended one
+                    (run_dir / stale).unlink(missing_ok=True)
+                t0 = time.perf_counter()
+                result = train(cfg, run_dir, progress=False)
+                wall = time.perf_counter() - t0
             metrics = {k: float(v) for k, v in result.items() if k in METRICS}
             curves = read_curves(run_dir)
             record = {

@@ -186,3 +186,17 @@ def test_bad_options_are_refused(evidence, argv, message, capsys):
     with pytest.raises(SystemExit):
         evidence.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_a_run_another_process_holds_is_refused(evidence, tmp_path):
+    # two processes splitting an experiment must not train one run into one log.jsonl
+    run_dir = tmp_path / "runs" / "synthetic_small_std_seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / ".evidence.lock").write_text("12345\n")
+    with pytest.raises(SystemExit, match=r"\.evidence\.lock exists"):
+        _ci_run(evidence, tmp_path)
+    assert not (run_dir / "log.jsonl").exists()  # nothing was trained or deleted
+    assert (run_dir / ".evidence.lock").read_text() == "12345\n"  # a foreign lock is not broken
+    (run_dir / ".evidence.lock").unlink()
+    _ci_run(evidence, tmp_path)
+    assert not (run_dir / ".evidence.lock").exists()  # released after the run
