@@ -45,7 +45,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ModelSection:
-    name: Literal["tpvformer", "surroundocc"] = "tpvformer"  # architecture
+    name: Literal["tpvformer", "surroundocc", "symphonies"] = "tpvformer"  # architecture
     size: Literal["tiny", "base"] = "base"  # tiny: CPU-sized for tests and CI
     learned_opacity: bool = False  # predict a per-voxel opacity for GaussRender
     backbone_depth: Optional[int] = None  # ResNet depth override (18, 34, 50, 101)
