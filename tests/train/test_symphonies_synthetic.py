@@ -168,3 +168,16 @@ def test_config_checks_and_builders(tmp_path, kitti_like):
         build_dataset(dataclasses.replace(data, grid="occ3d"), "val")
     with pytest.raises(ValueError, match=r"expected shape \(256, 256, 32\)"):
         build_dataset(data, "val")[0]
+
+
+def test_geometric_augmentation_is_refused_with_depth_maps():
+    from gaussrender.train.augment import AugmentedDataset
+    from gaussrender.train.config import AugmentConfig
+
+    sample = {"images": torch.rand(1, 3, 8, 12), "intrinsics": torch.eye(3)[None], "depth": torch.ones(1, 8, 12)}
+    with pytest.raises(ValueError, match="depth map"):
+        AugmentedDataset([sample], AugmentConfig(flip=True))[0]
+    with pytest.raises(ValueError, match="depth map"):
+        AugmentedDataset([sample], AugmentConfig(resize_scale=(0.9, 1.1)))[0]
+    out = AugmentedDataset([sample], AugmentConfig(brightness=0.2))[0]  # photometric only: fine
+    assert torch.equal(out["depth"], sample["depth"])

@@ -357,6 +357,9 @@ class _ImageEncoder(nn.Module):
     projected to ``embed_dims``.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, size: SymphoniesSize, embed_dims: int, backbone_depth: int) -> None:
         super().__init__()
         self.backbone = ResNet(
@@ -369,13 +372,12 @@ class _ImageEncoder(nn.Module):
         ch = self.backbone.out_channels  # strides 4, 8, 16, 32
         d, g = size.pixel_dims, size.gn_groups
         # encoder levels, low resolution first: strides 32, 16, 8, then the extra 64
-        self.input_proj = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(c, d, 1), nn.GroupNorm(g, d)) for c in (ch[3], ch[2], ch[1])]
-            + [nn.Sequential(nn.Conv2d(ch[3], d, 3, stride=2, padding=1), nn.GroupNorm(g, d))]
-        )
-        for proj in self.input_proj:
-            nn.init.xavier_uniform_(proj[0].weight)
-            nn.init.zeros_(proj[0].bias)
+        convs = [nn.Conv2d(c, d, 1) for c in (ch[3], ch[2], ch[1])] + [nn.Conv2d(ch[3], d, 3, stride=2, padding=1)]
+        for conv in convs:
+            nn.init.xavier_uniform_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+        self.input_proj = nn.ModuleList(nn.Sequential(conv, nn.GroupNorm(g, d)) for conv in convs)
         self.level_embed = nn.Parameter(torch.empty(4, d).normal_())
         self.layers = nn.ModuleList(
             _PixelEncoderLayer(d, size.pixel_heads, 4, size.pixel_points, size.pixel_ffn)
@@ -443,7 +445,7 @@ class _ScenePosition(nn.Module):
 
     def forward(self) -> torch.Tensor:
         sx, sy, sz = self.shape
-        ex, ey, ez = (e.weight for e in self.embeds)
+        ex, ey, ez = (e.weight for e in self.embeds if isinstance(e, nn.Embedding))
         h = ex.shape[1]
         full = torch.cat(
             [
@@ -490,7 +492,7 @@ class _SymphoniesLayer(nn.Module):
         fov_scene = self.scene_query(fov_scene, queries, fov_pos)
         fov_scene = self.scene_self(fov_scene, value, fov_ref, [sq_shape], fov_pos)
         scene = scene.index_copy(1, fov, fov_scene)
-        if self.query_scene is None:
+        if self.query_scene is None or self.query_self is None:
             return scene, queries
         value, sq_shape = squeeze_volume(scene.transpose(1, 2).reshape(b, c, *scene_shape))
         queries = self.query_scene(queries, value, ref_3d, [sq_shape])
@@ -537,6 +539,8 @@ class Symphonies(nn.Module):
 
     #: the trainer passes ``depth=batch["depth"]`` to models that set this
     needs_depth = True
+    scene_centres: torch.Tensor  # [N, 1, 3] metres, grid frame (buffer)
+    scene_squeezed: torch.Tensor  # [N, 2] each voxel's own pixel on the squeezed map (buffer)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -692,6 +696,6 @@ class Symphonies(nn.Module):
             feat = self.up(self.up_z(v))[:, :, :gx, :gy, :gz]
             logits.append(self.classifier(feat))
         opacity = None
-        if self.opacity_head is not None:
+        if self.opacity_head is not None and feat is not None:
             opacity = self.opacity_head(feat.permute(0, 2, 3, 4, 1))
         return {"logits": logits[-1], "aux_logits": logits[-2::-1], "opacity": opacity}
