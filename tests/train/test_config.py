@@ -67,7 +67,7 @@ def test_resolved_config_roundtrips(tmp_path):
         ({"optim": {"lrr": 1}}, r"unknown key\(s\) \['lrr'\] in optim"),
         ({"modle": {}}, r"unknown key\(s\) \['modle'\]"),
         ({"optim": {"lr": "fast"}}, "optim.lr: expected a number, got 'fast'"),
-        ({"model": {"name": "resnet"}}, r"model.name: expected one of \['tpvformer', 'surroundocc'\]"),
+        ({"model": {"name": "resnet"}}, r"model.name: expected one of \['tpvformer', 'surroundocc', 'symphonies'\]"),
         ({"data": {"image_size": [1, 2, 3]}}, "data.image_size: expected a list of 2 items"),
         ({"train": {"epochs": 1.5}}, "train.epochs: expected an integer, got 1.5"),
         ({"loss": {"render": "yes"}}, "loss.render: expected true or false"),

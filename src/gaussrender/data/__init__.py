@@ -26,8 +26,10 @@ from .kitti360 import (
     SSCBenchKITTI360,
     kitti360_sequence,
     read_kitti360_calibration,
+    read_kitti360_depth,
     read_kitti360_invalid,
     read_kitti360_labels,
+    write_kitti360_depth,
     write_kitti360_sample,
 )
 from .nuscenes import NUSCENES_IMAGE_SIZE, NuScenesOccupancy, cam_from_ego, group_scenes, resolve_data_path
@@ -70,6 +72,8 @@ __all__ = [
     "SSCBenchKITTI360",
     "kitti360_sequence",
     "read_kitti360_calibration",
+    "read_kitti360_depth",
+    "write_kitti360_depth",
     "read_kitti360_invalid",
     "read_kitti360_labels",
     "write_kitti360_sample",

@@ -7,7 +7,15 @@ Layout adopted (SSCBench ``dataset/KITTI-360/README.md``)::
     <root>/preprocess/labels/<seq>/<frame>_1_1.npy            labels [256, 256, 32], 255 invalid
     <root>/calibration/calib_cam_to_velo.txt, perspective.txt (optional)
 
-with ``<seq> = 2013_05_28_drive_00NN_sync``. Splits: train 00, 02, 03, 04, 05, 07, 10;
+with ``<seq> = 2013_05_28_drive_00NN_sync``. Models that read depth (Symphonies) also take
+``<depth_root>/<seq>/<frame>.npy``: a float ``[H, W]`` z-depth map in metres of ``image_00``
+(at least the stored image size; cropped to it from the top-left, as the Symphonies release
+does; ``<= 0`` or non-finite = unknown). The Symphonies release computes them with
+MobileStereoNet on the rectified stereo pair (``image_00``, ``image_01``), as VoxFormer's
+``preprocess`` does for SemanticKITTI, then ``depth = f_x * baseline / disparity`` with
+KITTI-360's rectified focal length and baseline (``P_rect_01`` of ``perspective.txt``:
+``baseline = -P_rect_01[0, 3] / f_x``, about 0.59 m; the KITTI baseline of VoxFormer's script
+must be replaced, SSCBench issue 8). Splits: train 00, 02, 03, 04, 05, 07, 10;
 val 06; test 09. Labels index (x, y, z) over [0, 51.2] x [-25.6, 25.6] x [-2, 4.4] m.
 Without calibration files the published values are used: P_rect_00 with
 fx = fy = 552.554261, cx = 682.049453, cy = 238.769549 and KITTI-360's cam0→velodyne
@@ -42,6 +50,8 @@ __all__ = [
     "read_kitti360_labels",
     "read_kitti360_invalid",
     "write_kitti360_sample",
+    "read_kitti360_depth",
+    "write_kitti360_depth",
     "SSCBenchKITTI360",
 ]
 
@@ -51,6 +61,8 @@ KITTI360_SPLITS: dict[str, tuple[int, ...]] = {
     "val": (6,),
     "test": (9,),
 }
+#: Largest depth map side accepted, pixels (the header is checked before reading).
+MAX_DEPTH_SIDE = 8192
 #: Rectified image_00 size, (H, W) pixels.
 KITTI360_IMAGE_SIZE: tuple[int, int] = (376, 1408)
 
@@ -196,6 +208,38 @@ def write_kitti360_sample(
     return path
 
 
+def read_kitti360_depth(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
+    """Read one ``<frame>.npy`` depth map as float32 ``[H, W]`` metres, cropped to ``image_size``.
+
+    Args:
+        path: the file.
+        image_size: ``(H, W)`` of the image it belongs to (stored size), pixels; the map
+            must be at least that large and is cropped from the top-left corner.
+
+    Raises:
+        FileNotFoundError: missing file.
+        DataFileError: not a plain 2D floating ``.npy`` array, or smaller than ``image_size``.
+    """
+    path = Path(path)
+    depth = read_npy(path, "KITTI-360 depth map", (None, None), "f", max_rows=MAX_DEPTH_SIDE)
+    h, w = int(image_size[0]), int(image_size[1])
+    if depth.shape[0] < h or depth.shape[1] < w:
+        raise DataFileError(f"{path}: depth map is {list(depth.shape)}, smaller than the image ({h}, {w})", path)
+    return np.ascontiguousarray(depth[:h, :w], dtype=np.float32)
+
+
+def write_kitti360_depth(depth_root: str | Path, sequence: int | str, frame: str, depth: np.ndarray) -> Path:
+    """Write ``<depth_root>/<seq>/<frame>.npy`` (float32 ``[H, W]`` metres); returns the path."""
+    seq = kitti360_sequence(sequence)
+    frame = safe_name(frame, "frame", "write_kitti360_depth")
+    arr = np.asarray(depth.cpu() if isinstance(depth, torch.Tensor) else depth, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"depth must be a 2D [H, W] map, got shape {list(arr.shape)}")
+    path = Path(depth_root) / seq / f"{frame}.npy"
+    atomic_write(path, lambda f: np.save(f, arr))
+    return path
+
+
 class SSCBenchKITTI360(Dataset):
     """SSCBench-KITTI360 frames of one split (grid = velodyne frame, one camera).
 
@@ -204,13 +248,17 @@ class SSCBenchKITTI360(Dataset):
         split: ``"train"``, ``"val"``, ``"test"`` or a sequence of sequence numbers/names.
         load_images: read ``image_00`` (else only its path is returned).
         image_size: ``(H, W)`` pixels to resize to; intrinsics follow.
+        depth_root: folder of depth maps ``<seq>/<frame>.npy`` (see the module docstring);
+            None: no ``depth`` item.
 
     Items: ``token`` (``"<seq>/<frame>"``), ``scene`` (sequence), ``camera_names``
     (``["image_00"]``), ``image_paths``, ``intrinsics`` ``[1, 3, 3]`` (for the network input),
     ``render_intrinsics`` ``[1, 3, 3]`` + ``render_image_size`` ``[2]`` (the uncropped
     calibration at the stored 376x1408, for GaussRender), ``cam_from_grid``
     ``[1, 4, 4]``, ``labels`` int64 ``[256, 256, 32]`` (invalid voxels 255, including those of
-    the ``.invalid`` file when present), ``images`` ``[1, 3, H, W]`` when loaded.
+    the ``.invalid`` file when present), ``images`` ``[1, 3, H, W]`` when loaded, ``depth``
+    float32 ``[1, H_s, W_s]`` metres at the stored image size when ``depth_root`` is given
+    (whatever ``image_size`` is: the model rescales the intrinsics to it).
 
     Raises:
         FileNotFoundError: a sequence's label directory is missing.
@@ -225,8 +273,12 @@ class SSCBenchKITTI360(Dataset):
         *,
         load_images: bool = False,
         image_size: tuple[int, int] | None = None,
+        depth_root: str | Path | None = None,
     ) -> None:
         self.root = Path(root)
+        self.depth_root = Path(depth_root) if depth_root is not None else None
+        if self.depth_root is not None and not self.depth_root.is_dir():
+            raise FileNotFoundError(f"KITTI-360 depth_root is not a directory: {self.depth_root}")
         if isinstance(split, str):
             if split not in KITTI360_SPLITS:
                 raise ValueError(
@@ -278,4 +330,10 @@ class SSCBenchKITTI360(Dataset):
         out["intrinsics"] = intrinsics
         out["cam_from_grid"] = torch.from_numpy(self.calibration.cam_from_velo).float()[None]
         out["labels"] = torch.from_numpy(labels.astype(np.int64))
+        if self.depth_root is not None:
+            # frame names come from a directory listing: validated before joining them
+            name = safe_name(frame, "frame", self.root / "preprocess" / "labels" / seq)
+            size = stored_image_size(image_path, KITTI360_IMAGE_SIZE)
+            depth = read_kitti360_depth(self.depth_root / seq / f"{name}.npy", size)
+            out["depth"] = torch.from_numpy(depth)[None]
         return out

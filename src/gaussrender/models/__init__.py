@@ -1,4 +1,4 @@
-"""Reference camera-only occupancy models in pure PyTorch: TPVFormer and SurroundOcc.
+"""Reference camera-only occupancy models in pure PyTorch: TPVFormer, SurroundOcc and Symphonies.
 
 ::
 
@@ -18,6 +18,7 @@ from .deform_attn import ms_deform_attn
 from .fpn import FPN
 from .opacity_head import OpacityHead
 from .surroundocc import SURROUNDOCC_SIZES, SurroundOcc, SurroundOccSize
+from .symphonies import SYMPHONIES_SIZES, Symphonies, SymphoniesSize
 from .tpvformer import TPVFORMER_SIZES, TPVFormer, TPVFormerSize
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
     "SurroundOcc",
     "SurroundOccSize",
     "SURROUNDOCC_SIZES",
+    "Symphonies",
+    "SymphoniesSize",
+    "SYMPHONIES_SIZES",
     "ResNet",
     "load_torchvision_weights",
     "FPN",

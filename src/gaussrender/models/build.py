@@ -10,7 +10,7 @@ __all__ = ["build_model"]
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """Return the :class:`TPVFormer` or :class:`SurroundOcc` that ``cfg`` describes.
+    """Return the :class:`TPVFormer`, :class:`SurroundOcc` or :class:`Symphonies` that ``cfg`` describes.
 
     Example:
         >>> import dataclasses, gaussrender as gr
@@ -27,6 +27,10 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         from .tpvformer import TPVFormer
 
         return TPVFormer(cfg)
+    if cfg.name == "symphonies":
+        from .symphonies import Symphonies
+
+        return Symphonies(cfg)
     from .surroundocc import SurroundOcc
 
     return SurroundOcc(cfg)

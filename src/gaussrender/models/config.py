@@ -10,7 +10,7 @@ from .backbone import RESNET_BLOCKS
 
 __all__ = ["ModelConfig", "MODEL_NAMES", "MODEL_SIZES"]
 
-MODEL_NAMES = ("tpvformer", "surroundocc")
+MODEL_NAMES = ("tpvformer", "surroundocc", "symphonies")
 MODEL_SIZES = ("tiny", "base")
 
 
@@ -19,7 +19,8 @@ class ModelConfig:
     """Configuration of a reference occupancy model.
 
     Attributes:
-        name: ``"tpvformer"`` or ``"surroundocc"``.
+        name: ``"tpvformer"``, ``"surroundocc"`` or ``"symphonies"`` (monocular: ``num_cameras=1``,
+            and its call takes a ``depth`` map).
         size: ``"base"`` (the published sizes, derived from the grid) or ``"tiny"`` (a few
             hundred thousand parameters, for CPU tests and smoke runs).
         grid: the output voxel grid (a :class:`~gaussrender.VoxelGrid` or a preset name);
@@ -32,7 +33,7 @@ class ModelConfig:
         dropout: dropout of the attention and feed-forward blocks.
     """
 
-    name: Literal["tpvformer", "surroundocc"]
+    name: Literal["tpvformer", "surroundocc", "symphonies"]
     size: Literal["tiny", "base"] = "base"
     grid: VoxelGrid = OCC3D_NUSCENES
     num_cameras: int = 6

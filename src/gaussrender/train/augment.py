@@ -169,6 +169,12 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = dict(self.base[index])
+        if "depth" in sample and (self.cfg.flip or tuple(self.cfg.resize_scale) != (1.0, 1.0)):
+            # the depth map would have to follow the pixel map; not implemented
+            raise ValueError(
+                "data.augment: flip and resize_scale move the pixels, but this sample's depth map "
+                "would not follow; turn them off for models that read depth (Symphonies)"
+            )
         g = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, index))
         sample["images"], sample["intrinsics"] = augment_views(sample["images"], sample["intrinsics"], self.cfg, g)
         return sample

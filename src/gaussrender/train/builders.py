@@ -45,6 +45,22 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
     if syn is None:
         return
     root = Path(cfg.root)
+    if cfg.format == "kitti360":
+        # a KITTI-like front camera with depth maps (monocular models such as Symphonies)
+        from .synthetic_kitti360 import MARKER, make_kitti360_dataset
+
+        if is_main and not (root / MARKER).is_file():
+            make_kitti360_dataset(
+                root,
+                syn.num_scenes,
+                num_val_scenes=syn.num_val_scenes,
+                seed=syn.seed,
+                image_size=tuple(syn.image_size),
+                grid=get_grid(cfg.grid),
+            )
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        return
     ready = all((root / name).is_file() for name in ("synthetic_infos_train.json", "synthetic_infos_val.json"))
     if is_main and not ready:
         make_dataset(
@@ -98,13 +114,29 @@ def build_dataset(
             image_size=size,
             data_root=cfg.data_root or root,
         )
+    if cfg.synthetic is not None and cfg.format == "kitti360":
+        from .synthetic_kitti360 import SyntheticKITTI360
+
+        depth_root = cfg.depth_root or str(Path(root) / "depth")
+        return SyntheticKITTI360(
+            root,
+            split,
+            grid=cfg.grid,
+            load_images=load_images,
+            image_size=size,
+            depth_root=depth_root if load_images else None,
+        )
     reader = {"occ3d": data.Occ3DNuScenes, "surroundocc": data.SurroundOccNuScenes, "kitti360": data.SSCBenchKITTI360}[
         cfg.format
     ]
     if get_grid(cfg.grid) != reader.grid:
         raise ValueError(f"data.grid {cfg.grid!r} does not match the {cfg.format!r} reader's grid {reader.grid.name!r}")
     if cfg.format == "kitti360":
-        return reader(root, split, load_images=load_images, image_size=size)
+        # depth maps only go with the images (the label-only pass counts classes)
+        depth_root = cfg.depth_root or None
+        return reader(
+            root, split, load_images=load_images, image_size=size, depth_root=depth_root if load_images else None
+        )
     return reader(
         root,
         infos if infos is not None else _infos(cfg, split),

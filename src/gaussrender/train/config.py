@@ -45,7 +45,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ModelSection:
-    name: Literal["tpvformer", "surroundocc"] = "tpvformer"  # architecture
+    name: Literal["tpvformer", "surroundocc", "symphonies"] = "tpvformer"  # architecture
     size: Literal["tiny", "base"] = "base"  # tiny: CPU-sized for tests and CI
     learned_opacity: bool = False  # predict a per-voxel opacity for GaussRender
     backbone_depth: Optional[int] = None  # ResNet depth override (18, 34, 50, 101)
@@ -81,6 +81,9 @@ class DataConfig:
     data_root: str = ""  # nuScenes root with samples/ (images); "" = root
     train_infos: str = ""  # infos file of the training split
     val_infos: str = ""  # infos file of the validation split
+    # KITTI-360: folder of depth maps <seq>/<frame>.npy for models that read depth
+    # (Symphonies); "" = none (synthetic KITTI-like data: <root>/depth)
+    depth_root: str = ""
     image_size: tuple[int, int] = (896, 1600)  # (H, W) network input, pixels
     num_cameras: int = 6  # cameras per sample
     num_workers: int = 4
@@ -293,6 +296,14 @@ def _validate(cfg: Config) -> None:
         f"expected null or one of {sorted(RESNET_BLOCKS)}",
     )
     number("model.dropout", m.dropout, 0.0, high=1.0, high_open=True)
+    if m.name == "symphonies":
+        need("data.num_cameras", d.num_cameras, d.num_cameras == 1, "expected 1 (Symphonies is monocular)")
+        need(
+            "data.format",
+            d.format,
+            d.format == "kitti360",
+            "expected 'kitti360' (Symphonies reads depth maps, which only the KITTI-360 reader provides)",
+        )
     if m.init_seed is not None:
         seed("model.init_seed", m.init_seed)
 

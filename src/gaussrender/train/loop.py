@@ -50,6 +50,7 @@ __all__ = [
     "seed_everything",
     "init_seed_of",
     "move_batch",
+    "run_model",
     "count_classes",
     "class_weights_for",
 ]
@@ -88,6 +89,20 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def run_model(model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+    """``model(images, intrinsics, cam_from_grid)``, plus ``depth=batch["depth"]`` for a
+    model that reads depth maps (``needs_depth``: Symphonies' voxel proposals)."""
+    kwargs = {}
+    if getattr(_unwrap(model), "needs_depth", False):
+        if "depth" not in batch:
+            raise ValueError(
+                f"{type(_unwrap(model)).__name__} needs depth maps but the samples carry none "
+                "(KITTI-360: set data.depth_root)"
+            )
+        kwargs["depth"] = batch["depth"]
+    return model(batch["images"], batch["intrinsics"], batch["cam_from_grid"], **kwargs)
 
 
 def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -447,7 +462,7 @@ class Trainer:
         """
         batch = move_batch(batch, self.info.device)
         with self._autocast():
-            outputs = self.ddp_model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])
+            outputs = run_model(self.ddp_model, batch)
         with torch.autocast(self.info.device.type, enabled=False):
             terms, extras = self.loss_fn(outputs, batch)
         bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()))]
@@ -773,7 +788,7 @@ class Trainer:
         for batch in loader:
             batch = move_batch(batch, device)
             with self._autocast():
-                outputs = self.model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])
+                outputs = run_model(self.model, batch)
             pred = outputs["logits"].float().argmax(dim=1)
             mask = batch.get("mask_camera") if self.cfg.train.val_mask_camera else None
             occ.update(pred, batch["labels"], None if mask is None else mask.bool())

@@ -14,7 +14,7 @@ from .builders import build_dataset, build_model_from_config, grid_of, prepare_s
 from .checkpoint import load_checkpoint
 from .config import Config, ConfigError
 from .distributed import DistInfo, ShardSampler, init_distributed, shutdown_distributed
-from .loop import Trainer, class_weights_for, init_seed_of, move_batch
+from .loop import Trainer, class_weights_for, init_seed_of, move_batch, run_model
 
 __all__ = ["train", "predict", "build_initial_model", "parameter_checksum", "metric_convention_of"]
 
@@ -167,7 +167,7 @@ def predict(
     written = []
     for batch in loader:
         batch = move_batch(batch, info.device)
-        logits = model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])["logits"]
+        logits = run_model(model, batch)["logits"]
         labels = logits.float().argmax(dim=1).to(torch.uint8).cpu().numpy()
         for token, sem in zip(batch["token"], labels):
             if sem.shape != tuple(grid.shape):
