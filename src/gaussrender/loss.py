@@ -22,8 +22,9 @@ import functools
 import inspect
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn

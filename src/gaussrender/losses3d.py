@@ -13,8 +13,9 @@ decreasing order and weighted by the discrete gradient of the Jaccard loss along
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -297,7 +298,7 @@ RELEASE_CLASS_WEIGHTS: dict[str, tuple[float, ...]] = {
 }
 
 
-def release_class_weights(grid: "VoxelGrid") -> torch.Tensor:
+def release_class_weights(grid: VoxelGrid) -> torch.Tensor:
     """``[C]`` float32 cross-entropy weights of the release for ``grid`` (by preset name).
 
     Raises:

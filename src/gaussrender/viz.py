@@ -2,8 +2,8 @@
 
 Everything returns or takes ``uint8`` RGB images ``[H, W, 3]`` as numpy arrays (tensors are
 accepted as inputs) and uses Pillow only. :func:`render_pictures` and :func:`orbit_cameras`
-turn Gaussians into such images (the ``demo`` and ``view`` commands use them). Files are written atomically: to a temporary file in
-the target folder, then renamed, so a reader never sees half a picture.
+turn Gaussians into such images (the ``demo`` and ``view`` commands use them). Files are
+written atomically: to a temporary file in the target folder, then renamed, so a reader never sees half a picture.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import colorsys
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -293,7 +293,7 @@ def tile_images(
     """
     if not rows or not all(len(r) for r in rows):
         raise ValueError("rows must be a non-empty list of non-empty rows of images")
-    if labels is not None and (len(labels) != len(rows) or any(len(l) != len(r) for l, r in zip(labels, rows))):
+    if labels is not None and (len(labels) != len(rows) or any(len(lab) != len(r) for lab, r in zip(labels, rows))):
         raise ValueError("labels must have the same nesting (rows x columns) as rows")
     imgs = [
         [None if im is None else _check_image(f"rows[{i}][{j}]", im) for j, im in enumerate(r)]

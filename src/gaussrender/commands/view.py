@@ -35,7 +35,10 @@ from pathlib import Path
 
 from . import _checks
 
-HELP = "render one saved prediction and its ground truth from the sample's cameras and the BEV: PNGs, an orbit GIF, its IoU/mIoU"
+HELP = (
+    "render one saved prediction and its ground truth from the sample's cameras and the BEV: PNGs, an orbit GIF, its "
+    "IoU/mIoU"
+)
 
 #: Depth colour range of the camera views, metres (what the cameras mostly see).
 CAMERA_MAX_DEPTH = 50.0
@@ -225,10 +228,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"voxels{where}: IoU: {_pct(float(v['iou']))}   mIoU: {_pct(float(v['miou']))}")
     print(f"rendered views (image scale {args.render_scale:g}, cameras {w}x{h}, BEV {rendered.rendered_bev_size} px):")
     print(
-        f"  cameras  IoU: {_pct(float(r['image_iou']))}   mIoU: {_pct(float(r['image_miou']))}   depth L1: {float(r['depth_l1']):.3f} m"
+        f"  cameras  IoU: {_pct(float(r['image_iou']))}   mIoU: {_pct(float(r['image_miou']))}   depth L1: "
+        f"{float(r['depth_l1']):.3f} m"
     )
     print(
-        f"  BEV      IoU: {_pct(float(r['bev_iou']))}   mIoU: {_pct(float(r['bev_miou']))}   depth L1: {float(r['bev_depth_l1']):.3f} m"
+        f"  BEV      IoU: {_pct(float(r['bev_iou']))}   mIoU: {_pct(float(r['bev_miou']))}   depth L1: "
+        f"{float(r['bev_depth_l1']):.3f} m"
     )
     print("wrote:")
     for path in written:

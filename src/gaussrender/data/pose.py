@@ -26,7 +26,7 @@ class Pose:
     rotation: tuple[float, float, float, float]
 
     @classmethod
-    def from_fields(cls, translation: object, rotation: object, *, name: str) -> "Pose":
+    def from_fields(cls, translation: object, rotation: object, *, name: str) -> Pose:
         """Build from raw file fields (lists or arrays), checking they form a valid pose.
 
         Raises:

@@ -7,8 +7,9 @@ default. Dataset differences live here as data, never as ``if dataset == ...`` b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 

@@ -11,7 +11,7 @@ rotations in degrees (the camera strategies' ``Rx``, ``Ry``, ``Rz``).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

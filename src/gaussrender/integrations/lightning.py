@@ -30,8 +30,9 @@ model); the metrics score ``argmax(logits)`` with opacity 1, as the release's im
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -23,7 +23,8 @@ with ``views=("bev",)``).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -61,7 +62,7 @@ class GaussRenderLossMM(GaussRenderLoss):
         super().__init__(grid, prefix="", **kwargs)
         self.mm_prefix = prefix
 
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         out = super().forward(*args, **kwargs)
         opts = self.options
         terms = [t for t in TERMS if t.split("_")[0] in opts.views and (opts.depth or not t.endswith("_depth"))]

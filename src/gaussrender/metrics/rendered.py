@@ -180,7 +180,7 @@ class RenderedViewMetrics(Metric):
         intrinsics: torch.Tensor,
         cam_from_grid: torch.Tensor,
         image_size: tuple[int, int],
-    ) -> None:  # type: ignore[override]
+    ) -> None:
         """Render and score a batch.
 
         Args:

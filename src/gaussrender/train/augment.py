@@ -42,7 +42,7 @@ class PixelAffine:
     tx: float = 0.0
     ty: float = 0.0
 
-    def then(self, other: "PixelAffine") -> "PixelAffine":
+    def then(self, other: PixelAffine) -> PixelAffine:
         """This map followed by ``other``."""
         return PixelAffine(
             other.a * self.a, other.b * self.b, other.a * self.tx + other.tx, other.b * self.ty + other.ty

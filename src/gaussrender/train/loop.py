@@ -23,8 +23,9 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -413,7 +414,7 @@ class Trainer:
         device = self.info.device
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         if self.amp_dtype is not None and device.type != "cuda":
-            warnings.warn(f"train.amp={amp!r} needs CUDA; running in float32 on {device}", RuntimeWarning)
+            warnings.warn(f"train.amp={amp!r} needs CUDA; running in float32 on {device}", RuntimeWarning, stacklevel=2)
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
@@ -545,7 +546,8 @@ class Trainer:
                 raise NonFiniteLossError(
                     f"non-finite parameter(s) {bad[:5]}{' ...' if len(bad) > 5 else ''} after the "
                     f"optimiser step at step {self.step} (epoch {self.epoch}, samples {batch.get('token')}, "
-                    f"loss {record['loss']:.6g}, grad norm {grad_norm:.6g}, lr {self.optimizer.param_groups[0]['lr']:.3g})"
+                    f"loss {record['loss']:.6g}, grad norm {grad_norm:.6g}, lr "
+                    f"{self.optimizer.param_groups[0]['lr']:.3g})"
                 )
         record["grad_norm"] = grad_norm
         record["skipped"] = float(not ok)
@@ -620,6 +622,7 @@ class Trainer:
                     f"checkpoint {path} was written by {len(rngs)} process(es), this run has "
                     f"{self.info.world_size}: RNG states are not restored (resume is not bit-exact)",
                     RuntimeWarning,
+                    stacklevel=2,
                 )
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
             raise DataFileError(
