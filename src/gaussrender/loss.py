@@ -24,6 +24,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from types import FrameType
 from typing import Any, Literal
 
 import torch
@@ -50,6 +51,7 @@ from .geometry.cameras import Cameras, scale_intrinsics
 from .geometry.grid import VoxelGrid, get_grid
 from .geometry.rigs import bev_camera
 from .render import CULL_MODES, render
+from .render.dispatch import Backend
 from .render.gaussians import Gaussians, check_labels, voxels_to_gaussians
 
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
@@ -120,7 +122,7 @@ class RenderLossOptions:
     cam_depth_scale: float = 50.0
     bev_depth_scale: float = 100.0
     scale: float | None = None
-    backend: str = "auto"
+    backend: Backend = "auto"
     cull: Literal["center", "footprint"] = "center"
     prefix: str = ""
     on_nan: Literal["raise", "warn"] = "raise"
@@ -233,7 +235,7 @@ def _depth_term(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch
 
 
 def _render_pair(
-    pred: Gaussians, target: Gaussians, cameras: Cameras, background: torch.Tensor, backend: str, cull: str
+    pred: Gaussians, target: Gaussians, cameras: Cameras, background: torch.Tensor, backend: Backend, cull: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     out_p = render(
         pred.means,
@@ -308,7 +310,8 @@ def _bev(grid: VoxelGrid, size: int, model: str, dtype: torch.dtype, device: tor
 def _caller_stacklevel() -> int:
     """``stacklevel`` of the first frame outside this package and ``torch.nn`` (the user's
     line, whether it called the function or the module), for warnings."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if not (name.startswith("gaussrender.") or name.startswith("torch.nn")):
@@ -426,11 +429,11 @@ def gauss_render_loss(
         except TypeError:  # a VoxelGrid subclass holding unhashable fields: build it each time
             bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device)
     target_scale = grid.gaussian_scale if options.scale is None else options.scale
-    sample_cams = (
-        _sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
-        if use_cams
-        else None
-    )
+    sample_cams = None
+    if use_cams:
+        if intrinsics is None or cam_from_grid is None or image_size is None:  # refused above already
+            raise ValueError("intrinsics, cam_from_grid and image_size must be given together")
+        sample_cams = _sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
     for b in range(batch):
         target = voxels_to_gaussians(grid, labels=labels[b], scale=options.scale)
         if target.features.dtype != dtype:

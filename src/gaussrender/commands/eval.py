@@ -30,6 +30,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -322,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
     ray_seconds = render_seconds = 0.0
     start = time.perf_counter()
     with tqdm(total=len(indices), desc=f"eval {args.benchmark}", unit="sample", file=sys.stderr) as bar:
+        # per chunk: (voxel counts, ray counts, seconds, rendered counts, rendered seconds)
+        outputs: Iterator[tuple[Any, Any, float, Any, float]]
         if args.workers == 1:
             outputs = map(job, chunks)
             executor = None

@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     voxel = OccupancyMetrics(grid).to(device)
     voxel.update(pred[None], target[None], item["mask_camera"][None].to(device) if mask_camera else None)
     v = voxel.compute()
-    image_size = tuple(int(x) for x in item["render_image_size"])
+    height, width = (int(x) for x in item["render_image_size"])
+    image_size = (height, width)
     intrinsics = item["render_intrinsics"]
     rendered = RenderedViewMetrics(grid, image_scale=args.render_scale, backend=args.backend).to(device)
     rendered.update(pred[None], target[None], intrinsics[None], item["cam_from_grid"][None], image_size)

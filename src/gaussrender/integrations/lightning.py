@@ -233,7 +233,7 @@ class RenderedViewsCallback(Callback):
         for view, image in pictures.items():
             name = f"{self.tag}/{view}"
             for logger in trainer.loggers:
-                experiment = getattr(logger, "experiment", None)
+                experiment: Any = getattr(logger, "experiment", None)
                 if hasattr(experiment, "add_image"):  # TensorBoard's SummaryWriter
                     experiment.add_image(name, image, global_step=step, dataformats="HWC")
                 elif hasattr(logger, "log_image"):  # W&B and alike

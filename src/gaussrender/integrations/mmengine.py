@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -142,7 +142,9 @@ class RenderedViewMetricMM(BaseMetric):
                 cam_from_grid=torch.as_tensor(_get(sample, "cam_from_grid"))[None],
                 image_size=image_size,  # type: ignore[arg-type]
             )
-            self.results.append({k: v.detach().cpu().clone() for k, v in self._inner.metric_state.items()})
+            # torchmetrics types states as Tensor | list[Tensor]; RenderedViewMetrics registers only tensors
+            state = cast(dict[str, torch.Tensor], self._inner.metric_state)
+            self.results.append({k: v.detach().cpu().clone() for k, v in state.items()})
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._inner.reset()

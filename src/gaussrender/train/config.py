@@ -15,6 +15,7 @@ import math
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -172,7 +173,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(inner, value, where)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a dataclass type, not an instance
         if not isinstance(value, dict):
             raise _fail(where, "expected a mapping", value)
         return _build(tp, value, where)
@@ -504,10 +505,12 @@ def resolve_config(spec: str | os.PathLike) -> Path:
         )
     found = importlib.resources.files("gaussrender") / "configs" / f"{text}.yaml"
     # a wheel installs the package as plain files, so this is a real path on disk
+    if not isinstance(found, os.PathLike):
+        raise FileNotFoundError(f"shipped config {text!r} is not a file on disk: {found!r}")
     return Path(os.fspath(found))
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config, apply ``--set`` overrides and validate it.
 
     Args:
