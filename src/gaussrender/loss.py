@@ -46,7 +46,7 @@ from ._checks import (
     image_bytes,
     render_bytes,
 )
-from .geometry.camera_strategies import STRATEGIES, apply_strategy
+from .geometry.camera_strategies import STRATEGIES, Strategy, apply_strategy
 from .geometry.cameras import Cameras, scale_intrinsics
 from .geometry.grid import VoxelGrid, get_grid
 from .geometry.rigs import bev_camera
@@ -112,7 +112,7 @@ class RenderLossOptions:
     weight: float = 10.0
     views: tuple[str, ...] = ("cam", "bev")
     depth: bool = True
-    camera_strategy: str | None = None
+    camera_strategy: Strategy | None = None
     cameras_per_sample: int = 1
     camera_weights: tuple[float, ...] | None = None
     resolution_divisor: float = 1.0
@@ -235,7 +235,12 @@ def _depth_term(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch
 
 
 def _render_pair(
-    pred: Gaussians, target: Gaussians, cameras: Cameras, background: torch.Tensor, backend: Backend, cull: str
+    pred: Gaussians,
+    target: Gaussians,
+    cameras: Cameras,
+    background: torch.Tensor,
+    backend: Backend,
+    cull: Literal["center", "footprint"],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     out_p = render(
         pred.means,
@@ -245,7 +250,7 @@ def _render_pair(
         cameras,
         background,
         backend,
-        cull,  # type: ignore[arg-type]
+        cull,
     )
     with torch.no_grad():
         out_t = render(
@@ -256,7 +261,7 @@ def _render_pair(
             cameras,
             background,
             backend,
-            cull,  # type: ignore[arg-type]
+            cull,
         )
     return out_p.features, out_t.features, out_p.depth, out_t.depth
 
@@ -266,7 +271,7 @@ def _sample_cameras(
     cam_from_grid: torch.Tensor,
     image_size: tuple[int, int],
     grid: VoxelGrid,
-    strategy: str,
+    strategy: Strategy,
     options: RenderLossOptions,
     generator: torch.Generator | None,
     dtype: torch.dtype,
@@ -288,7 +293,7 @@ def _sample_cameras(
         [torch.multinomial(weights, count, replacement=False, generator=generator) for _ in range(batch)]
     ).to(device, non_blocking=True)  # [B, k]
     rows = torch.arange(batch, device=device)[:, None]
-    poses = apply_strategy(strategy, cam_from_grid[rows, chosen].to(dtype), grid, generator)  # type: ignore[arg-type]
+    poses = apply_strategy(strategy, cam_from_grid[rows, chosen].to(dtype), grid, generator)
     ks = intrinsics[rows, chosen].to(dtype)
     if poses.shape[1] != ks.shape[1]:  # stereo: each camera and its shifted copy
         ks = ks.repeat_interleave(poses.shape[1] // ks.shape[1], dim=1)
@@ -300,11 +305,13 @@ def _sample_cameras(
 
 
 @functools.lru_cache(maxsize=16)
-def _bev(grid: VoxelGrid, size: int, model: str, dtype: torch.dtype, device: torch.device) -> Cameras:
+def _bev(
+    grid: VoxelGrid, size: int, model: Literal["perspective", "orthographic"], dtype: torch.dtype, device: torch.device
+) -> Cameras:
     """The BEV camera, built once per (grid, size, model, dtype, device): building it uploads
     its matrices, a stream synchronisation on CUDA, which a training step should not pay.
     Only the renderer reads it (never modified)."""
-    return bev_camera(grid, size, model, dtype=dtype, device=device)  # type: ignore[arg-type]
+    return bev_camera(grid, size, model, dtype=dtype, device=device)
 
 
 def _caller_stacklevel() -> int:
@@ -574,4 +581,5 @@ def _constructor_signature() -> inspect.Signature:
     return declared.replace(parameters=params)
 
 
+# inspect reads __signature__ off any callable; typeshed does not declare it on functions
 GaussRenderLoss.__init__.__signature__ = _constructor_signature()  # type: ignore[attr-defined]

@@ -140,6 +140,7 @@ class RenderedViewMetricMM(BaseMetric):
                 gt[None],
                 intrinsics=torch.as_tensor(_get(sample, "intrinsics"))[None],
                 cam_from_grid=torch.as_tensor(_get(sample, "cam_from_grid"))[None],
+                # any length on purpose: the metric refuses a size that is not (H, W), naming it
                 image_size=image_size,  # type: ignore[arg-type]
             )
             # torchmetrics types states as Tensor | list[Tensor]; RenderedViewMetrics registers only tensors

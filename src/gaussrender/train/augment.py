@@ -165,6 +165,7 @@ class AugmentedDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
+        # torch types Dataset without __len__; the map-style datasets wrapped here all define it
         return len(self.base)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
