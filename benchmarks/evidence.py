@@ -307,14 +307,14 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
         curves[arm] = (steps[keep], _smooth(loss, max(1, n // 20))[keep])
     if curves:
         xs = np.concatenate([s for s, _ in curves.values()])
-        ys = np.concatenate([l for _, l in curves.values()])
+        ys = np.concatenate([loss for _, loss in curves.values()])
         ys = ys[np.isfinite(ys)]
         xlo, xhi = float(xs.min()), float(max(xs.max(), xs.min() + 1))
         ylo, yhi = (float(ys.min()), float(max(ys.max(), ys.min() + 1e-9))) if ys.size else (0.0, 1.0)
-        for i, (arm, (s, l)) in enumerate(curves.items()):
+        for i, (arm, (s, ls)) in enumerate(curves.items()):
             pts = [
                 (x0 + (sx - xlo) / (xhi - xlo) * (x1 - x0), y1 - (ly - ylo) / (yhi - ylo) * (y1 - y0))
-                for sx, ly in zip(s, l)
+                for sx, ly in zip(s, ls)
                 if math.isfinite(ly)
             ]
             colour = _COLOURS[i % len(_COLOURS)]
@@ -347,7 +347,7 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
             colour = _COLOURS[(arms.index(arm)) % len(_COLOURS)]
             better = "+" if entry["higher_is_better"] else "-"
             d.text((width // 2 + 10, yc - 6), f"{arm}: {m} ({better} better)", fill=colour, font=font)
-            to_x = lambda v: xm + v / scale * (x1 - xm) * 0.95  # noqa: E731
+            to_x = lambda v, scale=scale: xm + v / scale * (x1 - xm) * 0.95  # noqa: E731
             lo, hi = entry["bootstrap95"]
             if math.isfinite(lo) and math.isfinite(hi):
                 d.line([(to_x(lo), yc), (to_x(hi), yc)], fill=colour, width=2)

@@ -11,8 +11,8 @@ LiDAR positions of neighbouring frames of a straight drive.
 
 Per run the metric is reset and timed around ``update`` (``time.perf_counter``; on CUDA with
 synchronisation); the first run is a warm-up and is not counted. Reports the median and the
-interquartile range of the seconds per sample (and the median process CPU time), the RayIoU values as a sanity check, and the
-machine's load average (the figure is only comparable on an idle machine), then writes
+interquartile range of the seconds per sample (and the median process CPU time), the RayIoU
+values as a sanity check, and the machine's load average (the figure is only comparable on an idle machine), then writes
 ``benchmarks/results/rayiou_<device>.json``. CPU runs use one thread by default: the traversal
 is a loop of small elementwise steps, and on a busy machine torch's multithreaded kernels can
 spend far longer waiting for cores than computing (measured here: 38 s instead of 1.5 s per
@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"RayIoU, {grid.name} {grid.shape}, {args.origins} origins, {rays} rays/sample, {source}")
     print(
-        f"{'device':>8} {'threads':>7} {'median s':>9} {'q1 s':>7} {'q3 s':>7} {'rayiou':>7} {'@1':>6} {'@2':>6} {'@4':>6}"
+        f"{'device':>8} {'threads':>7} {'median s':>9} {'q1 s':>7} {'q3 s':>7} {'rayiou':>7} {'@1':>6} {'@2':>6} "
+        f"{'@4':>6}"
     )
     print(
         f"{str(device):>8} {torch.get_num_threads():>7} {statistics.median(times):>9.3f} {quartiles[0]:>7.3f} "

@@ -42,9 +42,9 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -403,7 +403,8 @@ def format_row(row: dict) -> str:
 
 def print_table(rows: list[dict]) -> None:
     print(
-        "\nscene     views         batch renderer fwd ms | fwd+bwd ms | peak fwd/fwd+bwd MiB | max|diff| vs gsplat f/d/a"
+        "\nscene     views         batch renderer fwd ms | fwd+bwd ms | peak fwd/fwd+bwd MiB | max|diff| vs gsplat "
+        "f/d/a"
     )
     for row in rows:
         print(format_row(row))

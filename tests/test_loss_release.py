@@ -181,7 +181,9 @@ def test_default_loss_matches_the_release_reference(learned_opacity):
     want = reference_loss(ref_leaves[0], labels, poses, ks, opacity=ref_leaves[1])
     for name in ("cam", "cam_depth", "bev", "bev_depth", "loss"):
         assert float(want[name].detach()) > 0, name
-        torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-12, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            got[name], want[name], rtol=1e-9, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}"
+        )
     got["loss"].backward()
     want["loss"].backward()
     torch.testing.assert_close(leaves[0].grad, ref_leaves[0].grad, rtol=1e-7, atol=1e-11)
@@ -197,7 +199,9 @@ def test_footprint_option_is_exact_splatting_and_differs():
     got = _package(labels, leaf, poses, ks, cull="footprint", views=("cam",))
     want = reference_loss(ref_leaf, labels, poses, ks, cull="footprint")
     for name in ("cam", "cam_depth"):
-        torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-12, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            got[name], want[name], rtol=1e-9, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}"
+        )
     (got["cam"] + got["cam_depth"]).backward()
     (want["cam"] + want["cam_depth"]).backward()
     torch.testing.assert_close(leaf.grad, ref_leaf.grad, rtol=1e-7, atol=1e-11)
@@ -219,7 +223,9 @@ def test_several_views_average_per_view_means():
     got = _package(labels, logits, poses, ks, views=("cam",), cameras_per_sample=2)
     want = reference_loss(logits, labels, poses, ks)
     for name in ("cam", "cam_depth"):
-        torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-12, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            got[name], want[name], rtol=1e-9, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}"
+        )
     # the pooled mean over both views' valid pixels is a different number on this scene
     assert want["cam_depth_counts"][0] > 2 * want["cam_depth_counts"][1]
     assert abs(float(want["cam_depth_pooled"]) / float(want["cam_depth"]) - 1) > 0.1

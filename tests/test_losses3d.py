@@ -58,7 +58,7 @@ def ref_lovasz(logits, labels):
         errors = {i: abs((1.0 if i in gt else 0.0) - probs[i, cls]) for i in keep}
         order = sorted(keep, key=lambda i: (-errors[i].item(), i))
 
-        def jaccard_loss(mistakes: set) -> float:
+        def jaccard_loss(mistakes: set, gt: set = gt) -> float:
             # Δ(M) = 1 - |gt \ M| / |gt ∪ M|
             return 1.0 - len(gt - mistakes) / len(gt | mistakes)
 

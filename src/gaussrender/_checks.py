@@ -27,7 +27,7 @@ import functools
 import math
 import numbers
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

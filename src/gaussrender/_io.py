@@ -8,8 +8,9 @@ import re
 import secrets
 import signal
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 __all__ = ["atomic_write", "atomic_write_text", "remove_stale_temporaries", "sigterm_as_exit"]
 
@@ -45,12 +46,13 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name for {name!r} in {str(folder)!r} after {_TMP_ATTEMPTS} attempts")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsync: bool = False) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], fsync: bool = False) -> Path:
     """Create ``path``'s folder, call ``write(file)`` on a temporary file beside it, then rename
     it to ``path`` (atomic on POSIX). On any error, KeyboardInterrupt included, the temporary
     file is removed and ``path`` keeps its previous content. ``fsync=True`` flushes to disk
     before the rename (checkpoints). A process killed outright (SIGKILL) leaves its temporary,
-    ``.NAME.XXXXXXXX.tmp``; :func:`remove_stale_temporaries` removes those.
+    ``.NAME.XXXXXXXX.tmp``; :func:`remove_stale_temporaries` removes those. ``write``'s return
+    value (a byte count from ``file.write``, say) is ignored.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

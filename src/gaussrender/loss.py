@@ -22,8 +22,10 @@ import functools
 import inspect
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal, Sequence
+from types import FrameType
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -44,11 +46,12 @@ from ._checks import (
     image_bytes,
     render_bytes,
 )
-from .geometry.camera_strategies import STRATEGIES, apply_strategy
+from .geometry.camera_strategies import STRATEGIES, Strategy, apply_strategy
 from .geometry.cameras import Cameras, scale_intrinsics
 from .geometry.grid import VoxelGrid, get_grid
 from .geometry.rigs import bev_camera
 from .render import CULL_MODES, render
+from .render.dispatch import Backend
 from .render.gaussians import Gaussians, check_labels, voxels_to_gaussians
 
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
@@ -109,7 +112,7 @@ class RenderLossOptions:
     weight: float = 10.0
     views: tuple[str, ...] = ("cam", "bev")
     depth: bool = True
-    camera_strategy: str | None = None
+    camera_strategy: Strategy | None = None
     cameras_per_sample: int = 1
     camera_weights: tuple[float, ...] | None = None
     resolution_divisor: float = 1.0
@@ -119,7 +122,7 @@ class RenderLossOptions:
     cam_depth_scale: float = 50.0
     bev_depth_scale: float = 100.0
     scale: float | None = None
-    backend: str = "auto"
+    backend: Backend = "auto"
     cull: Literal["center", "footprint"] = "center"
     prefix: str = ""
     on_nan: Literal["raise", "warn"] = "raise"
@@ -232,7 +235,12 @@ def _depth_term(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch
 
 
 def _render_pair(
-    pred: Gaussians, target: Gaussians, cameras: Cameras, background: torch.Tensor, backend: str, cull: str
+    pred: Gaussians,
+    target: Gaussians,
+    cameras: Cameras,
+    background: torch.Tensor,
+    backend: Backend,
+    cull: Literal["center", "footprint"],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     out_p = render(
         pred.means,
@@ -242,7 +250,7 @@ def _render_pair(
         cameras,
         background,
         backend,
-        cull,  # type: ignore[arg-type]
+        cull,
     )
     with torch.no_grad():
         out_t = render(
@@ -253,7 +261,7 @@ def _render_pair(
             cameras,
             background,
             backend,
-            cull,  # type: ignore[arg-type]
+            cull,
         )
     return out_p.features, out_t.features, out_p.depth, out_t.depth
 
@@ -263,7 +271,7 @@ def _sample_cameras(
     cam_from_grid: torch.Tensor,
     image_size: tuple[int, int],
     grid: VoxelGrid,
-    strategy: str,
+    strategy: Strategy,
     options: RenderLossOptions,
     generator: torch.Generator | None,
     dtype: torch.dtype,
@@ -285,7 +293,7 @@ def _sample_cameras(
         [torch.multinomial(weights, count, replacement=False, generator=generator) for _ in range(batch)]
     ).to(device, non_blocking=True)  # [B, k]
     rows = torch.arange(batch, device=device)[:, None]
-    poses = apply_strategy(strategy, cam_from_grid[rows, chosen].to(dtype), grid, generator)  # type: ignore[arg-type]
+    poses = apply_strategy(strategy, cam_from_grid[rows, chosen].to(dtype), grid, generator)
     ks = intrinsics[rows, chosen].to(dtype)
     if poses.shape[1] != ks.shape[1]:  # stereo: each camera and its shifted copy
         ks = ks.repeat_interleave(poses.shape[1] // ks.shape[1], dim=1)
@@ -297,17 +305,20 @@ def _sample_cameras(
 
 
 @functools.lru_cache(maxsize=16)
-def _bev(grid: VoxelGrid, size: int, model: str, dtype: torch.dtype, device: torch.device) -> Cameras:
+def _bev(
+    grid: VoxelGrid, size: int, model: Literal["perspective", "orthographic"], dtype: torch.dtype, device: torch.device
+) -> Cameras:
     """The BEV camera, built once per (grid, size, model, dtype, device): building it uploads
     its matrices, a stream synchronisation on CUDA, which a training step should not pay.
     Only the renderer reads it (never modified)."""
-    return bev_camera(grid, size, model, dtype=dtype, device=device)  # type: ignore[arg-type]
+    return bev_camera(grid, size, model, dtype=dtype, device=device)
 
 
 def _caller_stacklevel() -> int:
     """``stacklevel`` of the first frame outside this package and ``torch.nn`` (the user's
     line, whether it called the function or the module), for warnings."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if not (name.startswith("gaussrender.") or name.startswith("torch.nn")):
@@ -425,11 +436,11 @@ def gauss_render_loss(
         except TypeError:  # a VoxelGrid subclass holding unhashable fields: build it each time
             bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device)
     target_scale = grid.gaussian_scale if options.scale is None else options.scale
-    sample_cams = (
-        _sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
-        if use_cams
-        else None
-    )
+    sample_cams = None
+    if use_cams:
+        if intrinsics is None or cam_from_grid is None or image_size is None:  # refused above already
+            raise ValueError("intrinsics, cam_from_grid and image_size must be given together")
+        sample_cams = _sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
     for b in range(batch):
         target = voxels_to_gaussians(grid, labels=labels[b], scale=options.scale)
         if target.features.dtype != dtype:
@@ -570,4 +581,5 @@ def _constructor_signature() -> inspect.Signature:
     return declared.replace(parameters=params)
 
 
+# inspect reads __signature__ off any callable; typeshed does not declare it on functions
 GaussRenderLoss.__init__.__signature__ = _constructor_signature()  # type: ignore[attr-defined]

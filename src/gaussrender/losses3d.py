@@ -13,8 +13,9 @@ decreasing order and weighted by the discrete gradient of the Jaccard loss along
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -297,14 +298,15 @@ RELEASE_CLASS_WEIGHTS: dict[str, tuple[float, ...]] = {
 }
 
 
-def release_class_weights(grid: "VoxelGrid") -> torch.Tensor:
+def release_class_weights(grid: VoxelGrid) -> torch.Tensor:
     """``[C]`` float32 cross-entropy weights of the release for ``grid`` (by preset name).
 
     Raises:
         ValueError: the grid's name has no table in :data:`RELEASE_CLASS_WEIGHTS`, or its
             class count differs from the table's.
     """
-    table = RELEASE_CLASS_WEIGHTS.get(getattr(grid, "name", None))
+    name = getattr(grid, "name", None)
+    table = RELEASE_CLASS_WEIGHTS.get(name) if isinstance(name, str) else None
     if table is None:
         raise ValueError(
             f"no release class-weight table for grid {getattr(grid, 'name', grid)!r}; tables exist for "
@@ -399,7 +401,9 @@ class Occupancy3DLoss(torch.nn.Module):
                     f"aux_logits[{i}] grid {list(size)} must divide the full grid {list(full)} "
                     f"and be no finer than the previous scale {list(prev)} (order: finest first)"
                 )
-            scales.append(_Scale(tuple(f // s for f, s in zip(full, size)), self.scale_decay ** (i + 1)))
+            # full and size are (x, y, z): the shapes were checked above
+            factor = (full[0] // size[0], full[1] // size[1], full[2] // size[2])
+            scales.append(_Scale(factor, self.scale_decay ** (i + 1)))
             prev = size
         return scales
 

@@ -2,8 +2,8 @@
 
 Everything returns or takes ``uint8`` RGB images ``[H, W, 3]`` as numpy arrays (tensors are
 accepted as inputs) and uses Pillow only. :func:`render_pictures` and :func:`orbit_cameras`
-turn Gaussians into such images (the ``demo`` and ``view`` commands use them). Files are written atomically: to a temporary file in
-the target folder, then renamed, so a reader never sees half a picture.
+turn Gaussians into such images (the ``demo`` and ``view`` commands use them). Files are
+written atomically: to a temporary file in the target folder, then renamed, so a reader never sees half a picture.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import colorsys
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from ._io import atomic_write
 from .geometry.cameras import Cameras, look_at
 from .geometry.grid import VoxelGrid, get_grid
 from .render import render
+from .render.dispatch import Backend
 from .render.gaussians import Gaussians
 
 __all__ = [
@@ -256,7 +257,8 @@ def legend(
     font = _font(font_size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     names = [grid.class_names[c] for c in classes]
-    cell_w = max(probe.textbbox((0, 0), n, font=font)[2] for n in names) + font_size + 16
+    # textbbox is typed as floats (FreeType layouts); Image.new needs whole pixels
+    cell_w = math.ceil(max(probe.textbbox((0, 0), n, font=font)[2] for n in names)) + font_size + 16
     cell_h = font_size + 8
     rows = (len(classes) + columns - 1) // columns
     img = Image.new("RGB", (cell_w * min(columns, len(classes)), cell_h * rows), (255, 255, 255))
@@ -293,14 +295,16 @@ def tile_images(
     """
     if not rows or not all(len(r) for r in rows):
         raise ValueError("rows must be a non-empty list of non-empty rows of images")
-    if labels is not None and (len(labels) != len(rows) or any(len(l) != len(r) for l, r in zip(labels, rows))):
+    if labels is not None and (len(labels) != len(rows) or any(len(lab) != len(r) for lab, r in zip(labels, rows))):
         raise ValueError("labels must have the same nesting (rows x columns) as rows")
     imgs = [
         [None if im is None else _check_image(f"rows[{i}][{j}]", im) for j, im in enumerate(r)]
         for i, r in enumerate(rows)
     ]
     ncol = max(len(r) for r in imgs)
-    col_w = [max((r[j].shape[1] for r in imgs if j < len(r) and r[j] is not None), default=0) for j in range(ncol)]
+    col_w = [
+        max((im.shape[1] for r in imgs if j < len(r) and (im := r[j]) is not None), default=0) for j in range(ncol)
+    ]
     row_h = [max((im.shape[0] for im in r if im is not None), default=0) for r in imgs]
     font = _font(font_size)
     cap = font_size + 6 if labels is not None else 0
@@ -364,7 +368,7 @@ def render_pictures(
     colors: np.ndarray,
     depth_range: tuple[float, float],
     background: torch.Tensor | None = None,
-    backend: str = "auto",
+    backend: Backend = "auto",
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Render Gaussians and colour each view's semantics and depth.
 
@@ -444,7 +448,7 @@ def orbit_frames(
     cameras: Cameras,
     colors: np.ndarray,
     background: torch.Tensor | None = None,
-    backend: str = "auto",
+    backend: Backend = "auto",
     on_frame: Callable[[], object] | None = None,
 ) -> list[np.ndarray]:
     """GIF frames: every scene rendered from each camera in turn, side by side with captions.

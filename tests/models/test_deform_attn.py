@@ -79,12 +79,12 @@ def test_gradients_match_loop_reference():
     value, loc, weights = _inputs(2)
     grads = []
     for fn in (ms_deform_attn, reference_ms_deform_attn):
-        v, l, w = (t.clone().requires_grad_(True) for t in (value, loc, weights))
-        out = fn(v, SHAPES, l, w)
+        v, loc_, w = (t.clone().requires_grad_(True) for t in (value, loc, weights))
+        out = fn(v, SHAPES, loc_, w)
         # A fixed random cotangent so every output element matters.
         cot = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=out.dtype)
         (out * cot).sum().backward()
-        grads.append((v.grad, l.grad, w.grad))
+        grads.append((v.grad, loc_.grad, w.grad))
     for fast, slow, name in zip(grads[0], grads[1], ("value", "locations", "weights")):
         torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-10, msg=f"gradient of {name}")
 

@@ -80,7 +80,7 @@ def test_gradients_match_oracle(model):
     got = grads(ours)
     want = grads(lambda m, o, f, b: _oracle(m, o, f, scales, cams, b))
     for name, g1, g2 in zip(("means", "opacities", "features", "background"), got, want):
-        torch.testing.assert_close(g1, g2, atol=1e-8, rtol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(g1, g2, atol=1e-8, rtol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_gradcheck_tiny_scene():
@@ -242,7 +242,7 @@ def test_alpha_clamp_is_straight_through():
     got, want = grads(ours, only), grads(oracle, only)
     assert float(got[1][0].abs()) > 0.1
     for name, g1, g2 in zip(("means", "opacities", "features"), got, want):
-        torch.testing.assert_close(g1, g2, atol=1e-9, rtol=1e-7, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(g1, g2, atol=1e-9, rtol=1e-7, msg=lambda m, name=name: f"{name}: {m}")
     # a single opaque Gaussian alone: alpha = min(0.99, o G) with o = 1, so the
     # straight-through d(sum of clamped alphas)/do is the sum of G there, each above 0.99
     alone = gr.render(means[:1], opac[:1].clone().requires_grad_(), feats[:1], scales[:1], cams, backend="torch")
@@ -255,7 +255,7 @@ def test_alpha_clamp_is_straight_through():
     # everywhere (random weights), still the oracle's gradients
     wgt = torch.randn(1, 30, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for name, g1, g2 in zip(("means", "opacities", "features"), grads(ours, wgt), grads(oracle, wgt)):
-        torch.testing.assert_close(g1, g2, atol=1e-9, rtol=1e-7, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(g1, g2, atol=1e-9, rtol=1e-7, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_jacobian_clamp_is_symmetric_whatever_the_principal_point():

@@ -43,7 +43,9 @@ else:
         pytest.param(
             "cpu",
             marks=pytest.mark.skip(
-                reason="no CUDA here: these tests run in Triton's interpreter in the child process of test_interpreter_run"
+                reason=(
+                    "no CUDA here: these tests run in Triton's interpreter in the child process of test_interpreter_run"
+                )
             ),
         )
     ]
@@ -118,7 +120,11 @@ def as_tuple(result: gr.RenderResult):
 def assert_images_close(got, want, rtol=1e-5, atol=1e-5):
     for name, g, w in zip(("features", "depth", "alpha"), got, want):
         torch.testing.assert_close(
-            g.detach().cpu().double(), w.detach().cpu().double(), rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}"
+            g.detach().cpu().double(),
+            w.detach().cpu().double(),
+            rtol=rtol,
+            atol=atol,
+            msg=lambda m, name=name: f"{name}: {m}",
         )
 
 
@@ -139,7 +145,11 @@ def assert_grads_close(got, want, names):
         assert g is not None, f"no gradient for {name}"
         scale = float(w.abs().max()) + 1e-12
         torch.testing.assert_close(
-            g.cpu().double(), w.cpu().double(), rtol=1e-4, atol=2e-6 * scale, msg=lambda m: f"grad {name}: {m}"
+            g.cpu().double(),
+            w.cpu().double(),
+            rtol=1e-4,
+            atol=2e-6 * scale,
+            msg=lambda m, name=name: f"grad {name}: {m}",
         )
 
 

@@ -48,7 +48,7 @@ def test_two_process_gradients_match_single_process(tmp_path):
     for n in want:
         # float32 sums over every voxel and pixel in another order: ~1e-5 relative differences
         # (a DDP fault -- a missing average, a rank's loss dropped -- is of order 1)
-        torch.testing.assert_close(got0[n], want[n], rtol=1e-4, atol=1e-6, msg=lambda m: f"{n}: {m}")
+        torch.testing.assert_close(got0[n], want[n], rtol=1e-4, atol=1e-6, msg=lambda m, n=n: f"{n}: {m}")
         assert torch.equal(got0[n], got1[n])  # every rank holds the same averaged gradient
     assert any(g.abs().sum() > 0 for g in want.values())
 

@@ -132,7 +132,8 @@ def _yaml(tmp_path: Path, text: str | bytes, name: str = "cfg.yaml") -> Path:
         (b"optim: {lr: 1}\n\xff\xfe\n", "not a UTF-8 text file"),
         ("a: &a [*a]\n", "the YAML expands to more than"),
         (
-            "a: &a [1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+            "a: &a [1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, "
+            "*b]\n"
             "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
             "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
             "the YAML expands to more than",

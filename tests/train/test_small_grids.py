@@ -136,7 +136,7 @@ def test_max_steps_drives_the_cosine(tmp_path):
     )
     assert t.total_steps == 6
     seen = []
-    for step in range(7):
+    for _ in range(7):
         seen.append(t.optimizer.param_groups[0]["lr"])
         t.optimizer.step()  # no gradients: a no-op that keeps the scheduler's order check quiet
         t.scheduler.step()

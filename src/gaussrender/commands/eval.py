@@ -30,13 +30,17 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
 from . import _checks
 
-HELP = "score saved predictions: IoU, mIoU and RayIoU per class (Occ3D, SurroundOcc, KITTI-360), optionally rendered-view metrics"
+HELP = (
+    "score saved predictions: IoU, mIoU and RayIoU per class (Occ3D, SurroundOcc, KITTI-360), optionally "
+    "rendered-view metrics"
+)
 
 _BENCHMARKS = ("occ3d", "surroundocc", "kitti360")
 
@@ -55,7 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--infos",
         type=Path,
-        help="nuScenes info file (.pkl or .json), or a nuScenes root whose <version>/ holds the official tables; required for occ3d and surroundocc",
+        help=(
+            "nuScenes info file (.pkl or .json), or a nuScenes root whose <version>/ holds the official tables; "
+            "required for occ3d and surroundocc"
+        ),
     )
     parser.add_argument(
         "--nuscenes-version",
@@ -65,7 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split",
         default=None,
-        help="nuScenes: scenes of annotations.json's '<split>_split' (default: every sample of --infos); KITTI-360: train/val/test (default val)",
+        help=(
+            "nuScenes: scenes of annotations.json's '<split>_split' (default: every sample of --infos); KITTI-360: "
+            "train/val/test (default val)"
+        ),
     )
     parser.add_argument(
         "--no-rayiou", action="store_true", help="skip RayIoU (nuScenes benchmarks compute it by default)"
@@ -91,19 +101,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--render-metrics",
         action="store_true",
-        help="also render prediction and ground truth from every camera and the BEV: image/BEV IoU, mIoU and depth L1 (the release's 2D metrics)",
+        help=(
+            "also render prediction and ground truth from every camera and the BEV: image/BEV IoU, mIoU and depth L1 "
+            "(the release's 2D metrics)"
+        ),
     )
     parser.add_argument(
         "--render-scale",
         type=float,
         default=1.0,
-        help="--render-metrics: render every view at this fraction of its size, in (0, 1] (default 1 = the release; smaller is faster but changes the numbers)",
+        help=(
+            "--render-metrics: render every view at this fraction of its size, in (0, 1] (default 1 = the release; "
+            "smaller is faster but changes the numbers)"
+        ),
     )
     parser.add_argument(
         "--render-convention",
         choices=("clean", "release"),
         default="clean",
-        help="--render-metrics: 'clean' (absent class skipped, L1 = sum/count) or 'release' (class without ground truth scores 1, L1 = sum/(count+1))",
+        help=(
+            "--render-metrics: 'clean' (absent class skipped, L1 = sum/count) or 'release' (class without ground "
+            "truth scores 1, L1 = sum/(count+1))"
+        ),
     )
 
 
@@ -304,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
     ray_seconds = render_seconds = 0.0
     start = time.perf_counter()
     with tqdm(total=len(indices), desc=f"eval {args.benchmark}", unit="sample", file=sys.stderr) as bar:
+        # per chunk: (voxel counts, ray counts, seconds, rendered counts, rendered seconds)
+        outputs: Iterator[tuple[Any, Any, float, Any, float]]
         if args.workers == 1:
             outputs = map(job, chunks)
             executor = None
@@ -414,10 +435,12 @@ def _print_table(results: dict[str, Any], grid: Any) -> None:
             f"rendered views ({r['convention']} convention, image scale {r['image_scale']:g}, BEV {r['bev_size']} px):"
         )
         print(
-            f"  cameras  IoU: {_pct(results['image_iou'])}   mIoU: {_pct(results['image_miou'])}   depth L1: {_metres(results['depth_l1'])}"
+            f"  cameras  IoU: {_pct(results['image_iou'])}   mIoU: {_pct(results['image_miou'])}   depth L1: "
+            f"{_metres(results['depth_l1'])}"
         )
         print(
-            f"  BEV      IoU: {_pct(results['bev_iou'])}   mIoU: {_pct(results['bev_miou'])}   depth L1: {_metres(results['bev_depth_l1'])}"
+            f"  BEV      IoU: {_pct(results['bev_iou'])}   mIoU: {_pct(results['bev_miou'])}   depth L1: "
+            f"{_metres(results['bev_depth_l1'])}"
         )
     s = results["seconds"]
     extra = f", RayIoU {s['rayiou_per_sample']:.3f} s/sample" if s["rayiou_per_sample"] is not None else ""

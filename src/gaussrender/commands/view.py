@@ -35,7 +35,10 @@ from pathlib import Path
 
 from . import _checks
 
-HELP = "render one saved prediction and its ground truth from the sample's cameras and the BEV: PNGs, an orbit GIF, its IoU/mIoU"
+HELP = (
+    "render one saved prediction and its ground truth from the sample's cameras and the BEV: PNGs, an orbit GIF, its "
+    "IoU/mIoU"
+)
 
 #: Depth colour range of the camera views, metres (what the cameras mostly see).
 CAMERA_MAX_DEPTH = 50.0
@@ -168,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     voxel = OccupancyMetrics(grid).to(device)
     voxel.update(pred[None], target[None], item["mask_camera"][None].to(device) if mask_camera else None)
     v = voxel.compute()
-    image_size = tuple(int(x) for x in item["render_image_size"])
+    height, width = (int(x) for x in item["render_image_size"])
+    image_size = (height, width)
     intrinsics = item["render_intrinsics"]
     rendered = RenderedViewMetrics(grid, image_scale=args.render_scale, backend=args.backend).to(device)
     rendered.update(pred[None], target[None], intrinsics[None], item["cam_from_grid"][None], image_size)
@@ -225,10 +229,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"voxels{where}: IoU: {_pct(float(v['iou']))}   mIoU: {_pct(float(v['miou']))}")
     print(f"rendered views (image scale {args.render_scale:g}, cameras {w}x{h}, BEV {rendered.rendered_bev_size} px):")
     print(
-        f"  cameras  IoU: {_pct(float(r['image_iou']))}   mIoU: {_pct(float(r['image_miou']))}   depth L1: {float(r['depth_l1']):.3f} m"
+        f"  cameras  IoU: {_pct(float(r['image_iou']))}   mIoU: {_pct(float(r['image_miou']))}   depth L1: "
+        f"{float(r['depth_l1']):.3f} m"
     )
     print(
-        f"  BEV      IoU: {_pct(float(r['bev_iou']))}   mIoU: {_pct(float(r['bev_miou']))}   depth L1: {float(r['bev_depth_l1']):.3f} m"
+        f"  BEV      IoU: {_pct(float(r['bev_iou']))}   mIoU: {_pct(float(r['bev_miou']))}   depth L1: "
+        f"{float(r['bev_depth_l1']):.3f} m"
     )
     print("wrote:")
     for path in written:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import IO, Literal
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -72,7 +73,7 @@ def _check_header(
 
 
 def _read_array(
-    f: BinaryIO,
+    f: IO[bytes],
     expected: Sequence[int | None],
     kinds: str,
     max_rows: int | None,
@@ -96,7 +97,7 @@ def _read_array(
     if dtype.kind == "b" and np.frombuffer(data, dtype=np.uint8).max(initial=0) > 1:
         # numpy's bool must hold 0 or 1; other bytes would make comparisons inconsistent
         raise DataFileError(f"{where}: bool array holds bytes other than 0 and 1", path)
-    order = "F" if fortran else "C"
+    order: Literal["C", "F"] = "F" if fortran else "C"
     return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy(order="C")
 
 

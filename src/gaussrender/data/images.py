@@ -45,7 +45,9 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[t
         if size is not None:
             h, w = size
             if (h, w) != (h0, w0):
-                img = img.resize((w, h), Image.BILINEAR)
+                # Image.BILINEAR exists at runtime in every Pillow; Pillow's own stubs declare only
+                # Image.Resampling.BILINEAR, which Pillow 9.0 (allowed by pyproject) lacks
+                img = img.resize((w, h), Image.BILINEAR)  # type: ignore[attr-defined]
         array = np.asarray(img, dtype=np.float32) / 255.0
     h, w = array.shape[:2]
     return torch.from_numpy(array).permute(2, 0, 1).contiguous(), (w / w0, h / h0)

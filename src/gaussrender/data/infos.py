@@ -21,15 +21,16 @@ import pickle
 import re
 import struct
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
 from .._io import atomic_write_text
 from ..geometry.rigs import NUSCENES_CAMERA_NAMES
-from .files import DataFileError, join_under, read_json, safe_name
+from .files import DataFileError, read_json, safe_name
 from .pose import Pose
 
 __all__ = [
@@ -153,7 +154,7 @@ def _dtype_of(value: object) -> np.dtype:
     return value.dtype
 
 
-def _build_array(raw: object, dtype: object, shape: object, order: str) -> np.ndarray:
+def _build_array(raw: object, dtype: object, shape: object, order: Literal["C", "F"]) -> np.ndarray:
     """Rebuild an array from (raw bytes, checked dtype, shape): numpy never sees a pickled state."""
     dt = _dtype_of(dtype)
     if isinstance(raw, (bytearray, memoryview)):
@@ -163,7 +164,7 @@ def _build_array(raw: object, dtype: object, shape: object, order: str) -> np.nd
     if (
         not isinstance(shape, tuple)
         or len(shape) > _MAX_NDIM
-        or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in shape)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
     ):
         raise pickle.UnpicklingError(f"refusing ndarray shape {_short(shape)}")
     count = 1
@@ -204,7 +205,7 @@ def _frombuffer(buffer: object, dtype: object, shape: object, order: object) -> 
     # numpy's protocol-5 pickles: _frombuffer(bytes, dtype, shape, order)
     if order not in ("C", "F"):
         raise pickle.UnpicklingError(f"refusing array order {_short(order)}")
-    return _PickledArray(_build_array(buffer, dtype, shape, order))
+    return _PickledArray(_build_array(buffer, dtype, shape, "F" if order == "F" else "C"))  # checked above
 
 
 def _scalar(dtype: object, raw: object = b"") -> _PickledArray:
@@ -304,7 +305,7 @@ def _finish(obj: Any) -> Any:
         order.append(x)
         stack.extend((v, depth + 1) for v in (x.values() if isinstance(x, dict) else x))
         if isinstance(x, dict):
-            stack.extend((k, depth + 1) for k in x.keys())
+            stack.extend((k, depth + 1) for k in x)
     for x in reversed(order):  # children before parents
         if isinstance(x, list):
             for i, v in enumerate(x):
@@ -592,8 +593,8 @@ def load_nuscenes_tables(dataroot: str | Path, version: str = "v1.0-trainval") -
 
     Raises:
         FileNotFoundError: a table is missing (the message names it).
-        DataFileError: a sample lacks its LIDAR_TOP key frame, a table is not valid JSON, a record lacks a field or references a
-            missing record, a scene's ``next`` chain loops, or a token/scene name is not a
+        DataFileError: a sample lacks its LIDAR_TOP key frame, a table is not valid JSON, a record
+            lacks a field or references a missing record, a scene's ``next`` chain loops, or a token/scene name is not a
             plain file name (the message names the tables' folder).
     """
     directory = Path(dataroot) / version

@@ -26,9 +26,10 @@ rectified image (the rectifying rotation is left out).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,7 +95,9 @@ def kitti360_sequence(number: int | str) -> str:
     try:
         n = int(number)
     except (TypeError, ValueError):
-        raise ValueError(f"KITTI-360 sequence must be a number or a 2013_05_28_drive_*_sync name, got {number!r}")
+        raise ValueError(
+            f"KITTI-360 sequence must be a number or a 2013_05_28_drive_*_sync name, got {number!r}"
+        ) from None
     if not 0 <= n <= 9999:
         raise ValueError(f"KITTI-360 sequence number must be in [0, 9999], got {number!r}")
     return f"2013_05_28_drive_{n:04d}_sync"
@@ -120,7 +123,8 @@ def _read_numbers(path: Path, key: str | None, count: int) -> np.ndarray:
                         raise DataFileError(f"{path}: {err}", path) from err
                     if numbers.size != count or not np.all(np.isfinite(numbers)):
                         raise DataFileError(
-                            f"{path}: expected {count} finite numbers{f' after {key}:' if key else ''}, got {values.split()[:20]}",
+                            f"{path}: expected {count} finite numbers{f' after {key}:' if key else ''}, got "
+                            f"{values.split()[:20]}",
                             path,
                         )
                     return numbers

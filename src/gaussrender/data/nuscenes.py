@@ -13,8 +13,9 @@ so a grid point reaches camera ``c`` through the map frame::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -84,7 +84,10 @@ def write_occ3d_sample(
         arr = np.asarray(m.cpu() if isinstance(m, torch.Tensor) else m)
         masks[name] = check_mask_array(arr, grid.shape, name).astype(np.uint8)
     path = occ3d_label_path(root, scene, token)
-    atomic_write(path, lambda f: np.savez_compressed(f, semantics=sem.astype(np.uint8), **masks))
+    lidar, camera = masks["mask_lidar"], masks["mask_camera"]
+    atomic_write(
+        path, lambda f: np.savez_compressed(f, semantics=sem.astype(np.uint8), mask_lidar=lidar, mask_camera=camera)
+    )
     return path
 
 

@@ -26,7 +26,7 @@ class Pose:
     rotation: tuple[float, float, float, float]
 
     @classmethod
-    def from_fields(cls, translation: object, rotation: object, *, name: str) -> "Pose":
+    def from_fields(cls, translation: object, rotation: object, *, name: str) -> Pose:
         """Build from raw file fields (lists or arrays), checking they form a valid pose.
 
         Raises:
@@ -47,7 +47,9 @@ class Pose:
         norm = float(np.linalg.norm(q))
         if not 0.99 <= norm <= 1.01:
             raise ValueError(f"{name} rotation must be a unit quaternion (w, x, y, z), got norm {norm:.4f}")
-        return cls(tuple(float(v) for v in t), tuple(float(v) for v in q))  # type: ignore[arg-type]
+        tx, ty, tz = (float(v) for v in t)  # shapes (3,) and (4,) checked above
+        qw, qx, qy, qz = (float(v) for v in q)
+        return cls((tx, ty, tz), (qw, qx, qy, qz))
 
     def matrix(self) -> np.ndarray:
         """``[4, 4]`` float64 child→parent transform."""

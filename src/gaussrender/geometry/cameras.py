@@ -93,7 +93,7 @@ class Cameras:
     def device(self) -> torch.device:
         return self.cam_from_world.device
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Cameras":
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Cameras:
         return Cameras(
             self.cam_from_world.to(device=device, dtype=dtype),
             self.intrinsics.to(device=device, dtype=dtype),
@@ -103,7 +103,7 @@ class Cameras:
             self.near,
         )
 
-    def __getitem__(self, index: int | slice | torch.Tensor) -> "Cameras":
+    def __getitem__(self, index: int | slice | torch.Tensor) -> Cameras:
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
         return Cameras(

@@ -7,8 +7,9 @@ default. Dataset differences live here as data, never as ``if dataset == ...`` b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 
@@ -154,12 +155,14 @@ class VoxelGrid:
     @property
     def extent(self) -> tuple[float, float, float]:
         """Size of the grid along x, y, z in metres."""
-        return tuple(hi - lo for lo, hi in zip(self.range_min, self.range_max))  # type: ignore[return-value]
+        (x0, y0, z0), (x1, y1, z1) = self.range_min, self.range_max
+        return (x1 - x0, y1 - y0, z1 - z0)
 
     @property
     def center(self) -> tuple[float, float, float]:
         """Centre of the grid's box in metres."""
-        return tuple(0.5 * (hi + lo) for lo, hi in zip(self.range_min, self.range_max))  # type: ignore[return-value]
+        (x0, y0, z0), (x1, y1, z1) = self.range_min, self.range_max
+        return (0.5 * (x1 + x0), 0.5 * (y1 + y0), 0.5 * (z1 + z0))
 
     def voxel_centers(
         self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32

@@ -65,7 +65,7 @@ def bev_camera(
         eye = torch.tensor([0.0, 0.0, height], dtype=torch.float64)
         f = float(size)
         k = [[f, 0.0, size / 2 + f * yc / height], [0.0, f, size / 2 + f * xc / height], [0.0, 0.0, 1.0]]
-        cam_model = "pinhole"
+        cam_model: Literal["pinhole", "orthographic"] = "pinhole"
     elif model == "orthographic":
         eye = torch.tensor([xc, yc, height], dtype=torch.float64)
         k = [[size / grid.extent[1], 0.0, size / 2], [0.0, size / grid.extent[0], size / 2], [0.0, 0.0, 1.0]]
@@ -80,7 +80,7 @@ def bev_camera(
         torch.tensor([k], dtype=dtype, device=device),
         size,
         size,
-        cam_model,  # type: ignore[arg-type]
+        cam_model,
     )
 
 

@@ -11,7 +11,7 @@ rotations in degrees (the camera strategies' ``Rx``, ``Ry``, ``Rz``).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -117,7 +117,8 @@ def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, flo
     qa = np.asarray(q) / np.linalg.norm(q)
     if qa[0] < 0:
         qa = -qa
-    return tuple(float(v) for v in qa)  # type: ignore[return-value]
+    w, x, y, z = (float(v) for v in qa)
+    return (w, x, y, z)
 
 
 def rotation_x(deg: torch.Tensor) -> torch.Tensor:

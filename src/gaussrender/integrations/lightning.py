@@ -30,8 +30,9 @@ model); the metrics score ``argmax(logits)`` with opacity 1, as the release's im
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ from ..geometry.grid import VoxelGrid, get_grid
 from ..geometry.rigs import bev_camera
 from ..metrics.rendered import RenderedViewMetrics
 from ..render import render
+from ..render.dispatch import Backend
 from ..render.gaussians import Gaussians, voxels_to_gaussians
 from ..viz import colorize_depth, colorize_semantics, palette, save_png, tile_images
 
@@ -59,11 +61,11 @@ CAMERA_MAX_DEPTH = 50.0
 
 
 def _draw(
-    grid: VoxelGrid, g: Gaussians, cams: Cameras, depth_range: tuple[float, float], backend: str
+    grid: VoxelGrid, g: Gaussians, cams: Cameras, depth_range: tuple[float, float], backend: Backend
 ) -> tuple[np.ndarray, np.ndarray]:
     """Semantic colours and depth colours ``uint8 [H, W, 3]`` of the first view of ``cams``."""
     background = (torch.arange(grid.num_classes, device=g.means.device) == grid.empty_index).to(g.means.dtype)
-    out = render(g.means, g.opacities, g.features, g.scales, cams, background, backend=backend)  # type: ignore[arg-type]
+    out = render(g.means, g.opacities, g.features, g.scales, cams, background, backend=backend)
     features, depth, alpha = out.features[0].float().cpu(), out.depth[0].float().cpu(), out.alpha[0].float().cpu()
     sem = colorize_semantics(features.numpy(), palette(grid))
     # alpha-weighted depth / alpha: the expected depth of what the pixel sees
@@ -84,7 +86,7 @@ def comparison_pictures(
     opacity: torch.Tensor | None = None,
     image_scale: float = 1.0,
     bev_size: int = 200,
-    backend: str = "auto",
+    backend: Backend = "auto",
 ) -> dict[str, np.ndarray]:
     """Ground truth | prediction pictures of one sample, semantics above depth.
 
@@ -155,7 +157,7 @@ class RenderedViewsCallback(Callback):
         tag: str = "gaussrender",
         log_metrics: bool = True,
         save_dir: str | Path | None = None,
-        backend: str = "auto",
+        backend: Backend = "auto",
         **metric_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -232,7 +234,7 @@ class RenderedViewsCallback(Callback):
         for view, image in pictures.items():
             name = f"{self.tag}/{view}"
             for logger in trainer.loggers:
-                experiment = getattr(logger, "experiment", None)
+                experiment: Any = getattr(logger, "experiment", None)
                 if hasattr(experiment, "add_image"):  # TensorBoard's SummaryWriter
                     experiment.add_image(name, image, global_step=step, dataformats="HWC")
                 elif hasattr(logger, "log_image"):  # W&B and alike

@@ -23,7 +23,8 @@ with ``views=("bev",)``).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 
@@ -61,7 +62,7 @@ class GaussRenderLossMM(GaussRenderLoss):
         super().__init__(grid, prefix="", **kwargs)
         self.mm_prefix = prefix
 
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         out = super().forward(*args, **kwargs)
         opts = self.options
         terms = [t for t in TERMS if t.split("_")[0] in opts.views and (opts.depth or not t.endswith("_depth"))]
@@ -139,9 +140,12 @@ class RenderedViewMetricMM(BaseMetric):
                 gt[None],
                 intrinsics=torch.as_tensor(_get(sample, "intrinsics"))[None],
                 cam_from_grid=torch.as_tensor(_get(sample, "cam_from_grid"))[None],
+                # any length on purpose: the metric refuses a size that is not (H, W), naming it
                 image_size=image_size,  # type: ignore[arg-type]
             )
-            self.results.append({k: v.detach().cpu().clone() for k, v in self._inner.metric_state.items()})
+            # torchmetrics types states as Tensor | list[Tensor]; RenderedViewMetrics registers only tensors
+            state = cast(dict[str, torch.Tensor], self._inner.metric_state)
+            self.results.append({k: v.detach().cpu().clone() for k, v in state.items()})
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._inner.reset()

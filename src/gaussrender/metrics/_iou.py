@@ -7,7 +7,8 @@ epsilon in the denominator) are implemented once.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 

@@ -174,7 +174,7 @@ class OccupancyMetrics(Metric):
             dist_reduce_fx="sum",
         )
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:  # type: ignore[override]
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """Add a batch.
 
         Args:

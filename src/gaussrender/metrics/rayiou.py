@@ -34,7 +34,8 @@ which can change the outcome of a ray that grazes a voxel edge exactly.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torchmetrics import Metric
@@ -143,7 +144,7 @@ class RayIoU(Metric):
         pred: torch.Tensor,
         target: torch.Tensor,
         origins: Sequence[torch.Tensor] | torch.Tensor,
-    ) -> None:  # type: ignore[override]
+    ) -> None:
         """Cast the rays of a batch and add their counts.
 
         Args:

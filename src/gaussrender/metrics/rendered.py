@@ -36,6 +36,7 @@ from ..geometry.cameras import Cameras, scale_intrinsics
 from ..geometry.grid import VoxelGrid, get_grid
 from ..geometry.rigs import bev_camera
 from ..render import render
+from ..render.dispatch import Backend
 from ..render.gaussians import voxels_to_gaussians
 from ._iou import class_iou, mean_iou
 from .occupancy import check_label_volumes
@@ -132,7 +133,7 @@ class RenderedViewMetrics(Metric):
         bev: bool = True,
         bev_size: int = BEV_SIZE,
         depth_min: float = 0.1,
-        backend: str = "auto",
+        backend: Backend = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -180,7 +181,7 @@ class RenderedViewMetrics(Metric):
         intrinsics: torch.Tensor,
         cam_from_grid: torch.Tensor,
         image_size: tuple[int, int],
-    ) -> None:  # type: ignore[override]
+    ) -> None:
         """Render and score a batch.
 
         Args:
@@ -227,16 +228,25 @@ class RenderedViewMetrics(Metric):
                 if bev_cams is not None:
                     self._score(p, t, bev_cams, "footprint", "bev")
 
-    def _render(self, labels: torch.Tensor, cameras: Cameras, cull: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _render(
+        self, labels: torch.Tensor, cameras: Cameras, cull: Literal["center", "footprint"]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Class map ``[V, H, W]`` (argmax) and depth ``[V, H, W]`` of the non-empty voxels of ``labels``."""
         grid = self.grid
         g = voxels_to_gaussians(grid, labels=labels)
         background = torch.zeros(grid.num_classes, dtype=g.features.dtype, device=labels.device)
         background[grid.empty_index] = 1.0
-        out = render(g.means, g.opacities, g.features, g.scales, cameras, background, backend=self.backend, cull=cull)  # type: ignore[arg-type]
+        out = render(g.means, g.opacities, g.features, g.scales, cameras, background, backend=self.backend, cull=cull)
         return out.features.argmax(dim=-1), out.depth
 
-    def _score(self, pred: torch.Tensor, target: torch.Tensor, cameras: Cameras, cull: str, kind: str) -> None:
+    def _score(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        cameras: Cameras,
+        cull: Literal["center", "footprint"],
+        kind: str,
+    ) -> None:
         c = self.grid.num_classes
         p_cls, p_depth = self._render(pred, cameras, cull)
         t_cls, t_depth = self._render(target, cameras, cull)

@@ -10,7 +10,7 @@ convolution). Nothing is downloaded: the user gives the path of a local file.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -158,7 +158,7 @@ class ResNet(nn.Module):
                     for p in m.parameters():
                         p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "ResNet":
+    def train(self, mode: bool = True) -> ResNet:
         super().train(mode)
         if mode:
             for m in self._frozen_modules():

@@ -10,7 +10,7 @@ models that use them.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +84,8 @@ def ms_deform_attn(
         # (autograd keeps them for the weights' gradient, but never a stacked copy).
         part = (sampled * weights).sum(-1)  # [B*M, D, Q]
         out = part if out is None else out + part
+    if out is None:
+        raise ValueError("spatial_shapes must name at least one level")
     return out.view(b, m, d, q).permute(0, 3, 1, 2).reshape(b, q, m * d)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,8 @@ class FPN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:  # every conv here has one; the check is for the type
+                    nn.init.zeros_(m.bias)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if len(feats) != len(self.lateral_convs):

@@ -11,7 +11,7 @@ scale with the queries each camera sees rather than with all queries times ``V``
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

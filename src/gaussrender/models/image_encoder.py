@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,8 @@ class ImageEncoder(nn.Module):
     """
 
     size_divisor = 32
+    mean: torch.Tensor  # [1, 3, 1, 1] buffers registered in __init__
+    std: torch.Tensor
 
     def __init__(
         self,

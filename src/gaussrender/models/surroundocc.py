@@ -21,7 +21,9 @@ image get zero weight.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -213,7 +215,8 @@ class SurroundOcc(nn.Module):
         padded = ImageEncoder.padded_size(cfg.image_size)
 
         volumes = []
-        for i, layers in enumerate(self.encoders):
+        # encoders holds nn.ModuleLists; iterating an nn.ModuleList types its items as bare Modules
+        for i, layers in enumerate(cast(Iterable[nn.ModuleList], self.encoders)):
             f = feats[i]
             f = self.transfer[i](f.flatten(0, 1)).unflatten(0, (b, v))
             features, shapes = flatten_camera_features([f], self.cams_embeds[i], self.level_embeds[i])

@@ -148,6 +148,8 @@ class CrossViewHybridAttention(nn.Module):
         dropout: dropout before the residual.
     """
 
+    reference: torch.Tensor  # buffer registered in __init__
+
     def __init__(
         self,
         embed_dims: int,
@@ -256,7 +258,8 @@ class TPVFormer(nn.Module):
         size = TPVFORMER_SIZES[cfg.size]
         self.cfg, self.size = cfg, size
         grid: VoxelGrid = cfg.grid
-        self.tpv_shape = tuple(-(-n // s) for n, s in zip(grid.shape, size.tpv_scale))
+        (nx, ny, nz), (sx, sy, sz) = grid.shape, size.tpv_scale
+        self.tpv_shape = (-(-nx // sx), -(-ny // sy), -(-nz // sz))
         c = size.embed_dims
 
         self.image_encoder = ImageEncoder(

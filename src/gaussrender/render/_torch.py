@@ -121,7 +121,7 @@ class _Rasterize(torch.autograd.Function):
     """Blend projected Gaussians into tile-layout images ``[T, P, C]``, ``[T, P]``, ``[T, P]``."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, depths, opacities, features, plan: _Plan):  # type: ignore[override]
+    def forward(ctx, means2d, conics, depths, opacities, features, plan: _Plan):
         num_tiles, pixels = plan.tile_px.shape
         dtype, device = means2d.dtype, means2d.device
         color = torch.zeros(num_tiles, pixels, features.shape[1], dtype=dtype, device=device)
@@ -157,7 +157,7 @@ class _Rasterize(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, g_color, g_depth, g_trans):  # type: ignore[override]
+    def backward(ctx, g_color, g_depth, g_trans):
         means2d, conics, depths, opacities, features = ctx.saved_tensors
         plan: _Plan = ctx.plan
         num_tiles, pixels = plan.tile_px.shape

@@ -163,7 +163,7 @@ class _Blend(torch.autograd.Function):
     """Blend binned screen-space Gaussians; returns features (no background), depth, final T."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         means2d: torch.Tensor,  # [V*N, 2]
         conics: torch.Tensor,  # [V*N, 3]
@@ -216,7 +216,7 @@ class _Blend(torch.autograd.Function):
         return color, depth, trans
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any,
         grad_color: torch.Tensor | None,
         grad_depth: torch.Tensor | None,

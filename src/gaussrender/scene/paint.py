@@ -215,7 +215,7 @@ def _paint_traffic(c: Canvas, lay: StreetLayout, rng: np.random.Generator) -> No
 
     c.claim(-2.6, 2.0, -1.1, 1.1)  # the ego vehicle (rear axle at the origin) stays free
     lanes = lay.lane_centres()
-    oncoming = [l for l in lanes if l[1] < 0]
+    oncoming = [lane for lane in lanes if lane[1] < 0]
     # the car ahead keeps a gap, so the front camera sees down the road
     _try(40, lambda: in_lane("car", lanes[0], 14.0, 30.0))
     c.claim(-10.0, 12.0, -lay.lane_w / 2 + 0.2, lay.lane_w / 2 - 0.2)
@@ -225,7 +225,12 @@ def _paint_traffic(c: Canvas, lay: StreetLayout, rng: np.random.Generator) -> No
     _try(40, lambda: in_lane("truck+trailer", lanes[int(rng.integers(len(lanes)))]))
     for _ in range(int(rng.integers(4, 9))):
         kind = rng.choice(["car", "car", "car", "car", "truck", "bus"])
-        _try(10, lambda: in_lane(str(kind), lanes[int(rng.integers(len(lanes)))]))
+
+        # kind bound as a default: _try calls place at once, but the binding makes that explicit
+        def place(kind: str = str(kind)) -> bool:
+            return in_lane(kind, lanes[int(rng.integers(len(lanes)))])
+
+        _try(10, place)
 
     strips = []
     if lay.park_right:

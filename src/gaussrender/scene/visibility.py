@@ -127,7 +127,8 @@ def line_of_sight(
     goal = t.floor().long()
     code = occupied.reshape(-1)
     visible = torch.ones(r, dtype=torch.bool)
-    walk = VoxelWalk(tuple(occupied.shape), o, d)  # type: ignore[arg-type]
+    nx, ny, nz = occupied.shape
+    walk = VoxelWalk((nx, ny, nz), o, d)
     for _ in range(sum(occupied.shape)):
         if walk.size == 0:
             break

@@ -42,7 +42,7 @@ class PixelAffine:
     tx: float = 0.0
     ty: float = 0.0
 
-    def then(self, other: "PixelAffine") -> "PixelAffine":
+    def then(self, other: PixelAffine) -> PixelAffine:
         """This map followed by ``other``."""
         return PixelAffine(
             other.a * self.a, other.b * self.b, other.a * self.tx + other.tx, other.b * self.ty + other.ty
@@ -165,6 +165,7 @@ class AugmentedDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
+        # torch types Dataset without __len__; the map-style datasets wrapped here all define it
         return len(self.base)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ __all__ = ["build_model_from_config", "build_dataset", "prepare_synthetic", "gri
 def build_model_from_config(cfg: Config) -> torch.nn.Module:
     """The occupancy model of ``cfg.model`` for ``cfg.data`` (grid, cameras, image size);
     the backbone starts from ``model.backbone_weights`` when given (a local file)."""
-    from ..models import ModelConfig, build_model, load_torchvision_weights
+    from ..models import ModelConfig, ResNet, build_model, load_torchvision_weights
 
     model = build_model(
         ModelConfig(
@@ -23,14 +23,20 @@ def build_model_from_config(cfg: Config) -> torch.nn.Module:
             size=cfg.model.size,
             grid=get_grid(cfg.data.grid),
             num_cameras=cfg.data.num_cameras,
-            image_size=tuple(cfg.data.image_size),
+            image_size=(cfg.data.image_size[0], cfg.data.image_size[1]),  # (H, W): the config checks two ints
             learned_opacity=cfg.model.learned_opacity,
             backbone_depth=cfg.model.backbone_depth,
             dropout=cfg.model.dropout,
         )
     )
     if cfg.model.backbone_weights:
-        load_torchvision_weights(model.image_encoder.backbone, cfg.model.backbone_weights)
+        backbone = model.get_submodule("image_encoder.backbone")
+        if not isinstance(backbone, ResNet):
+            raise ValueError(
+                f"model.backbone_weights loads torchvision ResNet weights; {cfg.model.name}'s backbone is a "
+                f"{type(backbone).__name__}"
+            )
+        load_torchvision_weights(backbone, cfg.model.backbone_weights)
     return model
 
 
@@ -55,7 +61,7 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
                 syn.num_scenes,
                 num_val_scenes=syn.num_val_scenes,
                 seed=syn.seed,
-                image_size=tuple(syn.image_size),
+                image_size=(syn.image_size[0], syn.image_size[1]),
                 grid=get_grid(cfg.grid),
             )
         if dist.is_available() and dist.is_initialized():
@@ -68,7 +74,7 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
             syn.num_scenes,
             num_val_scenes=syn.num_val_scenes,
             seed=syn.seed,
-            image_size=tuple(syn.image_size),
+            image_size=(syn.image_size[0], syn.image_size[1]),
             grid=get_grid(cfg.grid),
         )
     if dist.is_available() and dist.is_initialized():
@@ -101,7 +107,7 @@ def build_dataset(
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     root = root if root is not None else cfg.root
-    size = tuple(cfg.image_size)
+    size = (cfg.image_size[0], cfg.image_size[1])  # (H, W): the config checks two ints
     if cfg.synthetic is not None and cfg.format == "occ3d":
         # synthetic labels may be written on any grid with Occ3D's classes (data.grid)
         from .synthetic import SyntheticOccupancy
@@ -126,18 +132,21 @@ def build_dataset(
             image_size=size,
             depth_root=depth_root if load_images else None,
         )
-    reader = {"occ3d": data.Occ3DNuScenes, "surroundocc": data.SurroundOccNuScenes, "kitti360": data.SSCBenchKITTI360}[
-        cfg.format
-    ]
-    if get_grid(cfg.grid) != reader.grid:
-        raise ValueError(f"data.grid {cfg.grid!r} does not match the {cfg.format!r} reader's grid {reader.grid.name!r}")
+    # the readers take different arguments: KITTI-360 a split name, the nuScenes formats info files
+    nuscenes = {"occ3d": data.Occ3DNuScenes, "surroundocc": data.SurroundOccNuScenes}
+    reader_grid = data.SSCBenchKITTI360.grid if cfg.format == "kitti360" else nuscenes[cfg.format].grid
+    if get_grid(cfg.grid) != reader_grid:
+        raise ValueError(f"data.grid {cfg.grid!r} does not match the {cfg.format!r} reader's grid {reader_grid.name!r}")
     if cfg.format == "kitti360":
         # depth maps only go with the images (the label-only pass counts classes)
-        depth_root = cfg.depth_root or None
-        return reader(
-            root, split, load_images=load_images, image_size=size, depth_root=depth_root if load_images else None
+        return data.SSCBenchKITTI360(
+            root,
+            split,
+            load_images=load_images,
+            image_size=size,
+            depth_root=(cfg.depth_root or None) if load_images else None,
         )
-    return reader(
+    return nuscenes[cfg.format](
         root,
         infos if infos is not None else _infos(cfg, split),
         load_images=load_images,

@@ -15,9 +15,10 @@ import math
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
@@ -48,12 +49,12 @@ class ModelSection:
     name: Literal["tpvformer", "surroundocc", "symphonies"] = "tpvformer"  # architecture
     size: Literal["tiny", "base"] = "base"  # tiny: CPU-sized for tests and CI
     learned_opacity: bool = False  # predict a per-voxel opacity for GaussRender
-    backbone_depth: Optional[int] = None  # ResNet depth override (18, 34, 50, 101)
+    backbone_depth: int | None = None  # ResNet depth override (18, 34, 50, 101)
     dropout: float = 0.1  # attention / feed-forward dropout
-    backbone_weights: Optional[str] = None  # local torchvision ResNet state dict to start from
+    backbone_weights: str | None = None  # local torchvision ResNet state dict to start from
     # seed of the weight initialisation; None: derived from train.seed. Two runs that differ
     # only in train.seed but share init_seed start from the same weights
-    init_seed: Optional[int] = None
+    init_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class DataConfig:
     num_cameras: int = 6  # cameras per sample
     num_workers: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    synthetic: Optional[SyntheticConfig] = None  # write a synthetic dataset into `root` first
+    synthetic: SyntheticConfig | None = None  # write a synthetic dataset into `root` first
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class LossConfig:
     ce_weight: float = 10.0  # class-weighted cross-entropy
     lovasz_weight: float = 1.0  # Lovasz-softmax
     scale_decay: float = 0.5  # weight factor per coarser auxiliary scale
-    class_weights: Optional[tuple[float, ...]] = None  # [C] explicit CE weights (wins if set)
+    class_weights: tuple[float, ...] | None = None  # [C] explicit CE weights (wins if set)
     # else: "release" = the release's fixed table of the grid preset (DESIGN §5),
     # "inverse_log_frequency" = 1/log(count + 0.001) counted from the training labels, "none"
     class_weighting: Literal["none", "inverse_log_frequency", "release"] = "inverse_log_frequency"
@@ -107,7 +108,7 @@ class LossConfig:
     # (H, W) pixels the sensor cameras are rendered at; None: each sample's native image
     # size (render_image_size of the readers: nuScenes 900x1600, KITTI-360 376x1408) with
     # the uncropped K, whatever data.image_size is
-    render_image_size: Optional[tuple[int, int]] = None
+    render_image_size: tuple[int, int] | None = None
     nonfinite: Literal["raise", "skip"] = "raise"  # a NaN/inf loss term: raise, or skip the step
 
 
@@ -121,13 +122,13 @@ class OptimConfig:
     min_lr: float = 2e-7  # cosine (per iteration) floor
     # max global grad norm; None (default): no clipping, as the release's train.py (its logged
     # configs say grad_max_norm 35, but it never clips; DESIGN §5)
-    grad_clip: Optional[float] = None
+    grad_clip: float | None = None
 
 
 @dataclass(frozen=True)
 class TrainSection:
     epochs: int = 20
-    max_steps: Optional[int] = None  # stop early after this many optimiser steps
+    max_steps: int | None = None  # stop early after this many optimiser steps
     batch_size: int = 1  # per process
     amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only; the render loss stays fp32
     seed: int = 0
@@ -175,7 +176,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(inner, value, where)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a dataclass type, not an instance
         if not isinstance(value, dict):
             raise _fail(where, "expected a mapping", value)
         return _build(tp, value, where)
@@ -226,7 +227,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 def _build(cls: type, values: dict, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted((str(k) for k in set(values) - names))  # YAML keys need not be strings
+    unknown = sorted(str(k) for k in set(values) - names)  # YAML keys need not be strings
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(f"{key}: unknown key(s) {unknown} in {where or 'config'}; allowed: {sorted(names)}", key)
@@ -515,10 +516,12 @@ def resolve_config(spec: str | os.PathLike) -> Path:
         )
     found = importlib.resources.files("gaussrender") / "configs" / f"{text}.yaml"
     # a wheel installs the package as plain files, so this is a real path on disk
+    if not isinstance(found, os.PathLike):
+        raise FileNotFoundError(f"shipped config {text!r} is not a file on disk: {found!r}")
     return Path(os.fspath(found))
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config, apply ``--set`` overrides and validate it.
 
     Args:

@@ -23,8 +23,9 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable, Sized
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,9 +106,16 @@ def run_model(model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
     return model(batch["images"], batch["intrinsics"], batch["cam_from_grid"], **kwargs)
 
 
+def _dataset_len(dataset: torch.utils.data.Dataset, name: str) -> int:
+    """``len(dataset)``; torch types ``Dataset`` without ``__len__``, but the samplers here need it."""
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"{name} must be a map-style dataset with __len__, got {type(dataset).__name__}")
+    return len(dataset)
+
+
 def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Tensors (and lists of tensors) of a collated batch moved to ``device``."""
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):
             out[k] = v.to(device, non_blocking=True)
@@ -232,7 +240,7 @@ class TrainingLoss(torch.nn.Module):
 
         if "render_intrinsics" not in batch:
             ks = batch["intrinsics"].float()
-            native = tuple(int(s) for s in batch["images"].shape[-2:])
+            native = (int(batch["images"].shape[-2]), int(batch["images"].shape[-1]))
         else:
             ks = batch["render_intrinsics"].float()
             sizes = torch.as_tensor(batch["render_image_size"]).reshape(-1, 2)
@@ -240,7 +248,7 @@ class TrainingLoss(torch.nn.Module):
                 raise ValueError(
                     f"render_image_size must be [B, 2] (H, W) with B={ks.shape[0]}, got shape {list(sizes.shape)}"
                 )
-            distinct = {tuple(int(v) for v in row) for row in sizes}
+            distinct = {(int(row[0]), int(row[1])) for row in sizes}  # rows of 2: reshaped above
             if len(distinct) != 1:
                 raise ValueError(
                     f"the samples of a batch must share one render_image_size, got {sorted(distinct)}; "
@@ -257,7 +265,7 @@ def count_classes(dataset: torch.utils.data.Dataset, num_classes: int, info: Dis
     """``[C]`` int64 voxel count per class over ``dataset`` (items with ``labels``), summed
     over ranks (each rank reads a non-overlapping shard)."""
     counts = torch.zeros(num_classes, dtype=torch.int64)
-    for i in ShardSampler(len(dataset), info.rank, info.world_size):
+    for i in ShardSampler(_dataset_len(dataset, "dataset"), info.rank, info.world_size):
         labels = dataset[i]["labels"].reshape(-1).long()
         labels = labels[(labels >= 0) & (labels < num_classes)]
         counts += torch.bincount(labels, minlength=num_classes)
@@ -299,7 +307,8 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def _param_groups(model: torch.nn.Module, cfg: Config) -> list[dict[str, Any]]:
     """Backbone parameters (``model.backbone_parameters()``, if defined) at ``lr x mult``."""
-    backbone = list(model.backbone_parameters()) if hasattr(model, "backbone_parameters") else []
+    backbone_parameters = getattr(model, "backbone_parameters", None)
+    backbone = list(backbone_parameters()) if backbone_parameters is not None else []
     ids = {id(p) for p in backbone}
     rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
     backbone = [p for p in backbone if p.requires_grad]
@@ -402,7 +411,9 @@ class Trainer:
         cfg = self.cfg.train
         self.train_set = AugmentedDataset(train_set, self.cfg.data.augment, seed=cfg.seed)
         self.val_set = val_set
-        self.sampler = TrainSampler(len(train_set), self.info.rank, self.info.world_size, cfg.seed)
+        self.sampler = TrainSampler(
+            _dataset_len(train_set, "train_set"), self.info.rank, self.info.world_size, cfg.seed
+        )
         self.steps_per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
         total = self.steps_per_epoch * cfg.epochs
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
@@ -428,7 +439,7 @@ class Trainer:
         device = self.info.device
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         if self.amp_dtype is not None and device.type != "cuda":
-            warnings.warn(f"train.amp={amp!r} needs CUDA; running in float32 on {device}", RuntimeWarning)
+            warnings.warn(f"train.amp={amp!r} needs CUDA; running in float32 on {device}", RuntimeWarning, stacklevel=2)
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
@@ -560,7 +571,8 @@ class Trainer:
                 raise NonFiniteLossError(
                     f"non-finite parameter(s) {bad[:5]}{' ...' if len(bad) > 5 else ''} after the "
                     f"optimiser step at step {self.step} (epoch {self.epoch}, samples {batch.get('token')}, "
-                    f"loss {record['loss']:.6g}, grad norm {grad_norm:.6g}, lr {self.optimizer.param_groups[0]['lr']:.3g})"
+                    f"loss {record['loss']:.6g}, grad norm {grad_norm:.6g}, lr "
+                    f"{self.optimizer.param_groups[0]['lr']:.3g})"
                 )
         record["grad_norm"] = grad_norm
         record["skipped"] = float(not ok)
@@ -635,6 +647,7 @@ class Trainer:
                     f"checkpoint {path} was written by {len(rngs)} process(es), this run has "
                     f"{self.info.world_size}: RNG states are not restored (resume is not bit-exact)",
                     RuntimeWarning,
+                    stacklevel=2,
                 )
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
             raise DataFileError(
@@ -748,7 +761,7 @@ class Trainer:
         return {"step": self.step, "epoch": self.epoch, "skipped_steps": self.skipped_steps, **last_val}
 
     @torch.no_grad()
-    def evaluate(self, dataset: Iterable | None = None) -> dict[str, float]:
+    def evaluate(self, dataset: torch.utils.data.Dataset | None = None) -> dict[str, float]:
         """mIoU / IoU (:class:`~gaussrender.metrics.OccupancyMetrics`), RayIoU and the
         rendered-view metrics on the validation set, sharded over ranks without padding;
         metric states are summed.
@@ -778,7 +791,7 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=1,
-            sampler=ShardSampler(len(dataset), self.info.rank, self.info.world_size),
+            sampler=ShardSampler(_dataset_len(dataset, "dataset"), self.info.rank, self.info.world_size),
             num_workers=self.cfg.data.num_workers,
             collate_fn=self.collate,
             generator=torch.Generator().manual_seed(0),  # leave the global RNG untouched

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from .builders import build_dataset, build_model_from_config, grid_of, prepare_s
 from .checkpoint import load_checkpoint
 from .config import Config, ConfigError
 from .distributed import DistInfo, ShardSampler, init_distributed, shutdown_distributed
-from .loop import Trainer, class_weights_for, init_seed_of, move_batch, run_model
+from .loop import Trainer, _dataset_len, class_weights_for, init_seed_of, move_batch, run_model
 
 __all__ = ["train", "predict", "build_initial_model", "parameter_checksum", "metric_convention_of"]
 
@@ -86,7 +87,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         run_dir = Path(run_dir)
         grid = grid_of(cfg)
         train_set = build_dataset(cfg.data, "train")
-        if len(train_set) == 0:
+        if _dataset_len(train_set, "train_set") == 0:
             where = (
                 cfg.data.root
                 if cfg.data.synthetic is not None or cfg.data.format == "kitti360"
@@ -160,7 +161,7 @@ def predict(
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=1,
-        sampler=ShardSampler(len(dataset), info.rank, info.world_size),
+        sampler=ShardSampler(_dataset_len(dataset, "dataset"), info.rank, info.world_size),
         num_workers=cfg.data.num_workers,
         collate_fn=collate,
     )
@@ -173,6 +174,6 @@ def predict(
             if sem.shape != tuple(grid.shape):
                 raise ValueError(f"model output grid {sem.shape} differs from the config's grid {grid.shape}")
             path = out_dir / f"{token}.npz"  # KITTI-360 tokens are <seq>/<frame>
-            atomic_write(path, lambda f, sem=sem: np.savez_compressed(f, semantics=sem))
+            atomic_write(path, functools.partial(np.savez_compressed, semantics=sem))
             written.append(path)
     return written

@@ -38,8 +38,8 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is an optional extra
-                SummaryWriter = None
-            if SummaryWriter is not None:
+                pass
+            else:
                 self._tb = SummaryWriter(str(Path(run_dir) / "tb"))
 
     def log(self, kind: str, step: int, **fields: Any) -> None:

@@ -69,7 +69,8 @@ class SyntheticOccupancy(Occ3DNuScenes):
 def _pose(matrix: np.ndarray):
     from ..data import Pose
 
-    return Pose(tuple(float(v) for v in matrix[:3, 3]), matrix_to_quaternion(matrix[:3, :3]))
+    x, y, z = (float(v) for v in matrix[:3, 3])
+    return Pose((x, y, z), matrix_to_quaternion(matrix[:3, :3]))
 
 
 def render_views(
