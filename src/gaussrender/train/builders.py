@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -55,21 +56,13 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
         # a KITTI-like front camera with depth maps (monocular models such as Symphonies)
         from .synthetic_kitti360 import MARKER, make_kitti360_dataset
 
-        if is_main and not (root / MARKER).is_file():
-            make_kitti360_dataset(
-                root,
-                syn.num_scenes,
-                num_val_scenes=syn.num_val_scenes,
-                seed=syn.seed,
-                image_size=(syn.image_size[0], syn.image_size[1]),
-                grid=get_grid(cfg.grid),
-            )
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-        return
-    ready = all((root / name).is_file() for name in ("synthetic_infos_train.json", "synthetic_infos_val.json"))
+        write: Callable[..., object] = make_kitti360_dataset
+        ready = (root / MARKER).is_file()
+    else:
+        write = make_dataset
+        ready = all((root / name).is_file() for name in ("synthetic_infos_train.json", "synthetic_infos_val.json"))
     if is_main and not ready:
-        make_dataset(
+        write(
             root,
             syn.num_scenes,
             num_val_scenes=syn.num_val_scenes,
