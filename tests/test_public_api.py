@@ -26,6 +26,8 @@ EXPECTED = {
     "set_checks",
     "Gaussians",
     "voxels_to_gaussians",
+    "project_points",
+    "voxels_from_points",
     "GaussRenderLoss",
     "gauss_render_loss",
     "RenderLossOptions",

@@ -36,6 +36,8 @@ from .geometry import (
     get_grid,
     look_at,
     nuscenes_rig,
+    project_points,
+    voxels_from_points,
 )
 from .geometry.camera_strategies import apply_strategy
 from .loss import GaussRenderLoss, RenderLossOptions, gauss_render_loss
@@ -62,6 +64,8 @@ __all__ = [
     "available_backends",
     "Gaussians",
     "voxels_to_gaussians",
+    "project_points",
+    "voxels_from_points",
     "GaussRenderLoss",
     "gauss_render_loss",
     "RenderLossOptions",

@@ -11,12 +11,15 @@ transforms, and rays through the grid.
 * :mod:`.raycast`: exact voxel traversal (first hits, voxels crossed), used by RayIoU and by
   the procedural scene's visibility masks.
 * :mod:`.origins`: the LiDAR positions of a scene's frames (RayIoU's ray origins).
+* :mod:`.points`: point clouds as supervision: :func:`project_points` (sparse depth/label
+  images), :func:`voxels_from_points` (sparse voxel labels).
 """
 
 from . import camera_strategies
 from .cameras import Cameras, look_at, scale_intrinsics
 from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES, VoxelGrid, get_grid
 from .origins import ray_origins
+from .points import project_points, voxels_from_points
 from .raycast import RayHits, first_hits
 from .rigs import NUSCENES_CAMERA_NAMES, NUSCENES_CAMERA_WEIGHTS, bev_camera, nuscenes_rig
 from .transforms import matrix_to_quaternion, pose_matrix, quaternion_to_matrix
@@ -42,4 +45,6 @@ __all__ = [
     "RayHits",
     "first_hits",
     "ray_origins",
+    "project_points",
+    "voxels_from_points",
 ]
