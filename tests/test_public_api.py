@@ -43,6 +43,7 @@ EXPECTED = {
     "data",
     "models",
     "losses3d",
+    "losses_scal",
     "viz",
     "__version__",
 }
