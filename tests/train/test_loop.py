@@ -120,6 +120,22 @@ def test_render_switch_changes_only_the_loss_terms():
     assert {"render_cam", "render_cam_depth", "render_bev", "render_bev_depth"} <= set(extras)
 
 
+def test_scene_class_affinity_terms_are_summed_and_logged_only_when_weighted(tmp_path):
+    model = TinyOccModel().eval()
+    batch = collate(tiny_dataset(2))
+    outputs = model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])
+    off, _ = TrainingLoss(tiny_config(), TINY_GRID)(outputs, batch)
+    on, _ = TrainingLoss(tiny_config(loss={"sem_scal_weight": 1.0, "geo_scal_weight": 0.5}), TINY_GRID)(outputs, batch)
+    assert set(off) == {"loss_ce", "loss_lovasz"}
+    assert set(on) == {"loss_ce", "loss_lovasz", "loss_sem_scal", "loss_geo_scal"}
+    assert float(on["loss_sem_scal"].detach()) > 0 and float(on["loss_geo_scal"].detach()) > 0
+    t = tiny_trainer(tmp_path, tiny_config(loss={"sem_scal_weight": 1.0, "geo_scal_weight": 0.5}), n_train=2, n_val=0)
+    record = t.train_step(collate(tiny_dataset(2)))
+    assert {"loss_sem_scal", "loss_geo_scal"} <= set(record)
+    terms = [v for k, v in record.items() if k.startswith("loss_")]
+    assert record["loss"] == pytest.approx(sum(terms), rel=1e-6)
+
+
 def test_training_reduces_loss_and_validates(tmp_path):
     cfg = tiny_config(train={"epochs": 4, "log_every": 1, "device": "cpu"})
     t = tiny_trainer(tmp_path, cfg, n_train=2, n_val=2)

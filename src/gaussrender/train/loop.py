@@ -4,7 +4,8 @@
 directory; :meth:`Trainer.fit` trains, validates and checkpoints; :func:`train` builds
 everything from a :class:`~gaussrender.train.config.Config`.
 
-Loss (DESIGN §5): ``L = loss_ce + loss_lovasz [+ loss_render]`` where the 3D terms come from
+Loss (DESIGN §5): ``L = loss_ce + loss_lovasz [+ loss_sem_scal + loss_geo_scal] [+ loss_render]``
+(the scene-class affinity terms only with a weight > 0) where the 3D terms come from
 :class:`gaussrender.losses3d.Occupancy3DLoss` and ``loss_render`` is the weighted total of
 :class:`gaussrender.GaussRenderLoss` (only with ``loss.render: true``). Every term is
 computed in float32 outside autocast. A term that is NaN/inf never reaches the optimiser:
@@ -145,7 +146,8 @@ class TrainingLoss(torch.nn.Module):
     without them renders with the network's ``intrinsics`` at the ``images`` size).
     A learned ``opacity`` output ``[B, X, Y, Z]`` is the opacity of the predicted Gaussians.
     Returns ``(terms, extras)``: ``terms`` are the differentiable summands of the loss
-    (``loss_ce``, ``loss_lovasz`` and with rendering ``loss_render``); ``extras`` are
+    (``loss_ce``, ``loss_lovasz``, ``loss_sem_scal`` / ``loss_geo_scal`` when weighted, and
+    with rendering ``loss_render``); ``extras`` are
     detached values for the log (the unweighted render terms ``render_cam``, ...).
     """
 
@@ -176,6 +178,8 @@ class TrainingLoss(torch.nn.Module):
             scale_decay=cfg.loss.scale_decay,
             class_weights=weights,
             coarse_labels=cfg.loss.coarse_labels,
+            sem_scal_weight=cfg.loss.sem_scal_weight,
+            geo_scal_weight=cfg.loss.geo_scal_weight,
         )
         self.render_image_size = cfg.loss.render_image_size
         self.render = None
