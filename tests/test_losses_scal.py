@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gaussrender.losses3d import Occupancy3DLoss, downsample_labels
-from gaussrender.losses_scal import _neg_log_ratio, geo_scal_loss, sem_scal_loss
+from gaussrender.losses_scal import _neg_log_ratio, frustum_ids, frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 
 IGNORE = 255
 C = 5
@@ -204,3 +204,83 @@ def test_occupancy_loss_terms_weighted_over_scales_and_absent_at_zero_weight():
     torch.testing.assert_close(on["loss_geo_scal"].double(), 3.0 * geo, rtol=1e-5, atol=1e-6)
     only_geo = Occupancy3DLoss(C, 0, IGNORE, geo_scal_weight=1.0)(logits, labels)
     assert "loss_sem_scal" not in only_geo and "loss_geo_scal" in only_geo
+
+
+def ref_frustum_ids(pixels: torch.Tensor, depth: torch.Tensor, image_size: tuple[int, int], size: int) -> torch.Tensor:
+    """The release's ``compute_local_frustums`` tiling, one tile and one point at a time."""
+    h, w = image_size
+    ranges = [(i * 1.0 / size, (i * 1.0 + 1) / size) for i in range(size)]
+    out = torch.full(depth.shape, -1, dtype=torch.int64)
+    for idx in itertools.product(*(range(s) for s in depth.shape)):
+        u, v, z = float(pixels[idx][0]), float(pixels[idx][1]), float(depth[idx])
+        f = 0
+        for ry in ranges:
+            for rx in ranges:
+                if rx[0] * w <= u < rx[1] * w and ry[0] * h <= v < ry[1] * h and z > 0:
+                    assert out[idx] == -1  # tiles are disjoint
+                    out[idx] = f
+                f += 1
+    return out
+
+
+def ref_frustum_loss(logits, labels, frustum, num_frustums, ignore_index=IGNORE):
+    """The release's ``frustum_proportion_loss`` with one mask per frustum, float64 loops over classes."""
+    probs = logits.double().softmax(dim=1)
+    voxels = _voxels(labels, ignore_index)
+    total, used = probs.new_zeros(()), 0
+    for f in range(num_frustums):
+        inside = [v for v in voxels if int(frustum[v]) == f]
+        counts = [sum(1 for v in inside if int(labels[v]) == c) for c in range(logits.shape[1])]
+        mass = [sum((_prob(probs, c, v) for v in inside), probs.new_zeros(())) for c in range(logits.shape[1])]
+        total_mass = sum(mass, probs.new_zeros(()))
+        if sum(counts) == 0 or not total_mass > 0:
+            continue
+        used += 1
+        for c, n in enumerate(counts):
+            if n:
+                t = n / sum(counts)
+                total = total + t * (math.log(t) - torch.log(mass[c] / total_mass))
+    return total / used
+
+
+def test_frustum_ids_match_the_release_tiling_on_boundaries():
+    h, w, size = 6, 10, 4  # tile bounds 2.5, 5, 7.5 px (u) and 1.5, 3, 4.5 px (v)
+    g = torch.Generator().manual_seed(0)
+    u = torch.cat([torch.tensor([0.0, 2.5, 5.0, 7.5, 9.999, 10.0, -0.01]), torch.rand(40, generator=g) * 12 - 1])
+    v = torch.cat([torch.tensor([0.0, 1.5, 3.0, 4.5, 5.999, 2.0, 2.0]), torch.rand(40, generator=g) * 8 - 1])
+    pixels = torch.stack([u, v], dim=-1).double().reshape(47, 1, 2)
+    depth = torch.where(torch.rand(47, 1, generator=g) < 0.1, -1.0, 1.0).double()
+    depth[:7] = 1.0
+    ids = frustum_ids(pixels, depth, (h, w), size)
+    torch.testing.assert_close(ids, ref_frustum_ids(pixels, depth, (h, w), size), rtol=0, atol=0)
+    assert ids[:7, 0].tolist() == [0, 5, 10, 15, 15, -1, -1]  # a start bound belongs to its tile
+    assert bool((ids[depth <= 0] == -1).all()) and bool((depth <= 0).any())
+    with pytest.raises(ValueError, match="size"):
+        frustum_ids(pixels, depth, (h, w), 0)
+    with pytest.raises(ValueError, match="depth"):
+        frustum_ids(pixels, depth[:3], (h, w), size)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_frustum_loss_matches_loop_reference_forward_and_grad(seed):
+    num_frustums = 4
+    logits, labels = make_inputs(seed)
+    g = torch.Generator().manual_seed(seed + 10)
+    frustum = torch.randint(-1, num_frustums, SHAPE, generator=g)
+    frustum[frustum == 2] = -1  # one frustum empty: not counted
+    value, grad = grads(lambda x: frustum_proportion_loss(x, labels, frustum, num_frustums, IGNORE), logits)
+    want, grad_want = grads(lambda x: ref_frustum_loss(x, labels, frustum, num_frustums), logits)
+    torch.testing.assert_close(value, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, grad_want, rtol=1e-10, atol=1e-12)
+    # ignored voxels and voxels in no frustum carry no gradient
+    silent = (labels == IGNORE) | (frustum < 0)
+    assert float(grad.movedim(1, -1)[silent].abs().max()) == 0.0
+    x = logits[:1, :, :2].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda t: frustum_proportion_loss(t, labels[:1, :2], frustum[:1, :2], num_frustums, IGNORE), (x,)
+    )
+    none = torch.full_like(frustum, -1)
+    out = frustum_proportion_loss(logits.clone().requires_grad_(True), labels, none, num_frustums, IGNORE)
+    assert float(out.detach()) == 0.0 and out.requires_grad
+    with pytest.raises(ValueError, match="frustum ids"):
+        frustum_proportion_loss(logits, labels, frustum + num_frustums, num_frustums, IGNORE)

@@ -1,4 +1,4 @@
-"""Scene-class affinity losses of MonoScene: ``sem_scal`` and ``geo_scal``.
+"""MonoScene's auxiliary SSC losses: scene-class affinity (``sem_scal``, ``geo_scal``) and frustum proportion.
 
 MonoScene (Cao & de Charette, CVPR 2022) and the models built on its code (Symphonies, CVPR
 2024) add these to the class-weighted cross-entropy. Both compare, over the supervised voxels
@@ -19,6 +19,12 @@ module drops the ratio instead: in ``sem_scal`` the release already skips a rati
 denominator is zero (and classes absent from the labels), in ``geo_scal`` it returns NaN for
 labels with no occupied (recall) or no free (specificity) voxel, where these functions leave
 that ratio out. ``-log`` is capped at 100 as ``F.binary_cross_entropy`` does.
+
+The frustum-proportion loss splits the image into ``size x size`` tiles; the voxels whose
+projection falls in a tile form a local frustum (:func:`frustum_ids`). Per frustum, the class
+distribution of the supervised labels ``t`` and the normalised sum of the predicted
+probabilities ``q`` are compared by ``KL(t || q) = sum_{c: t_c > 0} t_c log(t_c / q_c)``,
+averaged over the frustums with labels (both pooled over the batch, as the release does).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 
 from ._label_checks import check_label_range, check_logits_labels
 
-__all__ = ["sem_scal_loss", "geo_scal_loss"]
+__all__ = ["sem_scal_loss", "geo_scal_loss", "frustum_ids", "frustum_proportion_loss"]
 
 #: ``F.binary_cross_entropy`` clamps ``log`` at ``-100``: the largest value of one ratio term.
 _MAX_NEG_LOG = 100.0
@@ -151,3 +157,103 @@ def geo_scal_loss(
     recall = _safe_ratio(hit, positives, positives > 0)
     specificity = _safe_ratio((empty * (1.0 - target)).sum(), negatives, negatives > 0)
     return _neg_log_ratio(precision) + _neg_log_ratio(recall) + _neg_log_ratio(specificity)
+
+
+def frustum_ids(pixels: torch.Tensor, depth: torch.Tensor, image_size: tuple[int, int], size: int) -> torch.Tensor:
+    """Local frustum of each point: the ``size x size`` image tile its projection falls in.
+
+    Tile ``(i, j)`` (row ``i`` from the top, column ``j`` from the left) covers
+    ``u in [j W / size, (j + 1) W / size)``, ``v in [i H / size, (i + 1) H / size)`` and has id
+    ``i * size + j`` (the release's order: rows outer, columns inner).
+
+    Args:
+        pixels: ``[..., 2]`` projections ``(u, v)`` in pixels.
+        depth: ``[...]`` camera z in metres; points with ``depth <= 0`` are in no frustum.
+        image_size: ``(H, W)`` pixels.
+        size: tiles per image side (8 in the Symphonies KITTI-360 config).
+
+    Returns:
+        ``[...]`` int64 ids in ``[0, size**2)``, -1 for points outside the image or behind it.
+    """
+    if pixels.shape[-1:] != (2,) or depth.shape != pixels.shape[:-1]:
+        raise ValueError(
+            f"pixels must have shape [..., 2] and depth [...], got {list(pixels.shape)} and {list(depth.shape)}"
+        )
+    if int(size) < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    h, w = (int(v) for v in image_size)
+    if h < 1 or w < 1:
+        raise ValueError(f"image_size must be positive (H, W), got {image_size!r}")
+    u, v = pixels[..., 0].double(), pixels[..., 1].double()
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h) & (depth > 0)
+    # the tile bounds as the release computes them, (j / size) * W, so that a point on a
+    # boundary goes to the same tile (floor(u size / W) can round the other way)
+    fractions = [j * 1.0 / size for j in range(int(size))]
+    u_starts = torch.tensor([f * w for f in fractions], dtype=torch.float64, device=pixels.device)
+    v_starts = torch.tensor([f * h for f in fractions], dtype=torch.float64, device=pixels.device)
+    col = (torch.bucketize(u.contiguous(), u_starts, right=True) - 1).clamp_min(0)
+    row = (torch.bucketize(v.contiguous(), v_starts, right=True) - 1).clamp_min(0)
+    return torch.where(inside, row * int(size) + col, torch.full_like(col, -1))
+
+
+def frustum_proportion_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    frustum: torch.Tensor,
+    num_frustums: int,
+    ignore_index: int = 255,
+    from_logits: bool = True,
+) -> torch.Tensor:
+    """MonoScene's frustum-proportion loss: per local frustum, ``KL(label classes || predicted classes)``.
+
+    For frustum ``f`` over the supervised voxels of the whole batch that lie in it:
+    ``t_f = counts_f / sum(counts_f)`` (label class counts) and ``q_f = sum_v p_v / sum_v sum_c
+    p_v,c`` (softmax mass per class); the loss is ``sum_f sum_{c: t_f,c > 0} t_f,c log(t_f,c /
+    q_f,c)`` divided by the number of frustums with at least one supervised voxel.
+
+    Args:
+        logits: ``[B, C, X, Y, Z]`` unnormalised class scores (or probabilities with
+            ``from_logits=False``).
+        labels: ``[B, X, Y, Z]`` integer labels in ``[0, C)`` or ``ignore_index``.
+        frustum: ``[B, X, Y, Z]`` int frustum id of each voxel in ``[0, num_frustums)``, -1 for
+            none (see :func:`frustum_ids`).
+        num_frustums: number of frustums ``F`` (``size**2``).
+        ignore_index: label value without supervision.
+        from_logits: apply a softmax over ``C`` first.
+
+    Returns:
+        Scalar tensor; zero (with a graph) when no frustum holds a supervised voxel.
+    """
+    check_logits_labels(logits, labels)
+    if frustum.shape != labels.shape or frustum.dtype.is_floating_point or frustum.dtype == torch.bool:
+        raise ValueError(
+            f"frustum must be an integer tensor of the labels' shape {list(labels.shape)}, "
+            f"got {frustum.dtype} {list(frustum.shape)}"
+        )
+    if int(num_frustums) < 1:
+        raise ValueError(f"num_frustums must be a positive int, got {num_frustums!r}")
+    num_classes = logits.shape[1]
+    check_label_range(labels, num_classes, ignore_index)
+    ids = frustum.reshape(-1).long()
+    if bool(((ids < -1) | (ids >= num_frustums)).any()):
+        raise ValueError(f"frustum ids must lie in [-1, {num_frustums}), got [{int(ids.min())}, {int(ids.max())}]")
+    probs = logits.softmax(dim=1) if from_logits else logits
+    probs = probs.movedim(1, -1).reshape(-1, num_classes)
+    flat = labels.reshape(-1).long()
+    keep = (flat != ignore_index) & (ids >= 0)
+    probs, flat, ids = probs[keep], flat[keep], ids[keep]
+    counts = torch.bincount(ids * num_classes + flat, minlength=num_frustums * num_classes)
+    counts = counts.reshape(num_frustums, num_classes).to(probs.dtype)  # [F, C]
+    mass = probs.new_zeros(num_frustums, num_classes).index_add(0, ids, probs)  # [F, C]
+    total_count = counts.sum(dim=1, keepdim=True)
+    total_mass = mass.sum(dim=1, keepdim=True)
+    used = (total_count > 0) & (total_mass > 0)  # [F, 1]
+    if not bool(used.any()):
+        return logits.sum() * 0.0
+    target = counts / torch.where(used, total_count, torch.ones_like(total_count))
+    pred = mass / torch.where(used, total_mass, torch.ones_like(total_mass))
+    term = used & (target > 0)  # [F, C]: the release keeps only classes present in the frustum
+    safe_pred = torch.where(term, pred, torch.ones_like(pred))
+    safe_target = torch.where(term, target, torch.ones_like(target))
+    kl = torch.where(term, safe_target * (torch.log(safe_target) - torch.log(safe_pred)), torch.zeros_like(pred))
+    return kl.sum() / used.sum()
