@@ -203,7 +203,15 @@ def test_occupancy_loss_terms_weighted_over_scales_and_absent_at_zero_weight():
     torch.testing.assert_close(on["loss_sem_scal"].double(), 2.0 * sem, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(on["loss_geo_scal"].double(), 3.0 * geo, rtol=1e-5, atol=1e-6)
     only_geo = Occupancy3DLoss(C, 0, IGNORE, geo_scal_weight=1.0)(logits, labels)
-    assert "loss_sem_scal" not in only_geo and "loss_geo_scal" in only_geo
+    assert "loss_sem_scal" not in only_geo and "loss_geo_scal" in only_geo and "loss_frustum" not in only_geo
+    # the frustum term: ids at the full grid, applied to the full-grid outputs only
+    frustum = torch.randint(-1, 4, SHAPE, generator=torch.Generator().manual_seed(7))
+    fr = Occupancy3DLoss(C, 0, IGNORE, frustum_weight=2.0, num_frustums=4)
+    with pytest.raises(ValueError, match="frustum"):
+        fr(logits, labels, aux)
+    out = fr(logits, labels, [logits * 0.5, *aux], frustum=frustum)
+    want = ref_frustum_loss(logits, labels, frustum, 4) + 0.5 * ref_frustum_loss(logits * 0.5, labels, frustum, 4)
+    torch.testing.assert_close(out["loss_frustum"].double(), 2.0 * want, rtol=1e-5, atol=1e-6)
 
 
 def ref_frustum_ids(pixels: torch.Tensor, depth: torch.Tensor, image_size: tuple[int, int], size: int) -> torch.Tensor:

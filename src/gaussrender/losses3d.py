@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ._checks import check_finite, check_floating, check_integer, check_shape, check_tensor
 from ._label_checks import check_label_range as _check_label_range
 from ._label_checks import check_logits_labels as _check_logits_labels
-from .losses_scal import geo_scal_loss, sem_scal_loss
+from .losses_scal import frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 
 if TYPE_CHECKING:
     from .geometry.grid import VoxelGrid
@@ -327,12 +327,17 @@ class Occupancy3DLoss(torch.nn.Module):
             (:func:`gaussrender.losses_scal.sem_scal_loss`; 1 in the Symphonies release), 0: off.
         geo_scal_weight: weight of its geometric counterpart
             (:func:`gaussrender.losses_scal.geo_scal_loss`), 0: off.
+        frustum_weight: weight of MonoScene's frustum-proportion loss
+            (:func:`gaussrender.losses_scal.frustum_proportion_loss`), 0: off; it needs the
+            call's ``frustum`` ids and is applied to the outputs at the full grid only.
+        num_frustums: number of frustum ids (``frustum_size ** 2``).
 
     Call:
         ``loss(logits [B, C, X, Y, Z], labels [B, X, Y, Z], aux_logits=[[B, C, x, y, z], ...])``
         returns ``{"loss_ce": ..., "loss_lovasz": ...}`` plus ``"loss_sem_scal"`` /
-        ``"loss_geo_scal"`` when their weight is > 0 (each already weighted and summed over
-        scales); the 3D loss is their sum.
+        ``"loss_geo_scal"`` / ``"loss_frustum"`` when their weight is > 0 (each already
+        weighted and summed over scales); the 3D loss is their sum. The frustum term needs
+        ``frustum=[B, X, Y, Z]`` int ids (:func:`gaussrender.losses_scal.frustum_ids`).
     """
 
     def __init__(
@@ -347,6 +352,8 @@ class Occupancy3DLoss(torch.nn.Module):
         coarse_labels: Literal["last", "majority"] = "last",
         sem_scal_weight: float = 0.0,
         geo_scal_weight: float = 0.0,
+        frustum_weight: float = 0.0,
+        num_frustums: int = 64,
     ) -> None:
         super().__init__()
         if coarse_labels not in COARSE_LABEL_RULES:
@@ -360,6 +367,7 @@ class Occupancy3DLoss(torch.nn.Module):
             ("scale_decay", scale_decay),
             ("sem_scal_weight", sem_scal_weight),
             ("geo_scal_weight", geo_scal_weight),
+            ("frustum_weight", frustum_weight),
         ):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -371,6 +379,10 @@ class Occupancy3DLoss(torch.nn.Module):
         self.scale_decay = float(scale_decay)
         self.sem_scal_weight = float(sem_scal_weight)
         self.geo_scal_weight = float(geo_scal_weight)
+        self.frustum_weight = float(frustum_weight)
+        if int(num_frustums) < 1:
+            raise ValueError(f"num_frustums must be a positive int, got {num_frustums!r}")
+        self.num_frustums = int(num_frustums)
         if class_weights is not None:
             check_shape("class_weights", class_weights, [num_classes])
             check_floating("class_weights", class_weights)
@@ -406,8 +418,11 @@ class Occupancy3DLoss(torch.nn.Module):
         logits: torch.Tensor,
         labels: torch.Tensor,
         aux_logits: Sequence[torch.Tensor] = (),
+        frustum: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         _check_logits_labels(logits, labels)
+        if self.frustum_weight > 0 and frustum is None:
+            raise ValueError("frustum_weight > 0 needs frustum=[B, X, Y, Z] ids (gaussrender.losses_scal.frustum_ids)")
         check_shape("logits", logits, ["B", self.num_classes, "X", "Y", "Z"])
         outputs = [(logits, labels.long(), 1.0)]
         for scale, a in zip(self._scales(logits.shape[2:], aux_logits), aux_logits):
@@ -421,6 +436,7 @@ class Occupancy3DLoss(torch.nn.Module):
         lov = logits.new_zeros(())
         sem = logits.new_zeros(())
         geo = logits.new_zeros(())
+        fru = logits.new_zeros(())
         for out, lab, w in outputs:
             out = out.float()  # the 3D loss runs in float32 even under autocast
             if self.ce_weight:
@@ -431,9 +447,14 @@ class Occupancy3DLoss(torch.nn.Module):
                 sem = sem + w * sem_scal_loss(out, lab, self.ignore_index)
             if self.geo_scal_weight:
                 geo = geo + w * geo_scal_loss(out, lab, self.empty_index, self.ignore_index)
+            # frustum ids exist at the full grid (Symphonies' auxiliary outputs all are)
+            if self.frustum_weight and frustum is not None and out.shape[2:] == logits.shape[2:]:
+                fru = fru + w * frustum_proportion_loss(out, lab, frustum, self.num_frustums, self.ignore_index)
         terms = {"loss_ce": self.ce_weight * ce, "loss_lovasz": self.lovasz_weight * lov}
         if self.sem_scal_weight > 0:
             terms["loss_sem_scal"] = self.sem_scal_weight * sem
         if self.geo_scal_weight > 0:
             terms["loss_geo_scal"] = self.geo_scal_weight * geo
+        if self.frustum_weight > 0:
+            terms["loss_frustum"] = self.frustum_weight * fru
         return terms

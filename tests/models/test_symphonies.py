@@ -63,7 +63,7 @@ def test_forward_backward_shapes_and_finite_losses():
 
 
 def test_release_loss_terms_are_finite_and_reach_the_network():
-    """CE + sem_scal + geo_scal at the Symphonies release's weights (1 each), with its aux outputs."""
+    """CE + sem_scal + geo_scal + frustum at the Symphonies release's weights (1 each), with its aux outputs."""
     model = build()
     k, t = front_camera()
     g = torch.Generator().manual_seed(2)
@@ -81,12 +81,15 @@ def test_release_loss_terms_are_finite_and_reach_the_network():
         lovasz_weight=0.0,
         sem_scal_weight=1.0,
         geo_scal_weight=1.0,
+        frustum_weight=1.0,
+        num_frustums=4,
     )
-    terms = loss_fn(out["logits"], labels, out["aux_logits"])
-    assert {"loss_sem_scal", "loss_geo_scal"} <= set(terms)
+    frustum = torch.randint(-1, 4, labels.shape, generator=g)
+    terms = loss_fn(out["logits"], labels, out["aux_logits"], frustum=frustum)
+    assert {"loss_sem_scal", "loss_geo_scal", "loss_frustum"} <= set(terms)
     assert all(bool(torch.isfinite(v)) for v in terms.values())
-    assert float(terms["loss_sem_scal"].detach()) > 0 and float(terms["loss_geo_scal"].detach()) > 0
-    (terms["loss_sem_scal"] + terms["loss_geo_scal"]).backward()
+    assert all(float(terms[k].detach()) > 0 for k in ("loss_sem_scal", "loss_geo_scal", "loss_frustum"))
+    (terms["loss_sem_scal"] + terms["loss_geo_scal"] + terms["loss_frustum"]).backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(bool(torch.isfinite(gr_).all()) for gr_ in grads)
     assert float(dict(model.named_parameters())["scene_embed.weight"].grad.abs().sum()) > 0
