@@ -146,8 +146,8 @@ class TrainingLoss(torch.nn.Module):
     without them renders with the network's ``intrinsics`` at the ``images`` size).
     A learned ``opacity`` output ``[B, X, Y, Z]`` is the opacity of the predicted Gaussians.
     Returns ``(terms, extras)``: ``terms`` are the differentiable summands of the loss
-    (``loss_ce``, ``loss_lovasz``, ``loss_sem_scal`` / ``loss_geo_scal`` / ``loss_frustum`` when weighted, and
-    with rendering ``loss_render``); ``extras`` are
+    (``loss_ce``, ``loss_lovasz``, ``loss_sem_scal`` / ``loss_geo_scal`` / ``loss_frustum``
+    when weighted, and with rendering ``loss_render``); ``extras`` are
     detached values for the log (the unweighted render terms ``render_cam``, ...).
     """
 
