@@ -45,6 +45,7 @@ EXPECTED = {
     "data",
     "models",
     "losses3d",
+    "losses_scal",
     "viz",
     "__version__",
 }

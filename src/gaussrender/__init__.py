@@ -21,7 +21,7 @@ Pictures: :func:`make_scene` (procedural scenes), :mod:`gaussrender.viz`.
 
 from importlib import metadata as _metadata
 
-from . import data, geometry, losses3d, metrics, models, viz
+from . import data, geometry, losses3d, losses_scal, metrics, models, viz
 from ._checks import set_checks
 from .geometry import (
     NUSCENES_CAMERA_WEIGHTS,
@@ -83,6 +83,7 @@ __all__ = [
     "data",
     "models",
     "losses3d",
+    "losses_scal",
     "viz",
     "set_checks",
     "__version__",

@@ -3,7 +3,8 @@
 These are the models' own losses (DESIGN §5, ``L_3D``), computed on voxel logits
 ``[B, C, X, Y, Z]`` against integer labels ``[B, X, Y, Z]`` whose value ``ignore_index``
 (255 on every benchmark) carries no supervision. GaussRender adds its rendering loss on top
-(:class:`gaussrender.GaussRenderLoss`).
+(:class:`gaussrender.GaussRenderLoss`). :class:`Occupancy3DLoss` can add MonoScene's
+scene-class affinity terms (:mod:`gaussrender.losses_scal`), which the Symphonies recipe uses.
 
 The Lovasz-softmax loss follows Berman et al., "The Lovász-Softmax loss" (CVPR 2018): for
 each class present in the labels, the per-voxel errors ``|[y = c] - p_c|`` are sorted in
@@ -21,6 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_finite, check_floating, check_integer, check_shape, check_tensor
+from ._label_checks import check_label_range as _check_label_range
+from ._label_checks import check_logits_labels as _check_logits_labels
+from .losses_scal import frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 
 if TYPE_CHECKING:
     from .geometry.grid import VoxelGrid
@@ -35,31 +39,6 @@ __all__ = [
     "release_class_weights",
     "Occupancy3DLoss",
 ]
-
-
-def _check_logits_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
-    check_tensor("logits", logits)
-    check_tensor("labels", labels)
-    check_floating("logits", logits)
-    check_integer("labels", labels)
-    if logits.dim() < 2:
-        raise ValueError(f"logits must have shape [B, C, ...], got {list(logits.shape)}")
-    expected = [logits.shape[0]] + list(logits.shape[2:])
-    if list(labels.shape) != expected:
-        raise ValueError(
-            f"labels must have shape {expected} (logits {list(logits.shape)} without C), got {list(labels.shape)}"
-        )
-
-
-def _check_label_range(labels: torch.Tensor, num_classes: int, ignore_index: int) -> None:
-    valid = labels != ignore_index
-    if valid.any():
-        lo, hi = int(labels[valid].min()), int(labels[valid].max())
-        if lo < 0 or hi >= num_classes:
-            raise ValueError(
-                f"labels must lie in [0, {num_classes}) or equal ignore_index={ignore_index}, "
-                f"got values in [{lo}, {hi}]"
-            )
 
 
 def cross_entropy_3d(
@@ -328,7 +307,7 @@ class _Scale:
 
 
 class Occupancy3DLoss(torch.nn.Module):
-    """``L_3D``: ``ce_weight × CE + lovasz_weight × Lovasz``, summed over scales.
+    """``L_3D``: ``ce_weight × CE + lovasz_weight × Lovasz`` [+ scene-class affinity], summed over scales.
 
     The full-resolution logits get weight 1 and the ``i``-th coarser auxiliary output (finest
     first) gets ``scale_decay ** (i + 1)``; their labels come from :func:`downsample_labels`
@@ -344,11 +323,21 @@ class Occupancy3DLoss(torch.nn.Module):
         class_weights: ``[C]`` cross-entropy class weights or None.
         coarse_labels: label rule of the coarser scales, ``"last"`` (the release's
             SurroundOcc, default) or ``"majority"`` (see :func:`downsample_labels`).
+        sem_scal_weight: weight of MonoScene's semantic scene-class affinity loss
+            (:func:`gaussrender.losses_scal.sem_scal_loss`; 1 in the Symphonies release), 0: off.
+        geo_scal_weight: weight of its geometric counterpart
+            (:func:`gaussrender.losses_scal.geo_scal_loss`), 0: off.
+        frustum_weight: weight of MonoScene's frustum-proportion loss
+            (:func:`gaussrender.losses_scal.frustum_proportion_loss`), 0: off; it needs the
+            call's ``frustum`` ids and is applied to the outputs at the full grid only.
+        num_frustums: number of frustum ids (``frustum_size ** 2``).
 
     Call:
         ``loss(logits [B, C, X, Y, Z], labels [B, X, Y, Z], aux_logits=[[B, C, x, y, z], ...])``
-        returns ``{"loss_ce": ..., "loss_lovasz": ...}`` (each already weighted and summed
-        over scales); the 3D loss is their sum.
+        returns ``{"loss_ce": ..., "loss_lovasz": ...}`` plus ``"loss_sem_scal"`` /
+        ``"loss_geo_scal"`` / ``"loss_frustum"`` when their weight is > 0 (each already
+        weighted and summed over scales); the 3D loss is their sum. The frustum term needs
+        ``frustum=[B, X, Y, Z]`` int ids (:func:`gaussrender.losses_scal.frustum_ids`).
     """
 
     def __init__(
@@ -361,6 +350,10 @@ class Occupancy3DLoss(torch.nn.Module):
         scale_decay: float = 0.5,
         class_weights: torch.Tensor | None = None,
         coarse_labels: Literal["last", "majority"] = "last",
+        sem_scal_weight: float = 0.0,
+        geo_scal_weight: float = 0.0,
+        frustum_weight: float = 0.0,
+        num_frustums: int = 64,
     ) -> None:
         super().__init__()
         if coarse_labels not in COARSE_LABEL_RULES:
@@ -368,7 +361,14 @@ class Occupancy3DLoss(torch.nn.Module):
         self.coarse_labels = coarse_labels
         if not 0 <= empty_index < num_classes:
             raise ValueError(f"empty_index must be in [0, {num_classes}), got {empty_index}")
-        for name, value in (("ce_weight", ce_weight), ("lovasz_weight", lovasz_weight), ("scale_decay", scale_decay)):
+        for name, value in (
+            ("ce_weight", ce_weight),
+            ("lovasz_weight", lovasz_weight),
+            ("scale_decay", scale_decay),
+            ("sem_scal_weight", sem_scal_weight),
+            ("geo_scal_weight", geo_scal_weight),
+            ("frustum_weight", frustum_weight),
+        ):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         self.num_classes = num_classes
@@ -377,6 +377,12 @@ class Occupancy3DLoss(torch.nn.Module):
         self.ce_weight = float(ce_weight)
         self.lovasz_weight = float(lovasz_weight)
         self.scale_decay = float(scale_decay)
+        self.sem_scal_weight = float(sem_scal_weight)
+        self.geo_scal_weight = float(geo_scal_weight)
+        self.frustum_weight = float(frustum_weight)
+        if int(num_frustums) < 1:
+            raise ValueError(f"num_frustums must be a positive int, got {num_frustums!r}")
+        self.num_frustums = int(num_frustums)
         if class_weights is not None:
             check_shape("class_weights", class_weights, [num_classes])
             check_floating("class_weights", class_weights)
@@ -412,8 +418,11 @@ class Occupancy3DLoss(torch.nn.Module):
         logits: torch.Tensor,
         labels: torch.Tensor,
         aux_logits: Sequence[torch.Tensor] = (),
+        frustum: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         _check_logits_labels(logits, labels)
+        if self.frustum_weight > 0 and frustum is None:
+            raise ValueError("frustum_weight > 0 needs frustum=[B, X, Y, Z] ids (gaussrender.losses_scal.frustum_ids)")
         check_shape("logits", logits, ["B", self.num_classes, "X", "Y", "Z"])
         outputs = [(logits, labels.long(), 1.0)]
         for scale, a in zip(self._scales(logits.shape[2:], aux_logits), aux_logits):
@@ -425,10 +434,27 @@ class Occupancy3DLoss(torch.nn.Module):
             outputs.append((a, coarse, scale.weight))
         ce = logits.new_zeros(())
         lov = logits.new_zeros(())
+        sem = logits.new_zeros(())
+        geo = logits.new_zeros(())
+        fru = logits.new_zeros(())
         for out, lab, w in outputs:
             out = out.float()  # the 3D loss runs in float32 even under autocast
             if self.ce_weight:
                 ce = ce + w * cross_entropy_3d(out, lab, self.class_weights, self.ignore_index)
             if self.lovasz_weight:
                 lov = lov + w * lovasz_softmax(out, lab, self.ignore_index)
-        return {"loss_ce": self.ce_weight * ce, "loss_lovasz": self.lovasz_weight * lov}
+            if self.sem_scal_weight:
+                sem = sem + w * sem_scal_loss(out, lab, self.ignore_index)
+            if self.geo_scal_weight:
+                geo = geo + w * geo_scal_loss(out, lab, self.empty_index, self.ignore_index)
+            # frustum ids exist at the full grid (Symphonies' auxiliary outputs all are)
+            if self.frustum_weight and frustum is not None and out.shape[2:] == logits.shape[2:]:
+                fru = fru + w * frustum_proportion_loss(out, lab, frustum, self.num_frustums, self.ignore_index)
+        terms = {"loss_ce": self.ce_weight * ce, "loss_lovasz": self.lovasz_weight * lov}
+        if self.sem_scal_weight > 0:
+            terms["loss_sem_scal"] = self.sem_scal_weight * sem
+        if self.geo_scal_weight > 0:
+            terms["loss_geo_scal"] = self.geo_scal_weight * geo
+        if self.frustum_weight > 0:
+            terms["loss_frustum"] = self.frustum_weight * fru
+        return terms

@@ -62,6 +62,39 @@ def test_forward_backward_shapes_and_finite_losses():
     assert out["aux_logits"] == [] and out["logits"].shape == (2, c, *GRID.shape)
 
 
+def test_release_loss_terms_are_finite_and_reach_the_network():
+    """CE + sem_scal + geo_scal + frustum at the Symphonies release's weights (1 each), with its aux outputs."""
+    model = build()
+    k, t = front_camera()
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(1, 1, 3, H, W, generator=g)
+    depth = torch.rand(1, 1, H // 4, W // 4, generator=g) * 40 + 2
+    out = model(images, k, t, depth=depth)
+    c = GRID.num_classes
+    labels = torch.randint(0, c, (1, *GRID.shape), generator=g)
+    labels[0, :3] = GRID.ignore_index
+    loss_fn = Occupancy3DLoss(
+        c,
+        GRID.empty_index,
+        GRID.ignore_index,
+        ce_weight=1.0,
+        lovasz_weight=0.0,
+        sem_scal_weight=1.0,
+        geo_scal_weight=1.0,
+        frustum_weight=1.0,
+        num_frustums=4,
+    )
+    frustum = torch.randint(-1, 4, labels.shape, generator=g)
+    terms = loss_fn(out["logits"], labels, out["aux_logits"], frustum=frustum)
+    assert {"loss_sem_scal", "loss_geo_scal", "loss_frustum"} <= set(terms)
+    assert all(bool(torch.isfinite(v)) for v in terms.values())
+    assert all(float(terms[k].detach()) > 0 for k in ("loss_sem_scal", "loss_geo_scal", "loss_frustum"))
+    (terms["loss_sem_scal"] + terms["loss_geo_scal"] + terms["loss_frustum"]).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(gr_).all()) for gr_ in grads)
+    assert float(dict(model.named_parameters())["scene_embed.weight"].grad.abs().sum()) > 0
+
+
 def test_monocular_and_depth_are_required():
     with pytest.raises(ValueError, match="num_cameras must be 1"):
         build_model(ModelConfig("symphonies", "tiny", GRID, num_cameras=2, image_size=(H, W)))

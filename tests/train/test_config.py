@@ -32,6 +32,16 @@ def test_defaults_are_the_paper_recipe():
         0.5,
         10,
     )
+    # MonoScene's scene-class affinity terms are off unless a config asks for them
+    assert (cfg.loss.sem_scal_weight, cfg.loss.geo_scal_weight, cfg.loss.frustum_weight) == (0.0, 0.0, 0.0)
+    for name, bad in (
+        ("sem_scal_weight", -1.0),
+        ("geo_scal_weight", -1.0),
+        ("frustum_weight", -1.0),
+        ("frustum_size", 0),
+    ):
+        with pytest.raises(ValueError, match=f"loss.{name}"):
+            config_from_dict({"loss": {name: bad}})
 
 
 def test_overrides_parse_yaml_values(tmp_path):

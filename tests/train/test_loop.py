@@ -120,6 +120,60 @@ def test_render_switch_changes_only_the_loss_terms():
     assert {"render_cam", "render_cam_depth", "render_bev", "render_bev_depth"} <= set(extras)
 
 
+def test_scene_class_affinity_terms_are_summed_and_logged_only_when_weighted(tmp_path):
+    model = TinyOccModel().eval()
+    batch = collate(tiny_dataset(2))
+    outputs = model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])
+    off, _ = TrainingLoss(tiny_config(), TINY_GRID)(outputs, batch)
+    on, _ = TrainingLoss(tiny_config(loss={"sem_scal_weight": 1.0, "geo_scal_weight": 0.5}), TINY_GRID)(outputs, batch)
+    assert set(off) == {"loss_ce", "loss_lovasz"}
+    assert set(on) == {"loss_ce", "loss_lovasz", "loss_sem_scal", "loss_geo_scal"}
+    assert float(on["loss_sem_scal"].detach()) > 0 and float(on["loss_geo_scal"].detach()) > 0
+    t = tiny_trainer(tmp_path, tiny_config(loss={"sem_scal_weight": 1.0, "geo_scal_weight": 0.5}), n_train=2, n_val=0)
+    record = t.train_step(collate(tiny_dataset(2)))
+    assert {"loss_sem_scal", "loss_geo_scal"} <= set(record)
+    terms = [v for k, v in record.items() if k.startswith("loss_")]
+    assert record["loss"] == pytest.approx(sum(terms), rel=1e-6)
+
+
+def test_frustum_ids_follow_the_release_projection_and_the_term_is_summed(tmp_path):
+    """Voxel corners, the first camera, rounded pixels, size x size tiles (MonoScene's vox2pix +
+    compute_local_frustums), against a float64 loop; then loss_frustum in the summed record."""
+    import itertools
+    import math
+
+    cfg = tiny_config(loss={"frustum_weight": 1.0, "frustum_size": 2})
+    batch = collate(tiny_dataset(2))
+    loss_fn = TrainingLoss(cfg, TINY_GRID)
+    ids = loss_fn.frustum_ids(batch)
+    h, w = batch["images"].shape[-2:]
+    assert ids.shape == (2, *TINY_GRID.shape)
+    for b in range(2):
+        k = batch["intrinsics"][b, 0].double().tolist()
+        t = batch["cam_from_grid"][b, 0].double().tolist()
+        for i, j, m in itertools.product(*(range(n) for n in TINY_GRID.shape)):
+            p = [TINY_GRID.range_min[a] + idx * TINY_GRID.voxel_size for a, idx in enumerate((i, j, m))]
+            cam = [sum(t[r][c] * p[c] for c in range(3)) + t[r][3] for r in range(3)]
+            want = -1
+            if cam[2] > 0:
+                u = round(k[0][0] * cam[0] / cam[2] + k[0][1] * cam[1] / cam[2] + k[0][2])
+                v = round(k[1][1] * cam[1] / cam[2] + k[1][2])
+                if 0 <= u < w and 0 <= v < h:
+                    want = (2 if v >= 0.5 * h else 0) + (1 if u >= 0.5 * w else 0)
+            assert int(ids[b, i, j, m]) == want, (b, i, j, m)
+    assert len(set(ids.unique().tolist())) >= 3  # several tiles and "none" are exercised
+
+    model = TinyOccModel().eval()
+    outputs = model(batch["images"], batch["intrinsics"], batch["cam_from_grid"])
+    terms, _ = loss_fn(outputs, batch)
+    assert set(terms) == {"loss_ce", "loss_lovasz", "loss_frustum"}
+    assert float(terms["loss_frustum"].detach()) > 0
+    t = tiny_trainer(tmp_path, cfg, n_train=2, n_val=0)
+    record = t.train_step(collate(tiny_dataset(2)))
+    assert "loss_frustum" in record and math.isfinite(record["loss_frustum"])
+    assert record["loss"] == pytest.approx(sum(v for k, v in record.items() if k.startswith("loss_")), rel=1e-6)
+
+
 def test_training_reduces_loss_and_validates(tmp_path):
     cfg = tiny_config(train={"epochs": 4, "log_every": 1, "device": "cpu"})
     t = tiny_trainer(tmp_path, cfg, n_train=2, n_val=2)

@@ -147,6 +147,10 @@ def test_config_checks_and_builders(tmp_path, kitti_like):
     for arm in ("std", "render"):
         cfg = load_config(f"symphonies_kitti360_{arm}")
         assert cfg.model.name == "symphonies" and cfg.data.depth_root and cfg.data.num_cameras == 1
+        # the release's criterions: ce_ssc, sem_scal, geo_scal, frustum (8 x 8), weight 1 each
+        loss = cfg.loss
+        assert (loss.ce_weight, loss.sem_scal_weight, loss.geo_scal_weight, loss.frustum_weight) == (1, 1, 1, 1)
+        assert loss.frustum_size == 8
     cfg = config_from_dict(
         {
             "model": {"name": "symphonies", "size": "tiny"},

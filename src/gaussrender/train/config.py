@@ -96,6 +96,10 @@ class DataConfig:
 class LossConfig:
     ce_weight: float = 10.0  # class-weighted cross-entropy
     lovasz_weight: float = 1.0  # Lovasz-softmax
+    sem_scal_weight: float = 0.0  # MonoScene's semantic scene-class affinity loss (0: off)
+    geo_scal_weight: float = 0.0  # MonoScene's geometric (occupied/free) affinity loss (0: off)
+    frustum_weight: float = 0.0  # MonoScene's frustum-proportion loss, first camera (0: off)
+    frustum_size: int = 8  # the image is split into frustum_size x frustum_size local frustums
     scale_decay: float = 0.5  # weight factor per coarser auxiliary scale
     class_weights: tuple[float, ...] | None = None  # [C] explicit CE weights (wins if set)
     # else: "release" = the release's fixed table of the grid preset (DESIGN §5),
@@ -333,8 +337,17 @@ def _validate(cfg: Config) -> None:
             "expected positive (H, W) pixels",
         )
 
-    for name in ("ce_weight", "lovasz_weight", "scale_decay", "render_weight"):
+    for name in (
+        "ce_weight",
+        "lovasz_weight",
+        "sem_scal_weight",
+        "geo_scal_weight",
+        "frustum_weight",
+        "scale_decay",
+        "render_weight",
+    ):
         number(f"loss.{name}", getattr(loss, name))
+    count("loss.frustum_size", loss.frustum_size, 1)
     if loss.class_weights is not None:
         need(
             "loss.class_weights",

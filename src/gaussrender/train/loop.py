@@ -4,7 +4,8 @@
 directory; :meth:`Trainer.fit` trains, validates and checkpoints; :func:`train` builds
 everything from a :class:`~gaussrender.train.config.Config`.
 
-Loss (DESIGN §5): ``L = loss_ce + loss_lovasz [+ loss_render]`` where the 3D terms come from
+Loss (DESIGN §5): ``L = loss_ce + loss_lovasz [+ loss_sem_scal + loss_geo_scal + loss_frustum]
+[+ loss_render]`` (MonoScene's terms only with a weight > 0) where the 3D terms come from
 :class:`gaussrender.losses3d.Occupancy3DLoss` and ``loss_render`` is the weighted total of
 :class:`gaussrender.GaussRenderLoss` (only with ``loss.render: true``). Every term is
 computed in float32 outside autocast. A term that is NaN/inf never reaches the optimiser:
@@ -145,7 +146,8 @@ class TrainingLoss(torch.nn.Module):
     without them renders with the network's ``intrinsics`` at the ``images`` size).
     A learned ``opacity`` output ``[B, X, Y, Z]`` is the opacity of the predicted Gaussians.
     Returns ``(terms, extras)``: ``terms`` are the differentiable summands of the loss
-    (``loss_ce``, ``loss_lovasz`` and with rendering ``loss_render``); ``extras`` are
+    (``loss_ce``, ``loss_lovasz``, ``loss_sem_scal`` / ``loss_geo_scal`` / ``loss_frustum``
+    when weighted, and with rendering ``loss_render``); ``extras`` are
     detached values for the log (the unweighted render terms ``render_cam``, ...).
     """
 
@@ -176,7 +178,13 @@ class TrainingLoss(torch.nn.Module):
             scale_decay=cfg.loss.scale_decay,
             class_weights=weights,
             coarse_labels=cfg.loss.coarse_labels,
+            sem_scal_weight=cfg.loss.sem_scal_weight,
+            geo_scal_weight=cfg.loss.geo_scal_weight,
+            frustum_weight=cfg.loss.frustum_weight,
+            num_frustums=cfg.loss.frustum_size**2,
         )
+        self.grid = grid
+        self.frustum_size = cfg.loss.frustum_size
         self.render_image_size = cfg.loss.render_image_size
         self.render = None
         if cfg.loss.render:
@@ -198,7 +206,8 @@ class TrainingLoss(torch.nn.Module):
         logits = outputs["logits"].float()
         labels = batch["labels"]
         aux = [a.float() for a in (outputs.get("aux_logits") or ())]
-        terms = dict(self.occupancy(logits, labels, aux))
+        frustum = self.frustum_ids(batch) if self.occupancy.frustum_weight > 0 else None
+        terms = dict(self.occupancy(logits, labels, aux, frustum=frustum))
         extras: dict[str, float] = {}
         if self.render is None:
             return terms, extras
@@ -224,6 +233,33 @@ class TrainingLoss(torch.nn.Module):
         terms["loss_render"] = out["loss"]
         extras.update({f"render_{k}": float(v.detach()) for k, v in out.items() if k != "loss"})
         return terms, extras
+
+    def frustum_ids(self, batch: dict[str, Any]) -> torch.Tensor:
+        """``[B, X, Y, Z]`` local-frustum id of every voxel in the first camera, -1 for none.
+
+        As the release (MonoScene's ``vox2pix``): the voxel's corner ``range_min + index *
+        voxel_size`` (not its centre) is projected with the network's intrinsics, rounded to
+        integer pixels, and tiled over the network's image (``images`` size) into
+        ``loss.frustum_size`` squared tiles (:func:`gaussrender.losses_scal.frustum_ids`).
+        """
+        from ..losses_scal import frustum_ids
+
+        images = batch["images"]
+        if batch["intrinsics"].shape[1] < 1:
+            raise ValueError("loss.frustum_weight > 0 needs a camera in the batch (intrinsics [B, Ncam >= 1, 3, 3])")
+        ks = batch["intrinsics"].double()[:, 0]  # [B, 3, 3]
+        cam_from_grid = batch["cam_from_grid"].double()[:, 0]  # [B, 4, 4]
+        corners = self.grid.voxel_centers(dtype=torch.float64) - 0.5 * self.grid.voxel_size
+        corners = corners.to(ks.device).reshape(-1, 3)  # [N, 3] grid frame, metres
+        cam = corners @ cam_from_grid[:, :3, :3].transpose(1, 2) + cam_from_grid[:, None, :3, 3]  # [B, N, 3]
+        z = cam[..., 2]
+        xy = cam[..., :2] / torch.where(z == 0, torch.ones_like(z), z)[..., None]
+        u = ks[:, None, 0, 0] * xy[..., 0] + ks[:, None, 0, 1] * xy[..., 1] + ks[:, None, 0, 2]
+        v = ks[:, None, 1, 1] * xy[..., 1] + ks[:, None, 1, 2]
+        pixels = torch.round(torch.stack([u, v], dim=-1))  # the release's integer pixels
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        ids = frustum_ids(pixels, z, size, self.frustum_size)
+        return ids.reshape(ids.shape[0], *self.grid.shape).to(batch["labels"].device)
 
     def render_cameras(self, batch: dict[str, Any]) -> tuple[torch.Tensor, tuple[int, int]]:
         """Intrinsics ``[B, Ncam, 3, 3]`` (float32) and ``(H, W)`` the sensor cameras are rendered at.
