@@ -1,0 +1,105 @@
+"""Where does GaussRenderLoss spend its CPU time? A cProfile breakdown of one forward+backward.
+
+The same set-up as ``benchmarks/render.py``'s ``loss`` column (Occ3D grid, front camera at
+400x225 + the 400x400 BEV, torch backend): the loss is run once to warm up, then ``--repeats``
+times under :mod:`cProfile`; the table gives, per stage, the cumulative time of the functions
+that implement it (their callees included), divided by the number of runs. Stages overlap by
+construction (``render`` contains ``projection``), so the column does not sum to the total.
+The torch backend's rasteriser is a Python ``autograd.Function``, so its backward is visible.
+
+    python benchmarks/profile_loss.py --scene trained            # table
+    python benchmarks/profile_loss.py --scene untrained --top 25  # + the 25 heaviest functions
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib.util
+import pstats
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+#: stage -> (file suffix, function name) pairs whose cumulative time is the stage's
+STAGES: dict[str, list[tuple[str, str]]] = {
+    "whole loss, forward": [("gaussrender/loss.py", "forward")],
+    "whole loss, backward (autograd)": [("torch/_tensor.py", "backward")],
+    "voxels -> Gaussians (softmax, opacity, culling of empty voxels)": [("render/gaussians.py", "voxels_to_gaussians")],
+    "render() calls, forward (projection + rasteriser)": [("render/dispatch.py", "render")],
+    "projection and camera culling": [("render/_project.py", "project_gaussians")],
+    "binning Gaussians into tiles (incl. the depth sort)": [("render/_project.py", "bin_gaussians")],
+    "rasteriser forward (tiles, sort, alpha blending)": [("render/_torch.py", "forward")],
+    "rasteriser backward": [("render/_torch.py", "backward")],
+}
+
+
+def _load_render_benchmark():
+    spec = importlib.util.spec_from_file_location("render_benchmark", HERE / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scene", choices=("gt", "trained", "untrained"), default="trained")
+    p.add_argument("--labels", default=None, help="an Occ3D labels.npz (default: the procedural scene)")
+    p.add_argument("--seed", type=int, default=0, help="procedural scene seed")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--top", type=int, default=0, help="also print the N functions with the most own time")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(HERE.parent / "src"))
+    import gaussrender as gr
+
+    bench = _load_render_benchmark()
+    grid = gr.OCC3D_NUSCENES
+    labels = bench.load_labels(args.labels, args.seed)
+    logits = bench.make_logits(args.scene, labels, grid)
+    k, poses, _ = gr.nuscenes_rig((900, 1600))
+    loss_fn = gr.GaussRenderLoss(
+        grid, camera_weights=(1, 0, 0, 0, 0, 0), camera_strategy="sensor", resolution_divisor=4, backend="torch"
+    )
+
+    def step() -> None:
+        x = logits[None].clone().requires_grad_()
+        out = loss_fn(x, labels[None], k[None], poses[None], (900, 1600))
+        out["loss"].backward()
+
+    step()  # warm-up
+    profiler = cProfile.Profile()
+    t0 = time.perf_counter()
+    profiler.enable()
+    for _ in range(args.repeats):
+        step()
+    profiler.disable()
+    wall = (time.perf_counter() - t0) / args.repeats
+    stats = pstats.Stats(profiler)
+    entries = stats.stats  # type: ignore[attr-defined]  # pstats keeps its table in .stats
+    print(
+        f"scene {args.scene}, {args.threads} threads, {args.repeats} profiled runs; wall per run {wall:.2f} s "
+        "(cProfile adds overhead)"
+    )
+    print(f"{'stage':66s} {'s/run':>7s} {'share':>6s}")
+    for stage, keys in STAGES.items():
+        total = 0.0
+        for (filename, _line, name), (_cc, _nc, _tt, ct, _callers) in entries.items():
+            if any(filename.replace("\\", "/").endswith(suffix) and name == fn for suffix, fn in keys):
+                total += ct
+        per_run = total / args.repeats
+        print(f"{stage:66s} {per_run:7.3f} {per_run / wall:6.0%}")
+    if args.top:
+        print()
+        stats.sort_stats("tottime").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
