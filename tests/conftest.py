@@ -22,14 +22,3 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture
-def one_thread():
-    """Many small renders: one torch thread is faster, much faster on a busy CPU, where extra
-    threads only contend. Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``
-    (now also the session default, :func:`_one_torch_thread`; kept for modules that ask for it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

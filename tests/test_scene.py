@@ -26,16 +26,6 @@ SEEDS = (0, 1, 2, 7)
 REQUIRED = NAMES[1:17]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the scene's ray marching is many small tensor ops: one thread is faster, and keeps the
-    # timing test meaningful on a shared machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def scenes() -> dict[int, Scene]:
     return {s: make_scene(s) for s in SEEDS}

@@ -259,17 +259,6 @@ def test_kitti360_identity_and_corruption(tmp_path):
 REAL = OCC3D_DEMO
 
 
-@pytest.fixture
-def one_thread():
-    # rendering is many small kernels: on a shared, loaded CPU extra threads only contend
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _direct_render_metrics(sample, labels, pred, image_size, scale, convention="clean"):
     """The rendered-view metrics of one sample computed here, without the command."""
     import torch
@@ -290,7 +279,7 @@ def _direct_render_metrics(sample, labels, pred, image_size, scale, convention="
     return m.compute()
 
 
-def test_render_metrics_identity_corruption_and_image_size_from_the_files(tmp_path, capsys, one_thread):
+def test_render_metrics_identity_corruption_and_image_size_from_the_files(tmp_path, capsys):
     (s,) = synthetic_scene("scene-0007", 1)
     rng = np.random.default_rng(1)
     sem = random_labels(rng, OCC3D_NUSCENES.shape, 18, 17, p_occupied=0.02)
@@ -343,7 +332,7 @@ def test_render_metrics_identity_corruption_and_image_size_from_the_files(tmp_pa
 @pytest.mark.skipif(
     not (REAL / "3D_occupancy_data.npz").is_file(), reason=f"shared real Occ3D frame not found in {REAL}"
 )
-def test_render_metrics_on_the_real_frame(tmp_path, capsys, one_thread):
+def test_render_metrics_on_the_real_frame(tmp_path, capsys):
     from gaussrender.data import load_infos
 
     s = load_infos(REAL / "nuscenes_mini_val_calib.json")[0]  # a real nuScenes rig (see PROVENANCE.md)

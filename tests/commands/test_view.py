@@ -22,9 +22,6 @@ REAL = OCC3D_DEMO
 TINY = ["--render-scale", "0.1", "--frames", "2"]  # cameras 160x90 (of 1600x900), BEV metric 40x40, picture 90x90
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def _dataset(tmp_path, samples, labels, masks, preds):
     for s, sem, cam, pred in zip(samples, labels, masks, preds):
         write_occ3d_sample(tmp_path / "gt", s.scene, s.token, sem, np.ones(sem.shape, bool), cam)

@@ -33,8 +33,3 @@ def toy_batch(batch: int = 2, seed: int = 0, dtype=torch.float32):
 @pytest.fixture
 def toy():
     return TOY
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    """These renders are tiny: one thread (tests/conftest.py) for every integration test."""

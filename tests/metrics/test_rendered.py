@@ -32,9 +32,6 @@ POSE = torch.tensor([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
 BEV = 48  # small BEV keeps the tests fast
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def _x_index(x: float) -> int:
     return round((x - GRID.range_min[0]) / GRID.voxel_size - 0.5)
 

@@ -18,15 +18,6 @@ from gaussrender.train.synthetic import make_dataset
 IMAGE = [24, 44]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the runs are tiny: on a busy 2-core machine, torch's thread pool only adds contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic_small")
