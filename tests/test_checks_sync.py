@@ -12,7 +12,7 @@ attributed to the innermost frame inside ``src/gaussrender``.
 
 What remains with checks off, and why (counted exactly below):
 
-* ``gaussians.voxels_to_gaussians``: one ``nonzero`` per prediction and per ground truth
+* ``gaussians.build_gaussians`` (behind ``voxels_to_gaussians``): one ``nonzero`` per prediction and per ground truth
   (which voxels become Gaussians is data; their count sizes every later tensor);
 * ``render._project.bin_gaussians`` (torch backend), per render: ``nonzero`` of the
   visible (view, Gaussian) pairs, ``repeat_interleave`` of their tile counts, ``bincount``
@@ -218,14 +218,14 @@ def test_checks_off_leaves_only_the_data_dependent_sizes(monkeypatch):
     renders = len(rounds)
     assert renders == 2 * 2 * 2  # samples x (camera, BEV) x (prediction, ground truth)
     expected = {
-        ("render/gaussians.py", "voxels_to_gaussians", "nonzero"): 2 * 2,  # per sample: prediction, truth
+        ("render/gaussians.py", "build_gaussians", "nonzero"): 2 * 2,  # per sample: prediction, truth
         ("render/_project.py", "bin_gaussians", "nonzero"): renders,
         ("render/_project.py", "bin_gaussians", "repeat_interleave"): renders,
         ("render/_project.py", "bin_gaussians", "bincount"): renders,
         ("render/_torch.py", "forward", "nonzero"): sum(len(r) + 1 for r in rounds),
     }
     assert dict(counter.sites) == expected
-    assert not [site for site in counter.sites if site[0] in HOT_PATH and site[1] != "voxels_to_gaussians"]
+    assert not [site for site in counter.sites if site[0] in HOT_PATH and site[1] != "build_gaussians"]
 
 
 def test_checks_on_reads_values_back(monkeypatch):
@@ -237,7 +237,6 @@ def test_checks_on_reads_values_back(monkeypatch):
         ("_checks.py", "check_intrinsics"),
         ("_checks.py", "check_finite"),
         ("render/gaussians.py", "check_labels"),
-        ("render/dispatch.py", "render"),
         ("render/dispatch.py", "_check_covariance_range"),
         ("loss.py", "gauss_render_loss"),
     ]:

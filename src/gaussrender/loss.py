@@ -50,9 +50,9 @@ from .geometry.camera_strategies import STRATEGIES, Strategy, apply_strategy
 from .geometry.cameras import Cameras, scale_intrinsics
 from .geometry.grid import VoxelGrid, get_grid
 from .geometry.rigs import bev_camera
-from .render import CULL_MODES, render
-from .render.dispatch import Backend
-from .render.gaussians import Gaussians, check_labels, voxels_to_gaussians
+from .render import CULL_MODES
+from .render.dispatch import Backend, render_unchecked
+from .render.gaussians import Gaussians, build_gaussians, check_labels
 
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
 
@@ -242,7 +242,8 @@ def _render_pair(
     backend: Backend,
     cull: Literal["center", "footprint"],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    out_p = render(
+    # inputs validated once by gauss_render_loss, Gaussians built by it: no per-render checks
+    out_p = render_unchecked(
         pred.means,
         pred.opacities,
         pred.features,
@@ -253,7 +254,7 @@ def _render_pair(
         cull,
     )
     with torch.no_grad():
-        out_t = render(
+        out_t = render_unchecked(
             target.means,
             target.opacities,
             target.features,
@@ -441,24 +442,18 @@ def gauss_render_loss(
         if intrinsics is None or cam_from_grid is None or image_size is None:  # refused above already
             raise ValueError("intrinsics, cam_from_grid and image_size must be given together")
         sample_cams = _sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
+    if opacity is not None:
+        check_finite("opacity", opacity)
+        if checks_enabled() and bool(((opacity < 0) | (opacity > 1)).any()):
+            raise ValueError("opacity must lie in [0, 1]")
     for b in range(batch):
-        target = voxels_to_gaussians(grid, labels=labels[b], scale=options.scale)
-        if target.features.dtype != dtype:
-            # labels-only Gaussians come in float32: take the logits' precision, centres and
-            # scales computed in it rather than rounded through float32 (float64 stays exact)
-            target = Gaussians(
-                means=grid.voxel_centers(device, dtype)[tuple(target.voxel_index.t())],
-                opacities=target.opacities.to(dtype),
-                features=target.features.to(dtype),
-                scales=torch.full_like(target.opacities, float(target_scale), dtype=dtype),
-                voxel_index=target.voxel_index,
-            )
-        pred = voxels_to_gaussians(
+        target = build_gaussians(grid, labels=labels[b], scale=target_scale, dtype=dtype)
+        pred = build_gaussians(
             grid,
             logits=logits[b],
             labels=labels[b],
             opacity=None if opacity is None else opacity[b],
-            scale=options.scale,
+            scale=target_scale,
         )
         if sample_cams is not None:
             cams = sample_cams[b]

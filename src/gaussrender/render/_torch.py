@@ -42,8 +42,8 @@ class _Plan:
     pair_gauss: torch.Tensor  # [M] index into N
     tile_start: torch.Tensor  # [T]
     tile_count: torch.Tensor  # [T]
-    tile_px: torch.Tensor  # [T, P] pixel column of every tile pixel
-    tile_py: torch.Tensor  # [T, P] pixel row
+    tile_origin: torch.Tensor  # [T, 2] (u, v) of every tile's top-left pixel corner
+    basis: torch.Tensor  # [6, P] (1, x, y, x², y², x y) of the pixel centres, tile-local
     inside: torch.Tensor  # [T, P] bool: the pixel lies inside the image
     depth_chunk: int
     max_elements: int
@@ -57,10 +57,13 @@ class _Slice:
     flat_idx: torch.Tensor  # [A, K]
     gauss_idx: torch.Tensor  # [A, K]
     present: torch.Tensor  # [A, K] bool: a real entry, not padding
-    px: torch.Tensor  # [A, P] pixel centre u
-    py: torch.Tensor  # [A, P] pixel centre v
     t_in: torch.Tensor  # [A, P] transmittance before this round
     done_in: torch.Tensor  # [A, P] bool: pixel already terminated
+
+
+#: log-opacity given to padding entries: exp() of it is exactly 0 in every float dtype, and
+#: unlike -inf it cannot meet a 0 in a matrix product and make a NaN.
+_NO_ENTRY = -1.0e4
 
 
 def _make_slice(plan: _Plan, tiles: torch.Tensor, start: int, t_in: torch.Tensor, done_in: torch.Tensor) -> _Slice:
@@ -73,28 +76,94 @@ def _make_slice(plan: _Plan, tiles: torch.Tensor, start: int, t_in: torch.Tensor
         flat_idx=plan.pair_flat[pos],
         gauss_idx=plan.pair_gauss[pos],
         present=present,
-        px=plan.tile_px[tiles].to(t_in.dtype) + 0.5,
-        py=plan.tile_py[tiles].to(t_in.dtype) + 0.5,
         t_in=t_in,
         done_in=done_in,
     )
 
 
-def _alphas(means2d, conics, opacities, sl: _Slice):
-    """Alphas ``[A, K, P]`` of a slice and what the backward pass needs to differentiate them."""
+@dataclass
+class _Entries:
+    """Per-entry quantities ``[A, K]`` of a slice, tile-local (pixels from the tile's corner)."""
+
+    mx: torch.Tensor  # mean u - tile u
+    my: torch.Tensor  # mean v - tile v
+    a: torch.Tensor  # conic [[a, b], [b, c]]
+    b: torch.Tensor
+    c: torch.Tensor
+    opacity: torch.Tensor  # 0 for padding
+
+
+def _entries(plan: _Plan, means2d, conics, opacities, sl: _Slice) -> tuple[_Entries, torch.Tensor]:
+    """The slice's entries and their exponent coefficients ``[A, K, 6]``.
+
+    The exponent of entry k at tile pixel p is ``power + log o = coef[k] · basis[:, p]``: the
+    quadratic form ``-½ a dx² - ½ c dy² - b dx dy`` (dx = x_p - mx) expanded in the tile-local
+    pixel coordinates, with ``log o`` folded into the constant. One matrix product then
+    evaluates every (entry, pixel) exponent; the expansion is around the tile's corner, so its
+    terms stay of the size of the result (no cancellation of image-sized coordinates).
+    """
+    origin = plan.tile_origin[sl.tiles].to(means2d.dtype)  # [A, 2]
     mean = means2d[sl.flat_idx]  # [A, K, 2]
     con = conics[sl.flat_idx]  # [A, K, 3]
-    dx = sl.px[:, None, :] - mean[..., 0:1]  # [A, K, P]
-    dy = sl.py[:, None, :] - mean[..., 1:2]
-    power = (-0.5 * con[..., 0:1]) * dx * dx + (-0.5 * con[..., 2:3]) * dy * dy - con[..., 1:2] * dx * dy
-    gauss = torch.exp(power)
-    # padding entries get opacity 0, so the alpha >= 1/255 test drops them
-    opacity = torch.where(sl.present, opacities[sl.gauss_idx], torch.zeros_like(sl.t_in[:, :1]))
-    raw = opacity[..., None] * gauss
-    alpha = raw.clamp_max(ALPHA_MAX)
-    keep = (alpha >= ALPHA_MIN) & (power <= 0)
-    alpha = alpha * keep
-    return alpha, keep, dx, dy, gauss, raw, con
+    e = _Entries(
+        mx=mean[..., 0] - origin[:, None, 0],
+        my=mean[..., 1] - origin[:, None, 1],
+        a=con[..., 0],
+        b=con[..., 1],
+        c=con[..., 2],
+        opacity=torch.where(sl.present, opacities[sl.gauss_idx], torch.zeros_like(sl.t_in[:, :1])),
+    )
+    log_o = torch.where(sl.present, torch.log(e.opacity.clamp_min(ALPHA_MIN)), torch.full_like(e.opacity, _NO_ENTRY))
+    am, bm, cm = e.a * e.mx, e.b * e.mx, e.c * e.my
+    bmy = e.b * e.my
+    coef = torch.stack(
+        [
+            log_o - 0.5 * am * e.mx - 0.5 * cm * e.my - bm * e.my,
+            am + bmy,
+            cm + bm,
+            -0.5 * e.a,
+            -0.5 * e.c,
+            -e.b,
+        ],
+        dim=-1,
+    )
+    return e, coef
+
+
+def _alphas(plan: _Plan, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``raw = o · exp(power)`` and ``alpha = min(0.99, raw)`` zeroed below 1/255, ``[A, K, P]``.
+
+    The conic is positive definite by construction (``Σ' = s² J Jᵀ + 0.3 I``), so
+    ``power <= 0`` up to rounding and needs no test.
+    """
+    raw = torch.matmul(coef, plan.basis.to(coef.dtype)).exp_()
+    alpha = torch.where(raw >= ALPHA_MIN, raw.clamp_max(ALPHA_MAX), torch.zeros((), dtype=raw.dtype, device=raw.device))
+    return raw, alpha
+
+
+def _composite(alpha: torch.Tensor, sl: _Slice):
+    """Front-to-back compositing of a slice.
+
+    Returns ``weight [A, K, P]`` (alpha · T before, 0 for excluded entries), ``t_before``,
+    ``one_minus`` (1 - alpha), ``included`` (the pixel has not terminated at this entry),
+    the transmittance after the round ``t_out [A, P]`` and ``done_out [A, P]``.
+    """
+    one_minus = 1.0 - alpha
+    # a terminated pixel starts the round at T = 0, so none of its entries is included
+    t_eff = torch.where(sl.done_in, torch.zeros_like(sl.t_in), sl.t_in)
+    t_after = torch.cumprod(one_minus, dim=1).mul_(t_eff[:, None, :])
+    # T only decreases along the depth-sorted list, so "stop before the Gaussian that would
+    # take T below T_MIN" includes exactly the entries with t_after >= T_MIN (an entry with
+    # alpha = 0 changes nothing, whether included or not).
+    included = t_after >= T_MIN
+    t_before = torch.cat([t_eff[:, None, :], t_after[:, :-1]], dim=1)
+    weight = torch.where(included, alpha * t_before, torch.zeros((), dtype=alpha.dtype, device=alpha.device))
+    # T after the round: the last included t_after (non-increasing, so the smallest one)
+    last = torch.where(included, t_after, torch.full((), float("inf"), dtype=alpha.dtype, device=alpha.device))
+    t_out = torch.minimum(last.amin(dim=1), sl.t_in)
+    t_out = torch.where(sl.done_in, sl.t_in, t_out)
+    done_out = sl.done_in | (t_after[:, -1] < T_MIN)
+    return weight, t_before, one_minus, included, t_out, done_out
 
 
 def _values(features: torch.Tensor, depths: torch.Tensor, sl: _Slice) -> torch.Tensor:
@@ -103,26 +172,12 @@ def _values(features: torch.Tensor, depths: torch.Tensor, sl: _Slice) -> torch.T
     return torch.cat([features[sl.gauss_idx], depths[sl.flat_idx][..., None]], dim=-1)
 
 
-def _composite(alpha, keep, sl: _Slice):
-    """Front-to-back compositing of a slice; returns weights, transmittances, inclusion."""
-    one_minus = 1.0 - alpha
-    t_after = sl.t_in[:, None, :] * torch.cumprod(one_minus, dim=1)
-    # T only decreases along the depth-sorted list, so "stop before the Gaussian that would
-    # take T below T_MIN" includes exactly the kept Gaussians with t_after >= T_MIN.
-    included = keep & (t_after >= T_MIN) & ~sl.done_in[:, None, :]
-    t_before = torch.cat([sl.t_in[:, None, :], t_after[:, :-1]], dim=1)
-    weight = alpha * t_before * included
-    through = torch.where(included, one_minus, torch.ones_like(one_minus)).prod(dim=1)  # [A, P]
-    done_out = sl.done_in | (t_after[:, -1] < T_MIN)
-    return weight, t_before, one_minus, included, through, done_out
-
-
 class _Rasterize(torch.autograd.Function):
     """Blend projected Gaussians into tile-layout images ``[T, P, C]``, ``[T, P]``, ``[T, P]``."""
 
     @staticmethod
     def forward(ctx, means2d, conics, depths, opacities, features, plan: _Plan):
-        num_tiles, pixels = plan.tile_px.shape
+        num_tiles, pixels = plan.inside.shape
         dtype, device = means2d.dtype, means2d.device
         color = torch.zeros(num_tiles, pixels, features.shape[1], dtype=dtype, device=device)
         depth = torch.zeros(num_tiles, pixels, dtype=dtype, device=device)
@@ -139,13 +194,14 @@ class _Rasterize(torch.autograd.Function):
             for s0 in range(0, active.numel(), slice_tiles):
                 tiles = active[s0 : s0 + slice_tiles]
                 sl = _make_slice(plan, tiles, start, trans[tiles], done[tiles])
-                alpha, keep, *_ = _alphas(means2d, conics, opacities, sl)
-                weight, _, _, _, through, done_out = _composite(alpha, keep, sl)
+                _, coef = _entries(plan, means2d, conics, opacities, sl)
+                _, alpha = _alphas(plan, coef)
+                weight, _, _, _, t_out, done_out = _composite(alpha, sl)
                 blended = torch.bmm(weight.transpose(1, 2), _values(features, depths, sl))  # [A, P, C + 1]
                 color.index_add_(0, sl.tiles, blended[..., :-1].contiguous())
                 depth.index_add_(0, sl.tiles, blended[..., -1].contiguous())
                 walked.append((sl.tiles, start, sl.t_in, sl.done_in))
-                updates.append((sl.tiles, sl.t_in * through, done_out))
+                updates.append((sl.tiles, t_out, done_out))
             for tiles, t_out, done_out in updates:
                 trans[tiles] = t_out
                 done[tiles] = done_out
@@ -160,7 +216,7 @@ class _Rasterize(torch.autograd.Function):
     def backward(ctx, g_color, g_depth, g_trans):
         means2d, conics, depths, opacities, features = ctx.saved_tensors
         plan: _Plan = ctx.plan
-        num_tiles, pixels = plan.tile_px.shape
+        num_tiles, pixels = plan.inside.shape
         if g_color is None:
             g_color = torch.zeros(num_tiles, pixels, features.shape[1], dtype=means2d.dtype, device=means2d.device)
         if g_depth is None:
@@ -171,43 +227,52 @@ class _Rasterize(torch.autograd.Function):
         g_depths = torch.zeros_like(depths)
         g_opacities = torch.zeros_like(opacities)
         g_features = torch.zeros_like(features)
+        zero = torch.zeros((), dtype=means2d.dtype, device=means2d.device)
         # Rounds in reverse: the gradient w.r.t. a tile's transmittance after round r is the
         # gradient w.r.t. its transmittance before round r + 1.
         for tiles, start, t_in, done_in in reversed(ctx.walked):
             sl = _make_slice(plan, tiles, start, t_in, done_in)
-            alpha, keep, dx, dy, gauss, raw, con = _alphas(means2d, conics, opacities, sl)
-            weight, t_before, one_minus, included, through, _ = _composite(alpha, keep, sl)
-            g_t = g_trans[tiles]  # [A, P]
+            e, coef = _entries(plan, means2d, conics, opacities, sl)
+            raw, alpha = _alphas(plan, coef)
+            weight, t_before, one_minus, included, t_out, _ = _composite(alpha, sl)
+            g_t = torch.where(done_in, zero, g_trans[tiles])  # [A, P]: a done pixel's T passes through
             g_values = torch.cat([g_color[tiles], g_depth[tiles][..., None]], dim=-1)  # [A, P, C + 1]
             # d loss / d (weight_k) for every entry and pixel
             per_weight = torch.bmm(_values(features, depths, sl), g_values.transpose(1, 2))
             contrib = weight * per_weight
-            t_out = t_in * through
-            # everything behind entry k (later entries and the final transmittance) scales with (1 - alpha_k)
-            behind = torch.flip(torch.cumsum(torch.flip(contrib, [1]), dim=1), [1]) - contrib
-            behind = behind + (t_out * g_t)[:, None, :]
-            g_alpha = torch.where(included, t_before * per_weight - behind / one_minus, torch.zeros_like(alpha))
+            running = torch.cumsum(contrib, dim=1)
+            total = running[:, -1].clone()  # [A, P] (running is negated in place below)
+            t_g = t_out * g_t
+            # everything behind entry k (later entries and the final transmittance) scales
+            # with (1 - alpha_k): sum_{j > k} contrib_j + T_out · dL/dT_out
+            behind = running.neg_().add_((total + t_g)[:, None, :])
+            g_alpha = t_before * per_weight - behind / one_minus
+            # excluded entries and those under 1/255 (alpha = 0) get no gradient
+            g_alpha = torch.where(included & (alpha > 0), g_alpha, zero)
             # As in the 3DGS rasteriser (and the GaussRender release), the 0.99 clamp is
             # straight-through: d alpha / d (o G) = 1 even where o G > 0.99, so opaque
             # Gaussians still learn from the pixels at their centre.
-            g_raw = g_alpha
-            g_power = g_raw * raw
-            gx, gy = g_power * dx, g_power * dy
-            sx, sy = gx.sum(-1), gy.sum(-1)
-            a, b, c = con[..., 0], con[..., 1], con[..., 2]
-            g_mean = torch.stack([a * sx + b * sy, c * sy + b * sx], dim=-1)  # d power / d mean
-            g_con = torch.stack([-0.5 * (gx * dx).sum(-1), -(gx * dy).sum(-1), -0.5 * (gy * dy).sum(-1)], dim=-1)
+            g_power = g_alpha.mul_(raw)  # d loss / d (power + log o)
+            g_coef = torch.matmul(g_power, plan.basis.to(g_power.dtype).t())  # [A, K, 6]
+            g0, g1, g2, g3, g4, g5 = g_coef.unbind(-1)
+            g_mx = g1 * e.a + g2 * e.b - g0 * (e.a * e.mx + e.b * e.my)
+            g_my = g1 * e.b + g2 * e.c - g0 * (e.c * e.my + e.b * e.mx)
+            g_a = g1 * e.mx - 0.5 * g0 * e.mx * e.mx - 0.5 * g3
+            g_b = g1 * e.my + g2 * e.mx - g0 * e.mx * e.my - g5
+            g_c = g2 * e.my - 0.5 * g0 * e.my * e.my - 0.5 * g4
             flat = sl.flat_idx.reshape(-1)
-            g_means2d.index_add_(0, flat, g_mean.reshape(-1, 2))
-            g_conics.index_add_(0, flat, g_con.reshape(-1, 3))
+            g_means2d.index_add_(0, flat, torch.stack([g_mx, g_my], dim=-1).reshape(-1, 2))
+            g_conics.index_add_(0, flat, torch.stack([g_a, g_b, g_c], dim=-1).reshape(-1, 3))
             g_entry = torch.bmm(weight, g_values)  # [A, K, C + 1]: features, then depth
             g_depths.index_add_(0, flat, g_entry[..., -1].reshape(-1))
             gauss_flat = sl.gauss_idx.reshape(-1)
-            g_opacities.index_add_(0, gauss_flat, (g_raw * gauss).sum(-1).reshape(-1))
+            # d (log o) / d o = 1 / o; padding entries have g0 = 0 and opacity 0
+            g_o = torch.where(sl.present, g0 / e.opacity.clamp_min(ALPHA_MIN), zero)
+            g_opacities.index_add_(0, gauss_flat, g_o.reshape(-1))
             g_features.index_add_(0, gauss_flat, g_entry[..., :-1].reshape(-1, features.shape[1]))
-            # color, depth and t_out of this round are all proportional to t_in
-            g_tin = (contrib.sum(dim=1) + t_out * g_t) / t_in
-            g_trans[tiles] = g_tin
+            # colour, depth and T_out of this round are all proportional to t_in
+            g_tin = (total + t_g) / t_in
+            g_trans[tiles] = torch.where(done_in, g_trans[tiles], g_tin)
         return g_means2d, g_conics, g_depths, g_opacities, g_features, None
 
 
@@ -234,21 +299,24 @@ def render_torch(
     bins = bin_gaussians(proj, width, height, tile)
     tiles_x, tiles_y = bins.tiles_x, bins.tiles_y
     with torch.no_grad():
-        # pixel centres of every tile are (column + 0.5, row + 0.5)
         pixel = torch.arange(tile * tile, device=device)
+        local_x = (pixel % tile).to(means.dtype) + 0.5  # pixel centres, tile-local
+        local_y = torch.div(pixel, tile, rounding_mode="floor").to(means.dtype) + 0.5
+        basis = torch.stack([torch.ones_like(local_x), local_x, local_y, local_x**2, local_y**2, local_x * local_y])
         tile_in_view = torch.arange(num_views * tiles_x * tiles_y, device=device) % (tiles_x * tiles_y)
-        tile_px = ((tile_in_view % tiles_x) * tile)[:, None] + (pixel % tile)[None, :]
-        tile_py = (torch.div(tile_in_view, tiles_x, rounding_mode="floor") * tile)[:, None] + torch.div(
-            pixel, tile, rounding_mode="floor"
-        )[None, :]
+        tile_x0 = (tile_in_view % tiles_x) * tile
+        tile_y0 = torch.div(tile_in_view, tiles_x, rounding_mode="floor") * tile
+        inside = ((tile_x0[:, None] + (pixel % tile)[None, :]) < width) & (
+            (tile_y0[:, None] + torch.div(pixel, tile, rounding_mode="floor")[None, :]) < height
+        )
     plan = _Plan(
         pair_flat=bins.pair_flat,
         pair_gauss=bins.pair_gauss,
         tile_start=bins.tile_start,
         tile_count=bins.tile_count,
-        tile_px=tile_px,
-        tile_py=tile_py,
-        inside=(tile_px < width) & (tile_py < height),
+        tile_origin=torch.stack([tile_x0, tile_y0], dim=-1),
+        basis=basis,
+        inside=inside,
         depth_chunk=depth_chunk,
         max_elements=max_elements,
     )

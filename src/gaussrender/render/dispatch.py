@@ -42,7 +42,7 @@ from ..geometry.cameras import Cameras
 from ._project import CULL_MODES
 from .result import RenderResult
 
-__all__ = ["render", "RenderResult", "available_backends"]
+__all__ = ["render", "render_unchecked", "RenderResult", "available_backends"]
 
 Backend = Literal["auto", "torch", "triton"]
 
@@ -172,8 +172,6 @@ def render(
         if background.device != means.device:
             raise ValueError(f"background is on {background.device} but means on {means.device}; expected one device")
         check_finite("background", background)
-    if checks_enabled() and n and len(cameras):
-        _check_covariance_range(scales_t, cameras, dtype)
     check_memory(
         "cameras",
         render_bytes(len(cameras), cameras.height, cameras.width, c, torch.finfo(dtype).bits // 8),
@@ -181,20 +179,45 @@ def render(
         f"rendering {len(cameras)} view(s) of {cameras.width}x{cameras.height} pixels x {c} channels",
         "render fewer views, smaller images (cameras.width, cameras.height) or fewer feature channels",
     )
+    return render_unchecked(means, opacities, features, scales_t, cameras, background, backend, cull)
+
+
+def render_unchecked(
+    means: torch.Tensor,
+    opacities: torch.Tensor,
+    features: torch.Tensor,
+    scales: torch.Tensor,
+    cameras: Cameras,
+    background: torch.Tensor,
+    backend: Backend = "auto",
+    cull: Literal["footprint", "center"] = "footprint",
+) -> RenderResult:
+    """:func:`render` for inputs a caller has already validated (``GaussRenderLoss`` checks its
+    logits and labels once, then renders Gaussians it built itself): the same contract, without
+    the per-tensor value checks (each a pass over the data and a host read-back).
+
+    ``scales`` is a ``[N]`` tensor and ``background`` a ``[C]`` tensor here. The covariance
+    range check (small, on the intrinsics) still runs.
+    """
+    out_dtype = means.dtype
+    dtype = compute_dtype(out_dtype)
+    if checks_enabled() and means.shape[0] and len(cameras):
+        _check_covariance_range(scales.to(dtype), cameras, dtype)
     means = means.to(dtype)
     opacities = opacities.to(dtype)
     features = features.to(dtype)
+    scales = scales.to(dtype)
     background = background.to(dtype)
 
     name = _resolve_backend(backend, means.device)
     if name == "triton":
         from ._triton import render_triton
 
-        out = render_triton(means, opacities, features, scales_t, cameras, background, cull=cull)
+        out = render_triton(means, opacities, features, scales, cameras, background, cull=cull)
     else:
         from ._torch import render_torch
 
-        out = render_torch(means, opacities, features, scales_t, cameras, background, cull=cull)
+        out = render_torch(means, opacities, features, scales, cameras, background, cull=cull)
     if out.features.dtype != out_dtype:
         out = RenderResult(out.features.to(out_dtype), out.depth.to(out_dtype), out.alpha.to(out_dtype))
     return out

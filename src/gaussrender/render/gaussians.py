@@ -18,7 +18,7 @@ from .._checks import (
 from ..geometry.grid import VoxelGrid, get_grid
 from ._project import ALPHA_MIN
 
-__all__ = ["Gaussians", "voxels_to_gaussians", "sharpen", "check_labels"]
+__all__ = ["Gaussians", "voxels_to_gaussians", "build_gaussians", "sharpen", "check_labels"]
 
 
 @dataclass
@@ -110,6 +110,33 @@ def voxels_to_gaussians(
         else check_real("scale", scale, 0.0, MAX_SCALE, low_open=True, unit="metres")
     )
 
+    if logits is not None:
+        check_floating("logits", logits)
+        check_shape("logits", logits, [grid.num_classes] + list(grid.shape))
+        check_finite("logits", logits)
+        if labels is not None and labels.device != logits.device:
+            raise ValueError(f"labels is on {labels.device} but logits on {logits.device}")
+        if opacity is not None:
+            check_floating("opacity", opacity)
+            check_shape("opacity", opacity, list(grid.shape))
+            check_finite("opacity", opacity)
+            if checks_enabled() and bool(((opacity < 0) | (opacity > 1)).any()):
+                raise ValueError("opacity must lie in [0, 1]")
+    return build_gaussians(grid, logits=logits, labels=labels, opacity=opacity, scale=scale)
+
+
+def build_gaussians(
+    grid: VoxelGrid,
+    *,
+    logits: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    opacity: torch.Tensor | None = None,
+    scale: float,
+    dtype: torch.dtype = torch.float32,
+) -> Gaussians:
+    """:func:`voxels_to_gaussians` for inputs already validated (``GaussRenderLoss`` checks its
+    whole batch once): the same result, without the value checks. ``dtype`` is that of the
+    ground-truth Gaussians (labels only); a prediction takes the logits' dtype."""
     if logits is None:
         assert labels is not None
         keep = (labels != grid.empty_index) & (labels != grid.ignore_index)
@@ -118,31 +145,27 @@ def voxels_to_gaussians(
         # one_hot's own value checks (a read-back on the CPU)
         index = keep.nonzero()
         values = labels[tuple(index.t())].long()
-        features = (values[:, None] == torch.arange(grid.num_classes, device=labels.device)).float()
-        opacities = torch.ones(values.shape[0], device=labels.device)
+        features = (values[:, None] == torch.arange(grid.num_classes, device=labels.device)).to(dtype)
+        opacities = torch.ones(values.shape[0], device=labels.device, dtype=dtype)
         return _assemble(grid, index, opacities, features, scale)
 
-    check_floating("logits", logits)
-    check_shape("logits", logits, [grid.num_classes] + list(grid.shape))
-    check_finite("logits", logits)
-    if labels is not None and labels.device != logits.device:
-        raise ValueError(f"labels is on {labels.device} but logits on {logits.device}")
-    probs = torch.softmax(logits.flatten(1), dim=0).t()  # [X*Y*Z, C]
+    scores = logits.flatten(1)  # [C, X*Y*Z]
     if opacity is None:
-        alpha = 1.0 - sharpen(probs[:, grid.empty_index])
+        # which voxels are visible is decided without autograd on the whole grid (one pass);
+        # the softmax and its gradient are then computed only for the kept voxels, a small
+        # fraction of the grid once a model is trained
+        with torch.no_grad():
+            alpha_all = 1.0 - sharpen(torch.exp(scores[grid.empty_index] - torch.logsumexp(scores, dim=0)))
     else:
-        check_floating("opacity", opacity)
-        check_shape("opacity", opacity, list(grid.shape))
-        check_finite("opacity", opacity)
-        if checks_enabled() and bool(((opacity < 0) | (opacity > 1)).any()):
-            raise ValueError("opacity must lie in [0, 1]")
-        alpha = opacity.flatten().to(probs.dtype)
-    keep = alpha.detach() >= ALPHA_MIN
+        alpha_all = opacity.flatten().to(scores.dtype)
+    keep = alpha_all.detach() >= ALPHA_MIN
     if labels is not None:
         keep = keep & (labels.flatten() != grid.ignore_index)
     flat = keep.nonzero()[:, 0]  # the one host sync: how many voxels are visible is data
     index = torch.stack(torch.unravel_index(flat, grid.shape), dim=-1)
-    return _assemble(grid, index, alpha[flat], probs[flat], scale)
+    probs = torch.softmax(scores[:, flat], dim=0).t()  # [N, C]
+    alpha = 1.0 - sharpen(probs[:, grid.empty_index]) if opacity is None else alpha_all[flat]
+    return _assemble(grid, index, alpha, probs, scale)
 
 
 def _assemble(
