@@ -28,6 +28,7 @@ EXPECTED = {
     "voxels_to_gaussians",
     "project_points",
     "voxels_from_points",
+    "points_in_boxes",
     "GaussRenderLoss",
     "gauss_render_loss",
     "RenderLossOptions",

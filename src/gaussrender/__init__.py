@@ -36,6 +36,7 @@ from .geometry import (
     get_grid,
     look_at,
     nuscenes_rig,
+    points_in_boxes,
     project_points,
     voxels_from_points,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "voxels_to_gaussians",
     "project_points",
     "voxels_from_points",
+    "points_in_boxes",
     "GaussRenderLoss",
     "gauss_render_loss",
     "RenderLossOptions",

@@ -8,6 +8,7 @@ camera, metres), ``labels`` int64 ``[X, Y, Z]`` and, where the benchmark has the
 layout, e.g. to build synthetic datasets and tests.
 """
 
+from .boxes import BOX_FORMATS
 from .collate import collate
 from .files import DataFileError
 from .images import load_image, stored_image_size
@@ -31,6 +32,14 @@ from .kitti360 import (
     read_kitti360_labels,
     write_kitti360_depth,
     write_kitti360_sample,
+)
+from .lidar import (
+    LIDARSEG_CLASSES,
+    LIDARSEG_TO_OCC3D,
+    lidarseg_to_occ3d,
+    load_lidar,
+    read_lidar_points,
+    read_lidarseg_labels,
 )
 from .nuscenes import NUSCENES_IMAGE_SIZE, NuScenesOccupancy, cam_from_ego, group_scenes, resolve_data_path
 from .occ3d import Occ3DNuScenes, occ3d_label_path, read_occ3d_labels, write_occ3d_sample
@@ -78,4 +87,11 @@ __all__ = [
     "read_kitti360_labels",
     "write_kitti360_sample",
     "collate",
+    "BOX_FORMATS",
+    "LIDARSEG_CLASSES",
+    "LIDARSEG_TO_OCC3D",
+    "lidarseg_to_occ3d",
+    "load_lidar",
+    "read_lidar_points",
+    "read_lidarseg_labels",
 ]
