@@ -29,6 +29,7 @@ EXPECTED = {
     "project_points",
     "voxels_from_points",
     "points_in_boxes",
+    "adjacent_cam_from_grid",
     "GaussRenderLoss",
     "gauss_render_loss",
     "RenderLossOptions",

@@ -11,6 +11,7 @@ layout, e.g. to build synthetic datasets and tests.
 from .boxes import BOX_FORMATS
 from .collate import collate
 from .files import DataFileError
+from .frames import adjacent_cam_from_ego, adjacent_samples
 from .images import load_image, stored_image_size
 from .infos import (
     CAMERA_NAMES,
@@ -94,4 +95,6 @@ __all__ = [
     "load_lidar",
     "read_lidar_points",
     "read_lidarseg_labels",
+    "adjacent_samples",
+    "adjacent_cam_from_ego",
 ]
