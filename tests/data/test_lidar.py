@@ -10,6 +10,7 @@ import pytest
 from gaussrender.data import (
     LIDARSEG_CLASSES,
     LIDARSEG_TO_OCC3D,
+    OCC3D_TO_LIDARSEG,
     DataFileError,
     lidarseg_to_occ3d,
     load_infos,
@@ -18,6 +19,8 @@ from gaussrender.data import (
     read_lidar_points,
     read_lidarseg_labels,
     write_infos_json,
+    write_lidar_points,
+    write_lidarseg_labels,
 )
 from gaussrender.data.boxes import boxes_to_format
 from gaussrender.geometry.grid import OCC3D_NUSCENES
@@ -85,6 +88,8 @@ def test_lidarseg_table_is_the_devkit_mapping_onto_occ3d_names():
         want = names.index("others") if coarse == "ignore" else names.index(coarse)
         assert LIDARSEG_TO_OCC3D[i] == want, fine
     np.testing.assert_array_equal(lidarseg_to_occ3d(np.arange(32)), LIDARSEG_TO_OCC3D)
+    # the writers' inverse: one fine class per Occ3D class that maps back to it
+    np.testing.assert_array_equal(LIDARSEG_TO_OCC3D[OCC3D_TO_LIDARSEG], np.arange(17))
     with pytest.raises(ValueError, match=r"\[0, 32\)"):
         lidarseg_to_occ3d(np.array([32]))
     with pytest.raises(ValueError, match="integers"):
@@ -115,6 +120,18 @@ def test_read_lidar_points_roundtrip_and_hostile_files(tmp_path):
         read_lidar_points(tmp_path / "missing.pcd.bin")
     (tmp_path / "empty.pcd.bin").write_bytes(b"")
     assert read_lidar_points(tmp_path / "empty.pcd.bin").shape == (0, 5)
+
+
+def test_writers_roundtrip_through_the_readers(tmp_path):
+    pts = np.array([[1.0, 2.0, 3.0], [-4.5, 0.25, 1.0]])
+    write_lidar_points(tmp_path / "w.pcd.bin", pts)
+    np.testing.assert_array_equal(read_lidar_points(tmp_path / "w.pcd.bin"), np.c_[pts, np.zeros((2, 2))])
+    write_lidarseg_labels(tmp_path / "w.bin", np.array([0, 31]))
+    np.testing.assert_array_equal(read_lidarseg_labels(tmp_path / "w.bin", 2), [0, 31])
+    with pytest.raises(ValueError, match=r"\[0, 32\)"):
+        write_lidarseg_labels(tmp_path / "w.bin", np.array([32]))
+    with pytest.raises(ValueError, match="points must be"):
+        write_lidar_points(tmp_path / "w.pcd.bin", np.zeros((2, 4)))
 
 
 def test_read_lidarseg_labels_checks_count_and_classes(tmp_path):

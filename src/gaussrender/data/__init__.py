@@ -37,10 +37,13 @@ from .kitti360 import (
 from .lidar import (
     LIDARSEG_CLASSES,
     LIDARSEG_TO_OCC3D,
+    OCC3D_TO_LIDARSEG,
     lidarseg_to_occ3d,
     load_lidar,
     read_lidar_points,
     read_lidarseg_labels,
+    write_lidar_points,
+    write_lidarseg_labels,
 )
 from .nuscenes import NUSCENES_IMAGE_SIZE, NuScenesOccupancy, cam_from_ego, group_scenes, resolve_data_path
 from .occ3d import Occ3DNuScenes, occ3d_label_path, read_occ3d_labels, write_occ3d_sample
@@ -95,6 +98,9 @@ __all__ = [
     "load_lidar",
     "read_lidar_points",
     "read_lidarseg_labels",
+    "OCC3D_TO_LIDARSEG",
+    "write_lidar_points",
+    "write_lidarseg_labels",
     "adjacent_samples",
     "adjacent_cam_from_ego",
 ]

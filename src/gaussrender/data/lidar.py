@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._io import atomic_write
 from ..geometry.boxes import points_in_boxes
 from .files import DataFileError
 from .infos import SampleInfo
@@ -29,7 +30,10 @@ from .nuscenes import resolve_data_path
 __all__ = [
     "LIDARSEG_CLASSES",
     "LIDARSEG_TO_OCC3D",
+    "OCC3D_TO_LIDARSEG",
     "read_lidar_points",
+    "write_lidar_points",
+    "write_lidarseg_labels",
     "read_lidarseg_labels",
     "lidarseg_to_occ3d",
     "load_lidar",
@@ -121,6 +125,10 @@ LIDARSEG_TO_OCC3D = np.array(
     dtype=np.uint8,
 )
 
+#: Occ3D class -> one fine lidarseg class that maps back to it (index 17, free, has none): what
+#: writers of synthetic lidarseg files use. ``LIDARSEG_TO_OCC3D[OCC3D_TO_LIDARSEG] == arange(17)``.
+OCC3D_TO_LIDARSEG = np.array([29, 9, 14, 16, 17, 18, 21, 2, 12, 22, 23, 24, 25, 26, 27, 28, 30], dtype=np.uint8)
+
 #: Fine classes :func:`load_lidar` drops by default: noise (0) and the ego vehicle's own body (31).
 DROP_FINE_DEFAULT = (0, 31)
 
@@ -192,6 +200,36 @@ def read_lidarseg_labels(path: str | Path, num_points: int) -> np.ndarray:
         bad = np.unique(labels[labels >= len(LIDARSEG_CLASSES)])[:5].tolist()
         raise DataFileError(f"{path}: lidarseg labels must be in [0, 32), found {bad}", path)
     return labels
+
+
+def write_lidar_points(path: str | Path, points: np.ndarray) -> Path:
+    """Write ``[N, 5]`` ``(x, y, z, intensity, ring)`` (or ``[N, 3]``: intensity and ring 0) as a nuScenes ``.pcd.bin``.
+
+    Raises:
+        ValueError: not ``[N, 3]`` or ``[N, 5]`` finite numbers.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] not in (3, 5) or not np.all(np.isfinite(points)):
+        raise ValueError(f"points must be [N, 3] or [N, 5] finite numbers, got shape {list(points.shape)}")
+    if points.shape[1] == 3:
+        points = np.concatenate([points, np.zeros((points.shape[0], 2))], axis=1)
+    data = points.astype("<f4").tobytes()
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def write_lidarseg_labels(path: str | Path, labels: np.ndarray) -> Path:
+    """Write ``[N]`` fine lidarseg classes (0-31) as a nuScenes-lidarseg ``.bin`` (uint8 per point).
+
+    Raises:
+        ValueError: ``labels`` not integers in ``[0, 32)``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} shape {list(labels.shape)}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= len(LIDARSEG_CLASSES)):
+        raise ValueError(f"labels must be lidarseg fine classes in [0, 32), got range [{labels.min()}, {labels.max()}]")
+    data = labels.astype(np.uint8).tobytes()
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def lidarseg_to_occ3d(labels: np.ndarray) -> np.ndarray:
