@@ -79,3 +79,24 @@ def test_reader_refuses_lidar_without_files(tmp_path):
     # the dense targets need no LiDAR files
     item = SyntheticOccupancy(ds.root, ds.train_infos, grid="synthetic_small", targets_2d="camera")[0]
     assert item["target_depth"].shape == (6, 12, 20) and bool((item["target_depth"] > 0).any())
+
+
+def test_config_writes_and_reads_the_lidar_and_2d_targets(tmp_path):
+    from gaussrender.train.builders import build_dataset, prepare_synthetic
+    from gaussrender.train.config import ConfigError, config_from_dict
+
+    syn = {"num_scenes": 1, "num_val_scenes": 0, "image_size": [12, 20], "lidar": True, "with_lidar": True}
+    data = {"grid": "synthetic_small", "root": str(tmp_path), "image_size": [12, 20], "synthetic": syn}
+    cfg = config_from_dict({"data": {**data, "synthetic": {**syn, "targets_2d": "lidar"}}})
+    prepare_synthetic(cfg.data)
+    assert (tmp_path / "samples" / "LIDAR_TOP").is_dir()
+    item = build_dataset(cfg.data, "train", load_images=False)[0]
+    assert {"points", "point_labels", "target_depth", "target_semantics"} <= set(item)
+    assert item["target_depth"].shape == (6, 12, 20) and bool((item["target_depth"] > 0).any())
+    # off by default: the same data without the flags gives the plain items
+    plain = config_from_dict({"data": {**data, "synthetic": {"num_scenes": 1, "num_val_scenes": 0}}})
+    assert "points" not in build_dataset(plain.data, "train", load_images=False)[0]
+    with pytest.raises(ConfigError, match="data.synthetic.with_lidar.*needs lidar: true"):
+        config_from_dict({"data": {**data, "synthetic": {**syn, "lidar": False}}})
+    with pytest.raises(ConfigError, match="data.synthetic.targets_2d"):
+        config_from_dict({"data": {**data, "synthetic": {"targets_2d": "depth"}}})
