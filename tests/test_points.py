@@ -155,6 +155,20 @@ def test_duplicates_at_equal_depth_keep_the_first_point():
     assert label is not None and int(label[0, 3, 4]) == 1
 
 
+def test_uint8_labels_are_accepted_and_checked_without_wrapping():
+    # uint8 labels (lidarseg files, voxels_from_points' output) once failed the range check:
+    # compared in uint8, the bound 256 wrapped to 0
+    pose, k = _one_camera()
+    pts = torch.tensor([[0.05, 0.05, 2.0], [-0.3, -0.2, 3.0]], dtype=torch.float64)
+    _, label = gr.project_points(pts, torch.tensor([7, 255], dtype=torch.uint8), pose, k, (6, 8))
+    assert label is not None and sorted(label[label != 255].tolist()) == [7]
+    grid = gr.get_grid("occ3d")
+    vox = gr.voxels_from_points(grid, pts, torch.tensor([4, 16], dtype=torch.uint8))
+    assert sorted(vox[vox != 255].tolist()) == [4, 16]
+    with pytest.raises(ValueError, match="labels must hold values in"):
+        gr.voxels_from_points(grid, pts, torch.tensor([4, 200], dtype=torch.uint8))
+
+
 def test_no_points_and_points_behind_give_empty_maps():
     pose, k = _one_camera()
     depth, label = gr.project_points(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), pose, k, (6, 8))

@@ -28,6 +28,8 @@ EXPECTED = {
     "voxels_to_gaussians",
     "project_points",
     "voxels_from_points",
+    "points_in_boxes",
+    "adjacent_cam_from_grid",
     "GaussRenderLoss",
     "gauss_render_loss",
     "RenderLossOptions",

@@ -19,3 +19,10 @@ def test_rejects_empty_and_mismatched_keys():
         collate([])
     with pytest.raises(ValueError, match="keys"):
         collate([{"a": 1}, {"b": 1}])
+
+
+def test_point_sets_stay_lists_even_when_their_sizes_agree():
+    items = [{"points": torch.zeros(5, 3), "point_labels": torch.zeros(5, dtype=torch.uint8)} for _ in range(2)]
+    batch = collate(items)
+    assert isinstance(batch["points"], list) and isinstance(batch["point_labels"], list)
+    assert [p.shape for p in batch["points"]] == [(5, 3), (5, 3)]

@@ -8,8 +8,10 @@ camera, metres), ``labels`` int64 ``[X, Y, Z]`` and, where the benchmark has the
 layout, e.g. to build synthetic datasets and tests.
 """
 
+from .boxes import BOX_FORMATS
 from .collate import collate
 from .files import DataFileError
+from .frames import adjacent_cam_from_ego, adjacent_samples
 from .images import load_image, stored_image_size
 from .infos import (
     CAMERA_NAMES,
@@ -31,6 +33,17 @@ from .kitti360 import (
     read_kitti360_labels,
     write_kitti360_depth,
     write_kitti360_sample,
+)
+from .lidar import (
+    LIDARSEG_CLASSES,
+    LIDARSEG_TO_OCC3D,
+    OCC3D_TO_LIDARSEG,
+    lidarseg_to_occ3d,
+    load_lidar,
+    read_lidar_points,
+    read_lidarseg_labels,
+    write_lidar_points,
+    write_lidarseg_labels,
 )
 from .nuscenes import NUSCENES_IMAGE_SIZE, NuScenesOccupancy, cam_from_ego, group_scenes, resolve_data_path
 from .occ3d import Occ3DNuScenes, occ3d_label_path, read_occ3d_labels, write_occ3d_sample
@@ -78,4 +91,16 @@ __all__ = [
     "read_kitti360_labels",
     "write_kitti360_sample",
     "collate",
+    "BOX_FORMATS",
+    "LIDARSEG_CLASSES",
+    "LIDARSEG_TO_OCC3D",
+    "lidarseg_to_occ3d",
+    "load_lidar",
+    "read_lidar_points",
+    "read_lidarseg_labels",
+    "OCC3D_TO_LIDARSEG",
+    "write_lidar_points",
+    "write_lidarseg_labels",
+    "adjacent_samples",
+    "adjacent_cam_from_ego",
 ]

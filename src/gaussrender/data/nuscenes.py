@@ -39,7 +39,8 @@ __all__ = [
 #: Stored nuScenes camera images, (H, W) pixels.
 NUSCENES_IMAGE_SIZE: tuple[int, int] = (900, 1600)
 
-_DATA_DIRS = ("samples", "sweeps")
+# the nuScenes folders a stored path is re-rooted at (lidarseg: nuScenes-lidarseg label files)
+_DATA_DIRS = ("samples", "sweeps", "lidarseg")
 
 
 def cam_from_ego(sample: SampleInfo, camera_names: Sequence[str] = CAMERA_NAMES) -> np.ndarray:
@@ -59,26 +60,28 @@ def cam_from_ego(sample: SampleInfo, camera_names: Sequence[str] = CAMERA_NAMES)
     return np.stack(out)
 
 
-def resolve_data_path(stored: str, data_root: str | Path) -> Path:
+def resolve_data_path(stored: str, data_root: str | Path, what: str = "image path") -> Path:
     """Map a path stored in an info file onto a local nuScenes root, never outside it.
 
     Info files store paths as their authors saw them (``./data/nuscenes\\samples/CAM_FRONT/x.jpg``).
-    The part from the first ``samples``/``sweeps`` component on is joined to ``data_root``
+    The part from the first ``samples``/``sweeps``/``lidarseg`` component on is joined to ``data_root``
     (so an author's absolute or relative prefix does not matter); a path without such a
     component must be relative and is joined as is (a leading ``./`` dropped). Either way the
     joined part may not hold ``..`` or NUL, and a path without ``samples``/``sweeps`` may not
     be absolute: a hostile info file cannot point a reader outside ``data_root``.
 
+    ``what`` names the path in messages (``"LiDAR path"``).
+
     Raises:
         DataFileError: the stored value is not a string, or would leave ``data_root``.
     """
     if not isinstance(stored, str):
-        raise DataFileError(f"image path must be a string, got {type(stored).__name__}")
+        raise DataFileError(f"{what} must be a string, got {type(stored).__name__}")
     parts = PurePosixPath(stored.replace("\\", "/")).parts
     for i, part in enumerate(parts):
         if part in _DATA_DIRS:
-            return join_under(data_root, "/".join(parts[i:]), "image path", f"info file entry {stored!r}")
-    return join_under(data_root, stored, "image path", f"info file entry {stored!r}")
+            return join_under(data_root, "/".join(parts[i:]), what, f"info file entry {stored!r}")
+    return join_under(data_root, stored, what, f"info file entry {stored!r}")
 
 
 def group_scenes(samples: Sequence[SampleInfo]) -> dict[str, list[SampleInfo]]:

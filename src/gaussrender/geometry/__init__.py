@@ -11,11 +11,15 @@ transforms, and rays through the grid.
 * :mod:`.raycast`: exact voxel traversal (first hits, voxels crossed), used by RayIoU and by
   the procedural scene's visibility masks.
 * :mod:`.origins`: the LiDAR positions of a scene's frames (RayIoU's ray origins).
+* :mod:`.adjacent`: :func:`adjacent_cam_from_grid` (cameras of frame t ± k against frame t's grid).
+* :mod:`.boxes`: :func:`points_in_boxes` (points of annotated objects).
 * :mod:`.points`: point clouds as supervision: :func:`project_points` (sparse depth/label
   images), :func:`voxels_from_points` (sparse voxel labels).
 """
 
 from . import camera_strategies
+from .adjacent import adjacent_cam_from_grid
+from .boxes import points_in_boxes
 from .cameras import Cameras, look_at, scale_intrinsics
 from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES, VoxelGrid, get_grid
 from .origins import ray_origins
@@ -47,4 +51,6 @@ __all__ = [
     "ray_origins",
     "project_points",
     "voxels_from_points",
+    "points_in_boxes",
+    "adjacent_cam_from_grid",
 ]

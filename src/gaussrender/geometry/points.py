@@ -48,9 +48,11 @@ def _check_point_labels(labels: torch.Tensor, n: int, points: torch.Tensor, high
     if labels.device != points.device:
         raise ValueError(f"labels is on {labels.device} but points on {points.device}; expected one device")
     if checks_enabled() and labels.numel():
-        bad = (labels < 0) | ((labels >= high) & (labels != (allowed if allowed is not None else -1)))
+        # compared as int64: a uint8 tensor would wrap the bounds (256 -> 0, -1 -> 255)
+        lab = labels.long()
+        bad = (lab < 0) | ((lab >= high) & (lab != (allowed if allowed is not None else -1)))
         if bool(bad.any()):
-            values = torch.unique(labels[bad])[:5].tolist()
+            values = torch.unique(lab[bad])[:5].tolist()
             extra = f" or {allowed}" if allowed is not None else ""
             raise ValueError(f"labels must hold values in [0, {high}){extra}; found {values}")
 

@@ -27,11 +27,13 @@ same scene on every machine.
 
 Modules: :mod:`.make` (:func:`make_scene`, :class:`Scene`), :mod:`.canvas` (painting voxels in
 metres, the street layout), :mod:`.paint` (the scene's parts), :mod:`.visibility` (camera and
-LiDAR masks), :mod:`.degrade` (the imperfect prediction).
+LiDAR masks), :mod:`.sensors` (simulated LiDAR returns and dense per-pixel depth/class targets),
+:mod:`.degrade` (the imperfect prediction).
 """
 
 from .degrade import degrade
 from .make import Scene, make_scene
+from .sensors import camera_targets, first_entries, lidar_scan
 from .visibility import LIDAR_ORIGIN, camera_rays, lidar_rays, line_of_sight, visibility_mask
 
 __all__ = [
@@ -43,4 +45,7 @@ __all__ = [
     "camera_rays",
     "lidar_rays",
     "LIDAR_ORIGIN",
+    "lidar_scan",
+    "camera_targets",
+    "first_entries",
 ]

@@ -61,6 +61,8 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
     else:
         write = make_dataset
         ready = all((root / name).is_file() for name in ("synthetic_infos_train.json", "synthetic_infos_val.json"))
+        # a dataset written without its LiDAR sweeps is written again when they are asked for
+        ready = ready and (not syn.lidar or (root / "samples" / "LIDAR_TOP").is_dir())
     if is_main and not ready:
         write(
             root,
@@ -69,6 +71,7 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
             seed=syn.seed,
             image_size=(syn.image_size[0], syn.image_size[1]),
             grid=get_grid(cfg.grid),
+            **({"lidar": True} if syn.lidar else {}),  # the KITTI-like writer has no LiDAR (config refuses it)
         )
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -112,6 +115,8 @@ def build_dataset(
             load_images=load_images,
             image_size=size,
             data_root=cfg.data_root or root,
+            with_lidar=cfg.synthetic.with_lidar,
+            targets_2d=cfg.synthetic.targets_2d,
         )
     if cfg.synthetic is not None and cfg.format == "kitti360":
         from .synthetic_kitti360 import SyntheticKITTI360

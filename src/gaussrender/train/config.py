@@ -72,6 +72,11 @@ class SyntheticConfig:
     num_val_scenes: int = 1
     seed: int = 0
     image_size: tuple[int, int] = (48, 88)  # (H, W) pixels of the rendered RGB images
+    lidar: bool = False  # also write a simulated LiDAR sweep per sample (.pcd.bin + lidarseg)
+    with_lidar: bool = False  # items carry points [N, 3] / point_labels [N] (needs lidar)
+    # items carry target_depth / target_semantics [V, H, W] at the render cameras: "camera" =
+    # per-pixel ray casting into the labels (dense), "lidar" = the scan z-buffered (needs lidar)
+    targets_2d: Literal["camera", "lidar"] | None = None
 
 
 @dataclass(frozen=True)
@@ -336,6 +341,11 @@ def _validate(cfg: Config) -> None:
             min(d.synthetic.image_size) >= 1,
             "expected positive (H, W) pixels",
         )
+        for key, wants in (("with_lidar", d.synthetic.with_lidar), ("targets_2d", d.synthetic.targets_2d == "lidar")):
+            need(
+                f"data.synthetic.{key}", getattr(d.synthetic, key), not wants or d.synthetic.lidar, "needs lidar: true"
+            )
+        need("data.synthetic", d.format, d.format == "occ3d" or not d.synthetic.lidar, "lidar needs format occ3d")
 
     for name in (
         "ce_weight",

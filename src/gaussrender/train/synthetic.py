@@ -11,6 +11,8 @@ writers, so that :class:`gaussrender.data.Occ3DNuScenes` reads it like the real 
     root/
       gts/<scene>/<token>/labels.npz       semantics, mask_lidar, mask_camera (uint8)
       samples/<CAM_NAME>/<token>.png        RGB images
+      samples/LIDAR_TOP/<token>.pcd.bin     LiDAR scan (make_dataset(lidar=True) only)
+      lidarseg/synthetic/<token>_lidarseg.bin   its per-point classes (nuScenes-lidarseg)
       synthetic_infos_train.json            BEVDet-style infos (calibration, poses)
       synthetic_infos_val.json
 
@@ -19,21 +21,33 @@ ego's orientation. Generation is deterministic in ``seed``. The stored images ar
 dataset's native size: the reader's ``render_intrinsics``/``render_image_size`` (GaussRender's
 cameras) are the written calibration at that size, whatever ``data.image_size`` the network
 reads.
+
+LiDAR and 2D targets (issue 14). ``make_dataset(..., lidar=True)`` also writes one simulated
+sweep per sample (:func:`gaussrender.scene.lidar_scan`: first-hit returns of the roof LiDAR
+against the labels, in nuScenes' ``.pcd.bin`` and lidarseg layouts, read back by
+:func:`gaussrender.data.load_lidar`). :class:`SyntheticOccupancy` can add to its items
+``points``/``point_labels`` (that scan, grid frame) and ``target_depth``/``target_semantics``
+(per-camera 2D targets at the render cameras: dense per-pixel ray casting, or the scan
+z-buffered by :func:`gaussrender.project_points`). All of this is off by default.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..data import Occ3DNuScenes
+from ..data import Occ3DNuScenes, cam_from_ego
 from ..geometry.grid import OCC3D_NUSCENES, VoxelGrid, get_grid
 from ..geometry.transforms import matrix_to_quaternion
 
-__all__ = ["SyntheticDataset", "SyntheticOccupancy", "make_dataset", "render_views", "SKY"]
+__all__ = ["SyntheticDataset", "SyntheticOccupancy", "make_dataset", "render_views", "SKY", "TARGETS_2D"]
+
+#: Kinds of 2D targets :class:`SyntheticOccupancy` can add (``targets_2d``).
+TARGETS_2D = ("camera", "lidar")
 
 #: RGB in [0, 1] of pixels where no Gaussian is seen
 SKY = (0.62, 0.75, 0.90)
@@ -56,14 +70,80 @@ class SyntheticOccupancy(Occ3DNuScenes):
         root, infos, **kwargs: as :class:`gaussrender.data.Occ3DNuScenes`.
         grid: the grid the labels were written on (a :class:`VoxelGrid` or preset name);
             label files of another shape are refused when read.
+        with_lidar: add ``points`` float32 ``[N, 3]`` (the sample's LiDAR scan, metres, grid
+            frame) and ``point_labels`` uint8 ``[N]`` (Occ3D classes), read from the files
+            ``make_dataset(lidar=True)`` wrote; ``N`` varies per sample, so
+            :func:`gaussrender.data.collate` keeps them as lists.
+        targets_2d: add ``target_depth`` float32 ``[V, H, W]`` (camera z, metres, 0 = none)
+            and ``target_semantics`` uint8 ``[V, H, W]`` (class, 255 = none) for the render
+            cameras (``render_intrinsics``, ``cam_from_grid``, ``(H, W) =
+            render_image_size``): ``"camera"``: one ray per pixel centre cast into the
+            sample's labels (:func:`gaussrender.scene.camera_targets`, dense; about
+            ``V x H x W`` rays per item); ``"lidar"``: the LiDAR scan z-buffered into the
+            cameras (:func:`gaussrender.project_points`, sparse; needs the LiDAR files).
+            None (default): neither.
     """
 
-    def __init__(self, root: str | Path, infos, *, grid: VoxelGrid | str = OCC3D_NUSCENES, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        infos,
+        *,
+        grid: VoxelGrid | str = OCC3D_NUSCENES,
+        with_lidar: bool = False,
+        targets_2d: str | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(root, infos, **kwargs)
         grid = get_grid(grid)
         if grid.class_names != OCC3D_NUSCENES.class_names:
             raise ValueError(f"grid {grid.name!r} must have Occ3D's 18 classes (the synthetic scenes' labels)")
+        if targets_2d is not None and targets_2d not in TARGETS_2D:
+            raise ValueError(f"targets_2d must be None or one of {TARGETS_2D}, got {targets_2d!r}")
+        if not isinstance(with_lidar, bool):
+            raise ValueError(f"with_lidar must be a bool, got {with_lidar!r}")
+        if with_lidar or targets_2d == "lidar":
+            missing = [s.token for s in self.samples if not s.lidar_path or not s.lidarseg_path]
+            if missing:
+                raise ValueError(
+                    f"with_lidar / targets_2d='lidar' need the LiDAR files of make_dataset(lidar=True); "
+                    f"{len(missing)} samples have none (e.g. {missing[0]})"
+                )
         self.grid = grid
+        self.with_lidar = with_lidar
+        self.targets_2d = targets_2d
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from ..data import load_lidar
+        from ..geometry.points import project_points
+        from ..scene import camera_targets
+
+        out = super().__getitem__(index)
+        if not self.with_lidar and self.targets_2d is None:
+            return out
+        sample = self.samples[index]
+        points = labels = None
+        if self.with_lidar or self.targets_2d == "lidar":
+            # the synthetic scan has neither noise nor ego returns: nothing to drop
+            pts, lab = load_lidar(sample, self.root, labels="occ3d", drop_fine=())
+            points, labels = torch.from_numpy(pts), torch.from_numpy(lab)
+        if self.with_lidar:
+            assert points is not None and labels is not None
+            out["points"], out["point_labels"] = points.float(), labels
+        if self.targets_2d is not None:
+            size = (int(out["render_image_size"][0]), int(out["render_image_size"][1]))
+            k = out["render_intrinsics"].double()
+            # from the float64 calibration, not the float32 copy in the item
+            cam_from_grid = torch.from_numpy(cam_from_ego(sample, self.camera_names) @ self.ego_from_grid(sample))
+            if self.targets_2d == "camera":
+                depth, sem = camera_targets(out["labels"], self.grid, k, cam_from_grid, size)
+            else:
+                assert points is not None and labels is not None
+                depth, sem_or_none = project_points(points, labels, cam_from_grid, k, size)
+                assert sem_or_none is not None
+                sem = sem_or_none
+            out["target_depth"], out["target_semantics"] = depth.float(), sem
+        return out
 
 
 def _pose(matrix: np.ndarray):
@@ -121,6 +201,7 @@ def make_dataset(
     colors: torch.Tensor | None = None,
     camera_stride: int = 16,
     grid: VoxelGrid | str = OCC3D_NUSCENES,
+    lidar: bool = False,
 ) -> SyntheticDataset:
     """Write ``num_scenes`` training and ``num_val_scenes`` validation samples under ``root``.
 
@@ -137,18 +218,33 @@ def make_dataset(
         grid: the voxel grid of the labels (Occ3D's range and classes, any voxel size: the
             ``synthetic_small`` / ``synthetic_medium`` presets); the images render its
             Gaussians at its ``gaussian_scale``. Read it back with :class:`SyntheticOccupancy`.
+        lidar: also write each sample's simulated LiDAR sweep (:func:`gaussrender.scene.lidar_scan`
+            from the roof LiDAR, in the LiDAR frame: ``samples/LIDAR_TOP/<token>.pcd.bin``) and
+            its per-point classes as nuScenes-lidarseg fine classes
+            (:data:`gaussrender.data.OCC3D_TO_LIDARSEG`: ``lidarseg/synthetic/<token>_lidarseg.bin``),
+            with ``lidar_path``/``lidarseg_path`` in the infos.
 
     Returns:
         :class:`SyntheticDataset` with the info file paths.
     """
-    from ..data import CameraInfo, SampleInfo, write_infos_json, write_occ3d_sample
+    from ..data import (
+        OCC3D_TO_LIDARSEG,
+        CameraInfo,
+        SampleInfo,
+        write_infos_json,
+        write_lidar_points,
+        write_lidarseg_labels,
+        write_occ3d_sample,
+    )
     from ..geometry.rigs import nuscenes_rig
-    from ..scene import LIDAR_ORIGIN, make_scene
+    from ..scene import LIDAR_ORIGIN, lidar_scan, make_scene
     from ..viz import palette, save_png
 
     for name, value, lo in (("num_scenes", num_scenes, 1), ("num_val_scenes", num_val_scenes, 0), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+    if not isinstance(lidar, bool):
+        raise ValueError(f"lidar must be a bool, got {lidar!r}")
     if len(image_size) != 2 or not all(isinstance(s, int) and s > 0 for s in image_size):
         raise ValueError(f"image_size must be (H, W) positive ints (pixels), got {image_size!r}")
     grid = get_grid(grid)
@@ -186,13 +282,22 @@ def make_dataset(
                 sensor2ego=_pose(np.linalg.inv(cam_from_ego[v].numpy())),
                 ego2global=ego2global,
             )
+        lidar_path, lidarseg_path = "", None
+        if lidar:
+            # the sensor sits at LIDAR_ORIGIN with the ego's orientation (lidar2ego below)
+            points, labels = lidar_scan(scene.semantics, grid, LIDAR_ORIGIN)
+            lidar_path = f"samples/LIDAR_TOP/{token}.pcd.bin"
+            lidarseg_path = f"lidarseg/synthetic/{token}_lidarseg.bin"
+            write_lidar_points(root / lidar_path, points.numpy() - np.asarray(LIDAR_ORIGIN))
+            write_lidarseg_labels(root / lidarseg_path, OCC3D_TO_LIDARSEG[labels.numpy()])
         samples.append(
             SampleInfo(
                 token=token,
                 scene=scene_name,
                 scene_token=scene_name,
                 timestamp=1_000_000 * scene_seed,
-                lidar_path="",
+                lidarseg_path=lidarseg_path,
+                lidar_path=lidar_path,
                 lidar2ego=_pose(lidar2ego),
                 ego2global=ego2global,
                 cameras=cameras,
