@@ -50,6 +50,7 @@ from .geometry.camera_strategies import STRATEGIES, Strategy, apply_strategy
 from .geometry.cameras import Cameras, scale_intrinsics
 from .geometry.grid import VoxelGrid, get_grid
 from .geometry.rigs import bev_camera
+from .loss_terms import check_targets_2d, depth_term, semantic_term, target_depth_term, target_semantic_term
 from .render import CULL_MODES
 from .render.dispatch import Backend, render_unchecked
 from .render.gaussians import Gaussians, build_gaussians, check_labels
@@ -57,6 +58,8 @@ from .render.gaussians import Gaussians, build_gaussians, check_labels
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
 
 TERMS = ("cam", "cam_depth", "bev", "bev_depth")
+#: The terms against 2D targets, present in the output only when such targets are given.
+TARGET_TERMS = ("target_depth", "target_semantics")
 #: Smallest rendered image side, pixels: a 1-pixel image (e.g. ``resolution_divisor=inf``)
 #: averages the whole view into one value and silently trains on nothing.
 MIN_IMAGE_SIDE = 2
@@ -207,33 +210,6 @@ class RenderLossOptions:
 OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RenderLossOptions))
 
 
-def _semantic_term(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-pixel distance between rendered images ``[V, H, W, C]``: its mean over each view's
-    pixels (L1: and channels), then the mean over the ``V`` views."""
-    if kind == "l1":
-        per_pixel = (pred - target).abs().mean(-1)
-    else:
-        eps = 1e-6
-        log_pred = torch.log(pred.clamp_min(eps))
-        if kind == "ce":
-            per_pixel = -(target * log_pred).sum(-1)
-        else:
-            per_pixel = (target * (torch.log(target.clamp_min(eps)) - log_pred)).sum(-1)
-    return per_pixel.flatten(1).mean(1).mean()
-
-
-def _depth_term(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
-    """Depth images ``[V, H, W]`` (metres): per view, the mean absolute difference over the
-    pixels whose ground-truth depth exceeds 0.1 m, divided by ``scale``; then the mean over
-    the views that have such pixels (zero when none has)."""
-    mask = (target > 0.1).flatten(1)
-    count = mask.sum(1)
-    diff = torch.where(mask, (pred - target).abs().flatten(1), torch.zeros_like(mask, dtype=pred.dtype)).sum(1)
-    per_view = diff / (scale * count.clamp_min(1))
-    seen = count > 0
-    return per_view.sum() / seen.sum().clamp_min(1)
-
-
 def _render_pair(
     pred: Gaussians,
     target: Gaussians,
@@ -305,6 +281,24 @@ def _sample_cameras(
     return [Cameras(poses[b], ks[b], width, height) for b in range(batch)]
 
 
+def _target_cameras(
+    intrinsics: torch.Tensor,
+    cam_from_grid: torch.Tensor,
+    image_size: tuple[int, int],
+    target_size: tuple[int, int],
+    dtype: torch.dtype,
+) -> list[Cameras]:
+    """Every given camera of each sample, at the 2D targets' resolution: ``intrinsics`` (pixels
+    of ``image_size``) rescaled to ``target_size`` (H, W), no strategy (the targets were
+    measured from these poses)."""
+    height, width = target_size
+    ks = intrinsics.to(dtype)
+    if (height, width) != tuple(image_size):
+        ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
+    poses = cam_from_grid.to(dtype)
+    return [Cameras(poses[b], ks[b], width, height) for b in range(intrinsics.shape[0])]
+
+
 @functools.lru_cache(maxsize=16)
 def _bev(
     grid: VoxelGrid, size: int, model: Literal["perspective", "orthographic"], dtype: torch.dtype, device: torch.device
@@ -331,13 +325,16 @@ def _caller_stacklevel() -> int:
 def gauss_render_loss(
     grid: VoxelGrid | str,
     logits: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | None,
     intrinsics: torch.Tensor | None = None,
     cam_from_grid: torch.Tensor | None = None,
     image_size: tuple[int, int] | None = None,
     opacity: torch.Tensor | None = None,
     options: RenderLossOptions = RenderLossOptions(),
     generator: torch.Generator | None = None,
+    *,
+    target_depth: torch.Tensor | None = None,
+    target_semantics: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Functional form of :class:`GaussRenderLoss`; arguments as in its ``forward``."""
     grid = get_grid(grid)
@@ -352,15 +349,31 @@ def gauss_render_loss(
         # an emptied batch
         raise ValueError(f"logits must hold at least one sample (batch size B >= 1), got B = {batch}")
     check_finite("logits", logits)
-    check_labels("labels", labels, grid, batch=True)
-    if labels.shape[0] != batch:
-        raise ValueError(f"labels has batch size {labels.shape[0]} but logits {batch}")
-    if labels.device != logits.device:
-        raise ValueError(f"labels is on {labels.device} but logits on {logits.device}; expected one device")
+    has_targets = target_depth is not None or target_semantics is not None
+    if labels is None:
+        if not has_targets:
+            raise ValueError(
+                "labels is None and no 2D target (target_depth, target_semantics) was given; "
+                "pass 3D labels [B, X, Y, Z], 2D targets, or both"
+            )
+    else:
+        check_labels("labels", labels, grid, batch=True)
+        if labels.shape[0] != batch:
+            raise ValueError(f"labels has batch size {labels.shape[0]} but logits {batch}")
+        if labels.device != logits.device:
+            raise ValueError(f"labels is on {labels.device} but logits on {logits.device}; expected one device")
+    for name, image in (("target_depth", target_depth), ("target_semantics", target_semantics)):
+        if image is not None and image.device != logits.device:
+            raise ValueError(f"{name} is on {image.device} but logits on {logits.device}; expected one device")
+    if has_targets and (intrinsics is None or cam_from_grid is None or image_size is None):
+        raise ValueError(
+            "2D targets (target_depth, target_semantics) are images of the given cameras: pass "
+            "intrinsics, cam_from_grid and image_size with them"
+        )
     if opacity is not None:
         check_floating("opacity", opacity)
         check_shape("opacity", opacity, [batch] + list(grid.shape))
-    if "cam" in options.views and intrinsics is None and cam_from_grid is None:
+    if labels is not None and "cam" in options.views and intrinsics is None and cam_from_grid is None:
         if "bev" not in options.views:
             raise ValueError(
                 "views=('cam',) renders the sensor cameras, but intrinsics and cam_from_grid "
@@ -374,7 +387,7 @@ def gauss_render_loss(
             UserWarning,
             stacklevel=_caller_stacklevel(),
         )
-    use_cams = "cam" in options.views and intrinsics is not None
+    use_cams = labels is not None and "cam" in options.views and intrinsics is not None
     channels = grid.num_classes
     itemsize = torch.finfo(compute_dtype(logits.dtype)).bits // 8
     if intrinsics is not None or cam_from_grid is not None:
@@ -417,7 +430,19 @@ def gauss_render_loss(
                 f"image_size {image_size} / resolution_divisor {div:g} = {render_h}x{render_w} pixels "
                 f"x {views} view(s) x {channels} classes",
             )
-    if "bev" in options.views:
+    target_size = None
+    if has_targets:
+        assert intrinsics is not None  # refused above otherwise
+        target_size = check_targets_2d(target_depth, target_semantics, batch, intrinsics.shape[1], channels)
+        ncam = intrinsics.shape[1]
+        check_memory(
+            "target_depth" if target_depth is not None else "target_semantics",
+            render_bytes(ncam, *target_size, channels, itemsize),
+            logits.device,
+            f"the prediction rendered into {ncam} camera(s) at {target_size[0]}x{target_size[1]} pixels",
+        )
+    use_bev = labels is not None and "bev" in options.views
+    if use_bev:
         size = options.bev_size
         need = render_bytes(1, size, size, channels, itemsize) + image_bytes(1, size, size, channels, itemsize)
         check_memory("bev_size", need, logits.device, f"a {size}x{size} BEV x {channels} classes")
@@ -429,9 +454,9 @@ def gauss_render_loss(
     # one-hot of the empty class, built on the device (no upload, no one_hot value check)
     background = (torch.arange(grid.num_classes, device=device) == grid.empty_index).to(dtype)
     strategy = options.camera_strategy or grid.camera_strategy
-    sums = {t: logits.new_zeros(()) for t in TERMS}
+    sums = {t: logits.new_zeros(()) for t in TERMS + (TARGET_TERMS if has_targets else ())}
     bev = None
-    if "bev" in options.views:
+    if use_bev:
         try:
             bev = _bev(grid, options.bev_size, options.bev_model, dtype, device)
         except TypeError:  # a VoxelGrid subclass holding unhashable fields: build it each time
@@ -446,27 +471,52 @@ def gauss_render_loss(
         check_finite("opacity", opacity)
         if checks_enabled() and bool(((opacity < 0) | (opacity > 1)).any()):
             raise ValueError("opacity must lie in [0, 1]")
+    target_cams = None
+    if target_size is not None:
+        assert intrinsics is not None and cam_from_grid is not None and image_size is not None
+        target_cams = _target_cameras(intrinsics, cam_from_grid, image_size, target_size, dtype)
     for b in range(batch):
-        target = build_gaussians(grid, labels=labels[b], scale=target_scale, dtype=dtype)
         pred = build_gaussians(
             grid,
             logits=logits[b],
-            labels=labels[b],
+            labels=None if labels is None else labels[b],
             opacity=None if opacity is None else opacity[b],
             scale=target_scale,
         )
+        if target_cams is not None:
+            rendered = render_unchecked(
+                pred.means,
+                pred.opacities,
+                pred.features,
+                pred.scales,
+                target_cams[b],
+                background,
+                options.backend,
+                options.cull,
+            )
+            if target_depth is not None:
+                sums["target_depth"] = sums["target_depth"] + target_depth_term(
+                    rendered.depth, target_depth[b].to(dtype), options.cam_depth_scale
+                )
+            if target_semantics is not None:
+                sums["target_semantics"] = sums["target_semantics"] + target_semantic_term(
+                    rendered.features, target_semantics[b], options.semantic
+                )
+        if labels is None:
+            continue
+        target = build_gaussians(grid, labels=labels[b], scale=target_scale, dtype=dtype)
         if sample_cams is not None:
             cams = sample_cams[b]
             pf, tf, pd, td = _render_pair(pred, target, cams, background, options.backend, options.cull)
-            sums["cam"] = sums["cam"] + _semantic_term(pf, tf, options.semantic)
+            sums["cam"] = sums["cam"] + semantic_term(pf, tf, options.semantic)
             if options.depth:
-                sums["cam_depth"] = sums["cam_depth"] + _depth_term(pd, td, options.cam_depth_scale)
+                sums["cam_depth"] = sums["cam_depth"] + depth_term(pd, td, options.cam_depth_scale)
         if bev is not None:
             # the BEV keeps every voxel (as the release): exact footprint splatting
             pf, tf, pd, td = _render_pair(pred, target, bev, background, options.backend, "footprint")
-            sums["bev"] = sums["bev"] + _semantic_term(pf, tf, options.semantic)
+            sums["bev"] = sums["bev"] + semantic_term(pf, tf, options.semantic)
             if options.depth:
-                sums["bev_depth"] = sums["bev_depth"] + _depth_term(pd, td, options.bev_depth_scale)
+                sums["bev_depth"] = sums["bev_depth"] + depth_term(pd, td, options.bev_depth_scale)
     terms = {t: v / batch for t, v in sums.items()}
     # The NaN guard reads the terms back to the host (a device sync): with
     # set_checks(False) it is skipped, on_nan cannot be honoured and a NaN propagates to the
@@ -506,6 +556,18 @@ class GaussRenderLoss(nn.Module):
     without cameras raises ``ValueError``. Returns a dict with ``loss`` (weighted total) and the unweighted terms
     ``cam``, ``cam_depth``, ``bev``, ``bev_depth`` (zero when not rendered).
 
+    **2D targets** (beyond the release; :mod:`gaussrender.loss_terms`): ``target_depth
+    [B, Ncam, H, W]`` (metres, camera z, 0 = none; e.g. LiDAR through
+    :func:`gaussrender.project_points`) and/or ``target_semantics [B, Ncam, H, W]`` (class
+    indices, 255 = none) are images of the ``Ncam`` given cameras (any resolution: the
+    intrinsics, in pixels of ``image_size``, are rescaled to ``(H, W)``). The prediction is
+    rendered into every one of those cameras, with no camera strategy, and compared on the
+    valid pixels: ``target_depth`` (L1 / ``cam_depth_scale``, as the camera depth term) and
+    ``target_semantics`` (``semantic="l1"``: L1 to the one-hot label; ``"ce"``/``"kl"``:
+    ``-log p[label]``); both join the weighted total. ``labels`` may then be None (2D
+    supervision only: no ground-truth render, the four 3D terms are 0). Cameras of other
+    frames (:func:`gaussrender.adjacent_cam_from_grid`) supervise with their frames' targets.
+
     Example:
         >>> import torch, gaussrender as gr
         >>> grid = gr.OCC3D_NUSCENES
@@ -540,12 +602,15 @@ class GaussRenderLoss(nn.Module):
     def forward(
         self,
         logits: torch.Tensor,
-        labels: torch.Tensor,
+        labels: torch.Tensor | None,
         intrinsics: torch.Tensor | None = None,
         cam_from_grid: torch.Tensor | None = None,
         image_size: tuple[int, int] | None = None,
         opacity: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        *,
+        target_depth: torch.Tensor | None = None,
+        target_semantics: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         return gauss_render_loss(
             self.grid,
@@ -557,6 +622,8 @@ class GaussRenderLoss(nn.Module):
             opacity=opacity,
             options=self.options,
             generator=generator if generator is not None else self.generator,
+            target_depth=target_depth,
+            target_semantics=target_semantics,
         )
 
     def extra_repr(self) -> str:
