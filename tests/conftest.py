@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-# Child processes the tests start (torchrun, mp.spawn, the CLI) inherit this before they import
+# Child processes the tests start (torchrun, the gloo workers, the CLI) inherit this before they import
 # torch. The tests' renders and models are tiny: a second OpenMP thread only contends, and on a
 # loaded 2-core machine its spin-waiting made single renders ~30x slower (measured: a 6-view
 # synthetic render took 85 s with 2 threads, 2.7 s with 1). A user's own setting is kept.

@@ -11,6 +11,7 @@ from the new environment.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,6 +51,37 @@ def _setuptools_builds_wheels() -> str | None:
         except ImportError:
             return f"setuptools {setuptools.__version__} < 70.1 needs the 'wheel' package to build wheels"
     return None
+
+
+# Run by the new environment's interpreter (argv[1]: the checkout's src): where gaussrender is
+# imported from, its version, whether the checkout is on sys.path, a shipped config resolved by
+# name, and the CLI's exit code and output for --version, a subcommand's --help and
+# --print-config, as JSON.
+INSTALLED_REPORT = r"""
+import contextlib, io, json, sys
+import gaussrender
+from gaussrender.cli import main
+from gaussrender.train.config import resolve_config
+
+def cli(*argv):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            code = main(list(argv))
+        except SystemExit as exit:
+            code = exit.code
+    return code, out.getvalue().strip()
+
+print(json.dumps({
+    "file": gaussrender.__file__,
+    "version": gaussrender.__version__,
+    "checkout_on_path": any(p.startswith(sys.argv[1]) for p in sys.path),
+    "resolved": str(resolve_config("tpvformer_occ3d_render")),
+    "--version": cli("--version"),
+    "--help": cli("train", "--config", "tiny_synthetic_std", "--help"),
+    "--print-config": cli("train", "--config", "tiny_synthetic_std", "--print-config"),
+}))
+"""
 
 
 def _run(args: list, cwd: Path, env: dict, timeout: float = 300) -> str:
@@ -110,43 +142,27 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "_test_dependencies.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
 
-    # 3. run it from a folder outside the checkout
+    # 3. run it from a folder outside the checkout: one interpreter answers every question
+    # (each start imports torch, seconds of CPU); the console script itself runs the demo
     work = tmp_path / "work"
     work.mkdir()
-    where = _run(
-        [
-            python,
-            "-c",
-            "import gaussrender, sys; print(gaussrender.__file__); print(gaussrender.__version__); "
-            "print(any(p.startswith(sys.argv[1]) for p in sys.path))",
-            ROOT / "src",
-        ],
-        work,
-        env,
-    ).split("\n")
-    assert Path(where[0]).is_relative_to(venv), f"gaussrender imported from {where[0]}, not the new venv"
-    assert where[1] == metadata.version("gaussrender")
+    report = json.loads(_run([python, "-c", INSTALLED_REPORT, ROOT / "src"], work, env))
+    assert Path(report["file"]).is_relative_to(venv), f"gaussrender imported from {report['file']}, not the new venv"
+    assert report["version"] == metadata.version("gaussrender")
     # (the checkout's sources; its .venv may well hold the dependencies)
-    assert where[2] == "False", "the checkout's src/ is on the new environment's sys.path"
-    exe = venv / "bin" / "gaussrender"
-    assert _run([exe, "--version"], work, env).strip() == f"gaussrender {where[1]}"
+    assert not report["checkout_on_path"], "the checkout's src/ is on the new environment's sys.path"
+    assert report["--version"] == [0, f"gaussrender {report['version']}"]
 
     # a shipped config by name: --help, then resolved from inside the installed wheel
-    assert "--config" in _run([exe, "train", "--config", "tiny_synthetic_std", "--help"], work, env)
-    printed = _run([exe, "train", "--config", "tiny_synthetic_std", "--print-config"], work, env)
-    assert "name: surroundocc" in printed and "size: tiny" in printed
-    resolved = _run(
-        [
-            python,
-            "-c",
-            "from gaussrender.train.config import resolve_config; print(resolve_config('tpvformer_occ3d_render'))",
-        ],
-        work,
-        env,
-    ).strip()
-    assert Path(resolved).is_relative_to(venv) and Path(resolved).is_file()
+    code, help_text = report["--help"]
+    assert code == 0 and "--config" in help_text
+    code, printed = report["--print-config"]
+    assert code == 0 and "name: surroundocc" in printed and "size: tiny" in printed
+    resolved = Path(report["resolved"])
+    assert resolved.is_relative_to(venv) and resolved.is_file()
 
-    # the demo, small: two orbit frames of 1/20 size
+    # the demo through the installed console script, small: two orbit frames of 1/20 size
+    exe = venv / "bin" / "gaussrender"
     out = _run([exe, "demo", "--frames", "2", "--size", "0.05", "--out", work / "demo"], work, env)
     assert "GaussRender loss" in out
     assert {p.name for p in (work / "demo").iterdir()} == {

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import gaussrender as gr
 from gaussrender.metrics import IoUConvention, OccupancyMetrics, RayIoU, lidar_ray_directions
+from tests.two_processes import run_two
 
 GRID = gr.VoxelGrid(
     name="toy",
@@ -41,8 +39,8 @@ def _metrics():
     return occ, ray
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         pred, target, origins = _data()
         occ, ray = _metrics()
@@ -55,15 +53,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")
 def test_two_gloo_processes_sum_to_one(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    run_two(_worker, (2, str(tmp_path / "init"), str(tmp_path)))
     pred, target, origins = _data()
     occ, ray = _metrics()
     occ.update(pred, target)

@@ -7,12 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import gaussrender as gr
 from gaussrender.metrics import RenderedViewMetrics
-from tests.metrics.test_distributed import _free_port
 from tests.render.oracle import oracle_render
+from tests.two_processes import run_two
 
 FREE, WALL, CAR, ROAD = 0, 1, 2, 3
 GRID = gr.VoxelGrid(
@@ -315,8 +314,8 @@ def test_two_updates_equal_one_concatenated_batch_and_merge():
     assert int(one.image_confmat.sum()) == 0 and float(one.image_depth_sum) == 0.0
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         pred, target = _random_scene(7, batch=2)
@@ -329,7 +328,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")
 def test_two_gloo_processes_sum_to_one(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    run_two(_worker, (2, str(tmp_path / "init"), str(tmp_path)))
     pred, target = _random_scene(7, batch=2)
     m = _metric(bev_size=16)
     _update(m, pred, target)

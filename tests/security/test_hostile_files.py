@@ -40,7 +40,7 @@ from pathlib import Path
 from gaussrender.data import (load_infos, safe_pickle_load, read_occ3d_labels, read_surroundocc_labels,
                               read_kitti360_labels, read_kitti360_invalid, load_image)
 from gaussrender.train.checkpoint import load_checkpoint
-from gaussrender.commands.eval import _load_prediction
+from gaussrender.commands._scoring import load_prediction
 
 READERS = {
     "load_infos": load_infos,
@@ -49,7 +49,7 @@ READERS = {
     "surroundocc": read_surroundocc_labels,
     "kitti360": read_kitti360_labels,
     "kitti360_invalid": read_kitti360_invalid,
-    "prediction": lambda p: _load_prediction(Path(p), (200, 200, 16), 18),
+    "prediction": lambda p: load_prediction(Path(p), (200, 200, 16), 18),
     "checkpoint": load_checkpoint,
     "image": load_image,
 }

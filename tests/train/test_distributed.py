@@ -7,11 +7,11 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from gaussrender.data import collate
 from gaussrender.train.distributed import DistInfo, ShardSampler, TrainSampler
 
+from ..two_processes import run_two
 from .helpers import tiny_config, tiny_sample, tiny_trainer
 
 # render loss on, with a deterministic camera choice so both runs render the same views
@@ -37,7 +37,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 
 def test_two_process_gradients_match_single_process(tmp_path):
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    run_two(_worker, (2, str(tmp_path / "init"), str(tmp_path)))
     single = tiny_trainer(tmp_path / "single", tiny_config(**CFG), info=DistInfo())
     single.ddp_model.eval()
     for i in range(2):  # DDP averages the ranks' gradients = gradient of the mean loss

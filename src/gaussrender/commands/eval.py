@@ -36,6 +36,8 @@ from typing import Any
 
 from .._io import atomic_write_text
 from . import _checks
+from ._eval_report import collect_results, print_table
+from ._scoring import ChunkScorer, open_benchmark
 
 HELP = (
     "score saved predictions: IoU, mIoU and RayIoU per class (Occ3D, SurroundOcc, KITTI-360), optionally "
@@ -131,125 +133,6 @@ def _error(message: str) -> int:
     return 2
 
 
-def _number(x: Any) -> float | None:
-    value = float(x)
-    return None if math.isnan(value) else value
-
-
-def _pct(x: float | None) -> str:
-    return "   nan" if x is None else f"{100.0 * x:6.2f}"
-
-
-def _metres(x: float | None) -> str:
-    return "nan" if x is None else f"{x:.3f} m"
-
-
-def _load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
-    import numpy as np
-    import torch
-
-    from ..data.arrays import LABEL_KINDS, open_npz
-    from ..data.files import DataFileError
-
-    # header-checked read: a hostile or corrupt prediction file is named, never unpickled
-    with open_npz(path, "prediction file") as data:
-        key = "semantics" if "semantics" in data.files else "pred" if "pred" in data.files else None
-        if key is None:
-            raise DataFileError(f"{path}: expected key 'semantics' or 'pred', has {data.files}", path)
-        pred = data.read(key, shape, LABEL_KINDS.replace("b", ""))
-    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
-        raise DataFileError(
-            f"{path}: {key} labels must be in [0, {num_classes}), found [{pred.min()}, {pred.max()}]", path
-        )
-    return torch.from_numpy(pred.astype(np.int64))
-
-
-def _dataset(args: argparse.Namespace, rayiou: bool):
-    from ..data import Occ3DNuScenes, SSCBenchKITTI360, SurroundOccNuScenes, load_nuscenes_tables
-
-    if args.benchmark == "kitti360":
-        return SSCBenchKITTI360(args.gt, args.split or "val")
-    cls = Occ3DNuScenes if args.benchmark == "occ3d" else SurroundOccNuScenes
-    infos = load_nuscenes_tables(args.infos, args.nuscenes_version) if args.infos.is_dir() else args.infos
-    return cls(args.gt, infos, split=args.split, with_origins=rayiou)
-
-
-class _Chunk:
-    """Scores a list of sample indices with fresh metrics and returns them (on the CPU).
-
-    A picklable callable so that worker processes can run it; the caller merges the metrics
-    (all their states are counts that add up), which gives the same result as one
-    sequential pass.
-    """
-
-    def __init__(
-        self,
-        dataset: Any,
-        pred_dir: Path,
-        mask_camera: bool,
-        rayiou: bool,
-        device: str,
-        threads: int,
-        render: dict[str, Any] | None = None,
-    ) -> None:
-        self.dataset, self.pred_dir, self.mask_camera = dataset, pred_dir, mask_camera
-        self.rayiou, self.device, self.threads = rayiou, device, threads
-        self.render = render  # None, or image_scale, convention and the stored image size
-
-    def _image_size(self, item: dict[str, Any]) -> tuple[int, int]:
-        """``(H, W)`` of the images the sample's intrinsics are for (file header, else the benchmark's size)."""
-        from ..data.images import stored_image_size
-
-        assert self.render is not None
-        sizes = {stored_image_size(p, self.render["stored_image_size"]) for p in item["image_paths"]}
-        if len(sizes) != 1:
-            raise ValueError(f"sample {item['token']}: camera images differ in size {sorted(sizes)}")
-        return sizes.pop()
-
-    def __call__(self, indices: list[int]) -> tuple[Any, Any, float, Any, float]:
-        import torch
-
-        from ..metrics import OccupancyMetrics, RayIoU, RenderedViewMetrics
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        grid = self.dataset.grid
-        voxel = OccupancyMetrics(grid).to(self.device)
-        ray = RayIoU(grid).to(self.device) if self.rayiou else None
-        rendered = None
-        if self.render is not None:
-            rendered = RenderedViewMetrics(
-                grid, convention=self.render["convention"], image_scale=self.render["image_scale"]
-            ).to(self.device)
-        ray_seconds = render_seconds = 0.0
-        for index in indices:
-            item = self.dataset[index]
-            pred = _load_prediction(self.pred_dir / f"{item['token']}.npz", grid.shape, grid.num_classes)[None]
-            target = item["labels"][None]
-            voxel.update(pred, target, item["mask_camera"][None] if self.mask_camera else None)
-            if ray is not None:
-                t0 = time.perf_counter()
-                ray.update(pred, target, [item["origins"].double()])
-                if torch.device(self.device).type == "cuda":
-                    torch.cuda.synchronize()  # kernels run asynchronously: time them, not their launch
-                ray_seconds += time.perf_counter() - t0
-            if rendered is not None:
-                t0 = time.perf_counter()
-                rendered.update(
-                    pred, target, item["intrinsics"][None], item["cam_from_grid"][None], self._image_size(item)
-                )
-                if torch.device(self.device).type == "cuda":
-                    torch.cuda.synchronize()
-                render_seconds += time.perf_counter() - t0
-        return (
-            voxel.cpu(),
-            ray.cpu() if ray is not None else None,
-            ray_seconds,
-            rendered.cpu() if rendered is not None else None,
-            render_seconds,
-        )
-
-
 def dataset_options(args: argparse.Namespace) -> bool:
     """Check the dataset arguments shared by ``eval`` and ``view``; return whether voxel
     metrics use ``mask_camera`` (default: on for Occ3D, the only benchmark that has it).
@@ -287,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         _checks.usable_device(args.device)
         if args.out is not None:
             _checks.check_writable_file(args.out)
-        dataset = _dataset(args, use_rayiou)
+        dataset = open_benchmark(args, use_rayiou)
     except (ValueError, FileNotFoundError) as err:
         return _error(str(err))
     grid = dataset.grid
@@ -318,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             "convention": args.render_convention,
             "stored_image_size": NUSCENES_IMAGE_SIZE if nuscenes else KITTI360_IMAGE_SIZE,
         }
-    job = _Chunk(dataset, args.pred, mask_camera, use_rayiou, args.device, threads, render)
+    job = ChunkScorer(dataset, args.pred, mask_camera, use_rayiou, args.device, threads, render)
     rendered_metric: Any = None
     ray_seconds = render_seconds = 0.0
     start = time.perf_counter()
@@ -353,97 +236,10 @@ def run(args: argparse.Namespace) -> int:
                 executor.shutdown(cancel_futures=True)
     total_seconds = time.perf_counter() - start
 
-    voxel = voxel_metric.compute()
-    results: dict[str, Any] = {
-        "benchmark": args.benchmark,
-        "gt": str(args.gt),
-        "pred": str(args.pred),
-        "split": args.split if nuscenes else (args.split or "val"),
-        "num_samples": len(tokens),
-        "mask_camera": mask_camera,
-        "device": str(args.device),
-        "workers": args.workers,
-        "iou": _number(voxel["iou"]),
-        "miou": _number(voxel["miou"]),
-        "per_class_iou": {name: _number(v) for name, v in zip(grid.class_names, voxel["per_class_iou"])},
-    }
-    if ray_metric is not None:
-        ray = ray_metric.compute()
-        keys = [f"rayiou@{t:g}" for t in ray_metric.thresholds]
-        results["rayiou"] = _number(ray["rayiou"])
-        results.update({k: _number(ray[k]) for k in keys})
-        results["per_class_rayiou"] = {
-            name: {k: _number(ray["per_class_rayiou"][i, c]) for i, k in enumerate(keys)}
-            for c, name in enumerate(grid.class_names)
-            if c in grid.semantic_classes
-        }
-    if rendered_metric is not None:
-        r = rendered_metric.compute()
-        results["render_metrics"] = {
-            "convention": rendered_metric.convention,
-            "image_scale": rendered_metric.image_scale,
-            "bev_size": rendered_metric.rendered_bev_size,
-        }
-        for key in ("image_iou", "image_miou", "depth_l1", "bev_iou", "bev_miou", "bev_depth_l1"):
-            results[key] = _number(r[key])
-        for key in ("image_per_class_iou", "bev_per_class_iou"):
-            results[key] = {name: _number(v) for name, v in zip(grid.class_names, r[key])}
-    results["seconds"] = {
-        "total": total_seconds,
-        "per_sample": total_seconds / len(tokens),
-        # summed over workers: per-sample cost, not wall time, when --workers > 1
-        "rayiou_per_sample": ray_seconds / len(tokens) if ray_metric is not None else None,
-        "render_per_sample": render_seconds / len(tokens) if rendered_metric is not None else None,
-    }
-    _print_table(results, grid)
+    timing = {"total": total_seconds, "rayiou": ray_seconds, "render": render_seconds}
+    results = collect_results(args, grid, len(tokens), mask_camera, voxel_metric, ray_metric, rendered_metric, timing)
+    print_table(results, grid)
     if args.out is not None:
         atomic_write_text(args.out, json.dumps(results, indent=2))
         print(f"wrote {args.out}")
     return 0
-
-
-def _print_table(results: dict[str, Any], grid: Any) -> None:
-    ray = results.get("per_class_rayiou")
-    keys = list(next(iter(ray.values())).keys()) if ray else []
-    width = max(len(n) for n in grid.class_names)
-    # rendered-view columns (--render-metrics): per-class IoU of the camera images and the BEV
-    views = [
-        (k, label)
-        for k, label in (("image_per_class_iou", "img IoU"), ("bev_per_class_iou", "BEV IoU"))
-        if k in results
-    ]
-    header = f"{'class':<{width}}  {'IoU':>6}" + "".join(f"  {k:>9}" for k in keys)
-    header += "".join(f"  {label:>7}" for _, label in views)
-    print(header)
-    print("-" * len(header))
-    for c in grid.semantic_classes:
-        name = grid.class_names[c]
-        row = f"{name:<{width}}  {_pct(results['per_class_iou'][name])}"
-        row += "".join(f"  {_pct(ray[name][k]):>9}" for k in keys) if ray else ""
-        row += "".join(f"  {_pct(results[k][name]):>7}" for k, _ in views)
-        print(row)
-    print("-" * len(header))
-    mask = " (inside mask_camera)" if results["mask_camera"] else ""
-    print(f"samples: {results['num_samples']}{mask}")
-    print(f"IoU (geometry): {_pct(results['iou'])}   mIoU: {_pct(results['miou'])}")
-    if ray:
-        parts = "   ".join(f"{k}: {_pct(results[k])}" for k in keys)
-        print(f"RayIoU: {_pct(results['rayiou'])}   {parts}")
-    if views:
-        r = results["render_metrics"]
-        print(
-            f"rendered views ({r['convention']} convention, image scale {r['image_scale']:g}, BEV {r['bev_size']} px):"
-        )
-        print(
-            f"  cameras  IoU: {_pct(results['image_iou'])}   mIoU: {_pct(results['image_miou'])}   depth L1: "
-            f"{_metres(results['depth_l1'])}"
-        )
-        print(
-            f"  BEV      IoU: {_pct(results['bev_iou'])}   mIoU: {_pct(results['bev_miou'])}   depth L1: "
-            f"{_metres(results['bev_depth_l1'])}"
-        )
-    s = results["seconds"]
-    extra = f", RayIoU {s['rayiou_per_sample']:.3f} s/sample" if s["rayiou_per_sample"] is not None else ""
-    if s.get("render_per_sample") is not None:
-        extra += f", rendering {s['render_per_sample']:.3f} s/sample"
-    print(f"time: {s['total']:.1f} s ({s['per_sample']:.3f} s/sample{extra})")

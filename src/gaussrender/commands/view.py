@@ -140,13 +140,13 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import OccupancyMetrics, RenderedViewMetrics
     from ..render.gaussians import voxels_to_gaussians
     from ..viz import legend, orbit_cameras, orbit_frames, palette, render_pictures, save_gif, save_png, tile_images
-    from .eval import _dataset, _load_prediction
+    from ._scoring import load_prediction, open_benchmark
 
     start = time.perf_counter()
     torch.set_num_threads(args.threads)
     try:
         device = _checks.usable_device(args.device)
-        dataset = _dataset(args, rayiou=False)
+        dataset = open_benchmark(args, rayiou=False)
     except (ValueError, FileNotFoundError) as err:
         return _error(str(err))
     grid = dataset.grid
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if not pred_path.is_file():
         return _error(f"no prediction for sample {token}: {pred_path} not found")
     item = dataset[tokens.index(token)]
-    pred = _load_prediction(pred_path, grid.shape, grid.num_classes).to(device)
+    pred = load_prediction(pred_path, grid.shape, grid.num_classes).to(device)
     target = item["labels"].to(device)
 
     # the numbers: voxels as gaussrender eval counts them, then the rendered views

@@ -11,17 +11,20 @@ import numpy as np
 import torch
 
 from .._io import atomic_write
+from .batches import _dataset_len, move_batch, run_model
 from .builders import build_dataset, build_model_from_config, grid_of, prepare_synthetic
 from .checkpoint import load_checkpoint
 from .config import Config, ConfigError
 from .distributed import DistInfo, ShardSampler, init_distributed, shutdown_distributed
-from .loop import Trainer, _dataset_len, class_weights_for, init_seed_of, move_batch, run_model
+from .loop import Trainer
+from .seeds import init_seed_of
+from .training_loss import class_weights_for
 
 __all__ = ["train", "predict", "build_initial_model", "parameter_checksum", "metric_convention_of"]
 
 
 def build_initial_model(cfg: Config) -> torch.nn.Module:
-    """The model of ``cfg`` with its weights drawn from :func:`~gaussrender.train.loop.init_seed_of`
+    """The model of ``cfg`` with its weights drawn from :func:`~gaussrender.train.seeds.init_seed_of`
     (``model.init_seed``, or derived from ``train.seed``).
 
     The draw happens in a forked RNG, so it neither depends on nor changes the global torch

@@ -1,10 +1,17 @@
-"""Learning-rate schedule: linear warm-up, then cosine decay per iteration (DESIGN §5)."""
+"""The optimiser of a run (AdamW, backbone at a lower rate) and its learning-rate schedule:
+linear warm-up, then cosine decay per iteration (DESIGN §5)."""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["warmup_cosine_factor"]
+import torch
+
+if TYPE_CHECKING:
+    from .config import Config
+
+__all__ = ["warmup_cosine_factor", "param_groups", "build_optimizer"]
 
 
 def warmup_cosine_factor(
@@ -36,3 +43,30 @@ def warmup_cosine_factor(
         k = (1.0 - step / warmup_iters) * (1.0 - warmup_ratio)
         return cosine * (1.0 - k)
     return cosine
+
+
+def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict[str, Any]]:
+    """Backbone parameters (``model.backbone_parameters()``, if defined) at ``lr x mult``."""
+    backbone_parameters = getattr(model, "backbone_parameters", None)
+    backbone = list(backbone_parameters()) if backbone_parameters is not None else []
+    ids = {id(p) for p in backbone}
+    rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+    backbone = [p for p in backbone if p.requires_grad]
+    groups = [{"params": rest, "lr": cfg.optim.lr, "name": "head"}]
+    if backbone:
+        groups.append({"params": backbone, "lr": cfg.optim.lr * cfg.optim.backbone_lr_mult, "name": "backbone"})
+    return groups
+
+
+def build_optimizer(
+    model: torch.nn.Module, cfg: Config, total_steps: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over :func:`param_groups` and its warm-up + cosine schedule over ``total_steps``."""
+    optim = cfg.optim
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=optim.lr, weight_decay=optim.weight_decay)
+    min_ratio = optim.min_lr / optim.lr
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: warmup_cosine_factor(step, total_steps, optim.warmup_iters, optim.warmup_ratio, min_ratio),
+    )
+    return optimizer, scheduler

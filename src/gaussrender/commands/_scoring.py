@@ -1,0 +1,120 @@
+"""Scoring saved predictions: the prediction files, the benchmark's dataset, and the scorer of a chunk of samples.
+
+Shared by the ``eval`` command (which runs :class:`ChunkScorer` in worker processes) and
+``view`` (which reads one sample's prediction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["load_prediction", "open_benchmark", "ChunkScorer"]
+
+
+def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
+    import numpy as np
+    import torch
+
+    from ..data.arrays import LABEL_KINDS, open_npz
+    from ..data.files import DataFileError
+
+    # header-checked read: a hostile or corrupt prediction file is named, never unpickled
+    with open_npz(path, "prediction file") as data:
+        key = "semantics" if "semantics" in data.files else "pred" if "pred" in data.files else None
+        if key is None:
+            raise DataFileError(f"{path}: expected key 'semantics' or 'pred', has {data.files}", path)
+        pred = data.read(key, shape, LABEL_KINDS.replace("b", ""))
+    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
+        raise DataFileError(
+            f"{path}: {key} labels must be in [0, {num_classes}), found [{pred.min()}, {pred.max()}]", path
+        )
+    return torch.from_numpy(pred.astype(np.int64))
+
+
+def open_benchmark(args: argparse.Namespace, rayiou: bool):
+    from ..data import Occ3DNuScenes, SSCBenchKITTI360, SurroundOccNuScenes, load_nuscenes_tables
+
+    if args.benchmark == "kitti360":
+        return SSCBenchKITTI360(args.gt, args.split or "val")
+    cls = Occ3DNuScenes if args.benchmark == "occ3d" else SurroundOccNuScenes
+    infos = load_nuscenes_tables(args.infos, args.nuscenes_version) if args.infos.is_dir() else args.infos
+    return cls(args.gt, infos, split=args.split, with_origins=rayiou)
+
+
+class ChunkScorer:
+    """Scores a list of sample indices with fresh metrics and returns them (on the CPU).
+
+    A picklable callable so that worker processes can run it; the caller merges the metrics
+    (all their states are counts that add up), which gives the same result as one
+    sequential pass.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        pred_dir: Path,
+        mask_camera: bool,
+        rayiou: bool,
+        device: str,
+        threads: int,
+        render: dict[str, Any] | None = None,
+    ) -> None:
+        self.dataset, self.pred_dir, self.mask_camera = dataset, pred_dir, mask_camera
+        self.rayiou, self.device, self.threads = rayiou, device, threads
+        self.render = render  # None, or image_scale, convention and the stored image size
+
+    def _image_size(self, item: dict[str, Any]) -> tuple[int, int]:
+        """``(H, W)`` of the images the sample's intrinsics are for (file header, else the benchmark's size)."""
+        from ..data.images import stored_image_size
+
+        assert self.render is not None
+        sizes = {stored_image_size(p, self.render["stored_image_size"]) for p in item["image_paths"]}
+        if len(sizes) != 1:
+            raise ValueError(f"sample {item['token']}: camera images differ in size {sorted(sizes)}")
+        return sizes.pop()
+
+    def __call__(self, indices: list[int]) -> tuple[Any, Any, float, Any, float]:
+        import torch
+
+        from ..metrics import OccupancyMetrics, RayIoU, RenderedViewMetrics
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        grid = self.dataset.grid
+        voxel = OccupancyMetrics(grid).to(self.device)
+        ray = RayIoU(grid).to(self.device) if self.rayiou else None
+        rendered = None
+        if self.render is not None:
+            rendered = RenderedViewMetrics(
+                grid, convention=self.render["convention"], image_scale=self.render["image_scale"]
+            ).to(self.device)
+        ray_seconds = render_seconds = 0.0
+        for index in indices:
+            item = self.dataset[index]
+            pred = load_prediction(self.pred_dir / f"{item['token']}.npz", grid.shape, grid.num_classes)[None]
+            target = item["labels"][None]
+            voxel.update(pred, target, item["mask_camera"][None] if self.mask_camera else None)
+            if ray is not None:
+                t0 = time.perf_counter()
+                ray.update(pred, target, [item["origins"].double()])
+                if torch.device(self.device).type == "cuda":
+                    torch.cuda.synchronize()  # kernels run asynchronously: time them, not their launch
+                ray_seconds += time.perf_counter() - t0
+            if rendered is not None:
+                t0 = time.perf_counter()
+                rendered.update(
+                    pred, target, item["intrinsics"][None], item["cam_from_grid"][None], self._image_size(item)
+                )
+                if torch.device(self.device).type == "cuda":
+                    torch.cuda.synchronize()
+                render_seconds += time.perf_counter() - t0
+        return (
+            voxel.cpu(),
+            ray.cpu() if ray is not None else None,
+            ray_seconds,
+            rendered.cpu() if rendered is not None else None,
+            render_seconds,
+        )

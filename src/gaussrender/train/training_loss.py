@@ -1,0 +1,225 @@
+"""The training loss of a config (3D terms plus, optionally, GaussRender) and its class weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import atomic_write_text
+from ..class_weights import inverse_log_frequency_weights, release_class_weights
+from ..geometry.grid import VoxelGrid
+from ..losses3d import Occupancy3DLoss
+from .batches import _dataset_len
+from .config import Config
+from .distributed import DistInfo, ShardSampler, all_reduce_sum
+
+__all__ = ["TrainingLoss", "count_classes", "class_weights_for"]
+
+
+class TrainingLoss(torch.nn.Module):
+    """The total training loss of a config: 3D terms plus, optionally, GaussRender.
+
+    Args:
+        cfg: the run's config (section ``loss``).
+        grid: the voxel grid of the labels.
+        render_generator: CPU generator for GaussRender's camera sampling (saved in
+            checkpoints so that a resumed run draws the same cameras).
+        class_weights: ``[C]`` cross-entropy weights used when ``loss.class_weights`` is
+            not set (see :func:`class_weights_for`); with ``loss.class_weighting:
+            release`` and none given, the grid's release table.
+
+    Call ``(outputs, batch)`` with the model's outputs (``logits``, ``aux_logits``,
+    ``opacity``) and the batch (``labels``, ``cam_from_grid``, and the render cameras
+    ``render_intrinsics [B, Ncam, 3, 3]`` + ``render_image_size [B, 2]`` (H, W) that the
+    readers give at the native image size, independent of the network input; a batch
+    without them renders with the network's ``intrinsics`` at the ``images`` size).
+    A learned ``opacity`` output ``[B, X, Y, Z]`` is the opacity of the predicted Gaussians.
+    Returns ``(terms, extras)``: ``terms`` are the differentiable summands of the loss
+    (``loss_ce``, ``loss_lovasz``, ``loss_sem_scal`` / ``loss_geo_scal`` / ``loss_frustum``
+    when weighted, and with rendering ``loss_render``); ``extras`` are
+    detached values for the log (the unweighted render terms ``render_cam``, ...).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        grid: VoxelGrid,
+        render_generator: torch.Generator | None = None,
+        class_weights: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        weights = class_weights
+        if cfg.loss.class_weights is not None:
+            if len(cfg.loss.class_weights) != grid.num_classes:
+                raise ValueError(
+                    f"loss.class_weights has {len(cfg.loss.class_weights)} entries, the grid "
+                    f"{grid.name!r} has {grid.num_classes} classes"
+                )
+            weights = torch.tensor(cfg.loss.class_weights, dtype=torch.float32)
+        elif weights is None and cfg.loss.class_weighting == "release":
+            weights = release_class_weights(grid)
+        self.occupancy = Occupancy3DLoss(
+            grid.num_classes,
+            grid.empty_index,
+            grid.ignore_index,
+            ce_weight=cfg.loss.ce_weight,
+            lovasz_weight=cfg.loss.lovasz_weight,
+            scale_decay=cfg.loss.scale_decay,
+            class_weights=weights,
+            coarse_labels=cfg.loss.coarse_labels,
+            sem_scal_weight=cfg.loss.sem_scal_weight,
+            geo_scal_weight=cfg.loss.geo_scal_weight,
+            frustum_weight=cfg.loss.frustum_weight,
+            num_frustums=cfg.loss.frustum_size**2,
+        )
+        self.grid = grid
+        self.frustum_size = cfg.loss.frustum_size
+        self.render_image_size = cfg.loss.render_image_size
+        self.render = None
+        if cfg.loss.render:
+            from ..loss import GaussRenderLoss
+
+            kwargs = dict(cfg.loss.render_kwargs)
+            for reserved in ("weight", "on_nan", "prefix", "seed"):
+                if reserved in kwargs:
+                    raise ValueError(
+                        f"loss.render_kwargs.{reserved} is set by the trainer (use "
+                        "loss.render_weight / loss.nonfinite); remove it"
+                    )
+            self.render = GaussRenderLoss(grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
+        self.render_generator = render_generator
+
+    def forward(
+        self, outputs: dict[str, Any], batch: dict[str, Any]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        logits = outputs["logits"].float()
+        labels = batch["labels"]
+        aux = [a.float() for a in (outputs.get("aux_logits") or ())]
+        frustum = self.frustum_ids(batch) if self.occupancy.frustum_weight > 0 else None
+        terms = dict(self.occupancy(logits, labels, aux, frustum=frustum))
+        extras: dict[str, float] = {}
+        if self.render is None:
+            return terms, extras
+        if not all(bool(torch.isfinite(t)) for t in terms.values()):
+            # the render loss refuses non-finite logits; the 3D terms already carry the fault
+            terms["loss_render"] = logits.new_full((), float("nan"))
+            return terms, extras
+        opacity = outputs.get("opacity")
+        intrinsics, image_size = self.render_cameras(batch)
+        try:
+            out = self.render(
+                logits,
+                labels,
+                intrinsics=intrinsics,
+                cam_from_grid=batch["cam_from_grid"].float(),
+                image_size=image_size,
+                opacity=None if opacity is None else opacity.float(),
+                generator=self.render_generator,
+            )
+        except FloatingPointError:
+            terms["loss_render"] = logits.new_full((), float("nan"))
+            return terms, extras
+        terms["loss_render"] = out["loss"]
+        extras.update({f"render_{k}": float(v.detach()) for k, v in out.items() if k != "loss"})
+        return terms, extras
+
+    def frustum_ids(self, batch: dict[str, Any]) -> torch.Tensor:
+        """``[B, X, Y, Z]`` local-frustum id of every voxel in the first camera, -1 for none.
+
+        As the release (MonoScene's ``vox2pix``): the voxel's corner ``range_min + index *
+        voxel_size`` (not its centre) is projected with the network's intrinsics, rounded to
+        integer pixels, and tiled over the network's image (``images`` size) into
+        ``loss.frustum_size`` squared tiles (:func:`gaussrender.losses_scal.frustum_ids`).
+        """
+        from ..losses_scal import frustum_ids
+
+        images = batch["images"]
+        if batch["intrinsics"].shape[1] < 1:
+            raise ValueError("loss.frustum_weight > 0 needs a camera in the batch (intrinsics [B, Ncam >= 1, 3, 3])")
+        ks = batch["intrinsics"].double()[:, 0]  # [B, 3, 3]
+        cam_from_grid = batch["cam_from_grid"].double()[:, 0]  # [B, 4, 4]
+        corners = self.grid.voxel_centers(dtype=torch.float64) - 0.5 * self.grid.voxel_size
+        corners = corners.to(ks.device).reshape(-1, 3)  # [N, 3] grid frame, metres
+        cam = corners @ cam_from_grid[:, :3, :3].transpose(1, 2) + cam_from_grid[:, None, :3, 3]  # [B, N, 3]
+        z = cam[..., 2]
+        xy = cam[..., :2] / torch.where(z == 0, torch.ones_like(z), z)[..., None]
+        u = ks[:, None, 0, 0] * xy[..., 0] + ks[:, None, 0, 1] * xy[..., 1] + ks[:, None, 0, 2]
+        v = ks[:, None, 1, 1] * xy[..., 1] + ks[:, None, 1, 2]
+        pixels = torch.round(torch.stack([u, v], dim=-1))  # the release's integer pixels
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        ids = frustum_ids(pixels, z, size, self.frustum_size)
+        return ids.reshape(ids.shape[0], *self.grid.shape).to(batch["labels"].device)
+
+    def render_cameras(self, batch: dict[str, Any]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Intrinsics ``[B, Ncam, 3, 3]`` (float32) and ``(H, W)`` the sensor cameras are rendered at.
+
+        The samples' ``render_intrinsics`` at their ``render_image_size`` (native, uncropped),
+        rescaled to ``loss.render_image_size`` when that is set; without those keys, the
+        network's ``intrinsics`` at the ``images`` size.
+
+        Raises:
+            ValueError: samples of one batch with different render sizes, or a malformed
+                ``render_image_size``.
+        """
+        from ..geometry.cameras import scale_intrinsics
+
+        if "render_intrinsics" not in batch:
+            ks = batch["intrinsics"].float()
+            native = (int(batch["images"].shape[-2]), int(batch["images"].shape[-1]))
+        else:
+            ks = batch["render_intrinsics"].float()
+            sizes = torch.as_tensor(batch["render_image_size"]).reshape(-1, 2)
+            if sizes.shape[0] != ks.shape[0]:
+                raise ValueError(
+                    f"render_image_size must be [B, 2] (H, W) with B={ks.shape[0]}, got shape {list(sizes.shape)}"
+                )
+            distinct = {(int(row[0]), int(row[1])) for row in sizes}  # rows of 2: reshaped above
+            if len(distinct) != 1:
+                raise ValueError(
+                    f"the samples of a batch must share one render_image_size, got {sorted(distinct)}; "
+                    "set loss.render_image_size to render them all at one size"
+                )
+            (native,) = distinct
+        if self.render_image_size is None or tuple(self.render_image_size) == native:
+            return ks, native
+        h, w = (int(s) for s in self.render_image_size)
+        return scale_intrinsics(ks, w / native[1], h / native[0]).float(), (h, w)
+
+
+def count_classes(dataset: torch.utils.data.Dataset, num_classes: int, info: DistInfo) -> torch.Tensor:
+    """``[C]`` int64 voxel count per class over ``dataset`` (items with ``labels``), summed
+    over ranks (each rank reads a non-overlapping shard)."""
+    counts = torch.zeros(num_classes, dtype=torch.int64)
+    for i in ShardSampler(_dataset_len(dataset, "dataset"), info.rank, info.world_size):
+        labels = dataset[i]["labels"].reshape(-1).long()
+        labels = labels[(labels >= 0) & (labels < num_classes)]
+        counts += torch.bincount(labels, minlength=num_classes)
+    if info.distributed:
+        counts = all_reduce_sum(counts.to(info.device)).cpu()
+    return counts
+
+
+def class_weights_for(
+    cfg: Config, grid: VoxelGrid, dataset: torch.utils.data.Dataset, info: DistInfo, cache: Path | None = None
+) -> torch.Tensor | None:
+    """Cross-entropy class weights of ``loss.class_weighting`` (None for ``"none"`` or when
+    ``loss.class_weights`` is given). ``"release"``: the grid's fixed table
+    (:func:`gaussrender.losses3d.release_class_weights`, DESIGN §5), nothing is counted.
+    ``"inverse_log_frequency"``: counted from ``dataset``, cached as JSON in ``cache`` if given."""
+    if cfg.loss.class_weights is not None or cfg.loss.class_weighting == "none":
+        return None
+    if cfg.loss.class_weighting == "release":
+        return release_class_weights(grid)
+    if cache is not None and cache.is_file():
+        counts = torch.tensor(json.loads(cache.read_text())["counts"], dtype=torch.int64)
+        if counts.numel() != grid.num_classes:
+            raise ValueError(f"{cache} holds {counts.numel()} class counts, the grid has {grid.num_classes}")
+    else:
+        counts = count_classes(dataset, grid.num_classes, info)
+        if cache is not None and info.is_main:
+            # other ranks never see a half-written file
+            atomic_write_text(cache, json.dumps({"counts": counts.tolist(), "classes": list(grid.class_names)}))
+    return inverse_log_frequency_weights(counts).float()
