@@ -174,40 +174,44 @@ class TileBins:
 def bin_gaussians(proj: Projected, width: int, height: int, tile: int) -> TileBins:
     """List every (Gaussian, tile) pair whose footprint box touches the tile, depth-sorted.
 
-    One integer key ``tile * M + depth_rank`` is sorted; the depth rank comes from a stable
-    sort, so Gaussians at equal depth keep their input order.
+    The visible (view, Gaussian) pairs are first put in depth order (a stable sort, so equal
+    depths keep their input order); their tile pairs are then listed in that order and
+    stably sorted by tile id alone, which keeps the depth order within each tile. The
+    per-pair work is a few sequential passes over ``[M]`` int32 arrays: the (Gaussian, tile)
+    list of a nearly opaque prediction has millions of entries.
     """
     device = proj.depths.device
     num_views, n = proj.depths.shape
     tiles_x, tiles_y = math.ceil(width / tile), math.ceil(height / tile)
     num_tiles = num_views * tiles_x * tiles_y
     view_id, gauss_id = proj.valid.nonzero(as_tuple=True)  # row-major: (view, gauss) order
+    order = torch.sort(proj.depths.detach()[view_id, gauss_id], stable=True).indices
+    view_id, gauss_id = view_id[order], gauss_id[order]  # now in depth order
     uv = proj.means2d.detach()[view_id, gauss_id]
     ext = proj.extents[view_id, gauss_id]
     size = torch.tensor([width, height], device=device, dtype=uv.dtype)
     lo = torch.ceil(uv - ext - 0.5).clamp(min=0)
     hi = torch.minimum(torch.floor(uv + ext - 0.5), size - 1)
     tlo = torch.div(lo.long(), tile, rounding_mode="floor")
-    thi = torch.div(hi.long(), tile, rounding_mode="floor")
-    span = thi - tlo + 1  # [M, 2]
+    span = torch.div(hi.long(), tile, rounding_mode="floor") - tlo + 1  # [Mv, 2] tiles per axis
     counts = span[:, 0] * span[:, 1]
-    order = torch.sort(proj.depths.detach()[view_id, gauss_id], stable=True).indices
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel(), device=device)
-    entry = torch.repeat_interleave(torch.arange(counts.numel(), device=device), counts)
-    first = torch.cumsum(counts, 0) - counts
-    local = torch.arange(entry.numel(), device=device) - first[entry]
-    tx = tlo[entry, 0] + local % span[entry, 0]
-    ty = tlo[entry, 1] + torch.div(local, span[entry, 0], rounding_mode="floor")
-    tile_id = (view_id[entry] * tiles_y + ty) * tiles_x + tx
-    key = tile_id * max(order.numel(), 1) + rank[entry]
-    perm = torch.sort(key).indices
-    entry = entry[perm]
-    tile_id = tile_id[perm]
+    # the first tile of each pair's box, and the box width: int32 (tile ids < 2^31)
+    base = ((view_id * tiles_y + tlo[:, 1]) * tiles_x + tlo[:, 0]).int()
+    width_tiles = span[:, 0].int().contiguous()
+    first = (torch.cumsum(counts, 0) - counts).int()
+    entry = torch.repeat_interleave(torch.arange(counts.numel(), device=device, dtype=torch.int32), counts)
+    entry_long = entry.long()
+    local = torch.arange(entry.numel(), device=device, dtype=torch.int32) - first.index_select(0, entry_long)
+    box_w = width_tiles.index_select(0, entry_long)
+    row = torch.div(local, box_w, rounding_mode="floor")
+    tile_id = base.index_select(0, entry_long) + row * tiles_x + (local - row * box_w)
+    # entries are in depth order: a stable sort by tile keeps that order inside every tile
+    perm = torch.sort(tile_id, stable=True).indices
+    entry_sorted = entry_long.index_select(0, perm)
     tile_count = torch.bincount(tile_id, minlength=num_tiles)
     return TileBins(
-        pair_flat=(view_id * n + gauss_id)[entry],
-        pair_gauss=gauss_id[entry],
+        pair_flat=(view_id * n + gauss_id).index_select(0, entry_sorted),
+        pair_gauss=gauss_id.index_select(0, entry_sorted),
         tile_start=torch.cumsum(tile_count, 0) - tile_count,
         tile_count=tile_count,
         tiles_x=tiles_x,
