@@ -155,19 +155,32 @@ class TileBins:
     Tiles are numbered ``(view * tiles_y + tile_row) * tiles_x + tile_col``.
 
     Attributes:
-        pair_flat: ``[M]`` index into the flattened ``[V * N]`` projected tensors.
-        pair_gauss: ``[M]`` Gaussian index in ``[0, N)``.
+        visible_flat: ``[Mv]`` the visible (view, Gaussian) pairs, as an index into the
+            flattened ``[V * N]`` projected tensors, in depth order.
+        visible_gauss: ``[Mv]`` their Gaussian index in ``[0, N)``.
+        pair_visible: ``[M]`` each (Gaussian, tile) pair's entry in ``visible_*``.
         tile_start: ``[V * tiles_y * tiles_x]`` first pair of each tile.
         tile_count: ``[V * tiles_y * tiles_x]`` number of pairs of each tile.
         tiles_x, tiles_y: tiles per image row / column.
     """
 
-    pair_flat: torch.Tensor
-    pair_gauss: torch.Tensor
+    visible_flat: torch.Tensor
+    visible_gauss: torch.Tensor
+    pair_visible: torch.Tensor
     tile_start: torch.Tensor
     tile_count: torch.Tensor
     tiles_x: int
     tiles_y: int
+
+    @property
+    def pair_flat(self) -> torch.Tensor:
+        """``[M]`` index of each pair into the flattened ``[V * N]`` projected tensors."""
+        return self.visible_flat.index_select(0, self.pair_visible)
+
+    @property
+    def pair_gauss(self) -> torch.Tensor:
+        """``[M]`` Gaussian index of each pair, in ``[0, N)``."""
+        return self.visible_gauss.index_select(0, self.pair_visible)
 
 
 @torch.no_grad()
@@ -207,11 +220,11 @@ def bin_gaussians(proj: Projected, width: int, height: int, tile: int) -> TileBi
     tile_id = base.index_select(0, entry_long) + row * tiles_x + (local - row * box_w)
     # entries are in depth order: a stable sort by tile keeps that order inside every tile
     perm = torch.sort(tile_id, stable=True).indices
-    entry_sorted = entry_long.index_select(0, perm)
     tile_count = torch.bincount(tile_id, minlength=num_tiles)
     return TileBins(
-        pair_flat=(view_id * n + gauss_id).index_select(0, entry_sorted),
-        pair_gauss=gauss_id.index_select(0, entry_sorted),
+        visible_flat=view_id * n + gauss_id,
+        visible_gauss=gauss_id,
+        pair_visible=entry_long.index_select(0, perm),
         tile_start=torch.cumsum(tile_count, 0) - tile_count,
         tile_count=tile_count,
         tiles_x=tiles_x,

@@ -34,12 +34,17 @@ __all__ = ["render_torch"]
 TILE = 4
 
 
+#: Columns of the packed per-Gaussian table the rasteriser reads: u, v (pixels), conic a, b, c,
+#: opacity, camera depth z (metres), then the C features. One gather per slice reads them all.
+_U, _V, _A, _B, _C, _O, _Z = range(7)
+_FEATURES = 7
+
+
 @dataclass
 class _Plan:
     """Everything about one rasterisation that is not a differentiable tensor."""
 
-    pair_flat: torch.Tensor  # [M] index into V*N
-    pair_gauss: torch.Tensor  # [M] index into N
+    pair_visible: torch.Tensor  # [M] row of the packed table of each (Gaussian, tile) pair
     tile_start: torch.Tensor  # [T]
     tile_count: torch.Tensor  # [T]
     tile_origin: torch.Tensor  # [T, 2] (u, v) of every tile's top-left pixel corner
@@ -54,8 +59,7 @@ class _Slice:
     """One round's work on a set of tiles: the next ``depth_chunk`` Gaussians of each."""
 
     tiles: torch.Tensor  # [A]
-    flat_idx: torch.Tensor  # [A, K]
-    gauss_idx: torch.Tensor  # [A, K]
+    rows: torch.Tensor  # [A, K] row of the packed table of each entry
     present: torch.Tensor  # [A, K] bool: a real entry, not padding
     t_in: torch.Tensor  # [A, P] transmittance before this round
     done_in: torch.Tensor  # [A, P] bool: pixel already terminated
@@ -71,14 +75,7 @@ def _make_slice(plan: _Plan, tiles: torch.Tensor, start: int, t_in: torch.Tensor
     present = (start + k_range[None, :]) < plan.tile_count[tiles, None]
     pos = plan.tile_start[tiles, None] + start + k_range[None, :]
     pos = torch.where(present, pos, torch.zeros_like(pos))
-    return _Slice(
-        tiles=tiles,
-        flat_idx=plan.pair_flat[pos],
-        gauss_idx=plan.pair_gauss[pos],
-        present=present,
-        t_in=t_in,
-        done_in=done_in,
-    )
+    return _Slice(tiles=tiles, rows=plan.pair_visible[pos], present=present, t_in=t_in, done_in=done_in)
 
 
 @dataclass
@@ -91,10 +88,12 @@ class _Entries:
     b: torch.Tensor
     c: torch.Tensor
     opacity: torch.Tensor  # 0 for padding
+    values: torch.Tensor  # [A, K, 1 + C]: camera depth, then the features
 
 
-def _entries(plan: _Plan, means2d, conics, opacities, sl: _Slice) -> tuple[_Entries, torch.Tensor]:
-    """The slice's entries and their exponent coefficients ``[A, K, 6]``.
+def _entries(plan: _Plan, table: torch.Tensor, sl: _Slice) -> tuple[_Entries, torch.Tensor]:
+    """The slice's entries (one gather from the packed table) and their exponent
+    coefficients ``[A, K, 6]``.
 
     The exponent of entry k at tile pixel p is ``power + log o = coef[k] · basis[:, p]``: the
     quadratic form ``-½ a dx² - ½ c dy² - b dx dy`` (dx = x_p - mx) expanded in the tile-local
@@ -102,16 +101,16 @@ def _entries(plan: _Plan, means2d, conics, opacities, sl: _Slice) -> tuple[_Entr
     evaluates every (entry, pixel) exponent; the expansion is around the tile's corner, so its
     terms stay of the size of the result (no cancellation of image-sized coordinates).
     """
-    origin = plan.tile_origin[sl.tiles].to(means2d.dtype)  # [A, 2]
-    mean = means2d[sl.flat_idx]  # [A, K, 2]
-    con = conics[sl.flat_idx]  # [A, K, 3]
+    origin = plan.tile_origin[sl.tiles].to(table.dtype)  # [A, 2]
+    rows = table[sl.rows]  # [A, K, 7 + C]
     e = _Entries(
-        mx=mean[..., 0] - origin[:, None, 0],
-        my=mean[..., 1] - origin[:, None, 1],
-        a=con[..., 0],
-        b=con[..., 1],
-        c=con[..., 2],
-        opacity=torch.where(sl.present, opacities[sl.gauss_idx], torch.zeros_like(sl.t_in[:, :1])),
+        mx=rows[..., _U] - origin[:, None, 0],
+        my=rows[..., _V] - origin[:, None, 1],
+        a=rows[..., _A],
+        b=rows[..., _B],
+        c=rows[..., _C],
+        opacity=torch.where(sl.present, rows[..., _O], torch.zeros((), dtype=table.dtype, device=table.device)),
+        values=rows[..., _Z:],
     )
     log_o = torch.where(sl.present, torch.log(e.opacity.clamp_min(ALPHA_MIN)), torch.full_like(e.opacity, _NO_ENTRY))
     am, bm, cm = e.a * e.mx, e.b * e.mx, e.c * e.my
@@ -128,8 +127,6 @@ def _entries(plan: _Plan, means2d, conics, opacities, sl: _Slice) -> tuple[_Entr
         dim=-1,
     )
     return e, coef
-
-
 def _alphas(plan: _Plan, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``raw = o · exp(power)`` and ``alpha = min(0.99, raw)`` zeroed below 1/255, ``[A, K, P]``.
 
@@ -166,21 +163,16 @@ def _composite(alpha: torch.Tensor, sl: _Slice):
     return weight, t_before, one_minus, included, t_out, done_out
 
 
-def _values(features: torch.Tensor, depths: torch.Tensor, sl: _Slice) -> torch.Tensor:
-    """Per-entry features with the camera depth appended, ``[A, K, C + 1]``: one batched
-    matrix product then blends colours and depth together."""
-    return torch.cat([features[sl.gauss_idx], depths[sl.flat_idx][..., None]], dim=-1)
-
-
 class _Rasterize(torch.autograd.Function):
-    """Blend projected Gaussians into tile-layout images ``[T, P, C]``, ``[T, P]``, ``[T, P]``."""
+    """Blend the packed table ``[Mv, 7 + C]`` into tile-layout images ``[T, P, C]``, ``[T, P]``, ``[T, P]``."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, depths, opacities, features, plan: _Plan):
+    def forward(ctx, table, plan: _Plan):
         num_tiles, pixels = plan.inside.shape
-        dtype, device = means2d.dtype, means2d.device
-        color = torch.zeros(num_tiles, pixels, features.shape[1], dtype=dtype, device=device)
-        depth = torch.zeros(num_tiles, pixels, dtype=dtype, device=device)
+        dtype, device = table.dtype, table.device
+        channels = table.shape[1] - _FEATURES
+        # colour and depth accumulate together: column 0 is depth, then the features
+        image = torch.zeros(num_tiles, pixels, 1 + channels, dtype=dtype, device=device)
         trans = torch.ones(num_tiles, pixels, dtype=dtype, device=device)
         done = ~plan.inside  # pixels outside the image never need work
         slice_tiles = max(1, plan.max_elements // (plan.depth_chunk * pixels))
@@ -194,51 +186,47 @@ class _Rasterize(torch.autograd.Function):
             for s0 in range(0, active.numel(), slice_tiles):
                 tiles = active[s0 : s0 + slice_tiles]
                 sl = _make_slice(plan, tiles, start, trans[tiles], done[tiles])
-                _, coef = _entries(plan, means2d, conics, opacities, sl)
+                e, coef = _entries(plan, table, sl)
                 _, alpha = _alphas(plan, coef)
                 weight, _, _, _, t_out, done_out = _composite(alpha, sl)
-                blended = torch.bmm(weight.transpose(1, 2), _values(features, depths, sl))  # [A, P, C + 1]
-                color.index_add_(0, sl.tiles, blended[..., :-1].contiguous())
-                depth.index_add_(0, sl.tiles, blended[..., -1].contiguous())
+                image.index_add_(0, sl.tiles, torch.bmm(weight.transpose(1, 2), e.values))  # [A, P, 1 + C]
                 walked.append((sl.tiles, start, sl.t_in, sl.done_in))
                 updates.append((sl.tiles, t_out, done_out))
             for tiles, t_out, done_out in updates:
                 trans[tiles] = t_out
                 done[tiles] = done_out
             start += plan.depth_chunk
-        ctx.save_for_backward(means2d, conics, depths, opacities, features)
+        ctx.save_for_backward(table)
         ctx.plan = plan
         ctx.walked = walked
-        return color, depth, trans
+        return image[..., 1:], image[..., 0], trans
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_color, g_depth, g_trans):
-        means2d, conics, depths, opacities, features = ctx.saved_tensors
+        (table,) = ctx.saved_tensors
         plan: _Plan = ctx.plan
         num_tiles, pixels = plan.inside.shape
-        if g_color is None:
-            g_color = torch.zeros(num_tiles, pixels, features.shape[1], dtype=means2d.dtype, device=means2d.device)
-        if g_depth is None:
-            g_depth = torch.zeros(num_tiles, pixels, dtype=means2d.dtype, device=means2d.device)
-        g_trans = torch.zeros_like(g_depth) if g_trans is None else g_trans.clone()
-        g_means2d = torch.zeros_like(means2d)
-        g_conics = torch.zeros_like(conics)
-        g_depths = torch.zeros_like(depths)
-        g_opacities = torch.zeros_like(opacities)
-        g_features = torch.zeros_like(features)
-        zero = torch.zeros((), dtype=means2d.dtype, device=means2d.device)
+        dtype, device = table.dtype, table.device
+        g_image = torch.zeros(num_tiles, pixels, table.shape[1] - _Z, dtype=dtype, device=device)
+        if g_color is not None:
+            g_image[..., 1:] = g_color
+        if g_depth is not None:
+            g_image[..., 0] = g_depth
+        g_trans = torch.zeros(num_tiles, pixels, dtype=dtype, device=device) if g_trans is None else g_trans.clone()
+        g_table = torch.zeros_like(table)
+        zero = torch.zeros((), dtype=dtype, device=device)
         # Rounds in reverse: the gradient w.r.t. a tile's transmittance after round r is the
         # gradient w.r.t. its transmittance before round r + 1.
         for tiles, start, t_in, done_in in reversed(ctx.walked):
             sl = _make_slice(plan, tiles, start, t_in, done_in)
-            e, coef = _entries(plan, means2d, conics, opacities, sl)
+            e, coef = _entries(plan, table, sl)
             raw, alpha = _alphas(plan, coef)
             weight, t_before, one_minus, included, t_out, _ = _composite(alpha, sl)
             g_t = torch.where(done_in, zero, g_trans[tiles])  # [A, P]: a done pixel's T passes through
-            g_values = torch.cat([g_color[tiles], g_depth[tiles][..., None]], dim=-1)  # [A, P, C + 1]
+            g_values = g_image[tiles]  # [A, P, 1 + C]
             # d loss / d (weight_k) for every entry and pixel
-            per_weight = torch.bmm(_values(features, depths, sl), g_values.transpose(1, 2))
+            per_weight = torch.bmm(e.values, g_values.transpose(1, 2))
             contrib = weight * per_weight
             running = torch.cumsum(contrib, dim=1)
             total = running[:, -1].clone()  # [A, P] (running is negated in place below)
@@ -253,27 +241,31 @@ class _Rasterize(torch.autograd.Function):
             # straight-through: d alpha / d (o G) = 1 even where o G > 0.99, so opaque
             # Gaussians still learn from the pixels at their centre.
             g_power = g_alpha.mul_(raw)  # d loss / d (power + log o)
-            g_coef = torch.matmul(g_power, plan.basis.to(g_power.dtype).t())  # [A, K, 6]
+            g_coef = torch.matmul(g_power, plan.basis.to(dtype).t())  # [A, K, 6]
             g0, g1, g2, g3, g4, g5 = g_coef.unbind(-1)
-            g_mx = g1 * e.a + g2 * e.b - g0 * (e.a * e.mx + e.b * e.my)
-            g_my = g1 * e.b + g2 * e.c - g0 * (e.c * e.my + e.b * e.mx)
-            g_a = g1 * e.mx - 0.5 * g0 * e.mx * e.mx - 0.5 * g3
-            g_b = g1 * e.my + g2 * e.mx - g0 * e.mx * e.my - g5
-            g_c = g2 * e.my - 0.5 * g0 * e.my * e.my - 0.5 * g4
-            flat = sl.flat_idx.reshape(-1)
-            g_means2d.index_add_(0, flat, torch.stack([g_mx, g_my], dim=-1).reshape(-1, 2))
-            g_conics.index_add_(0, flat, torch.stack([g_a, g_b, g_c], dim=-1).reshape(-1, 3))
-            g_entry = torch.bmm(weight, g_values)  # [A, K, C + 1]: features, then depth
-            g_depths.index_add_(0, flat, g_entry[..., -1].reshape(-1))
-            gauss_flat = sl.gauss_idx.reshape(-1)
-            # d (log o) / d o = 1 / o; padding entries have g0 = 0 and opacity 0
-            g_o = torch.where(sl.present, g0 / e.opacity.clamp_min(ALPHA_MIN), zero)
-            g_opacities.index_add_(0, gauss_flat, g_o.reshape(-1))
-            g_features.index_add_(0, gauss_flat, g_entry[..., :-1].reshape(-1, features.shape[1]))
+            g_rows = torch.cat(
+                [
+                    torch.stack(
+                        [
+                            g1 * e.a + g2 * e.b - g0 * (e.a * e.mx + e.b * e.my),  # u
+                            g1 * e.b + g2 * e.c - g0 * (e.c * e.my + e.b * e.mx),  # v
+                            g1 * e.mx - 0.5 * g0 * e.mx * e.mx - 0.5 * g3,  # a
+                            g1 * e.my + g2 * e.mx - g0 * e.mx * e.my - g5,  # b
+                            g2 * e.my - 0.5 * g0 * e.my * e.my - 0.5 * g4,  # c
+                            # d (log o) / d o = 1 / o; padding entries have g0 = 0
+                            torch.where(sl.present, g0 / e.opacity.clamp_min(ALPHA_MIN), zero),  # opacity
+                        ],
+                        dim=-1,
+                    ),
+                    torch.bmm(weight, g_values),  # depth, features
+                ],
+                dim=-1,
+            )
+            g_table.index_add_(0, sl.rows.reshape(-1), g_rows.reshape(-1, table.shape[1]))
             # colour, depth and T_out of this round are all proportional to t_in
             g_tin = (total + t_g) / t_in
             g_trans[tiles] = torch.where(done_in, g_trans[tiles], g_tin)
-        return g_means2d, g_conics, g_depths, g_opacities, g_features, None
+        return g_table, None
 
 
 def render_torch(
@@ -310,8 +302,7 @@ def render_torch(
             (tile_y0[:, None] + torch.div(pixel, tile, rounding_mode="floor")[None, :]) < height
         )
     plan = _Plan(
-        pair_flat=bins.pair_flat,
-        pair_gauss=bins.pair_gauss,
+        pair_visible=bins.pair_visible,
         tile_start=bins.tile_start,
         tile_count=bins.tile_count,
         tile_origin=torch.stack([tile_x0, tile_y0], dim=-1),
@@ -320,14 +311,20 @@ def render_torch(
         depth_chunk=depth_chunk,
         max_elements=max_elements,
     )
-    color, depth, trans = _Rasterize.apply(
-        proj.means2d.reshape(-1, 2),
-        proj.conics.reshape(-1, 3),
-        proj.depths.reshape(-1),
-        opacities,
-        features,
-        plan,
+    # the visible (view, Gaussian) pairs packed into one table (autograd takes the gathers
+    # and the concatenation back to the inputs)
+    flat, gauss = bins.visible_flat, bins.visible_gauss
+    table = torch.cat(
+        [
+            proj.means2d.reshape(-1, 2)[flat],
+            proj.conics.reshape(-1, 3)[flat],
+            opacities[gauss, None],
+            proj.depths.reshape(-1)[flat, None],
+            features[gauss],
+        ],
+        dim=1,
     )
+    color, depth, trans = _Rasterize.apply(table, plan)
     color = color + trans[..., None] * background
 
     def to_image(x: torch.Tensor) -> torch.Tensor:
