@@ -29,8 +29,8 @@ HERE = Path(__file__).resolve().parent
 STAGES: dict[str, list[tuple[str, str]]] = {
     "whole loss, forward": [("gaussrender/loss.py", "forward")],
     "whole loss, backward (autograd)": [("torch/_tensor.py", "backward")],
-    "voxels -> Gaussians (softmax, opacity, culling of empty voxels)": [("render/gaussians.py", "voxels_to_gaussians")],
-    "render() calls, forward (projection + rasteriser)": [("render/dispatch.py", "render")],
+    "voxels -> Gaussians (softmax, opacity, culling of empty voxels)": [("render/gaussians.py", "build_gaussians")],
+    "render calls, forward (projection + rasteriser)": [("render/dispatch.py", "render_unchecked")],
     "projection and camera culling": [("render/_project.py", "project_gaussians")],
     "binning Gaussians into tiles (incl. the depth sort)": [("render/_project.py", "bin_gaussians")],
     "rasteriser forward (tiles, sort, alpha blending)": [("render/_torch.py", "forward")],
@@ -48,8 +48,12 @@ def _load_render_benchmark():
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scene", choices=("gt", "trained", "untrained"), default="trained")
-    p.add_argument("--labels", default=None, help="an Occ3D labels.npz (default: the procedural scene)")
+    p.add_argument("--scene", choices=("gt", "trained", "uncertain", "untrained"), default="trained")
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="an Occ3D labels.npz, or 'procedural' (default: the real frame in ../shared/data if present)",
+    )
     p.add_argument("--seed", type=int, default=0, help="procedural scene seed")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bench = _load_render_benchmark()
     grid = gr.OCC3D_NUSCENES
+    if args.labels is None:
+        args.labels = bench.default_labels()
     labels = bench.load_labels(args.labels, args.seed)
     logits = bench.make_logits(args.scene, labels, grid)
     k, poses, _ = gr.nuscenes_rig((900, 1600))

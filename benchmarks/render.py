@@ -1,11 +1,15 @@
 """CPU benchmark of the renderer and of GaussRenderLoss on Occ3D-size scenes.
 
-Scenes (Occ3D-nuScenes grid, 200x200x16, 18 classes), all from one label volume (the
-procedural scene of ``gaussrender.scene.make_scene(seed)``, or ``--labels labels.npz``):
+Scenes (Occ3D-nuScenes grid, 200x200x16, 18 classes), all from one label volume: by default
+the real Occ3D-nuScenes frame in ``../shared/data`` (``3D_occupancy_data.npz``, see its
+PROVENANCE.md) when it is there, else the procedural scene of
+``gaussrender.scene.make_scene(seed)`` (said in the output); ``--labels labels.npz`` or
+``--labels procedural`` choose explicitly:
 
 * ``gt``: the ground-truth Gaussians (non-empty voxels, opacity 1);
 * ``trained``: a prediction with trained-like confidences, logits = 8 x one-hot(truth) +
   N(0, 1) noise (free space is confidently free, so most of it is culled exactly);
+* ``uncertain``: logits = 5 x one-hot(truth) + 1.5 x N(0, 1);
 * ``untrained``: logits ~ N(0, 1): every voxel is nearly opaque (opacity ~ 0.997), the worst
   case, 640,000 Gaussians.
 
@@ -15,10 +19,12 @@ Views: the front camera of the nuScenes-like rig at 1/4 of 1600x900 (400x225) pl
 Measured per scene, each in a fresh subprocess so that the peak memory (``ru_maxrss``) belongs
 to that scene alone: ``render`` forward and forward+backward of the scene's Gaussians into both
 views, and ``loss`` forward+backward of the whole ``GaussRenderLoss`` (prediction and truth
-rendered into both views, all four terms), medians of ``--repeats`` runs after one warm-up.
+rendered into both views, all four terms), medians of ``--repeats`` runs after one warm-up;
+``loss_b4`` is the same loss on a batch of 4 samples (the scene's labels with 4 independent
+noise draws), and ``b4_ratio`` its cost over one sample's.
 
     python benchmarks/render.py                       # table + benchmarks/results/render_cpu.json
-    python benchmarks/render.py --labels /path/labels.npz --repeats 7
+    python benchmarks/render.py --labels procedural --repeats 7
 """
 
 from __future__ import annotations
@@ -39,12 +45,25 @@ import torch
 import gaussrender as gr
 from gaussrender._io import atomic_write_text
 
-SCENES = ("gt", "trained", "untrained")
+SCENES = ("gt", "trained", "uncertain", "untrained")
 RESULTS = Path(__file__).resolve().parent / "results"
+#: The real Occ3D-nuScenes frame of the shared data folder (never copied into the repository).
+REAL_FRAME = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "occ3d_nuscenes"
+    / "occupancy_vis_demo"
+    / "3D_occupancy_data.npz"
+)
+
+
+def default_labels() -> str:
+    return str(REAL_FRAME) if REAL_FRAME.is_file() else "procedural"
 
 
 def load_labels(path: str | None, seed: int) -> torch.Tensor:
-    if path:
+    if path and path != "procedural":
         import numpy as np
 
         with np.load(path) as data:
@@ -56,8 +75,8 @@ def load_labels(path: str | None, seed: int) -> torch.Tensor:
     return make_scene(seed).semantics.long()
 
 
-def make_logits(kind: str, labels: torch.Tensor, grid: gr.VoxelGrid) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
+def make_logits(kind: str, labels: torch.Tensor, grid: gr.VoxelGrid, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
     onehot = torch.nn.functional.one_hot(labels.clamp(max=grid.num_classes - 1), grid.num_classes)
     onehot = onehot.permute(3, 0, 1, 2).float()
     if kind == "gt":
@@ -65,6 +84,8 @@ def make_logits(kind: str, labels: torch.Tensor, grid: gr.VoxelGrid) -> torch.Te
     noise = torch.randn(onehot.shape, generator=g)
     if kind == "trained":
         return 8.0 * onehot + noise
+    if kind == "uncertain":
+        return 5.0 * onehot + 1.5 * noise
     return noise
 
 
@@ -120,29 +141,60 @@ def run_one(scene: str, args: argparse.Namespace) -> dict:
         out = loss_fn(x, labels[None], k[None], poses[None], (900, 1600))
         out["loss"].backward()
 
+    batch_logits = torch.stack([logits] + [make_logits(scene, labels, grid, seed) for seed in (1, 2, 3)])
+
+    def loss_batch_of_4() -> None:
+        x = batch_logits.clone().requires_grad_()
+        out = loss_fn(
+            x, labels.expand(4, *labels.shape), k.expand(4, *k.shape), poses.expand(4, *poses.shape), (900, 1600)
+        )
+        out["loss"].backward()
+
     result = {"scene": scene, "gaussians": len(g), "repeats": repeats}
     for name, fn in (
         ("render_fwd", render_forward),
         ("render_fwd_bwd", render_forward_backward),
         ("loss_fwd_bwd", loss_forward_backward),
+        ("loss_b4_fwd_bwd", loss_batch_of_4),
     ):
         med, times = median_time(fn, repeats)
         result[name + "_s"] = med
         result[name + "_runs_s"] = times
+    result["b4_ratio"] = result["loss_b4_fwd_bwd_s"] / result["loss_fwd_bwd_s"]
     result["peak_rss_mib"] = rss_mib()
     result["baseline_rss_mib"] = baseline
     return result
 
 
+def _commit() -> str:
+    """The checked-out commit (with ``+dirty`` when the tree has changes), or "" outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--labels", help="an Occ3D labels.npz (default: the procedural scene)")
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="an Occ3D labels.npz, or 'procedural' (default: the real frame in ../shared/data if present)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, the core count)")
     p.add_argument("--seed", type=int, default=0, help="procedural scene seed")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--scenes", nargs="+", choices=SCENES, default=list(SCENES))
     p.add_argument("--out", default=str(RESULTS / "render_cpu.json"))
     p.add_argument("--one", choices=SCENES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.labels is None:
+        args.labels = default_labels()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     if args.one:
         print(json.dumps(run_one(args.one, args)))
@@ -151,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for scene in args.scenes:
         cmd = [sys.executable, __file__, "--one", scene, "--repeats", str(args.repeats), "--seed", str(args.seed)]
-        if args.labels:
-            cmd += ["--labels", args.labels]
+        cmd += ["--labels", args.labels, "--threads", str(torch.get_num_threads())]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
@@ -160,22 +211,28 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
     print(f"\nOcc3D grid, views: front camera 400x225 + BEV 400x400, torch backend, {torch.get_num_threads()} threads")
-    print(f"{'scene':<10} {'gaussians':>9} {'render fwd':>11} {'render f+b':>11} {'loss f+b':>9} {'peak RSS':>10}")
+    print(f"labels: {args.labels if args.labels != 'procedural' else f'make_scene({args.seed})'}")
+    print(
+        f"{'scene':<10} {'gaussians':>9} {'render fwd':>11} {'render f+b':>11} {'loss f+b':>9}"
+        f" {'loss B=4':>9} {'B=4/B=1':>8} {'peak RSS':>10}"
+    )
     for r in rows:
         print(
             f"{r['scene']:<10} {r['gaussians']:>9} {r['render_fwd_s']:>10.2f}s {r['render_fwd_bwd_s']:>10.2f}s"
-            f" {r['loss_fwd_bwd_s']:>8.2f}s {r['peak_rss_mib'] / 1024:>8.2f}GiB"
+            f" {r['loss_fwd_bwd_s']:>8.2f}s {r['loss_b4_fwd_bwd_s']:>8.2f}s {r['b4_ratio']:>8.2f}"
+            f" {r['peak_rss_mib'] / 1024:>8.2f}GiB"
         )
     meta = {
         "command": "python benchmarks/render.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "torch": torch.__version__,
         "gaussrender": gr.__version__,
+        "commit": _commit(),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "processor": platform.processor(),
         "load_average_at_end": os.getloadavg(),
-        "labels": args.labels or f"gaussrender.scene.make_scene({args.seed})",
+        "labels": args.labels if args.labels != "procedural" else f"gaussrender.scene.make_scene({args.seed})",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     out = atomic_write_text(args.out, json.dumps({"meta": meta, "results": rows}, indent=2))
