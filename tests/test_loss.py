@@ -206,20 +206,19 @@ def test_bad_input():
 def test_strategy_draws_are_shared_by_the_batch_like_the_release():
     """``trajectory`` draws one r per batch in the release: two samples with the same camera
     must end up with the same moved camera, and a different seed moves it differently."""
-    import importlib
+    from gaussrender.loss_cameras import sample_cameras
 
-    loss_mod = importlib.import_module("gaussrender.loss")
     grid = gr.SSCBENCH_KITTI360
     k = torch.tensor([[[552.6, 0.0, 682.0], [0.0, 552.6, 238.8], [0.0, 0.0, 1.0]]]).expand(2, 1, 3, 3)
     level = torch.tensor([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 1.5], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
     poses = level.expand(2, 1, 4, 4)
-    options = loss_mod.RenderLossOptions(camera_strategy="trajectory")
-    cams = loss_mod._sample_cameras(
+    options = gr.RenderLossOptions(camera_strategy="trajectory")
+    cams = sample_cameras(
         k, poses, (376, 1408), grid, "trajectory", options, torch.Generator().manual_seed(0), torch.float32
     )
     torch.testing.assert_close(cams[0].cam_from_world, cams[1].cam_from_world)
     assert not torch.allclose(cams[0].cam_from_world, poses[0])
-    other = loss_mod._sample_cameras(
+    other = sample_cameras(
         k, poses, (376, 1408), grid, "trajectory", options, torch.Generator().manual_seed(1), torch.float32
     )
     assert not torch.allclose(other[0].cam_from_world, cams[0].cam_from_world)

@@ -18,12 +18,11 @@ BEV renders every voxel.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields
 from types import FrameType
 from typing import Any, Literal
 
@@ -32,13 +31,11 @@ from torch import nn
 
 from ._checks import (
     LOW_PRECISION,
-    MAX_SCALE,
     check_finite,
     check_floating,
     check_int,
     check_intrinsics,
     check_memory,
-    check_real,
     check_rigid,
     check_shape,
     checks_enabled,
@@ -46,168 +43,21 @@ from ._checks import (
     image_bytes,
     render_bytes,
 )
-from .geometry.camera_strategies import STRATEGIES, Strategy, apply_strategy
-from .geometry.cameras import Cameras, scale_intrinsics
+from .geometry.cameras import Cameras
 from .geometry.grid import VoxelGrid, get_grid
-from .geometry.rigs import bev_camera
+from .loss_cameras import bev_view, sample_cameras, target_cameras
+from .loss_options import MIN_IMAGE_SIDE, RenderLossOptions
 from .loss_terms import check_targets_2d, depth_term, semantic_term, target_depth_term, target_semantic_term
-from .render import CULL_MODES
 from .render.dispatch import Backend, render_unchecked
 from .render.gaussians import Gaussians, build_gaussians, check_labels
 
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
 
 TERMS = ("cam", "cam_depth", "bev", "bev_depth")
+#: The release's options (frozen: safe to share as a default argument).
+DEFAULT_OPTIONS = RenderLossOptions()
 #: The terms against 2D targets, present in the output only when such targets are given.
 TARGET_TERMS = ("target_depth", "target_semantics")
-#: Smallest rendered image side, pixels: a 1-pixel image (e.g. ``resolution_divisor=inf``)
-#: averages the whole view into one value and silently trains on nothing.
-MIN_IMAGE_SIDE = 2
-
-
-@dataclass(frozen=True)
-class RenderLossOptions:
-    """The options of :class:`GaussRenderLoss` and :func:`gauss_render_loss`, documented here only.
-
-    ``GaussRenderLoss(grid, weight=5.0, views=("bev",))`` takes each field as a keyword
-    argument (on top of an optional ``options=RenderLossOptions(...)``); a keyword that is not
-    a field is refused by name.
-
-    Attributes:
-        weight: multiplies the sum of the terms (10 in the paper).
-        views: which renders to compare: ``("cam", "bev")``, ``("bev",)`` or ``("cam",)``.
-        depth: add the depth terms.
-        camera_strategy: how to move the sampled sensor cameras (``sensor``, ``elevated``,
-            ``random``, ``stereo``, ``trajectory`` as the release, or our grid-frame
-            ``drive``; see :mod:`gaussrender.geometry.camera_strategies`); default (None): the grid's.
-            The strategy is applied once per batch, so ``trajectory``'s draw is shared by the
-            batch's samples, as in the release.
-        cameras_per_sample: how many of the sample's cameras to render (1 in the release).
-        camera_weights: sampling weight of each camera (e.g. ``NUSCENES_CAMERA_WEIGHTS``);
-            default (None) uniform.
-        resolution_divisor: render cameras at ``image_size / divisor`` (the BEV keeps its size).
-        semantic: ``"l1"`` (the release), ``"ce"`` or ``"kl"`` (soft cross-entropy / KL of the
-            rendered class distributions, target = rendered ground truth).
-        bev_model: ``"perspective"`` (the release) or ``"orthographic"``.
-        bev_size: BEV image size in pixels.
-        cam_depth_scale: camera depth normaliser, metres (50).
-        bev_depth_scale: BEV depth normaliser, metres (100).
-        scale: Gaussian standard deviation, metres (default (None): ``grid.gaussian_scale``).
-        backend: renderer backend (``"auto"``, ``"torch"``, ``"triton"``).
-        cull: which voxels a camera view renders, prediction and ground truth alike.
-            ``"center"`` (the release): only those whose centre is in front of the camera
-            and projects strictly inside the image, ``0.5 < u < W - 0.5`` and
-            ``0.5 < v < H - 0.5``. ``"footprint"`` (our alternative, exact splatting): every
-            voxel whose footprint (alpha >= 1/255) reaches a pixel, so a voxel just outside
-            the border still shades the pixels it overlaps and an object cut by the border
-            keeps its visible part; the camera terms then differ from the release's. The BEV
-            always renders every voxel (``"footprint"``).
-        prefix: prepended to the term names in the output (e.g. ``"render_"``); the total is
-            always under ``"loss"`` and the terms keep their gradients, so a runner that sums
-            every key containing ``"loss"`` (mmengine's ``parse_losses``) would count a
-            prefix such as ``"loss_render_"`` twice: use
-            :mod:`gaussrender.integrations.mmengine` there.
-        on_nan: ``"raise"`` a ``FloatingPointError`` naming the term, or ``"warn"`` and zero it.
-            The check reads the terms back to the host; under ``gr.set_checks(False)`` it is
-            skipped and a NaN propagates to the loss.
-    """
-
-    weight: float = 10.0
-    views: tuple[str, ...] = ("cam", "bev")
-    depth: bool = True
-    camera_strategy: Strategy | None = None
-    cameras_per_sample: int = 1
-    camera_weights: tuple[float, ...] | None = None
-    resolution_divisor: float = 1.0
-    semantic: Literal["l1", "ce", "kl"] = "l1"
-    bev_model: Literal["perspective", "orthographic"] = "perspective"
-    bev_size: int = 400
-    cam_depth_scale: float = 50.0
-    bev_depth_scale: float = 100.0
-    scale: float | None = None
-    backend: Backend = "auto"
-    cull: Literal["center", "footprint"] = "center"
-    prefix: str = ""
-    on_nan: Literal["raise", "warn"] = "raise"
-
-    def validate(self) -> None:
-        """Refuse, by name, options that would give a wrong or non-finite loss.
-
-        Ranges: ``weight`` finite >= 0; ``camera_weights`` finite >= 0 with a positive sum;
-        ``resolution_divisor`` finite > 0 (that the image keeps >= 2 pixels a side is
-        checked when ``image_size`` is known); ``cam_depth_scale``, ``bev_depth_scale``
-        finite > 0 metres; ``bev_size`` an int >= 2 pixels; ``scale`` None or in
-        ``(0, 1e4]`` metres; ``cameras_per_sample`` an int >= 1.
-        """
-        if isinstance(self.views, str) or not all(v in ("cam", "bev") for v in self.views) or not self.views:
-            raise ValueError(f"views must be a non-empty subset of ('cam', 'bev'), got {self.views!r}")
-        if self.camera_strategy is not None and self.camera_strategy not in STRATEGIES:
-            raise ValueError(f"camera_strategy must be one of {STRATEGIES}, got {self.camera_strategy!r}")
-        check_real("weight", self.weight, 0.0)
-        check_int("cameras_per_sample", self.cameras_per_sample, 1)
-        check_real("resolution_divisor", self.resolution_divisor, 0.0, low_open=True)
-        check_int("bev_size", self.bev_size, MIN_IMAGE_SIDE, unit="pixels")
-        check_real("cam_depth_scale", self.cam_depth_scale, 0.0, low_open=True, unit="metres")
-        check_real("bev_depth_scale", self.bev_depth_scale, 0.0, low_open=True, unit="metres")
-        if self.scale is not None:
-            check_real("scale", self.scale, 0.0, MAX_SCALE, low_open=True, unit="metres")
-        if self.semantic not in ("l1", "ce", "kl"):
-            raise ValueError(f"semantic must be 'l1', 'ce' or 'kl', got {self.semantic!r}")
-        if self.bev_model not in ("perspective", "orthographic"):
-            raise ValueError(f"bev_model must be 'perspective' or 'orthographic', got {self.bev_model!r}")
-        if self.camera_weights is not None:
-            if isinstance(self.camera_weights, (str, bytes)) or not isinstance(self.camera_weights, Sequence):
-                raise TypeError(f"camera_weights must be a sequence of floats, got {self.camera_weights!r}")
-            for i, w in enumerate(self.camera_weights):
-                check_real(f"camera_weights[{i}]", w, 0.0)
-            if not sum(self.camera_weights) > 0:
-                raise ValueError(f"camera_weights must be >= 0 with a positive sum, got {self.camera_weights}")
-        if self.cull not in CULL_MODES:
-            raise ValueError(f"cull must be one of {CULL_MODES}, got {self.cull!r}")
-        if self.on_nan not in ("raise", "warn"):
-            raise ValueError(f"on_nan must be 'raise' or 'warn', got {self.on_nan!r}")
-        if not isinstance(self.prefix, str):
-            raise TypeError(f"prefix must be a str, got {type(self.prefix).__name__}")
-
-    def with_overrides(self, **overrides: Any) -> RenderLossOptions:
-        """A validated copy with ``overrides`` (field name -> value) applied, holding plain types.
-
-        The values are validated as given (a 1.5 camera count or a bool weight is refused, not
-        silently converted), then stored as floats, ints and tuples.
-
-        Raises:
-            TypeError: naming a keyword that is not a field of this class.
-        """
-        unknown = sorted(set(overrides) - set(OPTION_NAMES))
-        if unknown:
-            raise TypeError(
-                f"unknown GaussRenderLoss option(s) {unknown}; the options are the fields of "
-                f"RenderLossOptions: {list(OPTION_NAMES)}"
-            )
-        given = replace(self, **overrides)
-        views, weights = given.views, given.camera_weights
-        given = replace(
-            given,
-            views=views if isinstance(views, str) else tuple(views),
-            depth=bool(given.depth),
-            camera_weights=None if weights is None or isinstance(weights, (str, bytes)) else tuple(weights),
-        )
-        given.validate()
-        return replace(
-            given,
-            weight=float(given.weight),
-            cameras_per_sample=int(given.cameras_per_sample),
-            camera_weights=None if given.camera_weights is None else tuple(float(w) for w in given.camera_weights),
-            resolution_divisor=float(given.resolution_divisor),
-            bev_size=int(given.bev_size),
-            cam_depth_scale=float(given.cam_depth_scale),
-            bev_depth_scale=float(given.bev_depth_scale),
-            scale=None if given.scale is None else float(given.scale),
-        )
-
-
-#: The option names, in declaration order: the keyword arguments of :class:`GaussRenderLoss`.
-OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RenderLossOptions))
 
 
 def _render_pair(
@@ -243,72 +93,6 @@ def _render_pair(
     return out_p.features, out_t.features, out_p.depth, out_t.depth
 
 
-def _sample_cameras(
-    intrinsics: torch.Tensor,
-    cam_from_grid: torch.Tensor,
-    image_size: tuple[int, int],
-    grid: VoxelGrid,
-    strategy: Strategy,
-    options: RenderLossOptions,
-    generator: torch.Generator | None,
-    dtype: torch.dtype,
-) -> list[Cameras]:
-    """Draw ``cameras_per_sample`` cameras per sample and move them with ``strategy``.
-
-    The strategy is applied once to the whole batch ``[B, k, 4, 4]``, so that a draw the
-    release makes once per batch (``trajectory``'s r) is shared by every sample, as there.
-    """
-    batch, ncam = intrinsics.shape[:2]
-    device = intrinsics.device
-    host_weights = options.camera_weights if options.camera_weights is not None else (1.0,) * ncam
-    weights = torch.tensor(host_weights, dtype=torch.float64)
-    # counted on the host: the weights are Python floats, no tensor needs reading
-    count = min(options.cameras_per_sample, sum(1 for w in host_weights if w > 0))
-    # drawn on the host with the module's CPU generator; the upload of these B·k indices is
-    # asynchronous (pageable memory is staged at once), so the device never waits on it
-    chosen = torch.stack(
-        [torch.multinomial(weights, count, replacement=False, generator=generator) for _ in range(batch)]
-    ).to(device, non_blocking=True)  # [B, k]
-    rows = torch.arange(batch, device=device)[:, None]
-    poses = apply_strategy(strategy, cam_from_grid[rows, chosen].to(dtype), grid, generator)
-    ks = intrinsics[rows, chosen].to(dtype)
-    if poses.shape[1] != ks.shape[1]:  # stereo: each camera and its shifted copy
-        ks = ks.repeat_interleave(poses.shape[1] // ks.shape[1], dim=1)
-    height = max(1, round(image_size[0] / options.resolution_divisor))
-    width = max(1, round(image_size[1] / options.resolution_divisor))
-    if (width, height) != (image_size[1], image_size[0]):  # (its factors are an upload)
-        ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
-    return [Cameras(poses[b], ks[b], width, height) for b in range(batch)]
-
-
-def _target_cameras(
-    intrinsics: torch.Tensor,
-    cam_from_grid: torch.Tensor,
-    image_size: tuple[int, int],
-    target_size: tuple[int, int],
-    dtype: torch.dtype,
-) -> list[Cameras]:
-    """Every given camera of each sample, at the 2D targets' resolution: ``intrinsics`` (pixels
-    of ``image_size``) rescaled to ``target_size`` (H, W), no strategy (the targets were
-    measured from these poses)."""
-    height, width = target_size
-    ks = intrinsics.to(dtype)
-    if (height, width) != tuple(image_size):
-        ks = scale_intrinsics(ks, width / image_size[1], height / image_size[0])
-    poses = cam_from_grid.to(dtype)
-    return [Cameras(poses[b], ks[b], width, height) for b in range(intrinsics.shape[0])]
-
-
-@functools.lru_cache(maxsize=16)
-def _bev(
-    grid: VoxelGrid, size: int, model: Literal["perspective", "orthographic"], dtype: torch.dtype, device: torch.device
-) -> Cameras:
-    """The BEV camera, built once per (grid, size, model, dtype, device): building it uploads
-    its matrices, a stream synchronisation on CUDA, which a training step should not pay.
-    Only the renderer reads it (never modified)."""
-    return bev_camera(grid, size, model, dtype=dtype, device=device)
-
-
 def _caller_stacklevel() -> int:
     """``stacklevel`` of the first frame outside this package and ``torch.nn`` (the user's
     line, whether it called the function or the module), for warnings."""
@@ -330,7 +114,7 @@ def gauss_render_loss(
     cam_from_grid: torch.Tensor | None = None,
     image_size: tuple[int, int] | None = None,
     opacity: torch.Tensor | None = None,
-    options: RenderLossOptions = RenderLossOptions(),
+    options: RenderLossOptions = DEFAULT_OPTIONS,
     generator: torch.Generator | None = None,
     *,
     target_depth: torch.Tensor | None = None,
@@ -457,16 +241,13 @@ def gauss_render_loss(
     sums = {t: logits.new_zeros(()) for t in TERMS + (TARGET_TERMS if has_targets else ())}
     bev = None
     if use_bev:
-        try:
-            bev = _bev(grid, options.bev_size, options.bev_model, dtype, device)
-        except TypeError:  # a VoxelGrid subclass holding unhashable fields: build it each time
-            bev = bev_camera(grid, options.bev_size, options.bev_model, dtype=dtype, device=device)
+        bev = bev_view(grid, options.bev_size, options.bev_model, dtype, device)
     target_scale = grid.gaussian_scale if options.scale is None else options.scale
     sample_cams = None
     if use_cams:
         if intrinsics is None or cam_from_grid is None or image_size is None:  # refused above already
             raise ValueError("intrinsics, cam_from_grid and image_size must be given together")
-        sample_cams = _sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
+        sample_cams = sample_cameras(intrinsics, cam_from_grid, image_size, grid, strategy, options, generator, dtype)
     if opacity is not None:
         check_finite("opacity", opacity)
         if checks_enabled() and bool(((opacity < 0) | (opacity > 1)).any()):
@@ -474,7 +255,7 @@ def gauss_render_loss(
     target_cams = None
     if target_size is not None:
         assert intrinsics is not None and cam_from_grid is not None and image_size is not None
-        target_cams = _target_cameras(intrinsics, cam_from_grid, image_size, target_size, dtype)
+        target_cams = target_cameras(intrinsics, cam_from_grid, image_size, target_size, dtype)
     for b in range(batch):
         pred = build_gaussians(
             grid,

@@ -127,6 +127,8 @@ def _entries(plan: _Plan, table: torch.Tensor, sl: _Slice) -> tuple[_Entries, to
         dim=-1,
     )
     return e, coef
+
+
 def _alphas(plan: _Plan, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``raw = o · exp(power)`` and ``alpha = min(0.99, raw)`` zeroed below 1/255, ``[A, K, P]``.
 
