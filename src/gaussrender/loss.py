@@ -256,12 +256,16 @@ def gauss_render_loss(
     if target_size is not None:
         assert intrinsics is not None and cam_from_grid is not None and image_size is not None
         target_cams = target_cameras(intrinsics, cam_from_grid, image_size, target_size, dtype)
+    # one view per sample through unbind: indexing logits[b] would give each sample's
+    # gradient its own zero-filled copy of the whole batch (quadratic in the batch size)
+    sample_logits = logits.unbind(0)
+    sample_opacity = None if opacity is None else opacity.unbind(0)
     for b in range(batch):
         pred = build_gaussians(
             grid,
-            logits=logits[b],
+            logits=sample_logits[b],
             labels=None if labels is None else labels[b],
-            opacity=None if opacity is None else opacity[b],
+            opacity=None if sample_opacity is None else sample_opacity[b],
             scale=target_scale,
         )
         if target_cams is not None:
