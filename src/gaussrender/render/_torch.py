@@ -4,18 +4,21 @@ Algorithm (no Python loop over Gaussians, pixels or tiles):
 
 1. project every Gaussian into every view (:func:`project_gaussians`) and keep those whose
    exact alpha ≥ 1/255 footprint box holds a pixel centre;
-2. list (Gaussian, tile) pairs from the footprint boxes and sort them by (view, tile,
-   depth, input index) with one integer key;
+2. list (Gaussian, tile) pairs from the footprint boxes in depth order and sort them stably
+   by tile (:func:`bin_gaussians`); pack the visible pairs' u, v, conic, opacity, depth and
+   features into one table ``[Mv, 7 + C]``, so a slice reads its entries with one gather;
 3. blend in *rounds*: each round takes the next ``depth_chunk`` Gaussians of every tile that
-   still has work and whose pixels are not all terminated, evaluates alphas for
-   ``[tiles, depth_chunk, pixels]`` at once and composites with cumulative products; the
-   transmittance is carried from round to round, so early termination is exact and tiles
-   drop out as soon as every pixel is done;
+   still has work and whose pixels are not all terminated. The exponent of every (entry,
+   pixel) pair is one matrix product (the quadratic form expanded around the tile's corner,
+   ``[A, K, 6] @ [6, P]``, log-opacity folded in), and the compositing uses cumulative
+   products; the transmittance is carried from round to round, so early termination is
+   exact and tiles drop out as soon as every pixel is done;
 4. memory is bounded by splitting each round's tiles into slices of at most
    ``max_elements`` alpha values. The backward pass (hand-derived, in
    :class:`_Rasterize`) re-walks the same slices in reverse order, recomputing their alphas
    and carrying the transmittance gradient from round to round, so nothing of size
-   Gaussians × pixels is ever stored.
+   Gaussians × pixels is ever stored; the exponent's gradient is one matrix product back,
+   and each slice's gradients reach the table with one ``index_add_``.
 """
 
 from __future__ import annotations

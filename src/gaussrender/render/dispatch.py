@@ -10,7 +10,9 @@ Every backend (``_torch``, ``_triton``) keeps one contract (DESIGN §3):
   ``±1.3 · H / (2 fy)`` (symmetric around the optical axis, whatever the principal point);
 * pixel (row r, column c) samples (u, v) = (c + 0.5, r + 0.5);
 * front to back by depth (ties keep the input order):
-  ``α = min(0.99, o · exp(power))``, skipped where ``power > 0`` or ``α < 1/255`` (every
+  ``α = min(0.99, o · exp(power))``, skipped where ``α < 1/255`` (``power <= 0`` by
+  construction, the conic being positive definite; the Triton kernel also skips ``power > 0``,
+  which only rounding can reach) (every
   pixel where ``α ≥ 1/255`` counts: no tile or radius cut-off), a pixel stops before a
   Gaussian that would bring its transmittance ``T`` below 1e-4,
   ``C += α T f``, ``D += α T z``, ``T *= 1 - α``; finally ``C += T · background``;
