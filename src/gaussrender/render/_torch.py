@@ -55,6 +55,7 @@ class _Plan:
     inside: torch.Tensor  # [T, P] bool: the pixel lies inside the image
     depth_chunk: int
     max_elements: int
+    keep_elements: int  # alpha values whose compositing the forward pass keeps for backward
 
 
 @dataclass
@@ -182,6 +183,10 @@ class _Rasterize(torch.autograd.Function):
         done = ~plan.inside  # pixels outside the image never need work
         slice_tiles = max(1, plan.max_elements // (plan.depth_chunk * pixels))
         walked: list[tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]] = []
+        # the compositing of each slice, kept for the backward pass while it fits in
+        # plan.keep_elements values (beyond, the backward pass recomputes it)
+        kept: list[tuple[torch.Tensor, ...] | None] = []
+        budget = plan.keep_elements if ctx.needs_input_grad[0] else 0
         start = 0
         while True:
             active = ((plan.tile_count > start) & ~done.all(dim=1)).nonzero(as_tuple=True)[0]
@@ -192,10 +197,16 @@ class _Rasterize(torch.autograd.Function):
                 tiles = active[s0 : s0 + slice_tiles]
                 sl = _make_slice(plan, tiles, start, trans[tiles], done[tiles])
                 e, coef = _entries(plan, table, sl)
-                _, alpha = _alphas(plan, coef)
-                weight, _, _, _, t_out, done_out = _composite(alpha, sl)
+                raw, alpha = _alphas(plan, coef)
+                weight, t_before, one_minus, included, t_out, done_out = _composite(alpha, sl)
                 image.index_add_(0, sl.tiles, torch.bmm(weight.transpose(1, 2), e.values))  # [A, P, 1 + C]
                 walked.append((sl.tiles, start, sl.t_in, sl.done_in))
+                if alpha.numel() <= budget:
+                    budget -= alpha.numel()
+                    kept.append((raw, alpha, weight, t_before, one_minus, included, t_out))
+                else:
+                    budget = 0  # keep a prefix only: the backward pass walks the slices in reverse
+                    kept.append(None)
                 updates.append((sl.tiles, t_out, done_out))
             for tiles, t_out, done_out in updates:
                 trans[tiles] = t_out
@@ -204,6 +215,7 @@ class _Rasterize(torch.autograd.Function):
         ctx.save_for_backward(table)
         ctx.plan = plan
         ctx.walked = walked
+        ctx.kept = kept
         return image[..., 1:], image[..., 0], trans
 
     @staticmethod
@@ -223,11 +235,14 @@ class _Rasterize(torch.autograd.Function):
         zero = torch.zeros((), dtype=dtype, device=device)
         # Rounds in reverse: the gradient w.r.t. a tile's transmittance after round r is the
         # gradient w.r.t. its transmittance before round r + 1.
-        for tiles, start, t_in, done_in in reversed(ctx.walked):
+        for (tiles, start, t_in, done_in), kept in zip(reversed(ctx.walked), reversed(ctx.kept), strict=True):
             sl = _make_slice(plan, tiles, start, t_in, done_in)
             e, coef = _entries(plan, table, sl)
-            raw, alpha = _alphas(plan, coef)
-            weight, t_before, one_minus, included, t_out, _ = _composite(alpha, sl)
+            if kept is None:
+                raw, alpha = _alphas(plan, coef)
+                weight, t_before, one_minus, included, t_out, _ = _composite(alpha, sl)
+            else:
+                raw, alpha, weight, t_before, one_minus, included, t_out = kept
             g_t = torch.where(done_in, zero, g_trans[tiles])  # [A, P]: a done pixel's T passes through
             g_values = g_image[tiles]  # [A, P, 1 + C]
             # d loss / d (weight_k) for every entry and pixel
@@ -283,12 +298,16 @@ def render_torch(
     depth_chunk: int = 16,
     max_elements: int = 1 << 22,
     tile: int = TILE,
+    keep_elements: int = 1 << 24,
     cull: str = "footprint",
 ) -> RenderResult:
     """Render with the vectorised PyTorch backend; see :func:`gaussrender.render`.
 
     ``depth_chunk`` (Gaussians per tile per round), ``max_elements`` (alpha values evaluated
-    at once) and ``tile`` (tile edge, pixels) change speed and memory, never the result.
+    at once), ``tile`` (tile edge, pixels) and ``keep_elements`` (alpha values whose
+    compositing the forward pass keeps for the backward pass instead of recomputing it: five
+    floats and a bool each, about 0.33 GiB in float32 at the default 2^24) change speed and memory,
+    never the result.
     """
     device = means.device
     num_views, width, height = len(cameras), cameras.width, cameras.height
@@ -315,6 +334,7 @@ def render_torch(
         inside=inside,
         depth_chunk=depth_chunk,
         max_elements=max_elements,
+        keep_elements=keep_elements,
     )
     # the visible (view, Gaussian) pairs packed into one table (autograd takes the gathers
     # and the concatenation back to the inputs)
