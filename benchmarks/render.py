@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "gaussrender": gr.__version__,
         "commit": _commit(),
+        # which code ran: a before/after comparison runs this script on another tree's source
+        "gaussrender_source": str(Path(gr.__file__).resolve().parent),
+        "pythonpath": os.environ.get("PYTHONPATH", ""),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),

@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         record = {
             "command": "python benchmarks/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "gaussrender": gr.__version__,
+            "gaussrender_source": str(Path(gr.__file__).resolve().parent),
+            "pythonpath": os.environ.get("PYTHONPATH", ""),
             "torch": torch.__version__,
             "threads": args.threads,
             "load_average_at_end": os.getloadavg(),
