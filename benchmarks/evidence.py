@@ -7,7 +7,15 @@ scenes on a coarse Occ3D-range grid) once per *arm* and *seed*:
 * ``render``: + GaussRender with the release's defaults (learned opacity, one sampled sensor
   camera + the BEV, weight 10, ``sensor`` strategy);
 * ``render_bev``: + GaussRender on the BEV only;
-* ``render_elevated``: + GaussRender with the ``elevated`` camera strategy.
+* ``render_elevated``: + GaussRender with the ``elevated`` camera strategy;
+* ``lidar2d``: no 3D loss: GaussRender against the simulated LiDAR's sparse depth and classes
+  z-buffered into the six cameras only (``loss.voxel_losses: false``, ``render_labels: false``,
+  ``targets_2d: true``; ``data.synthetic.targets_2d: lidar``);
+* ``std_lidar2d``: the 3D loss + those LiDAR 2D terms (no rendered 3D labels).
+
+Every arm reads the same dataset, LiDAR sweeps included (``data.synthetic.lidar: true`` in the
+base config), so the 2D arms pair with the others seed by seed; the 3D labels are still used by
+every arm's validation.
 
 For one seed every arm has the same ``train.seed``: the same initial weights (checked: the
 parameter checksums are recorded and must agree), the same data order, augmentation and
@@ -20,9 +28,10 @@ seeds follow the training ones). Every run is validated once at its end by the t
 Reported per arm: mean ± sample standard deviation over seeds; per arm against ``std``: the
 per-seed paired differences, their mean, a 95 % bootstrap interval of the mean (resampling
 seeds, fixed generator seed) and a two-sided sign test. Learning curves (3D and render loss
-per logged step) come from each run's ``log.jsonl``. Writes ``<out>/evidence.json`` (command,
-config, seeds, arms, versions, wall times, per-run metrics and curves, summary) and
-``<out>/evidence.png`` (curves and paired differences), and prints a table.
+per logged step; the 3D loss is None for a run without it) come from each run's ``log.jsonl``.
+Writes ``<out>/<name>.json`` (``--name``, default ``evidence``: command, config, seeds, arms,
+versions, wall times, per-run metrics and curves, summary) and ``<out>/<name>.png`` (curves
+and paired differences), and prints a table.
 
 Usage::
 
@@ -68,6 +77,20 @@ ARMS: dict[str, list[str]] = {
     "render": ["loss.render=true"],
     "render_bev": ["loss.render=true", "loss.render_kwargs.views=[bev]"],
     "render_elevated": ["loss.render=true", "loss.render_kwargs.camera_strategy=elevated"],
+    # 2D supervision from the LiDAR scan (docs/supervision.md): without / with the 3D loss
+    "lidar2d": [
+        "loss.render=true",
+        "loss.voxel_losses=false",
+        "loss.render_labels=false",
+        "loss.targets_2d=true",
+        "data.synthetic.targets_2d=lidar",
+    ],
+    "std_lidar2d": [
+        "loss.render=true",
+        "loss.render_labels=false",
+        "loss.targets_2d=true",
+        "data.synthetic.targets_2d=lidar",
+    ],
 }
 BASELINE = "std"
 #: per-run record written at the end of a run; ``--reuse`` takes a run whose record has the same config
@@ -172,7 +195,8 @@ def read_curves(run_dir: Path) -> dict[str, list]:
     val = read_jsonl(run_dir / "log.jsonl", "val")
     return {
         "step": [int(r["step"]) for r in train],
-        "loss_3d": [float(r["loss_ce"]) + float(r["loss_lovasz"]) for r in train],
+        # None for a run trained without the 3D loss (lidar2d)
+        "loss_3d": [float(r["loss_ce"]) + float(r["loss_lovasz"]) if "loss_ce" in r else None for r in train],
         "loss_render": [float(r["loss_render"]) if "loss_render" in r else None for r in train],
         "lr": [float(r["lr"]) for r in train],
         "val_step": [int(r["step"]) for r in val],
@@ -296,7 +320,12 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
     )
     curves = {}
     for arm in arms:
-        rows = [r["curves"] for r in runs if r["arm"] == arm and r["curves"]["step"]]
+        # a run without the 3D loss (lidar2d) has no curve here
+        rows = [
+            r["curves"]
+            for r in runs
+            if r["arm"] == arm and r["curves"]["step"] and all(v is not None for v in r["curves"]["loss_3d"])
+        ]
         if not rows:
             continue
         n = min(len(c["step"]) for c in rows)
@@ -405,7 +434,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scenes", type=int, default=None, help="training scenes (default: the config's)")
     p.add_argument("--val-scenes", type=int, default=None, help="validation scenes (default: the config's)")
     p.add_argument("--val-every-epochs", type=int, default=0, help="validate every N epochs (0: at the end only)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where evidence.json/png go")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where <name>.json/png go")
+    p.add_argument("--name", default="evidence", help="file name of the result, without suffix (default %(default)s)")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "evidence", help="run directories")
     p.add_argument("--data", type=Path, default=ROOT / "runs" / "evidence_data", help="synthetic datasets")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -434,6 +464,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         v = getattr(args, name)
         if v is not None and v < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        p.error(f"--name must be a plain file name without suffix, got {args.name!r}")
     if args.val_scenes is not None and args.val_scenes < 1:
         p.error(f"--val-scenes must be >= 1 (the arms are compared on them), got {args.val_scenes}")
     return args
@@ -548,9 +580,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "summary": summary,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    json_path = args.out / "evidence.json"
+    json_path = args.out / f"{args.name}.json"
     json_path.write_text(json.dumps(_finite_or_null(out), indent=1, allow_nan=False) + "\n")
-    png_path = plot(args.out / "evidence.png", runs, summary, args.arm_list, args.seed_list)
+    png_path = plot(args.out / f"{args.name}.png", runs, summary, args.arm_list, args.seed_list)
     print(table(summary, args.arm_list))
     print(f"wrote {json_path} and {png_path} ({wall:.0f} s)")
     return out

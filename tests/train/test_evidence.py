@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from gaussrender.train.runlog import read_jsonl
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "evidence.py"
 
 
@@ -34,7 +36,7 @@ def _numbers(x):
         yield x
 
 
-def _ci_run(evidence, tmp_path, *extra):
+def _ci_run(evidence, tmp_path, *extra, arms="std,render"):
     threads = torch.get_num_threads()
     try:
         return evidence.main(
@@ -44,7 +46,7 @@ def _ci_run(evidence, tmp_path, *extra):
                 "--seeds",
                 "1",
                 "--arms",
-                "std,render",
+                arms,
                 "--scenes",
                 "1",
                 "--val-scenes",
@@ -138,6 +140,42 @@ def test_ci_sized_run_writes_a_paired_result(evidence, tmp_path):
     assert [r["reused"] for r in longer["runs"]] == [False, False]
 
 
+def test_ci_sized_run_of_the_2d_arms(evidence, tmp_path):
+    # 2D-only (LiDAR targets) and 3D + 2D against std, paired on one dataset with LiDAR sweeps
+    _ci_run(evidence, tmp_path, "--name", "evidence_2d", arms="std,lidar2d,std_lidar2d")
+    assert not (tmp_path / "out" / "evidence.json").exists()  # --name: the default result is left alone
+    data = json.loads((tmp_path / "out" / "evidence_2d.json").read_text())
+    assert (tmp_path / "out" / "evidence_2d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(data["arms"]) == ["std", "lidar2d", "std_lidar2d"]
+    runs = {r["arm"]: r for r in data["runs"]}
+    assert len({r["init_checksum"] for r in runs.values()}) == 1  # same initial weights
+    configs = {
+        arm: json.loads((Path(r["run_dir"]) / evidence.RUN_RECORD).read_text())["config"] for arm, r in runs.items()
+    }
+    for arm, cfg in configs.items():
+        assert cfg["data"]["synthetic"]["lidar"] is True, arm  # one dataset for every arm
+        assert cfg["data"]["root"] == configs["std"]["data"]["root"], arm
+    assert configs["std"]["data"]["synthetic"]["targets_2d"] is None and not configs["std"]["loss"]["targets_2d"]
+    for arm, voxel in (("lidar2d", False), ("std_lidar2d", True)):
+        loss = configs[arm]["loss"]
+        assert (loss["voxel_losses"], loss["render_labels"], loss["targets_2d"]) == (voxel, False, True), arm
+        assert configs[arm]["data"]["synthetic"]["targets_2d"] == "lidar", arm
+        assert all(v is not None and math.isfinite(v) and v > 0 for v in runs[arm]["curves"]["loss_render"]), arm
+        train = read_jsonl(Path(runs[arm]["run_dir"]) / "log.jsonl", "train")
+        assert [r["step"] for r in train] == [1, 2], arm
+        assert all(math.isfinite(r["render_target_depth"]) and r["render_target_depth"] > 0 for r in train), arm
+        assert all(("loss_ce" in r) is voxel for r in train), arm
+    assert runs["lidar2d"]["curves"]["loss_3d"] == [None, None]  # no 3D loss at all
+    assert runs["std"]["curves"]["loss_render"] == [None, None]
+    # std and std_lidar2d: same weights and sample, so the same first 3D loss; then they part
+    assert runs["std"]["curves"]["loss_3d"][0] == runs["std_lidar2d"]["curves"]["loss_3d"][0]
+    for arm in ("lidar2d", "std_lidar2d"):
+        assert set(runs[arm]["metrics"]) == set(evidence.METRICS)
+        assert all(math.isfinite(v) for v in runs[arm]["metrics"].values())
+        assert runs[arm]["metrics"] != runs["std"]["metrics"], arm
+    assert set(data["summary"]["paired"]) == {"lidar2d", "std_lidar2d"}
+
+
 def test_sign_test_matches_the_binomial_tail(evidence):
     # independent: P(K <= k) for K ~ Bin(n, 1/2) by summing the float64 pmf
     for diffs in ([1, 2, 3, 4, 5], [1, -1, 2, 3, 0], [-1, -2, -3], [0.0, 0.0], [2, -1, 3, 4, 5, 6, -7]):
@@ -180,6 +218,7 @@ def test_mean_std_is_the_sample_std(evidence):
         (["--seeds", "a"], "--seeds"),
         (["--steps", "0"], "--steps"),
         (["--val-scenes", "0"], "--val-scenes"),
+        (["--name", "../evidence"], "--name"),
     ],
 )
 def test_bad_options_are_refused(evidence, argv, message, capsys):

@@ -119,6 +119,15 @@ class LossConfig:
     # the uncropped K, whatever data.image_size is
     render_image_size: tuple[int, int] | None = None
     nonfinite: Literal["raise", "skip"] = "raise"  # a NaN/inf loss term: raise, or skip the step
+    # what supervises the model (docs/supervision.md). voxel_losses: the 3D voxel terms above
+    # (CE, Lovasz, and scal / frustum when weighted); false: none of them (e.g. 2D-only)
+    voxel_losses: bool = True
+    # GaussRender also compares the prediction, rendered into every render camera, with the
+    # batch's 2D targets (target_depth / target_semantics of data.synthetic.targets_2d)
+    targets_2d: bool = False
+    # GaussRender renders the 3D labels as its target (the release's cam / BEV terms); false:
+    # it gets no labels and compares with the 2D targets only
+    render_labels: bool = True
 
 
 @dataclass(frozen=True)
@@ -385,6 +394,7 @@ def _validate(cfg: Config) -> None:
             min(loss.render_image_size) >= 1,
             "expected null or positive (H, W) pixels",
         )
+    _validate_supervision(cfg)
     _validate_render_kwargs(cfg)
 
     number("optim.lr", o.lr, 0.0, strict=True)
@@ -411,6 +421,37 @@ def _validate(cfg: Config) -> None:
     count("train.val_every_epochs", t.val_every_epochs, 0)
     number("train.val_render_scale", t.val_render_scale, 0.0, high=1.0)
     need("train.device", t.device, t.device in ("auto", "cpu", "cuda"), "expected one of ['auto', 'cpu', 'cuda']")
+
+
+def _validate_supervision(cfg: Config) -> None:
+    """``loss.voxel_losses`` / ``targets_2d`` / ``render_labels`` must leave the model a
+    supervision signal, and 2D targets must come from data that has them."""
+    loss, syn = cfg.loss, cfg.data.synthetic
+    if loss.targets_2d:
+        if not loss.render:
+            raise _fail("loss.targets_2d", "needs loss.render: true (GaussRender compares with the 2D targets)", True)
+        if syn is None or syn.targets_2d is None or cfg.data.format != "occ3d":
+            # only the synthetic Occ3D-layout reader emits target_depth / target_semantics
+            raise _fail(
+                "loss.targets_2d",
+                "needs data with 2D targets: a synthetic dataset (data.synthetic, data.format occ3d) with "
+                f"data.synthetic.targets_2d 'camera' or 'lidar' (data.synthetic.targets_2d is "
+                f"{None if syn is None else syn.targets_2d!r}, data.format {cfg.data.format!r})",
+                True,
+            )
+    if loss.render and not loss.render_labels and not loss.targets_2d:
+        raise _fail(
+            "loss.render_labels",
+            "false leaves GaussRender without a target: set loss.targets_2d: true (or render_labels: true)",
+            False,
+        )
+    if not loss.voxel_losses:
+        if not loss.render:
+            raise _fail("loss.voxel_losses", "false needs loss.render: true (nothing else supervises the model)", False)
+        for name in ("sem_scal_weight", "geo_scal_weight", "frustum_weight"):
+            value = getattr(loss, name)
+            if value > 0:
+                raise _fail(f"loss.{name}", "expected 0 with loss.voxel_losses: false (a 3D voxel term)", value)
 
 
 def _validate_render_kwargs(cfg: Config) -> None:

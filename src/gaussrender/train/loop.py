@@ -7,7 +7,10 @@ everything from a :class:`~gaussrender.train.config.Config`.
 Loss (DESIGN §5): ``L = loss_ce + loss_lovasz [+ loss_sem_scal + loss_geo_scal + loss_frustum]
 [+ loss_render]`` (MonoScene's terms only with a weight > 0) where the 3D terms come from
 :class:`gaussrender.losses3d.Occupancy3DLoss` and ``loss_render`` is the weighted total of
-:class:`gaussrender.GaussRenderLoss` (only with ``loss.render: true``). Every term is
+:class:`gaussrender.GaussRenderLoss` (only with ``loss.render: true``; with
+``loss.targets_2d`` it also compares with the batch's 2D targets, and with
+``loss.voxel_losses: false`` it is the only term: see
+:class:`~gaussrender.train.training_loss.TrainingLoss`). Every term is
 computed in float32 outside autocast. A term that is NaN/inf never reaches the optimiser:
 with ``loss.nonfinite: raise`` the run stops with :class:`NonFiniteLossError` naming the
 term, step and samples; with ``skip`` the step is skipped with a warning (on every rank, so
@@ -184,8 +187,10 @@ class Trainer:
         return torch.nn.parallel.DistributedDataParallel(
             self.model,
             device_ids=[device.index] if device.type == "cuda" else None,
-            # a learned opacity head is unused when the render loss is off
-            find_unused_parameters=self.cfg.model.learned_opacity and not self.cfg.loss.render,
+            # a learned opacity head is unused when the render loss is off, the auxiliary
+            # (coarser-scale) heads when the 3D voxel losses are
+            find_unused_parameters=(self.cfg.model.learned_opacity and not self.cfg.loss.render)
+            or not self.cfg.loss.voxel_losses,
         )
 
     # ------------------------------------------------------------------ one step

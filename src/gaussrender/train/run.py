@@ -99,7 +99,7 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
             raise ConfigError(f"data: the training split ({where}) has no samples", "data")
         # count classes once, from labels only (no images), for every rank together
         weights = None
-        if cfg.loss.class_weights is None and cfg.loss.class_weighting != "none":
+        if cfg.loss.class_weights is None and cfg.loss.class_weighting != "none" and cfg.loss.voxel_losses:
             labels_only = build_dataset(cfg.data, "train", load_images=False)
             weights = class_weights_for(cfg, grid, labels_only, info, run_dir / "class_counts.json")
         val_set = build_dataset(cfg.data, "val") if cfg.train.val_every_epochs else None

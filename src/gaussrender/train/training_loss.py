@@ -41,6 +41,14 @@ class TrainingLoss(torch.nn.Module):
     (``loss_ce``, ``loss_lovasz``, ``loss_sem_scal`` / ``loss_geo_scal`` / ``loss_frustum``
     when weighted, and with rendering ``loss_render``); ``extras`` are
     detached values for the log (the unweighted render terms ``render_cam``, ...).
+
+    Supervision (docs/supervision.md): with ``loss.voxel_losses: false`` there are no 3D voxel
+    terms (only ``loss_render``). With ``loss.targets_2d`` the batch's ``target_depth [B, Ncam,
+    H, W]`` (metres, 0 = none) and ``target_semantics [B, Ncam, H, W]`` (uint8 class, 255 =
+    none), images of the render cameras, go to GaussRender, which logs ``render_target_depth``
+    and ``render_target_semantics``; with ``loss.render_labels: false`` GaussRender gets no
+    3D labels (its cam / BEV terms are 0), so ``voxel_losses: false, render_labels: false,
+    targets_2d: true`` trains from the 2D targets only.
     """
 
     def __init__(
@@ -91,6 +99,9 @@ class TrainingLoss(torch.nn.Module):
                     )
             self.render = GaussRenderLoss(grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
         self.render_generator = render_generator
+        self.voxel_losses = cfg.loss.voxel_losses
+        self.targets_2d = cfg.loss.targets_2d
+        self.render_labels = cfg.loss.render_labels
 
     def forward(
         self, outputs: dict[str, Any], batch: dict[str, Any]
@@ -98,13 +109,18 @@ class TrainingLoss(torch.nn.Module):
         logits = outputs["logits"].float()
         labels = batch["labels"]
         aux = [a.float() for a in (outputs.get("aux_logits") or ())]
-        frustum = self.frustum_ids(batch) if self.occupancy.frustum_weight > 0 else None
-        terms = dict(self.occupancy(logits, labels, aux, frustum=frustum))
+        terms: dict[str, torch.Tensor] = {}
+        if self.voxel_losses:
+            frustum = self.frustum_ids(batch) if self.occupancy.frustum_weight > 0 else None
+            terms.update(self.occupancy(logits, labels, aux, frustum=frustum))
         extras: dict[str, float] = {}
         if self.render is None:
             return terms, extras
-        if not all(bool(torch.isfinite(t)) for t in terms.values()):
-            # the render loss refuses non-finite logits; the 3D terms already carry the fault
+        targets = self.targets_2d_of(batch) if self.targets_2d else {}
+        finite = all(bool(torch.isfinite(t)) for t in terms.values()) if terms else bool(torch.isfinite(logits).all())
+        if not finite:
+            # the render loss refuses non-finite logits; the 3D terms (or without them, the
+            # logits checked here) carry the fault
             terms["loss_render"] = logits.new_full((), float("nan"))
             return terms, extras
         opacity = outputs.get("opacity")
@@ -112,12 +128,13 @@ class TrainingLoss(torch.nn.Module):
         try:
             out = self.render(
                 logits,
-                labels,
+                labels if self.render_labels else None,
                 intrinsics=intrinsics,
                 cam_from_grid=batch["cam_from_grid"].float(),
                 image_size=image_size,
                 opacity=None if opacity is None else opacity.float(),
                 generator=self.render_generator,
+                **targets,
             )
         except FloatingPointError:
             terms["loss_render"] = logits.new_full((), float("nan"))
@@ -125,6 +142,25 @@ class TrainingLoss(torch.nn.Module):
         terms["loss_render"] = out["loss"]
         extras.update({f"render_{k}": float(v.detach()) for k, v in out.items() if k != "loss"})
         return terms, extras
+
+    def targets_2d_of(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``target_depth`` (float32) and ``target_semantics`` (int64) ``[B, Ncam, H, W]`` of the batch.
+
+        Raises:
+            ValueError: naming ``loss.targets_2d`` when the batch carries neither (data
+                without 2D targets: set ``data.synthetic.targets_2d``).
+        """
+        out = {}
+        if "target_depth" in batch:
+            out["target_depth"] = batch["target_depth"].float()
+        if "target_semantics" in batch:
+            out["target_semantics"] = batch["target_semantics"].long()
+        if not out:
+            raise ValueError(
+                "loss.targets_2d is true but the batch carries no 2D targets (target_depth, "
+                "target_semantics); the synthetic reader gives them with data.synthetic.targets_2d"
+            )
+        return out
 
     def frustum_ids(self, batch: dict[str, Any]) -> torch.Tensor:
         """``[B, X, Y, Z]`` local-frustum id of every voxel in the first camera, -1 for none.
@@ -208,8 +244,9 @@ def class_weights_for(
     """Cross-entropy class weights of ``loss.class_weighting`` (None for ``"none"`` or when
     ``loss.class_weights`` is given). ``"release"``: the grid's fixed table
     (:func:`gaussrender.losses3d.release_class_weights`, DESIGN §5), nothing is counted.
-    ``"inverse_log_frequency"``: counted from ``dataset``, cached as JSON in ``cache`` if given."""
-    if cfg.loss.class_weights is not None or cfg.loss.class_weighting == "none":
+    ``"inverse_log_frequency"``: counted from ``dataset``, cached as JSON in ``cache`` if given.
+    None with ``loss.voxel_losses: false`` (no cross-entropy to weight)."""
+    if cfg.loss.class_weights is not None or cfg.loss.class_weighting == "none" or not cfg.loss.voxel_losses:
         return None
     if cfg.loss.class_weighting == "release":
         return release_class_weights(grid)
