@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-__all__ = ["DataFileError", "safe_name", "join_under", "read_json"]
+__all__ = ["DataFileError", "safe_name", "join_under", "read_json", "resolve_data_path"]
 
 
 class DataFileError(ValueError):
@@ -113,3 +113,31 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise DataFileError(f"{path}: {what} is nested too deeply to parse", path) from err
     except OSError as err:
         raise DataFileError(f"{path}: cannot read {what} ({err.strerror or err})", path) from err
+
+
+# the nuScenes folders a stored path is re-rooted at (lidarseg: nuScenes-lidarseg label files)
+_DATA_DIRS = ("samples", "sweeps", "lidarseg")
+
+
+def resolve_data_path(stored: str, data_root: str | Path, what: str = "image path") -> Path:
+    """Map a path stored in an info file onto a local nuScenes root, never outside it.
+
+    Info files store paths as their authors saw them (``./data/nuscenes\\samples/CAM_FRONT/x.jpg``).
+    The part from the first ``samples``/``sweeps``/``lidarseg`` component on is joined to ``data_root``
+    (so an author's absolute or relative prefix does not matter); a path without such a
+    component must be relative and is joined as is (a leading ``./`` dropped). Either way the
+    joined part may not hold ``..`` or NUL, and a path without ``samples``/``sweeps`` may not
+    be absolute: a hostile info file cannot point a reader outside ``data_root``.
+
+    ``what`` names the path in messages (``"LiDAR path"``).
+
+    Raises:
+        DataFileError: the stored value is not a string, or would leave ``data_root``.
+    """
+    if not isinstance(stored, str):
+        raise DataFileError(f"{what} must be a string, got {type(stored).__name__}")
+    parts = PurePosixPath(stored.replace("\\", "/")).parts
+    for i, part in enumerate(parts):
+        if part in _DATA_DIRS:
+            return join_under(data_root, "/".join(parts[i:]), what, f"info file entry {stored!r}")
+    return join_under(data_root, stored, what, f"info file entry {stored!r}")

@@ -23,9 +23,8 @@ import torch
 
 from .._io import atomic_write
 from ..geometry.boxes import points_in_boxes
-from .files import DataFileError
+from .files import DataFileError, resolve_data_path
 from .infos import SampleInfo
-from .nuscenes import resolve_data_path
 
 __all__ = [
     "LIDARSEG_CLASSES",

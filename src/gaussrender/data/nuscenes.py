@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from ..geometry.cameras import scale_intrinsics
 from ..geometry.grid import VoxelGrid
 from ..geometry.origins import ray_origins
-from .files import DataFileError, join_under, read_json, safe_name
+from .files import DataFileError, read_json, resolve_data_path, safe_name
 from .images import check_image_size, load_image, render_cameras, stored_image_size
 from .infos import CAMERA_NAMES, SampleInfo, load_infos
 
@@ -38,9 +38,6 @@ __all__ = [
 
 #: Stored nuScenes camera images, (H, W) pixels.
 NUSCENES_IMAGE_SIZE: tuple[int, int] = (900, 1600)
-
-# the nuScenes folders a stored path is re-rooted at (lidarseg: nuScenes-lidarseg label files)
-_DATA_DIRS = ("samples", "sweeps", "lidarseg")
 
 
 def cam_from_ego(sample: SampleInfo, camera_names: Sequence[str] = CAMERA_NAMES) -> np.ndarray:
@@ -58,30 +55,6 @@ def cam_from_ego(sample: SampleInfo, camera_names: Sequence[str] = CAMERA_NAMES)
         global_from_ego = cam.ego2global.matrix()
         out.append(np.linalg.inv(cam.sensor2ego.matrix()) @ np.linalg.inv(global_from_ego) @ ego2global_ref)
     return np.stack(out)
-
-
-def resolve_data_path(stored: str, data_root: str | Path, what: str = "image path") -> Path:
-    """Map a path stored in an info file onto a local nuScenes root, never outside it.
-
-    Info files store paths as their authors saw them (``./data/nuscenes\\samples/CAM_FRONT/x.jpg``).
-    The part from the first ``samples``/``sweeps``/``lidarseg`` component on is joined to ``data_root``
-    (so an author's absolute or relative prefix does not matter); a path without such a
-    component must be relative and is joined as is (a leading ``./`` dropped). Either way the
-    joined part may not hold ``..`` or NUL, and a path without ``samples``/``sweeps`` may not
-    be absolute: a hostile info file cannot point a reader outside ``data_root``.
-
-    ``what`` names the path in messages (``"LiDAR path"``).
-
-    Raises:
-        DataFileError: the stored value is not a string, or would leave ``data_root``.
-    """
-    if not isinstance(stored, str):
-        raise DataFileError(f"{what} must be a string, got {type(stored).__name__}")
-    parts = PurePosixPath(stored.replace("\\", "/")).parts
-    for i, part in enumerate(parts):
-        if part in _DATA_DIRS:
-            return join_under(data_root, "/".join(parts[i:]), what, f"info file entry {stored!r}")
-    return join_under(data_root, stored, what, f"info file entry {stored!r}")
 
 
 def group_scenes(samples: Sequence[SampleInfo]) -> dict[str, list[SampleInfo]]:
@@ -113,7 +86,17 @@ class NuScenesOccupancy(Dataset, ABC):
         stored_image_size: ``(H, W)`` assumed for a stored image that is absent, to scale
             intrinsics to ``image_size`` when images are not loaded (an image file that
             exists gives its own size).
+        lidar_targets: add the sample's key-frame LiDAR scan (``lidar_path``, nuScenes-lidarseg
+            ``lidarseg_path``, read under ``data_root`` by :func:`~gaussrender.data.load_lidar`,
+            noise and ego returns dropped) z-buffered into the render cameras by
+            :func:`~gaussrender.project_points`: ``target_depth`` float32 ``[V, H, W]`` (camera
+            z, metres, 0 = no return) and ``target_semantics`` uint8 ``[V, H, W]`` (Occ3D
+            class, 255 = none), ``(H, W) = render_image_size``: the 2D targets of
+            :class:`~gaussrender.GaussRenderLoss`. Every sample must have both files.
     """
+
+    #: lidarseg fine classes whose points the LiDAR targets drop (see ``load_lidar``)
+    lidar_drop_fine: tuple[int, ...] | None = None
 
     grid: VoxelGrid
 
@@ -129,6 +112,7 @@ class NuScenesOccupancy(Dataset, ABC):
         camera_names: Sequence[str] = CAMERA_NAMES,
         with_origins: bool = True,
         stored_image_size: tuple[int, int] = NUSCENES_IMAGE_SIZE,
+        lidar_targets: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -154,6 +138,46 @@ class NuScenesOccupancy(Dataset, ABC):
         self.camera_names = tuple(camera_names)
         self.with_origins = bool(with_origins)
         self.stored_image_size = stored_image_size
+        if not isinstance(lidar_targets, bool):
+            raise TypeError(f"lidar_targets must be a bool, got {lidar_targets!r}")
+        self.lidar_targets = lidar_targets
+        if lidar_targets:
+            self.require_lidar("lidar_targets")
+
+    def require_lidar(self, what: str) -> None:
+        """Refuse, naming ``what``, samples without a LiDAR scan and its lidarseg labels."""
+        missing = [s.token for s in self.samples if not s.lidar_path or not s.lidarseg_path]
+        if missing:
+            raise ValueError(
+                f"{what} needs every sample's lidar_path and lidarseg_path (nuScenes-lidarseg) in the infos; "
+                f"{len(missing)} of {len(self.samples)} samples lack them (e.g. {missing[0]})"
+            )
+
+    def lidar_points(self, sample: SampleInfo) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample's LiDAR scan in the grid frame, ``points [N, 3]`` float64 metres and
+        ``labels [N]`` uint8 Occ3D classes."""
+        from .lidar import DROP_FINE_DEFAULT, load_lidar
+
+        drop = DROP_FINE_DEFAULT if self.lidar_drop_fine is None else self.lidar_drop_fine
+        points, labels = load_lidar(sample, self.data_root, labels="occ3d", drop_fine=drop)
+        assert labels is not None
+        grid_from_ego = np.linalg.inv(self.ego_from_grid(sample))
+        points = points @ grid_from_ego[:3, :3].T + grid_from_ego[:3, 3]
+        return torch.from_numpy(points), torch.from_numpy(labels)
+
+    def lidar_images(
+        self, sample: SampleInfo, points: torch.Tensor, labels: torch.Tensor, item: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``points`` (grid frame) z-buffered into the item's render cameras: ``target_depth``
+        float32 and ``target_semantics`` uint8, ``[V, H, W]``."""
+        from ..geometry.points import project_points
+
+        size = (int(item["render_image_size"][0]), int(item["render_image_size"][1]))
+        # from the float64 calibration, not the float32 copy in the item
+        cam_from_grid = torch.from_numpy(cam_from_ego(sample, self.camera_names) @ self.ego_from_grid(sample))
+        depth, semantics = project_points(points, labels, cam_from_grid, item["render_intrinsics"].double(), size)
+        assert semantics is not None
+        return depth.float(), semantics
 
     def _split_scenes(self, split: str | Sequence[str] | None) -> set[str] | None:
         if split is None:
@@ -252,4 +276,7 @@ class NuScenesOccupancy(Dataset, ABC):
         out.update(self.read_labels(sample))
         if self.with_origins:
             out["origins"] = self.ray_origins(sample)
+        if self.lidar_targets:
+            points, labels = self.lidar_points(sample)
+            out["target_depth"], out["target_semantics"] = self.lidar_images(sample, points, labels, out)
         return out

@@ -150,6 +150,8 @@ def build_dataset(
         load_images=load_images,
         image_size=size,
         data_root=cfg.data_root or root,
+        # the 2D targets go with the images (the label-only pass counts classes)
+        lidar_targets=cfg.lidar_targets and load_images,
     )
 
 

@@ -90,6 +90,10 @@ class DataConfig:
     # KITTI-360: folder of depth maps <seq>/<frame>.npy for models that read depth
     # (Symphonies); "" = none (synthetic KITTI-like data: <root>/depth)
     depth_root: str = ""
+    # nuScenes readers (occ3d, surroundocc): items carry target_depth / target_semantics, the
+    # key-frame LiDAR scan with its nuScenes-lidarseg labels z-buffered into the render
+    # cameras (files under data_root; docs/supervision.md). Synthetic data: data.synthetic.targets_2d
+    lidar_targets: bool = False
     image_size: tuple[int, int] = (896, 1600)  # (H, W) network input, pixels
     num_cameras: int = 6  # cameras per sample
     num_workers: int = 4
@@ -427,16 +431,27 @@ def _validate_supervision(cfg: Config) -> None:
     """``loss.voxel_losses`` / ``targets_2d`` / ``render_labels`` must leave the model a
     supervision signal, and 2D targets must come from data that has them."""
     loss, syn = cfg.loss, cfg.data.synthetic
+    if cfg.data.lidar_targets and (syn is not None or cfg.data.format not in ("occ3d", "surroundocc")):
+        raise _fail(
+            "data.lidar_targets",
+            "is for the nuScenes readers (data.format occ3d or surroundocc, no data.synthetic); synthetic "
+            "data takes data.synthetic.targets_2d",
+            True,
+        )
     if loss.targets_2d:
         if not loss.render:
             raise _fail("loss.targets_2d", "needs loss.render: true (GaussRender compares with the 2D targets)", True)
-        if syn is None or syn.targets_2d is None or cfg.data.format != "occ3d":
-            # only the synthetic Occ3D-layout reader emits target_depth / target_semantics
+        synthetic_targets = syn is not None and syn.targets_2d is not None and cfg.data.format == "occ3d"
+        lidar_targets = syn is None and cfg.data.lidar_targets and cfg.data.format in ("occ3d", "surroundocc")
+        if not (synthetic_targets or lidar_targets):
+            # the readers that emit target_depth / target_semantics
             raise _fail(
                 "loss.targets_2d",
-                "needs data with 2D targets: a synthetic dataset (data.synthetic, data.format occ3d) with "
-                f"data.synthetic.targets_2d 'camera' or 'lidar' (data.synthetic.targets_2d is "
-                f"{None if syn is None else syn.targets_2d!r}, data.format {cfg.data.format!r})",
+                "needs data with 2D targets: nuScenes data (data.format occ3d or surroundocc) with "
+                "data.lidar_targets: true, or a synthetic dataset (data.synthetic, data.format occ3d) with "
+                f"data.synthetic.targets_2d 'camera' or 'lidar' (data.lidar_targets is {cfg.data.lidar_targets}, "
+                f"data.synthetic.targets_2d is {None if syn is None else syn.targets_2d!r}, "
+                f"data.format {cfg.data.format!r})",
                 True,
             )
     if loss.render and not loss.render_labels and not loss.targets_2d:

@@ -84,6 +84,9 @@ class SyntheticOccupancy(Occ3DNuScenes):
             None (default): neither.
     """
 
+    # the synthetic scan has neither noise nor ego returns: nothing to drop
+    lidar_drop_fine: tuple[int, ...] | None = ()
+
     def __init__(
         self,
         root: str | Path,
@@ -103,45 +106,31 @@ class SyntheticOccupancy(Occ3DNuScenes):
         if not isinstance(with_lidar, bool):
             raise ValueError(f"with_lidar must be a bool, got {with_lidar!r}")
         if with_lidar or targets_2d == "lidar":
-            missing = [s.token for s in self.samples if not s.lidar_path or not s.lidarseg_path]
-            if missing:
-                raise ValueError(
-                    f"with_lidar / targets_2d='lidar' need the LiDAR files of make_dataset(lidar=True); "
-                    f"{len(missing)} samples have none (e.g. {missing[0]})"
-                )
+            self.require_lidar("with_lidar / targets_2d='lidar' (the LiDAR files of make_dataset(lidar=True))")
         self.grid = grid
         self.with_lidar = with_lidar
         self.targets_2d = targets_2d
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from ..data import load_lidar
-        from ..geometry.points import project_points
         from ..scene import camera_targets
 
         out = super().__getitem__(index)
         if not self.with_lidar and self.targets_2d is None:
             return out
         sample = self.samples[index]
-        points = labels = None
         if self.with_lidar or self.targets_2d == "lidar":
-            # the synthetic scan has neither noise nor ego returns: nothing to drop
-            pts, lab = load_lidar(sample, self.root, labels="occ3d", drop_fine=())
-            points, labels = torch.from_numpy(pts), torch.from_numpy(lab)
-        if self.with_lidar:
-            assert points is not None and labels is not None
-            out["points"], out["point_labels"] = points.float(), labels
-        if self.targets_2d is not None:
+            points, labels = self.lidar_points(sample)
+            if self.with_lidar:
+                out["points"], out["point_labels"] = points.float(), labels
+            if self.targets_2d == "lidar":
+                out["target_depth"], out["target_semantics"] = self.lidar_images(sample, points, labels, out)
+        if self.targets_2d == "camera":
             size = (int(out["render_image_size"][0]), int(out["render_image_size"][1]))
-            k = out["render_intrinsics"].double()
             # from the float64 calibration, not the float32 copy in the item
             cam_from_grid = torch.from_numpy(cam_from_ego(sample, self.camera_names) @ self.ego_from_grid(sample))
-            if self.targets_2d == "camera":
-                depth, sem = camera_targets(out["labels"], self.grid, k, cam_from_grid, size)
-            else:
-                assert points is not None and labels is not None
-                depth, sem_or_none = project_points(points, labels, cam_from_grid, k, size)
-                assert sem_or_none is not None
-                sem = sem_or_none
+            depth, sem = camera_targets(
+                out["labels"], self.grid, out["render_intrinsics"].double(), cam_from_grid, size
+            )
             out["target_depth"], out["target_semantics"] = depth.float(), sem
         return out
 
