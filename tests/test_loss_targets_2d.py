@@ -223,3 +223,72 @@ def test_term_functions_gradcheck():
     assert torch.autograd.gradcheck(lambda d: target_depth_term(d, t_depth, 50.0), (depth,))
     for kind in ("l1", "ce"):
         assert torch.autograd.gradcheck(lambda f, kind=kind: target_semantic_term(f, t_sem, kind), (feats,))
+
+
+def _pose(yaw_deg: float, translation) -> torch.Tensor:
+    c, s = (
+        torch.cos(torch.deg2rad(torch.tensor(yaw_deg, dtype=torch.float64))),
+        torch.sin(torch.deg2rad(torch.tensor(yaw_deg, dtype=torch.float64))),
+    )
+    m = torch.eye(4, dtype=torch.float64)
+    m[:2, :2] = torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+    m[:3, 3] = torch.tensor(translation, dtype=torch.float64)
+    return m
+
+
+def test_adjacent_frame_targets_use_their_own_cameras():
+    # a static scene seen from the next frame: the ego moved 1.5 m and turned 12 degrees. Its
+    # targets are the exact prediction rendered into its cameras through the chain written out
+    # here (grid t = ego t -> global -> ego t+1 -> camera); the loss, given the cameras from
+    # gr.adjacent_cam_from_grid as target cameras, must find them exactly, while the sensor
+    # cameras (the 3D terms' cameras) or a chain that ignores the motion must not.
+    labels = _labels()
+    logits = 60.0 * torch.nn.functional.one_hot(labels, 3).permute(0, 4, 1, 2, 3).double()
+    ego_t = _pose(10.0, [100.0, 50.0, 0.0])  # ego -> global at frame t (grid = ego frame t)
+    ego_next = ego_t @ _pose(12.0, [1.5, 0.5, 0.0])
+    sensor2ego = torch.linalg.inv(POSES.double())  # the rig: camera -> ego, the same in both frames
+    by_hand = torch.linalg.inv(sensor2ego) @ (torch.linalg.inv(ego_next) @ ego_t)  # [2, 4, 4]
+    pred = gr.voxels_to_gaussians(GRID, logits=logits[0], labels=labels[0])
+    bg = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    img = gr.render(
+        pred.means,
+        pred.opacities,
+        pred.features,
+        pred.scales,
+        gr.Cameras(by_hand, K.double(), 32, 24),
+        bg,
+        cull="center",
+    )
+    depth = img.depth[None]
+    k, poses = _cams()
+    loss = gr.GaussRenderLoss(GRID, views=("bev",), bev_size=8)
+
+    def depth_term(**cams):
+        out = loss(logits, labels, k.double(), poses.double(), SIZE, target_depth=depth, **cams)
+        return float(out["target_depth"])
+
+    chain = gr.adjacent_cam_from_grid(ego_t, ego_next, sensor2ego)
+    assert depth_term(target_intrinsics=k.double(), target_cam_from_grid=chain[None]) < 1e-7  # float64 rounding (um)
+    assert depth_term() > 1e-3  # without target cameras: the sensor cameras of frame t
+    no_motion = gr.adjacent_cam_from_grid(ego_t, ego_t, sensor2ego)
+    assert depth_term(target_intrinsics=k.double(), target_cam_from_grid=no_motion[None]) > 1e-3
+
+
+def test_target_cameras_refused_by_name():
+    k, poses = _cams()
+    depth = torch.zeros(1, 3, 24, 32)
+    with pytest.raises(ValueError, match="given together"):
+        gr.GaussRenderLoss(GRID)(_logits(), _labels(), k, poses, SIZE, target_depth=depth, target_intrinsics=k)
+    with pytest.raises(ValueError, match="target_cam_from_grid"):
+        gr.GaussRenderLoss(GRID)(
+            _logits(),
+            _labels(),
+            k,
+            poses,
+            SIZE,
+            target_depth=depth,
+            target_intrinsics=K1.expand(1, 3, 3, 3),
+            target_cam_from_grid=poses,
+        )
+    with pytest.raises(ValueError, match="without target_depth or target_semantics"):
+        gr.GaussRenderLoss(GRID)(_logits(), _labels(), k, poses, SIZE, target_intrinsics=k, target_cam_from_grid=poses)

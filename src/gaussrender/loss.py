@@ -119,6 +119,8 @@ def gauss_render_loss(
     *,
     target_depth: torch.Tensor | None = None,
     target_semantics: torch.Tensor | None = None,
+    target_intrinsics: torch.Tensor | None = None,
+    target_cam_from_grid: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Functional form of :class:`GaussRenderLoss`; arguments as in its ``forward``."""
     grid = get_grid(grid)
@@ -215,10 +217,22 @@ def gauss_render_loss(
                 f"x {views} view(s) x {channels} classes",
             )
     target_size = None
+    if (target_intrinsics is None) != (target_cam_from_grid is None):
+        raise ValueError("target_intrinsics and target_cam_from_grid must be given together")
+    if target_intrinsics is not None and not has_targets:
+        raise ValueError("target_intrinsics / target_cam_from_grid were given without target_depth or target_semantics")
     if has_targets:
-        assert intrinsics is not None  # refused above otherwise
-        target_size = check_targets_2d(target_depth, target_semantics, batch, intrinsics.shape[1], channels)
-        ncam = intrinsics.shape[1]
+        assert intrinsics is not None and cam_from_grid is not None  # refused above otherwise
+        if target_intrinsics is not None and target_cam_from_grid is not None:
+            # the targets' own cameras (e.g. other frames'), pixels of image_size like intrinsics
+            ncam = check_shape("target_intrinsics", target_intrinsics, [batch, "Nt", 3, 3])["Nt"]
+            check_shape("target_cam_from_grid", target_cam_from_grid, [batch, ncam, 4, 4])
+            check_intrinsics("target_intrinsics", target_intrinsics)
+            check_rigid("target_cam_from_grid", target_cam_from_grid)
+        else:
+            target_intrinsics, target_cam_from_grid = intrinsics, cam_from_grid
+            ncam = intrinsics.shape[1]
+        target_size = check_targets_2d(target_depth, target_semantics, batch, ncam, channels)
         check_memory(
             "target_depth" if target_depth is not None else "target_semantics",
             render_bytes(ncam, *target_size, channels, itemsize),
@@ -254,8 +268,8 @@ def gauss_render_loss(
             raise ValueError("opacity must lie in [0, 1]")
     target_cams = None
     if target_size is not None:
-        assert intrinsics is not None and cam_from_grid is not None and image_size is not None
-        target_cams = target_cameras(intrinsics, cam_from_grid, image_size, target_size, dtype)
+        assert target_intrinsics is not None and target_cam_from_grid is not None and image_size is not None
+        target_cams = target_cameras(target_intrinsics, target_cam_from_grid, image_size, target_size, dtype)
     # one view per sample through unbind: indexing logits[b] would give each sample's
     # gradient its own zero-filled copy of the whole batch (quadratic in the batch size)
     sample_logits = logits.unbind(0)
@@ -350,8 +364,11 @@ class GaussRenderLoss(nn.Module):
     valid pixels: ``target_depth`` (L1 / ``cam_depth_scale``, as the camera depth term) and
     ``target_semantics`` (``semantic="l1"``: L1 to the one-hot label; ``"ce"``/``"kl"``:
     ``-log p[label]``); both join the weighted total. ``labels`` may then be None (2D
-    supervision only: no ground-truth render, the four 3D terms are 0). Cameras of other
-    frames (:func:`gaussrender.adjacent_cam_from_grid`) supervise with their frames' targets.
+    supervision only: no ground-truth render, the four 3D terms are 0). The targets may
+    instead be images of their own cameras, ``target_intrinsics [B, Nt, 3, 3]`` (pixels of
+    ``image_size``) and ``target_cam_from_grid [B, Nt, 4, 4]``, e.g. the cameras of adjacent
+    frames (:func:`gaussrender.adjacent_cam_from_grid`) with those frames' targets, while the
+    3D terms keep sampling the sample's own cameras.
 
     Example:
         >>> import torch, gaussrender as gr
@@ -396,6 +413,8 @@ class GaussRenderLoss(nn.Module):
         *,
         target_depth: torch.Tensor | None = None,
         target_semantics: torch.Tensor | None = None,
+        target_intrinsics: torch.Tensor | None = None,
+        target_cam_from_grid: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         return gauss_render_loss(
             self.grid,
@@ -409,6 +428,8 @@ class GaussRenderLoss(nn.Module):
             generator=generator if generator is not None else self.generator,
             target_depth=target_depth,
             target_semantics=target_semantics,
+            target_intrinsics=target_intrinsics,
+            target_cam_from_grid=target_cam_from_grid,
         )
 
     def extra_repr(self) -> str:
