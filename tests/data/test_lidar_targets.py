@@ -2,6 +2,7 @@
 render cameras, for real-data training from 2D targets (configs ``*_2d`` / ``*_3d+2d``)."""
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -88,3 +89,78 @@ def test_build_dataset_passes_the_flag(dataset):
     labels_only = build_dataset(cfg.data, "train", load_images=False)  # the class-count pass
     assert "target_depth" not in labels_only[0]
     assert np.isfinite(with_images[0]["target_depth"].numpy()).all()
+
+
+@pytest.fixture(scope="module")
+def one_scene(tmp_path_factory):
+    """Three synthetic samples made one scene of three frames (timestamps in order)."""
+    root = tmp_path_factory.mktemp("lidar_scene")
+    ds = make_dataset(root, 3, num_val_scenes=0, seed=4, image_size=SIZE, camera_stride=32, lidar=True)
+    samples = []
+    for i, s in enumerate(load_infos(ds.train_infos)):
+        # the Occ3D labels live under gts/<scene>/<token>/: the new scene name needs them there
+        target = ds.root / "gts" / "scene-x" / s.token
+        target.mkdir(parents=True)
+        shutil.copy(ds.root / "gts" / s.scene / s.token / "labels.npz", target / "labels.npz")
+        samples.append(dataclasses.replace(s, scene="scene-x", timestamp=1_000_000 * (i + 1)))
+    return ds, samples
+
+
+def test_adjacent_frames_add_their_targets_in_their_own_cameras(one_scene):
+    from gaussrender.data import adjacent_cam_from_ego
+
+    ds, samples = one_scene
+    reader = Occ3DNuScenes(ds.root, samples, lidar_targets=True, adjacent_frames=(-1, 1), with_origins=False)
+    own = Occ3DNuScenes(ds.root, samples, lidar_targets=True, with_origins=False)
+    item, alone = reader[1], own[1]
+    assert item["target_depth"].shape == (18, *SIZE) and item["target_cam_from_grid"].shape == (18, 4, 4)
+    # the sample's own views first, unchanged
+    assert torch.equal(item["target_depth"][:6], alone["target_depth"])
+    torch.testing.assert_close(item["target_cam_from_grid"][:6], alone["cam_from_grid"])
+    # then frame t-1 and t+1: their scans in their own cameras, those cameras against grid t
+    for block, other in ((1, samples[0]), (2, samples[2])):
+        views = slice(6 * block, 6 * block + 6)
+        assert torch.equal(item["target_depth"][views], own[samples.index(other)]["target_depth"])
+        chain = adjacent_cam_from_ego(samples[1], other)
+        torch.testing.assert_close(item["target_cam_from_grid"][views], torch.from_numpy(chain).float())
+        torch.testing.assert_close(item["target_intrinsics"][views], own[samples.index(other)]["render_intrinsics"])
+    # the first frame has no predecessor: empty targets (they weigh nothing) in its own cameras
+    first = reader[0]
+    assert not bool((first["target_depth"][6:12] > 0).any())
+    assert bool((first["target_semantics"][6:12] == 255).all())
+    torch.testing.assert_close(first["target_cam_from_grid"][6:12], first["cam_from_grid"])
+
+
+def test_adjacent_frames_reach_the_loss(one_scene):
+    from gaussrender.data import collate
+
+    ds, samples = one_scene
+    reader = Occ3DNuScenes(ds.root, samples, lidar_targets=True, adjacent_frames=(1,), with_origins=False)
+    batch = collate([reader[1]])
+    size = tuple(int(v) for v in batch["render_image_size"][0])
+    # a confident prediction (few visible voxels): the test checks wiring, not speed
+    onehot = torch.nn.functional.one_hot(batch["labels"].long().clamp(max=17), 18).permute(0, 4, 1, 2, 3)
+    logits = (8.0 * onehot.float()).requires_grad_()
+    out = gr.GaussRenderLoss(gr.OCC3D_NUSCENES, views=("bev",), bev_size=16)(
+        logits,
+        None,
+        batch["render_intrinsics"],
+        batch["cam_from_grid"],
+        size,
+        target_depth=batch["target_depth"],
+        target_semantics=batch["target_semantics"].long(),
+        target_intrinsics=batch["target_intrinsics"],
+        target_cam_from_grid=batch["target_cam_from_grid"],
+    )
+    out["loss"].backward()
+    assert float(out["target_depth"].detach()) > 0 and torch.isfinite(logits.grad).all()
+
+
+def test_adjacent_frames_refused_without_lidar_targets(one_scene):
+    ds, samples = one_scene
+    with pytest.raises(ValueError, match="needs lidar_targets=True"):
+        Occ3DNuScenes(ds.root, samples, adjacent_frames=(1,))
+    with pytest.raises(ValueError, match="non-zero int offsets"):
+        Occ3DNuScenes(ds.root, samples, lidar_targets=True, adjacent_frames=(0,))
+    with pytest.raises(ConfigError, match="data.adjacent_frames"):
+        load_config("tpvformer_occ3d_2d", ["data.lidar_targets=false", "data.adjacent_frames=[1]"])

@@ -93,6 +93,17 @@ class NuScenesOccupancy(Dataset, ABC):
             z, metres, 0 = no return) and ``target_semantics`` uint8 ``[V, H, W]`` (Occ3D
             class, 255 = none), ``(H, W) = render_image_size``: the 2D targets of
             :class:`~gaussrender.GaussRenderLoss`. Every sample must have both files.
+        adjacent_frames: with ``lidar_targets``, frame offsets within the scene (e.g.
+            ``(-1, 1)``) whose LiDAR targets are added after the sample's own: each adjacent
+            frame's scan (in its own ego frame) z-buffered into its own cameras, and those
+            cameras against this sample's grid (:func:`~gaussrender.data.adjacent_cam_from_ego`)
+            as ``target_cam_from_grid`` ``[V (1 + K), 4, 4]`` with ``target_intrinsics``
+            ``[V (1 + K), 3, 3]`` (pixels of ``render_image_size``), so the prediction of frame
+            t is supervised in the views of frames t ± k. A frame beyond the scene's ends gives
+            empty targets (depth 0, label 255: they weigh nothing) in the sample's own cameras.
+        drop_moving: with ``adjacent_frames``, drop the adjacent scans' points inside boxes of
+            moving objects (``load_lidar(..., drop_boxes="moving")``: needs the infos' boxes
+            and velocities); they were elsewhere at frame t.
     """
 
     #: lidarseg fine classes whose points the LiDAR targets drop (see ``load_lidar``)
@@ -113,6 +124,8 @@ class NuScenesOccupancy(Dataset, ABC):
         with_origins: bool = True,
         stored_image_size: tuple[int, int] = NUSCENES_IMAGE_SIZE,
         lidar_targets: bool = False,
+        adjacent_frames: Sequence[int] = (),
+        drop_moving: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -143,6 +156,22 @@ class NuScenesOccupancy(Dataset, ABC):
         self.lidar_targets = lidar_targets
         if lidar_targets:
             self.require_lidar("lidar_targets")
+        offsets = tuple(adjacent_frames)
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k != 0 for k in offsets):
+            raise ValueError(f"adjacent_frames must be non-zero int offsets, got {adjacent_frames!r}")
+        if offsets and not lidar_targets:
+            raise ValueError("adjacent_frames adds LiDAR targets of other frames: it needs lidar_targets=True")
+        if offsets:
+            # the neighbours come from every sample of the infos, whatever the split
+            for scene in {s.scene for s in self.samples}:
+                missing = [f.token for f in self._scenes[scene] if not f.lidar_path or not f.lidarseg_path]
+                if missing:
+                    raise ValueError(
+                        f"adjacent_frames needs lidar_path and lidarseg_path for every frame of scene {scene!r}; "
+                        f"{missing[0]} lacks them"
+                    )
+        self.adjacent_frames = offsets
+        self.drop_moving = bool(drop_moving)
 
     def require_lidar(self, what: str) -> None:
         """Refuse, naming ``what``, samples without a LiDAR scan and its lidarseg labels."""
@@ -153,17 +182,61 @@ class NuScenesOccupancy(Dataset, ABC):
                 f"{len(missing)} of {len(self.samples)} samples lack them (e.g. {missing[0]})"
             )
 
-    def lidar_points(self, sample: SampleInfo) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sample's LiDAR scan in the grid frame, ``points [N, 3]`` float64 metres and
-        ``labels [N]`` uint8 Occ3D classes."""
+    def lidar_points(self, sample: SampleInfo, drop_moving: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample's LiDAR scan in its grid frame, ``points [N, 3]`` float64 metres and
+        ``labels [N]`` uint8 Occ3D classes (``drop_moving``: without points in moving boxes)."""
         from .lidar import DROP_FINE_DEFAULT, load_lidar
 
         drop = DROP_FINE_DEFAULT if self.lidar_drop_fine is None else self.lidar_drop_fine
-        points, labels = load_lidar(sample, self.data_root, labels="occ3d", drop_fine=drop)
+        points, labels = load_lidar(
+            sample, self.data_root, labels="occ3d", drop_fine=drop, drop_boxes="moving" if drop_moving else None
+        )
         assert labels is not None
         grid_from_ego = np.linalg.inv(self.ego_from_grid(sample))
         points = points @ grid_from_ego[:3, :3].T + grid_from_ego[:3, 3]
         return torch.from_numpy(points), torch.from_numpy(labels)
+
+    def adjacent_targets(self, sample: SampleInfo, item: dict[str, Any]) -> None:
+        """Append the adjacent frames' LiDAR targets and their cameras to ``item`` (see
+        ``adjacent_frames``)."""
+        from .frames import adjacent_cam_from_ego
+
+        size = (int(item["render_image_size"][0]), int(item["render_image_size"][1]))
+        frames = self._scenes[sample.scene]
+        position = next(i for i, f in enumerate(frames) if f.token == sample.token)
+        poses = [item["cam_from_grid"].double()]
+        ks = [item["render_intrinsics"]]
+        depths, labels = [item["target_depth"]], [item["target_semantics"]]
+        for k in self.adjacent_frames:
+            if not 0 <= position + k < len(frames):  # beyond the scene: empty targets, own cameras
+                poses.append(poses[0])
+                ks.append(ks[0])
+                depths.append(torch.zeros_like(depths[0]))
+                labels.append(torch.full_like(labels[0], 255))
+                continue
+            other = frames[position + k]
+            cams = [other.cameras[n] for n in self.camera_names]
+            image_paths = [str(resolve_data_path(c.image_path, self.data_root)) for c in cams]
+            other_k = torch.from_numpy(np.stack([c.intrinsics for c in cams])).float()
+            rendered = render_cameras(other_k, image_paths, self.stored_image_size)
+            if tuple(int(v) for v in rendered["render_image_size"]) != size:
+                raise ValueError(
+                    f"sample {other.token} (adjacent to {sample.token}) has images of another size "
+                    f"{tuple(rendered['render_image_size'].tolist())}; expected {size}"
+                )
+            points, point_labels = self.lidar_points(other, self.drop_moving)  # in the other frame's grid
+            depth, semantics = self.lidar_images(other, points, point_labels, rendered)
+            poses.append(
+                torch.from_numpy(adjacent_cam_from_ego(sample, other, self.camera_names))
+                @ torch.from_numpy(self.ego_from_grid(sample))
+            )
+            ks.append(rendered["render_intrinsics"])
+            depths.append(depth)
+            labels.append(semantics)
+        item["target_cam_from_grid"] = torch.cat(poses).float()
+        item["target_intrinsics"] = torch.cat(ks).float()
+        item["target_depth"] = torch.cat(depths)
+        item["target_semantics"] = torch.cat(labels)
 
     def lidar_images(
         self, sample: SampleInfo, points: torch.Tensor, labels: torch.Tensor, item: dict[str, Any]
@@ -279,4 +352,6 @@ class NuScenesOccupancy(Dataset, ABC):
         if self.lidar_targets:
             points, labels = self.lidar_points(sample)
             out["target_depth"], out["target_semantics"] = self.lidar_images(sample, points, labels, out)
+            if self.adjacent_frames:
+                self.adjacent_targets(sample, out)
         return out

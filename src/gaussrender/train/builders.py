@@ -152,6 +152,8 @@ def build_dataset(
         data_root=cfg.data_root or root,
         # the 2D targets go with the images (the label-only pass counts classes)
         lidar_targets=cfg.lidar_targets and load_images,
+        adjacent_frames=tuple(cfg.adjacent_frames) if cfg.lidar_targets and load_images else (),
+        drop_moving=cfg.drop_moving,
     )
 
 

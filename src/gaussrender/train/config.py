@@ -94,6 +94,10 @@ class DataConfig:
     # key-frame LiDAR scan with its nuScenes-lidarseg labels z-buffered into the render
     # cameras (files under data_root; docs/supervision.md). Synthetic data: data.synthetic.targets_2d
     lidar_targets: bool = False
+    # with lidar_targets: also the LiDAR targets of these frame offsets in the scene (e.g.
+    # [-1, 1]), in their own cameras; drop_moving: without points in moving objects' boxes
+    adjacent_frames: tuple[int, ...] = ()
+    drop_moving: bool = False
     image_size: tuple[int, int] = (896, 1600)  # (H, W) network input, pixels
     num_cameras: int = 6  # cameras per sample
     num_workers: int = 4
@@ -438,6 +442,10 @@ def _validate_supervision(cfg: Config) -> None:
             "data takes data.synthetic.targets_2d",
             True,
         )
+    if cfg.data.adjacent_frames and not cfg.data.lidar_targets:
+        raise _fail("data.adjacent_frames", "needs data.lidar_targets: true", list(cfg.data.adjacent_frames))
+    if any(isinstance(k, bool) or not isinstance(k, int) or k == 0 for k in cfg.data.adjacent_frames):
+        raise _fail("data.adjacent_frames", "expected non-zero int offsets", list(cfg.data.adjacent_frames))
     if loss.targets_2d:
         if not loss.render:
             raise _fail("loss.targets_2d", "needs loss.render: true (GaussRender compares with the 2D targets)", True)

@@ -125,6 +125,19 @@ class TrainingLoss(torch.nn.Module):
             return terms, extras
         opacity = outputs.get("opacity")
         intrinsics, image_size = self.render_cameras(batch)
+        if "target_intrinsics" in targets:
+            # the targets' own cameras (adjacent frames), in pixels of the native render size:
+            # rescaled as the sensor cameras are
+            native = (
+                int(batch["render_image_size"].reshape(-1, 2)[0, 0]),
+                int(batch["render_image_size"].reshape(-1, 2)[0, 1]),
+            )
+            if native != image_size:
+                from ..geometry.cameras import scale_intrinsics
+
+                targets["target_intrinsics"] = scale_intrinsics(
+                    targets["target_intrinsics"], image_size[1] / native[1], image_size[0] / native[0]
+                ).float()
         try:
             out = self.render(
                 logits,
@@ -144,7 +157,9 @@ class TrainingLoss(torch.nn.Module):
         return terms, extras
 
     def targets_2d_of(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """``target_depth`` (float32) and ``target_semantics`` (int64) ``[B, Ncam, H, W]`` of the batch.
+        """``target_depth`` (float32) and ``target_semantics`` (int64) ``[B, Ncam, H, W]`` of the
+        batch, with ``target_intrinsics`` / ``target_cam_from_grid`` when the batch carries the
+        targets' own cameras (``data.adjacent_frames``).
 
         Raises:
             ValueError: naming ``loss.targets_2d`` when the batch carries neither (data
@@ -155,6 +170,9 @@ class TrainingLoss(torch.nn.Module):
             out["target_depth"] = batch["target_depth"].float()
         if "target_semantics" in batch:
             out["target_semantics"] = batch["target_semantics"].long()
+        if out and "target_cam_from_grid" in batch:  # their own cameras (e.g. adjacent frames')
+            out["target_intrinsics"] = batch["target_intrinsics"].float()
+            out["target_cam_from_grid"] = batch["target_cam_from_grid"].float()
         if not out:
             raise ValueError(
                 "loss.targets_2d is true but the batch carries no 2D targets (target_depth, "
