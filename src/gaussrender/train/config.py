@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import math
 import os
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from .._io import atomic_write_text
+from .config_checks import ConfigError
+from .config_checks import fail as _fail
+from .config_checks import validate as _validate
+from .config_schema import (
+    AugmentConfig,
+    Config,
+    DataConfig,
+    LossConfig,
+    ModelSection,
+    OptimConfig,
+    SyntheticConfig,
+    TrainSection,
+)
 
 __all__ = [
     "ModelSection",
@@ -42,155 +53,6 @@ __all__ = [
     "config_from_dict",
     "save_config",
 ]
-
-
-@dataclass(frozen=True)
-class ModelSection:
-    name: Literal["tpvformer", "surroundocc", "symphonies"] = "tpvformer"  # architecture
-    size: Literal["tiny", "base"] = "base"  # tiny: CPU-sized for tests and CI
-    learned_opacity: bool = False  # predict a per-voxel opacity for GaussRender
-    backbone_depth: int | None = None  # ResNet depth override (18, 34, 50, 101)
-    dropout: float = 0.1  # attention / feed-forward dropout
-    backbone_weights: str | None = None  # local torchvision ResNet state dict to start from
-    # seed of the weight initialisation; None: derived from train.seed. Two runs that differ
-    # only in train.seed but share init_seed start from the same weights
-    init_seed: int | None = None
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    flip: bool = False  # random horizontal flip (K's u axis flipped too)
-    resize_scale: tuple[float, float] = (1.0, 1.0)  # random resize factor before the crop
-    brightness: float = 0.0  # jitter amplitude: factor drawn in [1 - b, 1 + b]
-    contrast: float = 0.0
-    saturation: float = 0.0
-
-
-@dataclass(frozen=True)
-class SyntheticConfig:
-    num_scenes: int = 4  # procedural scenes written by gaussrender.train.synthetic
-    num_val_scenes: int = 1
-    seed: int = 0
-    image_size: tuple[int, int] = (48, 88)  # (H, W) pixels of the rendered RGB images
-    lidar: bool = False  # also write a simulated LiDAR sweep per sample (.pcd.bin + lidarseg)
-    with_lidar: bool = False  # items carry points [N, 3] / point_labels [N] (needs lidar)
-    # items carry target_depth / target_semantics [V, H, W] at the render cameras: "camera" =
-    # per-pixel ray casting into the labels (dense), "lidar" = the scan z-buffered (needs lidar)
-    targets_2d: Literal["camera", "lidar"] | None = None
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    grid: str = "occ3d"  # VoxelGrid preset: occ3d, surroundocc, kitti360
-    format: Literal["occ3d", "surroundocc", "kitti360"] = "occ3d"  # reader of gaussrender.data
-    root: str = "data/nuscenes"  # labels root (Occ3D: holds gts/; SurroundOcc: nuscenes_occ/)
-    data_root: str = ""  # nuScenes root with samples/ (images); "" = root
-    train_infos: str = ""  # infos file of the training split
-    val_infos: str = ""  # infos file of the validation split
-    # KITTI-360: folder of depth maps <seq>/<frame>.npy for models that read depth
-    # (Symphonies); "" = none (synthetic KITTI-like data: <root>/depth)
-    depth_root: str = ""
-    # nuScenes readers (occ3d, surroundocc): items carry target_depth / target_semantics, the
-    # key-frame LiDAR scan with its nuScenes-lidarseg labels z-buffered into the render
-    # cameras (files under data_root; docs/supervision.md). Synthetic data: data.synthetic.targets_2d
-    lidar_targets: bool = False
-    # with lidar_targets: also the LiDAR targets of these frame offsets in the scene (e.g.
-    # [-1, 1]), in their own cameras; drop_moving: without points in moving objects' boxes
-    adjacent_frames: tuple[int, ...] = ()
-    drop_moving: bool = False
-    image_size: tuple[int, int] = (896, 1600)  # (H, W) network input, pixels
-    num_cameras: int = 6  # cameras per sample
-    num_workers: int = 4
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    synthetic: SyntheticConfig | None = None  # write a synthetic dataset into `root` first
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    ce_weight: float = 10.0  # class-weighted cross-entropy
-    lovasz_weight: float = 1.0  # Lovasz-softmax
-    sem_scal_weight: float = 0.0  # MonoScene's semantic scene-class affinity loss (0: off)
-    geo_scal_weight: float = 0.0  # MonoScene's geometric (occupied/free) affinity loss (0: off)
-    frustum_weight: float = 0.0  # MonoScene's frustum-proportion loss, first camera (0: off)
-    frustum_size: int = 8  # the image is split into frustum_size x frustum_size local frustums
-    scale_decay: float = 0.5  # weight factor per coarser auxiliary scale
-    class_weights: tuple[float, ...] | None = None  # [C] explicit CE weights (wins if set)
-    # else: "release" = the release's fixed table of the grid preset (DESIGN §5),
-    # "inverse_log_frequency" = 1/log(count + 0.001) counted from the training labels, "none"
-    class_weighting: Literal["none", "inverse_log_frequency", "release"] = "inverse_log_frequency"
-    coarse_labels: Literal["last", "majority"] = "last"  # label rule of coarser scales (release: last)
-    render: bool = False  # add the GaussRender loss
-    render_weight: float = 10.0  # λ of GaussRender
-    render_kwargs: dict = field(default_factory=dict)  # extra GaussRenderLoss arguments
-    # (H, W) pixels the sensor cameras are rendered at; None: each sample's native image
-    # size (render_image_size of the readers: nuScenes 900x1600, KITTI-360 376x1408) with
-    # the uncropped K, whatever data.image_size is
-    render_image_size: tuple[int, int] | None = None
-    nonfinite: Literal["raise", "skip"] = "raise"  # a NaN/inf loss term: raise, or skip the step
-    # what supervises the model (docs/supervision.md). voxel_losses: the 3D voxel terms above
-    # (CE, Lovasz, and scal / frustum when weighted); false: none of them (e.g. 2D-only)
-    voxel_losses: bool = True
-    # GaussRender also compares the prediction, rendered into every render camera, with the
-    # batch's 2D targets (target_depth / target_semantics of data.synthetic.targets_2d)
-    targets_2d: bool = False
-    # GaussRender renders the 3D labels as its target (the release's cam / BEV terms); false:
-    # it gets no labels and compares with the 2D targets only
-    render_labels: bool = True
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    lr: float = 2e-4  # AdamW
-    weight_decay: float = 1e-4
-    backbone_lr_mult: float = 0.1  # image backbone learning rate factor
-    warmup_iters: int = 500  # linear warm-up from lr * warmup_ratio
-    warmup_ratio: float = 1.0 / 3.0
-    min_lr: float = 2e-7  # cosine (per iteration) floor
-    # max global grad norm; None (default): no clipping, as the release's train.py (its logged
-    # configs say grad_max_norm 35, but it never clips; DESIGN §5)
-    grad_clip: float | None = None
-
-
-@dataclass(frozen=True)
-class TrainSection:
-    epochs: int = 20
-    max_steps: int | None = None  # stop early after this many optimiser steps
-    batch_size: int = 1  # per process
-    amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only; the render loss stays fp32
-    seed: int = 0
-    deterministic: bool = False  # deterministic algorithms (slower)
-    log_every: int = 50  # optimiser steps between log lines
-    checkpoint_every: int = 1000  # optimiser steps between checkpoints (and each epoch end)
-    val_every_epochs: int = 1  # 0: no validation
-    val_mask_camera: bool = True  # evaluate inside the camera-visibility mask
-    val_render_scale: float = 0.0  # rendered-view metrics at this fraction of the image size (1: full); 0: off
-    device: str = "auto"  # auto: cuda:<local rank> when available, else cpu
-
-
-@dataclass(frozen=True)
-class Config:
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataConfig = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainSection = field(default_factory=TrainSection)
-
-
-class ConfigError(ValueError):
-    """A config file, key, value or ``--set`` override is wrong.
-
-    The message names the file or the key, what was expected and what was found
-    (``optim.lr: expected a finite number > 0, got inf``); ``key`` holds the dotted key
-    when there is one. ``gaussrender train`` reports it as ``error: ...`` with exit code 2.
-    """
-
-    def __init__(self, message: str, key: str | None = None) -> None:
-        super().__init__(message)
-        self.key = key
-
-
-def _fail(where: str, expected: str, value: Any) -> ConfigError:
-    return ConfigError(f"{where or 'config'}: {expected}, got {value!r}", where or None)
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -277,226 +139,6 @@ def config_from_dict(values: dict) -> Config:
 
 # every numeric setting checked when the config is built, so that a run never starts with
 # a value that can only produce garbage (an infinite learning rate trains to inf weights)
-_SEED_LIMIT = 2**32  # numpy's seed range; torch generators are seeded with multiples of it
-
-
-def _validate(cfg: Config) -> None:
-    from ..geometry.grid import PRESETS
-    from ..models.backbone import RESNET_BLOCKS
-
-    finite = math.isfinite
-
-    def need(key: str, value: Any, ok: bool, expected: str) -> None:
-        if not ok:
-            raise _fail(key, expected, value)
-
-    def count(key: str, value: int, low: int) -> None:
-        need(key, value, value >= low, f"expected an integer >= {low}")
-
-    def number(
-        key: str,
-        value: float,
-        low: float = 0.0,
-        *,
-        strict: bool = False,
-        high: float | None = None,
-        high_open: bool = False,
-    ) -> None:
-        ok = finite(value) and (value > low if strict else value >= low)
-        if high is not None:
-            ok = ok and (value < high if high_open else value <= high)
-        lo = f"> {low:g}" if strict else f">= {low:g}"
-        if high is None:
-            expected = f"expected a finite number {lo}"
-        else:
-            expected = f"expected a number in {'(' if strict else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        need(key, value, ok, expected)
-
-    def seed(key: str, value: int) -> None:
-        need(key, value, 0 <= value < _SEED_LIMIT, "expected an integer in [0, 2**32)")
-
-    m, d, loss, o, t = cfg.model, cfg.data, cfg.loss, cfg.optim, cfg.train
-    need(
-        "model.backbone_depth",
-        m.backbone_depth,
-        m.backbone_depth is None or m.backbone_depth in RESNET_BLOCKS,
-        f"expected null or one of {sorted(RESNET_BLOCKS)}",
-    )
-    number("model.dropout", m.dropout, 0.0, high=1.0, high_open=True)
-    if m.name == "symphonies":
-        need("data.num_cameras", d.num_cameras, d.num_cameras == 1, "expected 1 (Symphonies is monocular)")
-        need(
-            "data.format",
-            d.format,
-            d.format == "kitti360",
-            "expected 'kitti360' (Symphonies reads depth maps, which only the KITTI-360 reader provides)",
-        )
-    if m.init_seed is not None:
-        seed("model.init_seed", m.init_seed)
-
-    need("data.grid", d.grid, d.grid.lower() in PRESETS, f"expected one of {sorted(PRESETS)}")
-    need("data.image_size", d.image_size, min(d.image_size) >= 1, "expected positive (H, W) pixels")
-    count("data.num_cameras", d.num_cameras, 1)
-    count("data.num_workers", d.num_workers, 0)
-    lo, hi = d.augment.resize_scale
-    need(
-        "data.augment.resize_scale",
-        d.augment.resize_scale,
-        finite(lo) and finite(hi) and 0 < lo <= hi,
-        "expected finite [lo, hi] with 0 < lo <= hi",
-    )
-    for name in ("brightness", "contrast", "saturation"):
-        # the factor is drawn in [1 - b, 1 + b] and must stay >= 0
-        number(f"data.augment.{name}", getattr(d.augment, name), 0.0, high=1.0)
-    if d.synthetic is not None:
-        count("data.synthetic.num_scenes", d.synthetic.num_scenes, 1)
-        count("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0)
-        seed("data.synthetic.seed", d.synthetic.seed)
-        need(
-            "data.synthetic.image_size",
-            d.synthetic.image_size,
-            min(d.synthetic.image_size) >= 1,
-            "expected positive (H, W) pixels",
-        )
-        for key, wants in (("with_lidar", d.synthetic.with_lidar), ("targets_2d", d.synthetic.targets_2d == "lidar")):
-            need(
-                f"data.synthetic.{key}", getattr(d.synthetic, key), not wants or d.synthetic.lidar, "needs lidar: true"
-            )
-        need("data.synthetic", d.format, d.format == "occ3d" or not d.synthetic.lidar, "lidar needs format occ3d")
-
-    for name in (
-        "ce_weight",
-        "lovasz_weight",
-        "sem_scal_weight",
-        "geo_scal_weight",
-        "frustum_weight",
-        "scale_decay",
-        "render_weight",
-    ):
-        number(f"loss.{name}", getattr(loss, name))
-    count("loss.frustum_size", loss.frustum_size, 1)
-    if loss.class_weights is not None:
-        need(
-            "loss.class_weights",
-            loss.class_weights,
-            len(loss.class_weights) > 0
-            and all(finite(w) and w >= 0 for w in loss.class_weights)
-            and sum(loss.class_weights) > 0,
-            "expected a non-empty list of finite numbers >= 0, not all 0",
-        )
-    if loss.class_weights is None and loss.class_weighting == "release":
-        from ..geometry.grid import get_grid
-        from ..losses3d import RELEASE_CLASS_WEIGHTS
-
-        name = get_grid(d.grid).name
-        need(
-            "loss.class_weighting",
-            loss.class_weighting,
-            name in RELEASE_CLASS_WEIGHTS,
-            f"expected a grid with a release table ({sorted(RELEASE_CLASS_WEIGHTS)}); data.grid is {d.grid!r}",
-        )
-    if loss.render_image_size is not None:
-        need(
-            "loss.render_image_size",
-            loss.render_image_size,
-            min(loss.render_image_size) >= 1,
-            "expected null or positive (H, W) pixels",
-        )
-    _validate_supervision(cfg)
-    _validate_render_kwargs(cfg)
-
-    number("optim.lr", o.lr, 0.0, strict=True)
-    number("optim.weight_decay", o.weight_decay)
-    number("optim.backbone_lr_mult", o.backbone_lr_mult)
-    count("optim.warmup_iters", o.warmup_iters, 0)
-    number("optim.warmup_ratio", o.warmup_ratio, 0.0, strict=True, high=1.0)
-    need(
-        "optim.min_lr",
-        o.min_lr,
-        finite(o.min_lr) and 0 <= o.min_lr <= o.lr,
-        f"expected a finite number with 0 <= min_lr <= lr (optim.lr = {o.lr!r})",
-    )
-    if o.grad_clip is not None:
-        number("optim.grad_clip", o.grad_clip, 0.0, strict=True)
-
-    count("train.epochs", t.epochs, 1)
-    if t.max_steps is not None:
-        need("train.max_steps", t.max_steps, t.max_steps >= 1, "expected null (no limit) or an integer >= 1")
-    count("train.batch_size", t.batch_size, 1)
-    seed("train.seed", t.seed)
-    count("train.log_every", t.log_every, 1)
-    count("train.checkpoint_every", t.checkpoint_every, 1)
-    count("train.val_every_epochs", t.val_every_epochs, 0)
-    number("train.val_render_scale", t.val_render_scale, 0.0, high=1.0)
-    need("train.device", t.device, t.device in ("auto", "cpu", "cuda"), "expected one of ['auto', 'cpu', 'cuda']")
-
-
-def _validate_supervision(cfg: Config) -> None:
-    """``loss.voxel_losses`` / ``targets_2d`` / ``render_labels`` must leave the model a
-    supervision signal, and 2D targets must come from data that has them."""
-    loss, syn = cfg.loss, cfg.data.synthetic
-    if cfg.data.lidar_targets and (syn is not None or cfg.data.format not in ("occ3d", "surroundocc")):
-        raise _fail(
-            "data.lidar_targets",
-            "is for the nuScenes readers (data.format occ3d or surroundocc, no data.synthetic); synthetic "
-            "data takes data.synthetic.targets_2d",
-            True,
-        )
-    if cfg.data.adjacent_frames and not cfg.data.lidar_targets:
-        raise _fail("data.adjacent_frames", "needs data.lidar_targets: true", list(cfg.data.adjacent_frames))
-    if any(isinstance(k, bool) or not isinstance(k, int) or k == 0 for k in cfg.data.adjacent_frames):
-        raise _fail("data.adjacent_frames", "expected non-zero int offsets", list(cfg.data.adjacent_frames))
-    if loss.targets_2d:
-        if not loss.render:
-            raise _fail("loss.targets_2d", "needs loss.render: true (GaussRender compares with the 2D targets)", True)
-        synthetic_targets = syn is not None and syn.targets_2d is not None and cfg.data.format == "occ3d"
-        lidar_targets = syn is None and cfg.data.lidar_targets and cfg.data.format in ("occ3d", "surroundocc")
-        if not (synthetic_targets or lidar_targets):
-            # the readers that emit target_depth / target_semantics
-            raise _fail(
-                "loss.targets_2d",
-                "needs data with 2D targets: nuScenes data (data.format occ3d or surroundocc) with "
-                "data.lidar_targets: true, or a synthetic dataset (data.synthetic, data.format occ3d) with "
-                f"data.synthetic.targets_2d 'camera' or 'lidar' (data.lidar_targets is {cfg.data.lidar_targets}, "
-                f"data.synthetic.targets_2d is {None if syn is None else syn.targets_2d!r}, "
-                f"data.format {cfg.data.format!r})",
-                True,
-            )
-    if loss.render and not loss.render_labels and not loss.targets_2d:
-        raise _fail(
-            "loss.render_labels",
-            "false leaves GaussRender without a target: set loss.targets_2d: true (or render_labels: true)",
-            False,
-        )
-    if not loss.voxel_losses:
-        if not loss.render:
-            raise _fail("loss.voxel_losses", "false needs loss.render: true (nothing else supervises the model)", False)
-        for name in ("sem_scal_weight", "geo_scal_weight", "frustum_weight"):
-            value = getattr(loss, name)
-            if value > 0:
-                raise _fail(f"loss.{name}", "expected 0 with loss.voxel_losses: false (a 3D voxel term)", value)
-
-
-def _validate_render_kwargs(cfg: Config) -> None:
-    """``loss.render_kwargs`` must build a :class:`~gaussrender.GaussRenderLoss` (checked
-    even with ``loss.render: false``, so that a typo never waits for the day it is used)."""
-    kwargs = cfg.loss.render_kwargs
-    if not kwargs:
-        return
-    from ..loss import GaussRenderLoss
-
-    for key in kwargs:
-        if key in ("weight", "on_nan", "prefix", "seed"):
-            raise ConfigError(
-                f"loss.render_kwargs.{key}: set by the trainer (use loss.render_weight / loss.nonfinite); remove it",
-                f"loss.render_kwargs.{key}",
-            )
-    try:
-        GaussRenderLoss(cfg.data.grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"loss.render_kwargs: {err}", "loss.render_kwargs") from None
-
-
 def config_to_dict(cfg: Config) -> dict:
     """Nested plain dicts/lists (YAML-safe) of a config."""
 

@@ -1,0 +1,252 @@
+"""What a training config must satisfy beyond its types: ranges, combinations of options,
+and the render loss's own arguments. :func:`validate` is run by
+:func:`~gaussrender.train.config.config_from_dict` on every config it builds; a failure is a
+:class:`ConfigError` naming the dotted key, what was expected and what was found."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .config_schema import Config
+
+__all__ = ["ConfigError", "fail", "validate"]
+
+
+class ConfigError(ValueError):
+    """A config file, key, value or ``--set`` override is wrong.
+
+    The message names the file or the key, what was expected and what was found
+    (``optim.lr: expected a finite number > 0, got inf``); ``key`` holds the dotted key
+    when there is one. ``gaussrender train`` reports it as ``error: ...`` with exit code 2.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def fail(where: str, expected: str, value: Any) -> ConfigError:
+    """The :class:`ConfigError` for key ``where``: ``<where>: <expected>, got <value>``."""
+    return ConfigError(f"{where or 'config'}: {expected}, got {value!r}", where or None)
+
+
+_SEED_LIMIT = 2**32  # numpy's seed range; torch generators are seeded with multiples of it
+
+
+def validate(cfg: Config) -> None:
+    """Refuse, naming the key, a config whose values are out of range or do not combine."""
+    from ..geometry.grid import PRESETS
+    from ..models.backbone import RESNET_BLOCKS
+
+    finite = math.isfinite
+
+    def need(key: str, value: Any, ok: bool, expected: str) -> None:
+        if not ok:
+            raise fail(key, expected, value)
+
+    def count(key: str, value: int, low: int) -> None:
+        need(key, value, value >= low, f"expected an integer >= {low}")
+
+    def number(
+        key: str,
+        value: float,
+        low: float = 0.0,
+        *,
+        strict: bool = False,
+        high: float | None = None,
+        high_open: bool = False,
+    ) -> None:
+        ok = finite(value) and (value > low if strict else value >= low)
+        if high is not None:
+            ok = ok and (value < high if high_open else value <= high)
+        lo = f"> {low:g}" if strict else f">= {low:g}"
+        if high is None:
+            expected = f"expected a finite number {lo}"
+        else:
+            expected = f"expected a number in {'(' if strict else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        need(key, value, ok, expected)
+
+    def seed(key: str, value: int) -> None:
+        need(key, value, 0 <= value < _SEED_LIMIT, "expected an integer in [0, 2**32)")
+
+    m, d, loss, o, t = cfg.model, cfg.data, cfg.loss, cfg.optim, cfg.train
+    need(
+        "model.backbone_depth",
+        m.backbone_depth,
+        m.backbone_depth is None or m.backbone_depth in RESNET_BLOCKS,
+        f"expected null or one of {sorted(RESNET_BLOCKS)}",
+    )
+    number("model.dropout", m.dropout, 0.0, high=1.0, high_open=True)
+    if m.name == "symphonies":
+        need("data.num_cameras", d.num_cameras, d.num_cameras == 1, "expected 1 (Symphonies is monocular)")
+        need(
+            "data.format",
+            d.format,
+            d.format == "kitti360",
+            "expected 'kitti360' (Symphonies reads depth maps, which only the KITTI-360 reader provides)",
+        )
+    if m.init_seed is not None:
+        seed("model.init_seed", m.init_seed)
+
+    need("data.grid", d.grid, d.grid.lower() in PRESETS, f"expected one of {sorted(PRESETS)}")
+    need("data.image_size", d.image_size, min(d.image_size) >= 1, "expected positive (H, W) pixels")
+    count("data.num_cameras", d.num_cameras, 1)
+    count("data.num_workers", d.num_workers, 0)
+    lo, hi = d.augment.resize_scale
+    need(
+        "data.augment.resize_scale",
+        d.augment.resize_scale,
+        finite(lo) and finite(hi) and 0 < lo <= hi,
+        "expected finite [lo, hi] with 0 < lo <= hi",
+    )
+    for name in ("brightness", "contrast", "saturation"):
+        # the factor is drawn in [1 - b, 1 + b] and must stay >= 0
+        number(f"data.augment.{name}", getattr(d.augment, name), 0.0, high=1.0)
+    if d.synthetic is not None:
+        count("data.synthetic.num_scenes", d.synthetic.num_scenes, 1)
+        count("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0)
+        seed("data.synthetic.seed", d.synthetic.seed)
+        need(
+            "data.synthetic.image_size",
+            d.synthetic.image_size,
+            min(d.synthetic.image_size) >= 1,
+            "expected positive (H, W) pixels",
+        )
+        for key, wants in (("with_lidar", d.synthetic.with_lidar), ("targets_2d", d.synthetic.targets_2d == "lidar")):
+            need(
+                f"data.synthetic.{key}", getattr(d.synthetic, key), not wants or d.synthetic.lidar, "needs lidar: true"
+            )
+        need("data.synthetic", d.format, d.format == "occ3d" or not d.synthetic.lidar, "lidar needs format occ3d")
+
+    for name in (
+        "ce_weight",
+        "lovasz_weight",
+        "sem_scal_weight",
+        "geo_scal_weight",
+        "frustum_weight",
+        "scale_decay",
+        "render_weight",
+    ):
+        number(f"loss.{name}", getattr(loss, name))
+    count("loss.frustum_size", loss.frustum_size, 1)
+    if loss.class_weights is not None:
+        need(
+            "loss.class_weights",
+            loss.class_weights,
+            len(loss.class_weights) > 0
+            and all(finite(w) and w >= 0 for w in loss.class_weights)
+            and sum(loss.class_weights) > 0,
+            "expected a non-empty list of finite numbers >= 0, not all 0",
+        )
+    if loss.class_weights is None and loss.class_weighting == "release":
+        from ..geometry.grid import get_grid
+        from ..losses3d import RELEASE_CLASS_WEIGHTS
+
+        name = get_grid(d.grid).name
+        need(
+            "loss.class_weighting",
+            loss.class_weighting,
+            name in RELEASE_CLASS_WEIGHTS,
+            f"expected a grid with a release table ({sorted(RELEASE_CLASS_WEIGHTS)}); data.grid is {d.grid!r}",
+        )
+    if loss.render_image_size is not None:
+        need(
+            "loss.render_image_size",
+            loss.render_image_size,
+            min(loss.render_image_size) >= 1,
+            "expected null or positive (H, W) pixels",
+        )
+    _validate_supervision(cfg)
+    _validate_render_kwargs(cfg)
+
+    number("optim.lr", o.lr, 0.0, strict=True)
+    number("optim.weight_decay", o.weight_decay)
+    number("optim.backbone_lr_mult", o.backbone_lr_mult)
+    count("optim.warmup_iters", o.warmup_iters, 0)
+    number("optim.warmup_ratio", o.warmup_ratio, 0.0, strict=True, high=1.0)
+    need(
+        "optim.min_lr",
+        o.min_lr,
+        finite(o.min_lr) and 0 <= o.min_lr <= o.lr,
+        f"expected a finite number with 0 <= min_lr <= lr (optim.lr = {o.lr!r})",
+    )
+    if o.grad_clip is not None:
+        number("optim.grad_clip", o.grad_clip, 0.0, strict=True)
+
+    count("train.epochs", t.epochs, 1)
+    if t.max_steps is not None:
+        need("train.max_steps", t.max_steps, t.max_steps >= 1, "expected null (no limit) or an integer >= 1")
+    count("train.batch_size", t.batch_size, 1)
+    seed("train.seed", t.seed)
+    count("train.log_every", t.log_every, 1)
+    count("train.checkpoint_every", t.checkpoint_every, 1)
+    count("train.val_every_epochs", t.val_every_epochs, 0)
+    number("train.val_render_scale", t.val_render_scale, 0.0, high=1.0)
+    need("train.device", t.device, t.device in ("auto", "cpu", "cuda"), "expected one of ['auto', 'cpu', 'cuda']")
+
+
+def _validate_supervision(cfg: Config) -> None:
+    """``loss.voxel_losses`` / ``targets_2d`` / ``render_labels`` must leave the model a
+    supervision signal, and 2D targets must come from data that has them."""
+    loss, syn = cfg.loss, cfg.data.synthetic
+    if cfg.data.lidar_targets and (syn is not None or cfg.data.format not in ("occ3d", "surroundocc")):
+        raise fail(
+            "data.lidar_targets",
+            "is for the nuScenes readers (data.format occ3d or surroundocc, no data.synthetic); synthetic "
+            "data takes data.synthetic.targets_2d",
+            True,
+        )
+    if cfg.data.adjacent_frames and not cfg.data.lidar_targets:
+        raise fail("data.adjacent_frames", "needs data.lidar_targets: true", list(cfg.data.adjacent_frames))
+    if any(isinstance(k, bool) or not isinstance(k, int) or k == 0 for k in cfg.data.adjacent_frames):
+        raise fail("data.adjacent_frames", "expected non-zero int offsets", list(cfg.data.adjacent_frames))
+    if loss.targets_2d:
+        if not loss.render:
+            raise fail("loss.targets_2d", "needs loss.render: true (GaussRender compares with the 2D targets)", True)
+        synthetic_targets = syn is not None and syn.targets_2d is not None and cfg.data.format == "occ3d"
+        lidar_targets = syn is None and cfg.data.lidar_targets and cfg.data.format in ("occ3d", "surroundocc")
+        if not (synthetic_targets or lidar_targets):
+            # the readers that emit target_depth / target_semantics
+            raise fail(
+                "loss.targets_2d",
+                "needs data with 2D targets: nuScenes data (data.format occ3d or surroundocc) with "
+                "data.lidar_targets: true, or a synthetic dataset (data.synthetic, data.format occ3d) with "
+                f"data.synthetic.targets_2d 'camera' or 'lidar' (data.lidar_targets is {cfg.data.lidar_targets}, "
+                f"data.synthetic.targets_2d is {None if syn is None else syn.targets_2d!r}, "
+                f"data.format {cfg.data.format!r})",
+                True,
+            )
+    if loss.render and not loss.render_labels and not loss.targets_2d:
+        raise fail(
+            "loss.render_labels",
+            "false leaves GaussRender without a target: set loss.targets_2d: true (or render_labels: true)",
+            False,
+        )
+    if not loss.voxel_losses:
+        if not loss.render:
+            raise fail("loss.voxel_losses", "false needs loss.render: true (nothing else supervises the model)", False)
+        for name in ("sem_scal_weight", "geo_scal_weight", "frustum_weight"):
+            value = getattr(loss, name)
+            if value > 0:
+                raise fail(f"loss.{name}", "expected 0 with loss.voxel_losses: false (a 3D voxel term)", value)
+
+
+def _validate_render_kwargs(cfg: Config) -> None:
+    """``loss.render_kwargs`` must build a :class:`~gaussrender.GaussRenderLoss` (checked
+    even with ``loss.render: false``, so that a typo never waits for the day it is used)."""
+    kwargs = cfg.loss.render_kwargs
+    if not kwargs:
+        return
+    from ..loss import GaussRenderLoss
+
+    for key in kwargs:
+        if key in ("weight", "on_nan", "prefix", "seed"):
+            raise ConfigError(
+                f"loss.render_kwargs.{key}: set by the trainer (use loss.render_weight / loss.nonfinite); remove it",
+                f"loss.render_kwargs.{key}",
+            )
+    try:
+        GaussRenderLoss(cfg.data.grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"loss.render_kwargs: {err}", "loss.render_kwargs") from None
