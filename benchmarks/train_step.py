@@ -38,7 +38,11 @@ def step_times(arm: str, args: argparse.Namespace, root: Path) -> list[float]:
     from gaussrender.train.loop import Trainer
     from gaussrender.train.run import build_initial_model
 
-    config = Path(__file__).resolve().parents[1] / "src" / "gaussrender" / "configs" / "evidence_small.yaml"
+    import gaussrender
+
+    # the config shipped with the gaussrender that runs (a before/after comparison runs this
+    # script on another tree's source, whose config may know fewer keys)
+    config = Path(gaussrender.__file__).resolve().parent / "configs" / "evidence_small.yaml"
     overrides = ARMS[arm] + [
         f"data.grid={args.grid}",
         f"data.root={root}",
