@@ -31,14 +31,13 @@ ARMS = {"std": ["loss.render=false"], "render": ["loss.render=true"]}
 def step_times(arm: str, args: argparse.Namespace, root: Path) -> list[float]:
     from torch.utils.data import DataLoader
 
+    import gaussrender
     from gaussrender.data.collate import collate
     from gaussrender.train.builders import build_dataset, grid_of, prepare_synthetic
     from gaussrender.train.config import load_config
     from gaussrender.train.distributed import init_distributed, shutdown_distributed
     from gaussrender.train.loop import Trainer
     from gaussrender.train.run import build_initial_model
-
-    import gaussrender
 
     # the config shipped with the gaussrender that runs (a before/after comparison runs this
     # script on another tree's source, whose config may know fewer keys)
