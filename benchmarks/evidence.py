@@ -10,7 +10,8 @@ scenes on a coarse Occ3D-range grid) once per *arm* and *seed*:
 * ``render_elevated``: + GaussRender with the ``elevated`` camera strategy;
 * ``lidar2d``: no 3D loss: GaussRender against the simulated LiDAR's sparse depth and classes
   z-buffered into the six cameras only (``loss.voxel_losses: false``, ``render_labels: false``,
-  ``targets_2d: true``; ``data.synthetic.targets_2d: lidar``);
+  ``targets_2d: true``; ``data.synthetic.targets_2d: lidar``), with the opacity 1 - p(empty)
+  of the logits (``model.learned_opacity: false``);
 * ``std_lidar2d``: the 3D loss + those LiDAR 2D terms (no rendered 3D labels).
 
 Every arm reads the same dataset, LiDAR sweeps included (``data.synthetic.lidar: true`` in the
@@ -18,9 +19,10 @@ base config), so the 2D arms pair with the others seed by seed; the 3D labels ar
 every arm's validation.
 
 For one seed every arm has the same ``train.seed``: the same initial weights (checked: the
-parameter checksums are recorded and must agree), the same data order, augmentation and
-dropout stream. The training and validation scenes are disjoint (the validation scenes'
-seeds follow the training ones). Every run is validated once at its end by the trainer
+parameter checksums without the learned-opacity head, which ``lidar2d`` lacks, are recorded
+as ``shared_checksum`` and must agree), the same data order, augmentation and dropout stream.
+The training and validation scenes are disjoint (the validation scenes' seeds follow the
+training ones). Every run is validated once at its end by the trainer
 (:meth:`gaussrender.train.loop.Trainer.evaluate`): voxel IoU / mIoU inside ``mask_camera``
 (Occ3D's averaging), RayIoU from the synthetic LiDAR origins, and the rendered-view metrics
 (image IoU / mIoU, depth L1, BEV IoU / mIoU, BEV depth L1) at ``train.val_render_scale``.
@@ -79,6 +81,10 @@ ARMS: dict[str, list[str]] = {
     "render_elevated": ["loss.render=true", "loss.render_kwargs.camera_strategy=elevated"],
     # 2D supervision from the LiDAR scan (docs/supervision.md): without / with the 3D loss
     "lidar2d": [
+        # the opacity is 1 - p(empty) of the logits: with a learned opacity head and no 3D loss
+        # nothing teaches the logits free space (the config refuses it); the other weights
+        # stay those of the other arms (the head is built last), checked by shared_checksum
+        "model.learned_opacity=false",
         "loss.render=true",
         "loss.voxel_losses=false",
         "loss.render_labels=false",
@@ -474,7 +480,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from gaussrender.train.builders import prepare_synthetic
     from gaussrender.train.config import config_to_dict
-    from gaussrender.train.run import train
+    from gaussrender.train.run import build_initial_model, parameter_checksum, train
 
     args = parse_args(argv)
     if args.threads:
@@ -498,11 +504,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             run_dir = args.runs / f"{cfg.data.grid}_{arm}_seed{seed}"
             record_path = run_dir / RUN_RECORD
             key = json.loads(json.dumps(config_to_dict(cfg)))  # as it reads back from the record
+            shared = parameter_checksum(build_initial_model(cfg), exclude=("opacity_head.",))
             if args.reuse and record_path.is_file():
                 record = json.loads(record_path.read_text())
                 if record.get("config") == key:
                     record.pop("config")
-                    runs.append({**record, "reused": True})
+                    runs.append({**record, "shared_checksum": shared, "reused": True})
                     print(f"[{arm} seed {seed}] reused {record_path}", flush=True)
                     continue
             with run_lock(run_dir):
@@ -519,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "overrides": overrides,
                 "run_dir": str(run_dir),
                 "init_checksum": result["init_checksum"],
+                "shared_checksum": shared,
                 "steps": int(result["step"]),
                 "wall_s": wall,
                 "s_per_step": wall / max(1, int(result["step"])),
@@ -537,9 +545,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
                 flush=True,
             )
-    # the paired design: every arm of a seed starts from the same weights
+    # the paired design: every arm of a seed starts from the same weights (bar the learned-opacity
+    # head, built last, which an arm without it lacks)
     for seed in args.seed_list:
-        sums = {r["init_checksum"] for r in runs if r["seed"] == seed}
+        sums = {r["shared_checksum"] for r in runs if r["seed"] == seed}
         if len(sums) != 1:
             raise SystemExit(f"error: the arms of seed {seed} start from different weights {sorted(sums)}")
     summary = summarise(runs, args.arm_list, args.seed_list)

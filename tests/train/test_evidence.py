@@ -106,6 +106,7 @@ def test_ci_sized_run_writes_a_paired_result(evidence, tmp_path):
     runs = data["runs"]
     assert sorted((r["arm"], r["seed"]) for r in runs) == [("render", 0), ("std", 0)]
     assert len({r["init_checksum"] for r in runs}) == 1 and len(runs[0]["init_checksum"]) == 64
+    assert len({r["shared_checksum"] for r in runs}) == 1 and len(runs[0]["shared_checksum"]) == 64
     for r in runs:
         assert r["steps"] == 2 and r["curves"]["step"] == [1, 2]
         assert set(r["metrics"]) == set(evidence.METRICS)  # voxel, RayIoU and rendered-view metrics
@@ -148,7 +149,9 @@ def test_ci_sized_run_of_the_2d_arms(evidence, tmp_path):
     assert (tmp_path / "out" / "evidence_2d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(data["arms"]) == ["std", "lidar2d", "std_lidar2d"]
     runs = {r["arm"]: r for r in data["runs"]}
-    assert len({r["init_checksum"] for r in runs.values()}) == 1  # same initial weights
+    # same initial weights, bar the learned-opacity head that lidar2d has not
+    assert len({r["shared_checksum"] for r in runs.values()}) == 1
+    assert runs["std"]["init_checksum"] == runs["std_lidar2d"]["init_checksum"] != runs["lidar2d"]["init_checksum"]
     configs = {
         arm: json.loads((Path(r["run_dir"]) / evidence.RUN_RECORD).read_text())["config"] for arm, r in runs.items()
     }
@@ -159,6 +162,7 @@ def test_ci_sized_run_of_the_2d_arms(evidence, tmp_path):
     for arm, voxel in (("lidar2d", False), ("std_lidar2d", True)):
         loss = configs[arm]["loss"]
         assert (loss["voxel_losses"], loss["render_labels"], loss["targets_2d"]) == (voxel, False, True), arm
+        assert configs[arm]["model"]["learned_opacity"] is voxel, arm  # 2D-only: opacity 1 - p(empty)
         assert configs[arm]["data"]["synthetic"]["targets_2d"] == "lidar", arm
         assert all(v is not None and math.isfinite(v) and v > 0 for v in runs[arm]["curves"]["loss_render"]), arm
         train = read_jsonl(Path(runs[arm]["run_dir"]) / "log.jsonl", "train")

@@ -48,8 +48,13 @@ def test_targets_2d_need_data_with_targets_and_the_render_loss(tmp_path):
         config_from_dict({"data": _data(tmp_path), "loss": {"render": True, "render_labels": False}})
     with pytest.raises(ConfigError, match=r"loss.voxel_losses: false needs loss.render: true"):
         config_from_dict({"data": _data(tmp_path), "loss": {"voxel_losses": False}})
+    two_d = {**ok, "voxel_losses": False, "render_labels": False}
+    config_from_dict({"data": _data(tmp_path), "loss": two_d})  # 2D-only: accepted
     with pytest.raises(ConfigError, match=r"loss.geo_scal_weight: expected 0 with loss.voxel_losses: false"):
-        config_from_dict({"data": _data(tmp_path), "loss": {**ok, "voxel_losses": False, "geo_scal_weight": 1.0}})
+        config_from_dict({"data": _data(tmp_path), "loss": {**two_d, "geo_scal_weight": 1.0}})
+    # without the 3D loss a learned opacity would leave the empty class untaught
+    with pytest.raises(ConfigError, match=r"model.learned_opacity: expected false with loss.voxel_losses: false"):
+        config_from_dict({"data": _data(tmp_path), "loss": two_d, "model": {"learned_opacity": True}})
     # the defaults are the release's: 3D losses, labels rendered, no 2D targets
     default = config_from_dict({}).loss
     assert (default.voxel_losses, default.render_labels, default.targets_2d) == (True, True, False)
@@ -176,4 +181,11 @@ def test_tiny_3d_plus_2d_config_trains_from_both(data_root, tmp_path):
     b = load_config(CONFIGS / "tiny_synthetic_3d+2d.yaml")
     import dataclasses
 
-    assert dataclasses.replace(a, loss=dataclasses.replace(a.loss, voxel_losses=True)) == b
+    assert (
+        dataclasses.replace(
+            a,
+            loss=dataclasses.replace(a.loss, voxel_losses=True),
+            model=dataclasses.replace(a.model, learned_opacity=True),
+        )
+        == b
+    )

@@ -226,6 +226,15 @@ def _validate_supervision(cfg: Config) -> None:
     if not loss.voxel_losses:
         if not loss.render:
             raise fail("loss.voxel_losses", "false needs loss.render: true (nothing else supervises the model)", False)
+        if cfg.model.learned_opacity:
+            # a learned opacity carries free space in the renders, so nothing would ever teach
+            # the logits the empty class, and the prediction (their argmax) would be all occupied
+            raise fail(
+                "model.learned_opacity",
+                "expected false with loss.voxel_losses: false (without the 3D loss only the opacity "
+                "1 - p(empty) of the logits teaches them free space)",
+                True,
+            )
         for name in ("sem_scal_weight", "geo_scal_weight", "frustum_weight"):
             value = getattr(loss, name)
             if value > 0:
