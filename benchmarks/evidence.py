@@ -352,7 +352,7 @@ def plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any], arms: 
                 for sx, ly in zip(s, ls)
                 if math.isfinite(ly)
             ]
-            colour = _COLOURS[i % len(_COLOURS)]
+            colour = _COLOURS[arms.index(arm) % len(_COLOURS)]  # as in the right panel
             if len(pts) > 1:
                 d.line(pts, fill=colour, width=2)
             d.text((x1 - 150, y0 + 10 + 14 * i), arm, fill=colour, font=font)
