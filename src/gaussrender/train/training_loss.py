@@ -126,18 +126,8 @@ class TrainingLoss(torch.nn.Module):
         opacity = outputs.get("opacity")
         intrinsics, image_size = self.render_cameras(batch)
         if "target_intrinsics" in targets:
-            # the targets' own cameras (adjacent frames), in pixels of the native render size:
-            # rescaled as the sensor cameras are
-            native = (
-                int(batch["render_image_size"].reshape(-1, 2)[0, 0]),
-                int(batch["render_image_size"].reshape(-1, 2)[0, 1]),
-            )
-            if native != image_size:
-                from ..geometry.cameras import scale_intrinsics
-
-                targets["target_intrinsics"] = scale_intrinsics(
-                    targets["target_intrinsics"], image_size[1] / native[1], image_size[0] / native[0]
-                ).float()
+            # the targets' own cameras (adjacent frames) share the render cameras' pixels
+            targets["target_intrinsics"], _ = self.render_cameras(batch, targets["target_intrinsics"])
         try:
             out = self.render(
                 logits,
@@ -207,12 +197,15 @@ class TrainingLoss(torch.nn.Module):
         ids = frustum_ids(pixels, z, size, self.frustum_size)
         return ids.reshape(ids.shape[0], *self.grid.shape).to(batch["labels"].device)
 
-    def render_cameras(self, batch: dict[str, Any]) -> tuple[torch.Tensor, tuple[int, int]]:
+    def render_cameras(
+        self, batch: dict[str, Any], intrinsics: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Intrinsics ``[B, Ncam, 3, 3]`` (float32) and ``(H, W)`` the sensor cameras are rendered at.
 
         The samples' ``render_intrinsics`` at their ``render_image_size`` (native, uncropped),
         rescaled to ``loss.render_image_size`` when that is set; without those keys, the
-        network's ``intrinsics`` at the ``images`` size.
+        network's ``intrinsics`` at the ``images`` size. ``intrinsics`` (e.g. the 2D targets'
+        own cameras, in pixels of the same native size) are rescaled instead when given.
 
         Raises:
             ValueError: samples of one batch with different render sizes, or a malformed
@@ -237,6 +230,8 @@ class TrainingLoss(torch.nn.Module):
                     "set loss.render_image_size to render them all at one size"
                 )
             (native,) = distinct
+        if intrinsics is not None:
+            ks = intrinsics.float()
         if self.render_image_size is None or tuple(self.render_image_size) == native:
             return ks, native
         h, w = (int(s) for s in self.render_image_size)
