@@ -14,13 +14,15 @@ What remains with checks off, and why (counted exactly below):
 
 * ``gaussians.build_gaussians`` (behind ``voxels_to_gaussians``): one ``nonzero`` per prediction and per ground truth
   (which voxels become Gaussians is data; their count sizes every later tensor);
-* ``render._project.bin_gaussians`` (torch backend), per render: ``nonzero`` of the
-  visible (view, Gaussian) pairs, ``repeat_interleave`` of their tile counts, ``bincount``
-  of the tile ids (the number of pairs is data);
-* ``render._torch._Rasterize.forward``, per render: one ``nonzero`` per depth round plus one
-  (the loop over depth rounds stops when no tile has work: a data-dependent trip count).
-  The backward pass issues none. The triton backend shares ``bin_gaussians`` and has no
-  round loop.
+* ``render._project.splat``, per set of Gaussians of a render call (one per sample):
+  ``nonzero`` of the visible (view, Gaussian) pairs;
+* ``render._project.bin_splats``, per render call (the loss makes four, whatever the batch
+  size: camera and BEV views, prediction and ground truth): ``repeat_interleave`` of the tile
+  counts, ``bincount`` of the tile ids (the number of pairs is data);
+* ``render._torch._Rasterize.forward``, per render call: one ``nonzero`` per depth round plus
+  one (the loop over depth rounds stops when no tile has work: a data-dependent trip count).
+  The backward pass issues none. The triton backend shares ``splat`` and ``bin_splats`` and
+  has no round loop.
 
 Not counted, because on the CPU they cannot be told apart from no-ops: host-to-device copies
 of constants (``torch.tensor(..., device=d)``, a stream synchronisation on CUDA). The loss
@@ -181,16 +183,16 @@ def _batch():
 
 def _run(monkeypatch):
     """One forward + backward of the loss under the counter; also counts, per torch-backend
-    render, its depth rounds (the trip count of the rasteriser's loop)."""
+    render call, its depth rounds (the trip count of the rasteriser's loop)."""
     rounds: list[set[int]] = []
     in_forward = [False]
-    render_torch, make_slice = _torch.render_torch, _torch._make_slice
+    rasterize, make_slice = _torch.rasterize_torch, _torch._make_slice
 
     def counting_render(*args, **kwargs):
         rounds.append(set())
         in_forward[0] = True
         try:
-            return render_torch(*args, **kwargs)
+            return rasterize(*args, **kwargs)
         finally:
             in_forward[0] = False
 
@@ -199,7 +201,7 @@ def _run(monkeypatch):
             rounds[-1].add(start)
         return make_slice(plan, tiles, start, t_in, done_in)
 
-    monkeypatch.setattr(_torch, "render_torch", counting_render)
+    monkeypatch.setattr(_torch, "rasterize_torch", counting_render)
     monkeypatch.setattr(_torch, "_make_slice", counting_slice)
     logits, labels, k, pose = _batch()
     loss = gr.GaussRenderLoss(GRID, bev_size=24, seed=0, backend="torch")
@@ -216,12 +218,12 @@ def test_checks_off_leaves_only_the_data_dependent_sizes(monkeypatch):
     # the counter saw the backward pass too (it issues no sync of its own)
     assert counter.ops[("render/_torch.py", "backward")] > 0
     renders = len(rounds)
-    assert renders == 2 * 2 * 2  # samples x (camera, BEV) x (prediction, ground truth)
+    assert renders == 2 * 2  # (camera, BEV) x (prediction, ground truth): the batch in one call
     expected = {
         ("render/gaussians.py", "build_gaussians", "nonzero"): 2 * 2,  # per sample: prediction, truth
-        ("render/_project.py", "bin_gaussians", "nonzero"): renders,
-        ("render/_project.py", "bin_gaussians", "repeat_interleave"): renders,
-        ("render/_project.py", "bin_gaussians", "bincount"): renders,
+        ("render/_project.py", "splat", "nonzero"): 2 * renders,  # per sample of each call
+        ("render/_project.py", "bin_splats", "repeat_interleave"): renders,
+        ("render/_project.py", "bin_splats", "bincount"): renders,
         ("render/_torch.py", "forward", "nonzero"): sum(len(r) + 1 for r in rounds),
     }
     assert dict(counter.sites) == expected

@@ -48,8 +48,9 @@ from .geometry.grid import VoxelGrid, get_grid
 from .loss_cameras import bev_view, sample_cameras, target_cameras
 from .loss_options import MIN_IMAGE_SIDE, RenderLossOptions
 from .loss_terms import check_targets_2d, depth_term, semantic_term, target_depth_term, target_semantic_term
-from .render.dispatch import Backend, render_unchecked
+from .render.dispatch import Backend, GaussianSet, render_sets_unchecked
 from .render.gaussians import Gaussians, build_gaussians, check_labels
+from .render.result import RenderResult
 
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
 
@@ -60,37 +61,21 @@ DEFAULT_OPTIONS = RenderLossOptions()
 TARGET_TERMS = ("target_depth", "target_semantics")
 
 
-def _render_pair(
-    pred: Gaussians,
-    target: Gaussians,
-    cameras: Cameras,
+def _render_batch(
+    gaussians: Sequence[Gaussians],
+    cameras: Sequence[Cameras],
     background: torch.Tensor,
     backend: Backend,
     cull: Literal["center", "footprint"],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    # inputs validated once by gauss_render_loss, Gaussians built by it: no per-render checks
-    out_p = render_unchecked(
-        pred.means,
-        pred.opacities,
-        pred.features,
-        pred.scales,
-        cameras,
-        background,
-        backend,
-        cull,
-    )
-    with torch.no_grad():
-        out_t = render_unchecked(
-            target.means,
-            target.opacities,
-            target.features,
-            target.scales,
-            cameras,
-            background,
-            backend,
-            cull,
-        )
-    return out_p.features, out_t.features, out_p.depth, out_t.depth
+) -> list[RenderResult]:
+    """Every sample's Gaussians in that sample's cameras, in one blending pass.
+
+    Inputs validated once by :func:`gauss_render_loss`, Gaussians built by it: no per-render
+    checks. One call for the whole batch (and all of a sample's cameras) instead of one per
+    sample: the per-round work of the rasteriser is shared by all views.
+    """
+    sets = [GaussianSet(g.means, g.opacities, g.features, g.scales, c) for g, c in zip(gaussians, cameras, strict=True)]
+    return render_sets_unchecked(sets, background, backend, cull)
 
 
 def _caller_stacklevel() -> int:
@@ -274,48 +259,44 @@ def gauss_render_loss(
     # gradient its own zero-filled copy of the whole batch (quadratic in the batch size)
     sample_logits = logits.unbind(0)
     sample_opacity = None if opacity is None else opacity.unbind(0)
-    for b in range(batch):
-        pred = build_gaussians(
+    preds = [
+        build_gaussians(
             grid,
             logits=sample_logits[b],
             labels=None if labels is None else labels[b],
             opacity=None if sample_opacity is None else sample_opacity[b],
             scale=target_scale,
         )
-        if target_cams is not None:
-            rendered = render_unchecked(
-                pred.means,
-                pred.opacities,
-                pred.features,
-                pred.scales,
-                target_cams[b],
-                background,
-                options.backend,
-                options.cull,
-            )
+        for b in range(batch)
+    ]
+    if target_cams is not None:
+        rendered = _render_batch(preds, target_cams, background, options.backend, options.cull)
+        for b, image in enumerate(rendered):
             if target_depth is not None:
                 sums["target_depth"] = sums["target_depth"] + target_depth_term(
-                    rendered.depth, target_depth[b].to(dtype), options.cam_depth_scale
+                    image.depth, target_depth[b].to(dtype), options.cam_depth_scale
                 )
             if target_semantics is not None:
                 sums["target_semantics"] = sums["target_semantics"] + target_semantic_term(
-                    rendered.features, target_semantics[b], options.semantic
+                    image.features, target_semantics[b], options.semantic
                 )
-        if labels is None:
-            continue
-        target = build_gaussians(grid, labels=labels[b], scale=target_scale, dtype=dtype)
+    if labels is not None:
+        truths = [build_gaussians(grid, labels=labels[b], scale=target_scale, dtype=dtype) for b in range(batch)]
+        # (cameras, culling, term names, depth scale): the BEV keeps every voxel (as the
+        # release), exact footprint splatting
+        passes: list[tuple[Sequence[Cameras], Literal["center", "footprint"], str, float]] = []
         if sample_cams is not None:
-            cams = sample_cams[b]
-            pf, tf, pd, td = _render_pair(pred, target, cams, background, options.backend, options.cull)
-            sums["cam"] = sums["cam"] + semantic_term(pf, tf, options.semantic)
-            if options.depth:
-                sums["cam_depth"] = sums["cam_depth"] + depth_term(pd, td, options.cam_depth_scale)
+            passes.append((sample_cams, options.cull, "cam", options.cam_depth_scale))
         if bev is not None:
-            # the BEV keeps every voxel (as the release): exact footprint splatting
-            pf, tf, pd, td = _render_pair(pred, target, bev, background, options.backend, "footprint")
-            sums["bev"] = sums["bev"] + semantic_term(pf, tf, options.semantic)
-            if options.depth:
-                sums["bev_depth"] = sums["bev_depth"] + depth_term(pd, td, options.bev_depth_scale)
+            passes.append(([bev] * batch, "footprint", "bev", options.bev_depth_scale))
+        for cams, cull, term, depth_scale in passes:
+            pred_images = _render_batch(preds, cams, background, options.backend, cull)
+            with torch.no_grad():
+                true_images = _render_batch(truths, cams, background, options.backend, cull)
+            for pred, true in zip(pred_images, true_images, strict=True):
+                sums[term] = sums[term] + semantic_term(pred.features, true.features, options.semantic)
+                if options.depth:
+                    sums[term + "_depth"] = sums[term + "_depth"] + depth_term(pred.depth, true.depth, depth_scale)
     terms = {t: v / batch for t, v in sums.items()}
     # The NaN guard reads the terms back to the host (a device sync): with
     # set_checks(False) it is skipped, on_nan cannot be honoured and a NaN propagates to the
@@ -327,10 +308,14 @@ def gauss_render_loss(
                 raise FloatingPointError(message)
             warnings.warn(message + "; replaced by 0", RuntimeWarning, stacklevel=3)
             terms[name] = logits.new_zeros(())
-    # keep the total attached to the logits so that backward() works on empty scenes too
-    total = options.weight * sum(terms.values()) + 0.0 * logits.sum()
-    if opacity is not None:
-        total = total + 0.0 * opacity.sum()
+    # keep the total attached to the logits (and opacity) so that backward() works on empty
+    # scenes too: through the predicted Gaussians, not through 0 * logits.sum(), whose
+    # gradient is a second full-grid tensor to allocate and add to the logits' gradient. The
+    # detached sums (one read each) carry a NaN of the inputs into the loss when the checks
+    # are off, as documented above.
+    attach = sum(p.features.sum() + p.opacities.sum() for p in preds)
+    inputs = logits.detach().sum() + (0.0 if opacity is None else opacity.detach().sum())
+    total = options.weight * sum(terms.values()) + 0.0 * (attach + inputs)
     out = {"loss": total}
     out.update({options.prefix + t: v for t, v in terms.items()})
     return out

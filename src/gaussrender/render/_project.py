@@ -6,6 +6,7 @@ Everything here is plain differentiable PyTorch; the backends differ only in how
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,8 +16,11 @@ from ..geometry.cameras import Cameras
 __all__ = [
     "Projected",
     "project_gaussians",
+    "GaussianSet",
+    "Splats",
+    "splat",
     "TileBins",
-    "bin_gaussians",
+    "bin_splats",
     "ALPHA_MIN",
     "ALPHA_MAX",
     "T_MIN",
@@ -148,60 +152,145 @@ def project_gaussians(
     )
 
 
+#: Columns of the packed table every backend reads (:class:`Splats`): u, v (pixels), conic
+#: a, b, c (pixels⁻²), opacity, camera depth z (metres), then the C features.
+COL_U, COL_V, COL_A, COL_B, COL_C, COL_OPACITY, COL_DEPTH = range(7)
+FEATURE_COLUMN = 7
+
+
+@dataclass
+class GaussianSet:
+    """Gaussians and the views they are rendered into: one member of a batched render call
+    (say one sample's prediction and its cameras). Inputs already validated and in the
+    compute dtype.
+
+    Attributes:
+        means: ``[N, 3]`` centres, metres, world frame.
+        opacities: ``[N]`` in ``[0, 1]``.
+        features: ``[N, C]``.
+        scales: ``[N]`` isotropic standard deviations, metres.
+        cameras: the set's views; every set of one call has the same image size.
+    """
+
+    means: torch.Tensor
+    opacities: torch.Tensor
+    features: torch.Tensor
+    scales: torch.Tensor
+    cameras: Cameras
+
+
+@dataclass
+class Splats:
+    """Every visible (view, Gaussian) pair of one render call, packed: what a backend blends.
+
+    The views of all sets are numbered consecutively in set order (set 0's views first). The
+    rows of one view are in depth order (a stable sort: equal depths keep the Gaussians' input
+    order); rows of different views never meet in a tile, so no order between views is needed.
+
+    Attributes:
+        table: ``[Mv, 7 + C]`` differentiable rows u, v, conic a, b, c, opacity, depth,
+            features (columns :data:`COL_U` ... :data:`FEATURE_COLUMN`); autograd takes its
+            gradient back to every set's means, opacities, features and scales.
+        view: ``[Mv]`` int64 view of each row.
+        extents: ``[Mv, 2]`` half-size of each row's alpha >= 1/255 box, pixels (no grad).
+        num_views, width, height: the call's views and their common image size, pixels.
+    """
+
+    table: torch.Tensor
+    view: torch.Tensor
+    extents: torch.Tensor
+    num_views: int
+    width: int
+    height: int
+
+
+def splat(sets: Sequence[GaussianSet], cull: str = "footprint") -> Splats:
+    """Project every set into its own views and pack the visible pairs (:class:`Splats`).
+
+    One render call of several sets costs one blending pass over all their views: this is how
+    :class:`gaussrender.GaussRenderLoss` renders a whole batch (and every camera) at once.
+
+    Raises:
+        ValueError: the sets' cameras differ in image size, or no set is given.
+    """
+    if not sets:
+        raise ValueError("sets must hold at least one GaussianSet")
+    width, height = sets[0].cameras.width, sets[0].cameras.height
+    tables, views, extents = [], [], []
+    first_view = 0
+    for i, s in enumerate(sets):
+        if (s.cameras.width, s.cameras.height) != (width, height):
+            raise ValueError(
+                f"sets[{i}].cameras are {s.cameras.width}x{s.cameras.height} pixels but sets[0]'s "
+                f"{width}x{height}; one render call needs one image size"
+            )
+        proj = project_gaussians(s.means, s.opacities, s.scales, s.cameras, cull)
+        with torch.no_grad():
+            view_id, gauss_id = proj.valid.nonzero(as_tuple=True)  # row-major: (view, gauss) order
+            order = torch.sort(proj.depths.detach()[view_id, gauss_id], stable=True).indices
+            view_id, gauss_id = view_id[order], gauss_id[order]  # depth order (within a view)
+            flat = view_id * s.means.shape[0] + gauss_id
+        tables.append(
+            torch.cat(
+                [
+                    proj.means2d.reshape(-1, 2).index_select(0, flat),
+                    proj.conics.reshape(-1, 3).index_select(0, flat),
+                    s.opacities.index_select(0, gauss_id)[:, None],
+                    proj.depths.reshape(-1).index_select(0, flat)[:, None],
+                    s.features.index_select(0, gauss_id),
+                ],
+                dim=1,
+            )
+        )
+        views.append(view_id + first_view)
+        extents.append(proj.extents.reshape(-1, 2).index_select(0, flat))
+        first_view += len(s.cameras)
+    one = len(sets) == 1
+    return Splats(
+        table=tables[0] if one else torch.cat(tables),
+        view=views[0] if one else torch.cat(views),
+        extents=extents[0] if one else torch.cat(extents),
+        num_views=first_view,
+        width=width,
+        height=height,
+    )
+
+
 @dataclass
 class TileBins:
-    """(Gaussian, tile) pairs of all views, sorted by (view, tile, depth, input index).
+    """(Splat row, tile) pairs of all views, sorted by (view, tile, depth, input index).
 
     Tiles are numbered ``(view * tiles_y + tile_row) * tiles_x + tile_col``.
 
     Attributes:
-        visible_flat: ``[Mv]`` the visible (view, Gaussian) pairs, as an index into the
-            flattened ``[V * N]`` projected tensors, in depth order.
-        visible_gauss: ``[Mv]`` their Gaussian index in ``[0, N)``.
-        pair_visible: ``[M]`` each (Gaussian, tile) pair's entry in ``visible_*``.
+        pair_row: ``[M]`` each (row, tile) pair's row of :attr:`Splats.table`.
         tile_start: ``[V * tiles_y * tiles_x]`` first pair of each tile.
         tile_count: ``[V * tiles_y * tiles_x]`` number of pairs of each tile.
         tiles_x, tiles_y: tiles per image row / column.
     """
 
-    visible_flat: torch.Tensor
-    visible_gauss: torch.Tensor
-    pair_visible: torch.Tensor
+    pair_row: torch.Tensor
     tile_start: torch.Tensor
     tile_count: torch.Tensor
     tiles_x: int
     tiles_y: int
 
-    @property
-    def pair_flat(self) -> torch.Tensor:
-        """``[M]`` index of each pair into the flattened ``[V * N]`` projected tensors."""
-        return self.visible_flat.index_select(0, self.pair_visible)
-
-    @property
-    def pair_gauss(self) -> torch.Tensor:
-        """``[M]`` Gaussian index of each pair, in ``[0, N)``."""
-        return self.visible_gauss.index_select(0, self.pair_visible)
-
 
 @torch.no_grad()
-def bin_gaussians(proj: Projected, width: int, height: int, tile: int) -> TileBins:
-    """List every (Gaussian, tile) pair whose footprint box touches the tile, depth-sorted.
+def bin_splats(splats: Splats, tile: int) -> TileBins:
+    """List every (row, tile) pair whose footprint box touches the tile, depth-sorted.
 
-    The visible (view, Gaussian) pairs are first put in depth order (a stable sort, so equal
-    depths keep their input order); their tile pairs are then listed in that order and
-    stably sorted by tile id alone, which keeps the depth order within each tile. The
-    per-pair work is a few sequential passes over ``[M]`` int32 arrays: the (Gaussian, tile)
-    list of a nearly opaque prediction has millions of entries.
+    The rows are in depth order within each view (:func:`splat`); their tile pairs are listed
+    in that order and stably sorted by tile id alone, which keeps the depth order within each
+    tile. The per-pair work is a few sequential passes over ``[M]`` int32 arrays: the (row,
+    tile) list of a nearly opaque prediction has millions of entries.
     """
-    device = proj.depths.device
-    num_views, n = proj.depths.shape
+    device = splats.table.device
+    width, height = splats.width, splats.height
     tiles_x, tiles_y = math.ceil(width / tile), math.ceil(height / tile)
-    num_tiles = num_views * tiles_x * tiles_y
-    view_id, gauss_id = proj.valid.nonzero(as_tuple=True)  # row-major: (view, gauss) order
-    order = torch.sort(proj.depths.detach()[view_id, gauss_id], stable=True).indices
-    view_id, gauss_id = view_id[order], gauss_id[order]  # now in depth order
-    uv = proj.means2d.detach()[view_id, gauss_id]
-    ext = proj.extents[view_id, gauss_id]
+    num_tiles = splats.num_views * tiles_x * tiles_y
+    uv = splats.table[:, COL_U : COL_V + 1].detach()
+    ext = splats.extents
     size = torch.tensor([width, height], device=device, dtype=uv.dtype)
     lo = torch.ceil(uv - ext - 0.5).clamp(min=0)
     hi = torch.minimum(torch.floor(uv + ext - 0.5), size - 1)
@@ -209,7 +298,7 @@ def bin_gaussians(proj: Projected, width: int, height: int, tile: int) -> TileBi
     span = torch.div(hi.long(), tile, rounding_mode="floor") - tlo + 1  # [Mv, 2] tiles per axis
     counts = span[:, 0] * span[:, 1]
     # the first tile of each pair's box, and the box width: int32 (tile ids < 2^31)
-    base = ((view_id * tiles_y + tlo[:, 1]) * tiles_x + tlo[:, 0]).int()
+    base = ((splats.view * tiles_y + tlo[:, 1]) * tiles_x + tlo[:, 0]).int()
     width_tiles = span[:, 0].int().contiguous()
     first = (torch.cumsum(counts, 0) - counts).int()
     entry = torch.repeat_interleave(torch.arange(counts.numel(), device=device, dtype=torch.int32), counts)
@@ -222,9 +311,7 @@ def bin_gaussians(proj: Projected, width: int, height: int, tile: int) -> TileBi
     perm = torch.sort(tile_id, stable=True).indices
     tile_count = torch.bincount(tile_id, minlength=num_tiles)
     return TileBins(
-        visible_flat=view_id * n + gauss_id,
-        visible_gauss=gauss_id,
-        pair_visible=entry_long.index_select(0, perm),
+        pair_row=entry_long.index_select(0, perm),
         tile_start=torch.cumsum(tile_count, 0) - tile_count,
         tile_count=tile_count,
         tiles_x=tiles_x,

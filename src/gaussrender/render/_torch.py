@@ -2,11 +2,12 @@
 
 Algorithm (no Python loop over Gaussians, pixels or tiles):
 
-1. project every Gaussian into every view (:func:`project_gaussians`) and keep those whose
-   exact alpha ≥ 1/255 footprint box holds a pixel centre;
-2. list (Gaussian, tile) pairs from the footprint boxes in depth order and sort them stably
-   by tile (:func:`bin_gaussians`); pack the visible pairs' u, v, conic, opacity, depth and
-   features into one table ``[Mv, 7 + C]``, so a slice reads its entries with one gather;
+1. project every set of Gaussians into its own views (:func:`splat`: one call can hold a
+   whole batch, each sample in its own cameras), keep the pairs whose exact alpha ≥ 1/255
+   footprint box holds a pixel centre and pack their u, v, conic, opacity, depth and
+   features, in depth order, into one table ``[Mv, 7 + C]``;
+2. list (row, tile) pairs from the footprint boxes and sort them stably by tile
+   (:func:`bin_splats`), so that a slice reads its entries with one gather;
 3. blend in *rounds*: each round takes the next ``depth_chunk`` Gaussians of every tile that
    still has work and whose pixels are not all terminated. The exponent of every (entry,
    pixel) pair is one matrix product (the quadratic form expanded around the tile's corner,
@@ -29,18 +30,34 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ..geometry.cameras import Cameras
-from ._project import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_gaussians, project_gaussians
+from ._project import (
+    ALPHA_MAX,
+    ALPHA_MIN,
+    COL_A,
+    COL_B,
+    COL_C,
+    COL_DEPTH,
+    COL_OPACITY,
+    COL_U,
+    COL_V,
+    FEATURE_COLUMN,
+    T_MIN,
+    GaussianSet,
+    Splats,
+    bin_splats,
+    splat,
+)
 from .result import RenderResult
 
-__all__ = ["render_torch"]
+__all__ = ["render_torch", "rasterize_torch"]
 
 TILE = 4
 
 
-#: Columns of the packed per-Gaussian table the rasteriser reads: u, v (pixels), conic a, b, c,
-#: opacity, camera depth z (metres), then the C features. One gather per slice reads them all.
-_U, _V, _A, _B, _C, _O, _Z = range(7)
-_FEATURES = 7
+#: Columns of the packed table (:class:`Splats`): u, v (pixels), conic a, b, c, opacity, camera
+#: depth z (metres), then the C features. One gather per slice reads them all.
+_U, _V, _A, _B, _C, _O, _Z = COL_U, COL_V, COL_A, COL_B, COL_C, COL_OPACITY, COL_DEPTH
+_FEATURES = FEATURE_COLUMN
 
 
 @dataclass
@@ -288,6 +305,65 @@ class _Rasterize(torch.autograd.Function):
         return g_table, None
 
 
+def rasterize_torch(
+    splats: Splats,
+    background: torch.Tensor,
+    depth_chunk: int = 16,
+    max_elements: int = 1 << 22,
+    tile: int = TILE,
+    keep_elements: int = 1 << 21,
+) -> RenderResult:
+    """Blend packed splats (:func:`gaussrender.render._project.splat`) into their views.
+
+    ``depth_chunk`` (Gaussians per tile per round), ``max_elements`` (alpha values evaluated
+    at once), ``tile`` (tile edge, pixels) and ``keep_elements`` (alpha values whose
+    compositing the forward pass keeps for the backward pass instead of recomputing it: five
+    floats and a bool each, 42 MiB in float32 at the default 2^21. Kept, a small scene's
+    backward pass skips the recomputation (a small-grid training step's render cost nearly
+    halves); for large renders a budget beyond that raised the peak memory of a batch
+    without making the loss faster at two threads) change speed and memory, never the result.
+
+    Returns images of all ``splats.num_views`` views: features ``[V, H, W, C]``, depth and
+    alpha ``[V, H, W]``.
+    """
+    table = splats.table
+    device, dtype = table.device, table.dtype
+    num_views, width, height = splats.num_views, splats.width, splats.height
+    bins = bin_splats(splats, tile)
+    tiles_x, tiles_y = bins.tiles_x, bins.tiles_y
+    with torch.no_grad():
+        pixel = torch.arange(tile * tile, device=device)
+        local_x = (pixel % tile).to(dtype) + 0.5  # pixel centres, tile-local
+        local_y = torch.div(pixel, tile, rounding_mode="floor").to(dtype) + 0.5
+        basis = torch.stack([torch.ones_like(local_x), local_x, local_y, local_x**2, local_y**2, local_x * local_y])
+        tile_in_view = torch.arange(num_views * tiles_x * tiles_y, device=device) % (tiles_x * tiles_y)
+        tile_x0 = (tile_in_view % tiles_x) * tile
+        tile_y0 = torch.div(tile_in_view, tiles_x, rounding_mode="floor") * tile
+        inside = ((tile_x0[:, None] + (pixel % tile)[None, :]) < width) & (
+            (tile_y0[:, None] + torch.div(pixel, tile, rounding_mode="floor")[None, :]) < height
+        )
+    plan = _Plan(
+        pair_visible=bins.pair_row,
+        tile_start=bins.tile_start,
+        tile_count=bins.tile_count,
+        tile_origin=torch.stack([tile_x0, tile_y0], dim=-1),
+        basis=basis,
+        inside=inside,
+        depth_chunk=depth_chunk,
+        max_elements=max_elements,
+        keep_elements=keep_elements,
+    )
+    color, depth, trans = _Rasterize.apply(table, plan)
+    color = color + trans[..., None] * background
+
+    def to_image(x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(num_views, tiles_y, tiles_x, tile, tile, *x.shape[2:])
+        x = x.transpose(2, 3).reshape(num_views, tiles_y * tile, tiles_x * tile, *x.shape[5:])
+        return x[:, :height, :width]
+
+    return RenderResult(features=to_image(color), depth=to_image(depth), alpha=to_image(1.0 - trans))
+
+
 def render_torch(
     means: torch.Tensor,
     opacities: torch.Tensor,
@@ -301,62 +377,7 @@ def render_torch(
     keep_elements: int = 1 << 21,
     cull: str = "footprint",
 ) -> RenderResult:
-    """Render with the vectorised PyTorch backend; see :func:`gaussrender.render`.
-
-    ``depth_chunk`` (Gaussians per tile per round), ``max_elements`` (alpha values evaluated
-    at once), ``tile`` (tile edge, pixels) and ``keep_elements`` (alpha values whose
-    compositing the forward pass keeps for the backward pass instead of recomputing it: five
-    floats and a bool each, 42 MiB in float32 at the default 2^21. Kept, a small scene's
-    backward pass skips the recomputation (a small-grid training step's render cost nearly
-    halves); for large renders a budget beyond that raised the peak memory of a batch
-    without making the loss faster at two threads) change speed and memory, never the result.
-    """
-    device = means.device
-    num_views, width, height = len(cameras), cameras.width, cameras.height
-    proj = project_gaussians(means, opacities, scales, cameras, cull)
-    bins = bin_gaussians(proj, width, height, tile)
-    tiles_x, tiles_y = bins.tiles_x, bins.tiles_y
-    with torch.no_grad():
-        pixel = torch.arange(tile * tile, device=device)
-        local_x = (pixel % tile).to(means.dtype) + 0.5  # pixel centres, tile-local
-        local_y = torch.div(pixel, tile, rounding_mode="floor").to(means.dtype) + 0.5
-        basis = torch.stack([torch.ones_like(local_x), local_x, local_y, local_x**2, local_y**2, local_x * local_y])
-        tile_in_view = torch.arange(num_views * tiles_x * tiles_y, device=device) % (tiles_x * tiles_y)
-        tile_x0 = (tile_in_view % tiles_x) * tile
-        tile_y0 = torch.div(tile_in_view, tiles_x, rounding_mode="floor") * tile
-        inside = ((tile_x0[:, None] + (pixel % tile)[None, :]) < width) & (
-            (tile_y0[:, None] + torch.div(pixel, tile, rounding_mode="floor")[None, :]) < height
-        )
-    plan = _Plan(
-        pair_visible=bins.pair_visible,
-        tile_start=bins.tile_start,
-        tile_count=bins.tile_count,
-        tile_origin=torch.stack([tile_x0, tile_y0], dim=-1),
-        basis=basis,
-        inside=inside,
-        depth_chunk=depth_chunk,
-        max_elements=max_elements,
-        keep_elements=keep_elements,
-    )
-    # the visible (view, Gaussian) pairs packed into one table (autograd takes the gathers
-    # and the concatenation back to the inputs)
-    flat, gauss = bins.visible_flat, bins.visible_gauss
-    table = torch.cat(
-        [
-            proj.means2d.reshape(-1, 2)[flat],
-            proj.conics.reshape(-1, 3)[flat],
-            opacities[gauss, None],
-            proj.depths.reshape(-1)[flat, None],
-            features[gauss],
-        ],
-        dim=1,
-    )
-    color, depth, trans = _Rasterize.apply(table, plan)
-    color = color + trans[..., None] * background
-
-    def to_image(x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(num_views, tiles_y, tiles_x, tile, tile, *x.shape[2:])
-        x = x.transpose(2, 3).reshape(num_views, tiles_y * tile, tiles_x * tile, *x.shape[5:])
-        return x[:, :height, :width]
-
-    return RenderResult(features=to_image(color), depth=to_image(depth), alpha=to_image(1.0 - trans))
+    """Render one set of Gaussians into ``cameras`` with the vectorised PyTorch backend; see
+    :func:`gaussrender.render` for the contract and :func:`rasterize_torch` for the options."""
+    splats = splat([GaussianSet(means, opacities, features, scales, cameras)], cull)
+    return rasterize_torch(splats, background, depth_chunk, max_elements, tile, keep_elements)

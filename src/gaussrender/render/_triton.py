@@ -1,8 +1,9 @@
 """The ``triton`` backend: fused tile blending in two Triton kernels (CUDA, or Triton's CPU
 interpreter with ``TRITON_INTERPRET=1``).
 
-Projection and tile binning are the shared PyTorch code (:func:`project_gaussians`,
-:func:`bin_gaussians`), so gradients of the 3D means flow through the projection by autograd.
+Projection, packing and tile binning are the shared PyTorch code (:func:`splat`,
+:func:`bin_splats`), so gradients of the 3D means flow through the projection by autograd and
+one call can blend a whole batch (each sample in its own cameras).
 Only the per-pixel blending is fused: a :class:`torch.autograd.Function` whose forward kernel
 walks each 16x16 tile's depth-sorted list front to back, storing per pixel only the final
 transmittance and how many list entries it used, and whose backward kernel walks the same
@@ -24,10 +25,26 @@ from typing import Any
 import torch
 
 from ..geometry.cameras import Cameras
-from ._project import ALPHA_MAX, ALPHA_MIN, T_MIN, TileBins, bin_gaussians, project_gaussians
+from ._project import (
+    ALPHA_MAX,
+    ALPHA_MIN,
+    COL_A,
+    COL_C,
+    COL_DEPTH,
+    COL_OPACITY,
+    COL_U,
+    COL_V,
+    FEATURE_COLUMN,
+    T_MIN,
+    GaussianSet,
+    Splats,
+    TileBins,
+    bin_splats,
+    splat,
+)
 from .result import RenderResult
 
-__all__ = ["render_triton", "TritonConfig"]
+__all__ = ["render_triton", "rasterize_triton", "TritonConfig"]
 
 TILE = 16
 
@@ -165,11 +182,11 @@ class _Blend(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        means2d: torch.Tensor,  # [V*N, 2]
-        conics: torch.Tensor,  # [V*N, 3]
-        depths: torch.Tensor,  # [V*N]
-        opacities: torch.Tensor,  # [N]
-        features: torch.Tensor,  # [N, C]
+        means2d: torch.Tensor,  # [Mv, 2] (rows of the packed splats)
+        conics: torch.Tensor,  # [Mv, 3]
+        depths: torch.Tensor,  # [Mv]
+        opacities: torch.Tensor,  # [Mv]
+        features: torch.Tensor,  # [Mv, C]
         bins: TileBins,
         geo: _Geometry,
         config: TritonConfig,
@@ -186,11 +203,10 @@ class _Blend(torch.autograd.Function):
         block = config.channel_block(c)
         num_blocks = max(1, math.ceil(c / block))
         tensors = (means2d, conics, depths, opacities, features)
-        if bins.pair_flat.numel() and geo.num_tiles:
+        if bins.pair_row.numel() and geo.num_tiles:
             kernels.forward[(geo.num_tiles, num_blocks, TILE // config.rows)](
                 *(_nonempty(t) for t in tensors),
-                bins.pair_flat,
-                bins.pair_gauss,
+                bins.pair_row,
                 bins.tile_start,
                 bins.tile_count,
                 _nonempty(color),
@@ -211,7 +227,7 @@ class _Blend(torch.autograd.Function):
                 T_MIN=T_MIN,
                 num_warps=config.num_warps,
             )
-        ctx.save_for_backward(*tensors, bins.pair_flat, bins.pair_gauss, bins.tile_start, trans, last)
+        ctx.save_for_backward(*tensors, bins.pair_row, bins.tile_start, trans, last)
         ctx.geo, ctx.config, ctx.interpret = geo, config, interpret
         return color, depth, trans
 
@@ -222,11 +238,11 @@ class _Blend(torch.autograd.Function):
         grad_depth: torch.Tensor | None,
         grad_trans: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
-        means2d, conics, depths, opacities, features, pair_flat, pair_gauss, tile_start, trans, last = ctx.saved_tensors
+        means2d, conics, depths, opacities, features, pair_row, tile_start, trans, last = ctx.saved_tensors
         geo: _Geometry = ctx.geo
         config: TritonConfig = ctx.config
         grads = [torch.zeros_like(t) for t in (means2d, conics, depths, opacities, features)]
-        if pair_flat.numel() and geo.num_tiles:
+        if pair_row.numel() and geo.num_tiles:
             c = features.shape[1]
             zeros = torch.zeros_like(trans)
             grad_color = zeros[..., None].expand(-1, -1, -1, c) if grad_color is None else grad_color
@@ -235,8 +251,7 @@ class _Blend(torch.autograd.Function):
             block = config.channel_block(c)
             _kernels(ctx.interpret).backward[(geo.num_tiles, TILE // config.rows)](
                 *(_nonempty(t) for t in (means2d, conics, depths, opacities, features)),
-                pair_flat,
-                pair_gauss,
+                pair_row,
                 tile_start,
                 trans,
                 last,
@@ -261,6 +276,52 @@ class _Blend(torch.autograd.Function):
         return (*grads, None, None, None, None)
 
 
+def _check_device(device: torch.device) -> bool:
+    """Whether the kernels run interpreted; refuses CPU tensors without the interpreter."""
+    if device.type != "cuda" and not interpreter_requested():
+        raise ValueError(
+            f"backend='triton' needs CUDA tensors (got tensors on {device}); set "
+            "TRITON_INTERPRET=1 before Python imports triton to run the kernels in Triton's "
+            "CPU interpreter (slow, for testing), or use backend='torch'"
+        )
+    interpret = triton_interprets()
+    if device.type != "cuda" and not interpret:
+        raise ValueError(
+            "TRITON_INTERPRET=1 was set after triton had been imported in compiled mode; "
+            "Triton reads it once, at its first import: set it before importing triton (or "
+            "torch._inductor), or use backend='torch'"
+        )
+    return interpret
+
+
+def rasterize_triton(splats: Splats, background: torch.Tensor, config: TritonConfig | None = None) -> RenderResult:
+    """Blend packed splats (:func:`gaussrender.render._project.splat`) into their views with
+    the fused kernels; float32 or float64 (the splats' dtype).
+
+    Raises:
+        ValueError: the splats are not on a CUDA device and ``TRITON_INTERPRET`` is not
+            ``"1"`` (or was set only after triton had been imported).
+    """
+    table = splats.table
+    interpret = _check_device(table.device)
+    config = TritonConfig() if config is None else config
+    bins = bin_splats(splats, TILE)
+    geo = _Geometry(splats.num_views, splats.width, splats.height, bins.tiles_x, bins.tiles_y)
+    color, depth, trans = _Blend.apply(
+        table[:, COL_U : COL_V + 1].contiguous(),
+        table[:, COL_A : COL_C + 1].contiguous(),
+        table[:, COL_DEPTH].contiguous(),
+        table[:, COL_OPACITY].contiguous(),
+        table[:, FEATURE_COLUMN:].contiguous(),
+        bins,
+        geo,
+        config,
+        interpret,
+    )
+    color = color + trans[..., None] * background
+    return RenderResult(features=color, depth=depth, alpha=1.0 - trans)
+
+
 def render_triton(
     means: torch.Tensor,
     opacities: torch.Tensor,
@@ -271,7 +332,8 @@ def render_triton(
     config: TritonConfig | None = None,
     cull: str = "footprint",
 ) -> RenderResult:
-    """Render with the fused Triton backend; see :func:`gaussrender.render` for the contract.
+    """Render one set of Gaussians into ``cameras`` with the fused Triton backend; see
+    :func:`gaussrender.render` for the contract.
 
     Inputs are validated by :func:`gaussrender.render`. float32 and float64 run in their own
     precision; float16/bfloat16 are blended in float32 and the results cast back.
@@ -280,39 +342,12 @@ def render_triton(
         ValueError: tensors are not on a CUDA device and ``TRITON_INTERPRET`` is not ``"1"``
             (or was set only after triton had been imported).
     """
-    if means.device.type != "cuda" and not interpreter_requested():
-        raise ValueError(
-            f"backend='triton' needs CUDA tensors (got tensors on {means.device}); set "
-            "TRITON_INTERPRET=1 before Python imports triton to run the kernels in Triton's "
-            "CPU interpreter (slow, for testing), or use backend='torch'"
-        )
-    interpret = triton_interprets()
-    if means.device.type != "cuda" and not interpret:
-        raise ValueError(
-            "TRITON_INTERPRET=1 was set after triton had been imported in compiled mode; "
-            "Triton reads it once, at its first import: set it before importing triton (or "
-            "torch._inductor), or use backend='torch'"
-        )
-    config = TritonConfig() if config is None else config
+    _check_device(means.device)
     out_dtype = means.dtype
     dtype = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
     means, opacities, features, scales, background = (
         t.to(dtype) for t in (means, opacities, features, scales, background)
     )
-
-    proj = project_gaussians(means, opacities, scales, cameras, cull)
-    bins = bin_gaussians(proj, cameras.width, cameras.height, TILE)
-    geo = _Geometry(len(cameras), cameras.width, cameras.height, bins.tiles_x, bins.tiles_y)
-    color, depth, trans = _Blend.apply(
-        proj.means2d.reshape(-1, 2).contiguous(),
-        proj.conics.reshape(-1, 3).contiguous(),
-        proj.depths.reshape(-1).contiguous(),
-        opacities.contiguous(),
-        features.contiguous(),
-        bins,
-        geo,
-        config,
-        interpret,
-    )
-    color = color + trans[..., None] * background
-    return RenderResult(features=color.to(out_dtype), depth=depth.to(out_dtype), alpha=(1.0 - trans).to(out_dtype))
+    splats = splat([GaussianSet(means, opacities, features, scales, cameras)], cull)
+    out = rasterize_triton(splats, background, config)
+    return RenderResult(out.features.to(out_dtype), out.depth.to(out_dtype), out.alpha.to(out_dtype))

@@ -7,7 +7,7 @@ both kinds and importing this module never decides the mode for the rest of the 
 Layout shared by both kernels:
 
 * tiles of 16x16 pixels (``TILE``), numbered ``(view * tiles_y + row) * tiles_x + col``
-  exactly as :func:`gaussrender.render._project.bin_gaussians` numbers them; a program handles
+  exactly as :func:`gaussrender.render._project.bin_splats` numbers them; a program handles
   a band of ``ROWS`` rows of one tile (program axis ``band``), so several programs may walk
   the same tile list: fewer pixels per program means fewer registers per thread;
 * a band's pixels are a flat block of ``ROWS * TILE`` lanes; pixel (r, c) samples
@@ -15,7 +15,9 @@ Layout shared by both kernels:
 * a tile's depth-sorted (Gaussian, tile) pairs are walked in batches of ``BATCH`` entries, so
   every blending quantity is a ``[pixels, BATCH]`` block; the strict front-to-back order
   inside a batch is recovered with cumulative products along the batch axis;
-* features are ``[N, C]`` row-major and images ``[V, H, W, C]``; channels are processed in
+* every tile-list entry names one row of the packed splats (:class:`Splats`): the kernels read
+  that row of ``means2d [Mv, 2]``, ``conics [Mv, 3]``, ``depths``, ``opacities [Mv]`` and
+  ``features [Mv, C]`` (row-major); images are ``[V, H, W, C]``; channels are processed in
   blocks of ``CHANNEL_BLOCK`` (a power of two >= 16 so that ``tl.dot`` applies); the weighted
   sums over a batch are ``tl.dot`` products in IEEE precision (no TF32: the contract is exact
   float32 blending).
@@ -72,8 +74,7 @@ def batch_entries(
     conics_ptr,
     depths_ptr,
     opacities_ptr,
-    pair_flat_ptr,
-    pair_gauss_ptr,
+    pair_row_ptr,
     pos,
     present,
     px,
@@ -82,34 +83,32 @@ def batch_entries(
     """Load the tile-list entries at ``pos`` (``[BATCH]``, where ``present``) and evaluate
     their Gaussians at the pixels ``(px, py)`` (``[P]``).
 
-    Returns ``(flat, gid, ca, cb, cc, z, op, dx, dy, power)``: the entries' index into
-    ``V*N`` and into ``N``, conic, depth and opacity (``[BATCH]``, 0 where absent), the
+    Returns ``(row, ca, cb, cc, z, op, dx, dy, power)``: the entries' row of the packed
+    splats, conic, depth and opacity (``[BATCH]``, 0 where absent), the
     offsets ``dx, dy`` of each pixel from each mean and the Gaussian exponent ``power``
     (``[P, BATCH]``).
     """
-    flat = tl.load(pair_flat_ptr + pos, mask=present, other=0)
-    gid = tl.load(pair_gauss_ptr + pos, mask=present, other=0)
-    mx = tl.load(means2d_ptr + flat * 2, mask=present, other=0.0)
-    my = tl.load(means2d_ptr + flat * 2 + 1, mask=present, other=0.0)
-    ca = tl.load(conics_ptr + flat * 3, mask=present, other=0.0)
-    cb = tl.load(conics_ptr + flat * 3 + 1, mask=present, other=0.0)
-    cc = tl.load(conics_ptr + flat * 3 + 2, mask=present, other=0.0)
-    z = tl.load(depths_ptr + flat, mask=present, other=0.0)
-    op = tl.load(opacities_ptr + gid, mask=present, other=0.0)
+    row = tl.load(pair_row_ptr + pos, mask=present, other=0)
+    mx = tl.load(means2d_ptr + row * 2, mask=present, other=0.0)
+    my = tl.load(means2d_ptr + row * 2 + 1, mask=present, other=0.0)
+    ca = tl.load(conics_ptr + row * 3, mask=present, other=0.0)
+    cb = tl.load(conics_ptr + row * 3 + 1, mask=present, other=0.0)
+    cc = tl.load(conics_ptr + row * 3 + 2, mask=present, other=0.0)
+    z = tl.load(depths_ptr + row, mask=present, other=0.0)
+    op = tl.load(opacities_ptr + row, mask=present, other=0.0)
     dx = px[:, None] - mx[None, :]  # [P, B]
     dy = py[:, None] - my[None, :]
     power = -0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) - cb[None, :] * dx * dy
-    return flat, gid, ca, cb, cc, z, op, dx, dy, power
+    return row, ca, cb, cc, z, op, dx, dy, power
 
 
 def blend_forward_kernel(
-    means2d_ptr,  # [V*N, 2] (u, v) pixels
-    conics_ptr,  # [V*N, 3] (a, b, c)
-    depths_ptr,  # [V*N] camera z, metres
-    opacities_ptr,  # [N]
-    features_ptr,  # [N, C]
-    pair_flat_ptr,  # [M] index into V*N
-    pair_gauss_ptr,  # [M] index into N
+    means2d_ptr,  # [Mv, 2] (u, v) pixels
+    conics_ptr,  # [Mv, 3] (a, b, c)
+    depths_ptr,  # [Mv] camera z, metres
+    opacities_ptr,  # [Mv]
+    features_ptr,  # [Mv, C]
+    pair_row_ptr,  # [M] row of each tile-list entry
     tile_start_ptr,  # [num_tiles]
     tile_count_ptr,  # [num_tiles]
     out_color_ptr,  # [V, H, W, C] blended features (without background)
@@ -158,8 +157,8 @@ def blend_forward_kernel(
         k = b0 + tl.arange(0, BATCH)
         present = k < count
         pos = start + k
-        flat, gid, ca, cb, cc, z, op, dx, dy, power = batch_entries(
-            means2d_ptr, conics_ptr, depths_ptr, opacities_ptr, pair_flat_ptr, pair_gauss_ptr, pos, present, px, py
+        row, ca, cb, cc, z, op, dx, dy, power = batch_entries(
+            means2d_ptr, conics_ptr, depths_ptr, opacities_ptr, pair_row_ptr, pos, present, px, py
         )
         # exp of a clamped power: skipped entries (power > 0) must not overflow to inf
         alpha = tl.minimum(op[None, :] * tl.exp(tl.minimum(power, 0.0)), ALPHA_MAX)
@@ -175,7 +174,7 @@ def blend_forward_kernel(
 
         depth += tl.sum(weight * z[None, :], axis=1)
         feat = tl.load(
-            features_ptr + gid.to(tl.int64)[:, None] * num_channels + ch[None, :],
+            features_ptr + row.to(tl.int64)[:, None] * num_channels + ch[None, :],
             mask=present[:, None] & ch_ok[None, :],
             other=0.0,
         )
@@ -203,19 +202,18 @@ def blend_backward_kernel(
     depths_ptr,
     opacities_ptr,
     features_ptr,
-    pair_flat_ptr,
-    pair_gauss_ptr,
+    pair_row_ptr,
     tile_start_ptr,
     trans_ptr,  # [V, H, W] final T from the forward pass
     last_ptr,  # [V, H, W] int32 from the forward pass
     grad_color_ptr,  # [V, H, W, C]
     grad_depth_ptr,  # [V, H, W]
     grad_trans_ptr,  # [V, H, W]
-    grad_means2d_ptr,  # [V*N, 2] accumulated with atomics
-    grad_conics_ptr,  # [V*N, 3]
-    grad_depths_ptr,  # [V*N]
-    grad_opacities_ptr,  # [N]
-    grad_features_ptr,  # [N, C]
+    grad_means2d_ptr,  # [Mv, 2] accumulated with atomics
+    grad_conics_ptr,  # [Mv, 3]
+    grad_depths_ptr,  # [Mv]
+    grad_opacities_ptr,  # [Mv]
+    grad_features_ptr,  # [Mv, C]
     num_channels,
     width,
     height,
@@ -254,8 +252,8 @@ def blend_backward_kernel(
         k = end - 1 - tl.arange(0, BATCH)
         present = k >= 0
         pos = start + k
-        flat, gid, ca, cb, cc, z, op, dx, dy, power = batch_entries(
-            means2d_ptr, conics_ptr, depths_ptr, opacities_ptr, pair_flat_ptr, pair_gauss_ptr, pos, present, px, py
+        row, ca, cb, cc, z, op, dx, dy, power = batch_entries(
+            means2d_ptr, conics_ptr, depths_ptr, opacities_ptr, pair_row_ptr, pos, present, px, py
         )
         gauss = tl.exp(tl.minimum(power, 0.0))
         raw = op[None, :] * gauss
@@ -267,7 +265,7 @@ def blend_backward_kernel(
         weight = tl.where(included, alpha * t_before, 0.0)
 
         g = g_depth[:, None] * z[None, :]
-        gid64 = gid.to(tl.int64)
+        row64 = row.to(tl.int64)
         for cblk in tl.static_range(NUM_CHANNEL_BLOCKS):
             ch = cblk * CHANNEL_BLOCK + tl.arange(0, CHANNEL_BLOCK)
             ch_ok = ch < num_channels
@@ -277,14 +275,14 @@ def blend_backward_kernel(
                 other=0.0,
             )  # [P, CB]
             feat_t = tl.load(
-                features_ptr + gid64[None, :] * num_channels + ch[:, None],
+                features_ptr + row64[None, :] * num_channels + ch[:, None],
                 mask=present[None, :] & ch_ok[:, None],
                 other=0.0,
             )  # [CB, B]
             g += tl.dot(g_color, feat_t, input_precision="ieee")
             g_feat = tl.dot(tl.trans(weight), g_color, input_precision="ieee")  # [B, CB]
             tl.atomic_add(
-                grad_features_ptr + gid64[:, None] * num_channels + ch[None, :],
+                grad_features_ptr + row64[:, None] * num_channels + ch[None, :],
                 g_feat,
                 mask=present[:, None] & ch_ok[None, :],
             )
@@ -304,13 +302,13 @@ def blend_backward_kernel(
         g_cc = tl.sum(-0.5 * d_power * dy * dy, axis=0)
         g_z = tl.sum(weight * g_depth[:, None], axis=0)
         g_op = tl.sum(d_raw * gauss, axis=0)
-        tl.atomic_add(grad_means2d_ptr + flat * 2, g_mx, mask=present)
-        tl.atomic_add(grad_means2d_ptr + flat * 2 + 1, g_my, mask=present)
-        tl.atomic_add(grad_conics_ptr + flat * 3, g_ca, mask=present)
-        tl.atomic_add(grad_conics_ptr + flat * 3 + 1, g_cb, mask=present)
-        tl.atomic_add(grad_conics_ptr + flat * 3 + 2, g_cc, mask=present)
-        tl.atomic_add(grad_depths_ptr + flat, g_z, mask=present)
-        tl.atomic_add(grad_opacities_ptr + gid, g_op, mask=present)
+        tl.atomic_add(grad_means2d_ptr + row * 2, g_mx, mask=present)
+        tl.atomic_add(grad_means2d_ptr + row * 2 + 1, g_my, mask=present)
+        tl.atomic_add(grad_conics_ptr + row * 3, g_ca, mask=present)
+        tl.atomic_add(grad_conics_ptr + row * 3 + 1, g_cb, mask=present)
+        tl.atomic_add(grad_conics_ptr + row * 3 + 2, g_cc, mask=present)
+        tl.atomic_add(grad_depths_ptr + row, g_z, mask=present)
+        tl.atomic_add(grad_opacities_ptr + row, g_op, mask=present)
 
         suffix = suffix + tl.sum(wg, axis=1)
         t_cur = t_cur / tl.min(through, axis=1)

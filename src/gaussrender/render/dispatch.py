@@ -24,6 +24,7 @@ Every backend (``_torch``, ``_triton``) keeps one contract (DESIGN §3):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -41,10 +42,10 @@ from .._checks import (
     render_bytes,
 )
 from ..geometry.cameras import Cameras
-from ._project import CULL_MODES
+from ._project import CULL_MODES, GaussianSet, splat
 from .result import RenderResult
 
-__all__ = ["render", "render_unchecked", "RenderResult", "available_backends"]
+__all__ = ["render", "render_unchecked", "render_sets_unchecked", "GaussianSet", "RenderResult", "available_backends"]
 
 Backend = Literal["auto", "torch", "triton"]
 
@@ -201,28 +202,61 @@ def render_unchecked(
     ``scales`` is a ``[N]`` tensor and ``background`` a ``[C]`` tensor here. The covariance
     range check (small, on the intrinsics) still runs.
     """
-    out_dtype = means.dtype
+    one = GaussianSet(means, opacities, features, scales, cameras)
+    return render_sets_unchecked([one], background, backend, cull)[0]
+
+
+def render_sets_unchecked(
+    sets: Sequence[GaussianSet],
+    background: torch.Tensor,
+    backend: Backend = "auto",
+    cull: Literal["footprint", "center"] = "footprint",
+) -> list[RenderResult]:
+    """Render several sets of Gaussians, each into its own cameras, in ONE blending pass.
+
+    This is how ``GaussRenderLoss`` renders a batch: every sample's Gaussians in that
+    sample's cameras, all views of all samples blended together (one tile list, one round
+    loop or one kernel launch), instead of one call per sample. Each set's images are exactly
+    those :func:`render_unchecked` gives for it alone.
+
+    Args:
+        sets: :class:`~gaussrender.render._project.GaussianSet` s (validated inputs); their
+            cameras share one image size; the dtype of ``sets[0].means`` sets the precision.
+        background: ``[C]``.
+
+    Returns:
+        one :class:`RenderResult` per set, ``[len(set.cameras), H, W, ...]`` (views of the
+        call's images, no copies).
+
+    Raises:
+        ValueError: no set, or sets whose cameras differ in image size.
+    """
+    if not sets:
+        raise ValueError("sets must hold at least one GaussianSet")
+    out_dtype = sets[0].means.dtype
     dtype = compute_dtype(out_dtype)
-    if checks_enabled() and means.shape[0] and len(cameras):
-        _check_covariance_range(scales.to(dtype), cameras, dtype)
-    means = means.to(dtype)
-    opacities = opacities.to(dtype)
-    features = features.to(dtype)
-    scales = scales.to(dtype)
+    converted = []
+    for s in sets:
+        scales = s.scales.to(dtype)
+        if checks_enabled() and s.means.shape[0] and len(s.cameras):
+            _check_covariance_range(scales, s.cameras, dtype)
+        converted.append(GaussianSet(s.means.to(dtype), s.opacities.to(dtype), s.features.to(dtype), scales, s.cameras))
     background = background.to(dtype)
-
-    name = _resolve_backend(backend, means.device)
+    splats = splat(converted, cull)
+    name = _resolve_backend(backend, splats.table.device)
     if name == "triton":
-        from ._triton import render_triton
+        from ._triton import rasterize_triton
 
-        out = render_triton(means, opacities, features, scales, cameras, background, cull=cull)
+        out = rasterize_triton(splats, background)
     else:
-        from ._torch import render_torch
+        from ._torch import rasterize_torch
 
-        out = render_torch(means, opacities, features, scales, cameras, background, cull=cull)
-    if out.features.dtype != out_dtype:
-        out = RenderResult(out.features.to(out_dtype), out.depth.to(out_dtype), out.alpha.to(out_dtype))
-    return out
+        out = rasterize_torch(splats, background)
+    images = [out.features, out.depth, out.alpha]
+    if out_dtype != dtype:
+        images = [x.to(out_dtype) for x in images]
+    sizes = [len(s.cameras) for s in sets]
+    return [RenderResult(*parts) for parts in zip(*(x.split(sizes) for x in images), strict=True)]
 
 
 #: Largest projected 2D covariance (pixels²) accepted, as a fraction of the dtype's range:

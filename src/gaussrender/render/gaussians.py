@@ -163,8 +163,8 @@ def build_gaussians(
         keep = keep & (labels.flatten() != grid.ignore_index)
     flat = keep.nonzero()[:, 0]  # the one host sync: how many voxels are visible is data
     index = torch.stack(torch.unravel_index(flat, grid.shape), dim=-1)
-    probs = torch.softmax(scores[:, flat], dim=0).t()  # [N, C]
-    alpha = 1.0 - sharpen(probs[:, grid.empty_index]) if opacity is None else alpha_all[flat]
+    probs = torch.softmax(scores.index_select(1, flat), dim=0).t()  # [N, C]
+    alpha = 1.0 - sharpen(probs[:, grid.empty_index]) if opacity is None else alpha_all.index_select(0, flat)
     return _assemble(grid, index, alpha, probs, scale)
 
 
