@@ -219,3 +219,21 @@ def test_set_checks_false_skips_value_checks_but_not_python_scalar_checks():
         gr.render(m, o, f, 1e19, _cams())
     with pytest.raises(ValueError, match="near"):
         _cams(near=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_finite_check_exact_whatever_the_sum(dtype):
+    """check_finite reads a sum first (one pass): large finite values whose sum overflows are
+    still accepted, and one NaN or inf anywhere is still refused with its count."""
+    from gaussrender._checks import check_finite
+
+    big = torch.full((64,), torch.finfo(dtype).max / 2, dtype=dtype)
+    assert not torch.isfinite(big.sum())  # the sum overflows, the values do not
+    assert check_finite("big", big) is big
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = torch.randn(1000, dtype=torch.float64).to(dtype)
+        x[[3, 997]] = bad
+        with pytest.raises(ValueError, match=r"x contains 2 NaN/inf value\(s\)"):
+            check_finite("x", x)
+    with pytest.raises(ValueError, match=r"mixed contains 2 NaN/inf"):
+        check_finite("mixed", torch.tensor([float("inf"), -float("inf"), 1.0], dtype=dtype))
