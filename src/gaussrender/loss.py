@@ -271,14 +271,14 @@ def gauss_render_loss(
     ]
     if target_cams is not None:
         rendered = _render_batch(preds, target_cams, background, options.backend, options.cull)
-        for b, image in enumerate(rendered):
+        for b, seen in enumerate(rendered):
             if target_depth is not None:
                 sums["target_depth"] = sums["target_depth"] + target_depth_term(
-                    image.depth, target_depth[b].to(dtype), options.cam_depth_scale
+                    seen.depth, target_depth[b].to(dtype), options.cam_depth_scale
                 )
             if target_semantics is not None:
                 sums["target_semantics"] = sums["target_semantics"] + target_semantic_term(
-                    image.features, target_semantics[b], options.semantic
+                    seen.features, target_semantics[b], options.semantic
                 )
     if labels is not None:
         truths = [build_gaussians(grid, labels=labels[b], scale=target_scale, dtype=dtype) for b in range(batch)]
