@@ -162,8 +162,10 @@ def _largest_below(value: float, dtype: torch.dtype) -> float:
     return float(numpy.nextafter(np_dtype(value), np_dtype(0)))
 
 
-def _alphas(plan: _Plan, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``raw = o · exp(power)`` zeroed below 1/255 and ``alpha = min(0.99, raw)``, ``[A, K, P]``.
+def _alphas(plan: _Plan, coef: torch.Tensor, need_raw: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """``raw = o · exp(power)`` zeroed below 1/255 and ``alpha = min(0.99, raw)``, ``[A, K, P]``
+    (``raw`` is None, and ``alpha`` takes its storage, unless ``need_raw``: only the backward
+    pass needs it).
 
     The conic is positive definite by construction (``Σ' = s² J Jᵀ + 0.3 I``), so
     ``power <= 0`` up to rounding and needs no test. ``raw`` is zeroed in place (no mask
@@ -173,16 +175,18 @@ def _alphas(plan: _Plan, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     exponent = torch.mm(coef.view(6, -1).t(), plan.basis.to(coef.dtype) * _LOG2_E)  # [A K, P], base 2
     raw = exponent.exp2_().view(num, depth, -1)
     torch.nn.functional.threshold_(raw, _largest_below(ALPHA_MIN, raw.dtype), 0.0)
+    if not need_raw:
+        return None, raw.clamp_max_(ALPHA_MAX)
     return raw, raw.clamp_max(ALPHA_MAX)
 
 
-def _composite(raw: torch.Tensor, alpha: torch.Tensor, sl: _Slice):
+def _composite(raw: torch.Tensor | None, alpha: torch.Tensor, sl: _Slice):
     """Front-to-back compositing of a slice; consumes ``alpha`` and edits ``raw`` in place.
 
     Returns ``weight [A, K, P]`` (alpha · T before, 0 for excluded entries; the storage of
     ``alpha``), ``t_before`` (T before each entry; any finite value for excluded entries),
     ``one_minus`` (1 - alpha), the transmittance after the round ``t_out [A, P]`` and
-    ``done_out [A, P]``. ``raw`` is zeroed where the entry is excluded (the pixel has
+    ``done_out [A, P]``. ``raw`` (if given) is zeroed where the entry is excluded (the pixel has
     terminated), so it is the masked factor ``d alpha / d raw · raw`` the backward pass needs.
 
     Masks are applied as products with 0/1 floats, not ``masked_fill``/``where``, which are
@@ -206,7 +210,8 @@ def _composite(raw: torch.Tensor, alpha: torch.Tensor, sl: _Slice):
     # T before an included entry is t_after of the previous one (included too) or the start
     t_before = trans[:, :-1]
     weight = alpha.mul_(included).mul_(t_before)
-    raw.mul_(included)
+    if raw is not None:
+        raw.mul_(included)
     # T after the round: T after the last included entry, at index (number included) of
     # trans; a terminated pixel's (T = 0 there) passes through
     count = included.sum(dim=1, keepdim=True).long()  # [A, 1, P]
@@ -233,7 +238,8 @@ class _Rasterize(torch.autograd.Function):
         # the compositing of each slice, kept for the backward pass while it fits in
         # plan.keep_elements values (beyond, the backward pass recomputes it)
         kept: list[tuple[torch.Tensor, ...] | None] = []
-        budget = plan.keep_elements if ctx.needs_input_grad[0] else 0
+        need_grad = ctx.needs_input_grad[0]
+        budget = plan.keep_elements if need_grad else 0
         geometry, values = _split_table(table)
         start = 0
         while True:
@@ -245,7 +251,7 @@ class _Rasterize(torch.autograd.Function):
                 tiles = active[s0 : s0 + slice_tiles]
                 sl = _make_slice(plan, tiles, start, trans.index_select(0, tiles), done.index_select(0, tiles))
                 e, coef = _entries(plan, geometry, values, sl)
-                raw, alpha = _alphas(plan, coef)
+                raw, alpha = _alphas(plan, coef, need_grad)
                 weight, t_before, one_minus, t_out, done_out = _composite(raw, alpha, sl)
                 image.index_add_(0, sl.tiles, torch.bmm(weight.transpose(1, 2), e.values))  # [A, P, 1 + C]
                 walked.append((sl.tiles, start, sl.t_in, sl.done_in))
@@ -316,8 +322,9 @@ class _Rasterize(torch.autograd.Function):
             g0, g1, g2, g3, g4, g5 = g_coef.unbind(0)
             g_geo = torch.stack(
                 [
-                    g1 * e.a + g2 * e.b - g0 * (e.a * e.mx + e.b * e.my),  # u
-                    g1 * e.b + g2 * e.c - g0 * (e.c * e.my + e.b * e.mx),  # v
+                    # coef[1] = a mx + b my, coef[2] = c my + b mx
+                    g1 * e.a + g2 * e.b - g0 * coef[1],  # u
+                    g1 * e.b + g2 * e.c - g0 * coef[2],  # v
                     g1 * e.mx - 0.5 * g0 * e.mx * e.mx - 0.5 * g3,  # a
                     g1 * e.my + g2 * e.mx - g0 * e.mx * e.my - g5,  # b
                     g2 * e.my - 0.5 * g0 * e.my * e.my - 0.5 * g4,  # c
