@@ -174,7 +174,7 @@ def _alphas(plan: _Plan, coef: torch.Tensor, need_raw: bool = True) -> tuple[tor
     _, num, depth = coef.shape
     exponent = torch.mm(coef.view(6, -1).t(), plan.basis.to(coef.dtype) * _LOG2_E)  # [A K, P], base 2
     raw = exponent.exp2_().view(num, depth, -1)
-    torch.nn.functional.threshold_(raw, _largest_below(ALPHA_MIN, raw.dtype), 0.0)
+    torch.nn.functional.threshold(raw, _largest_below(ALPHA_MIN, raw.dtype), 0.0, inplace=True)
     if not need_raw:
         return None, raw.clamp_max_(ALPHA_MAX)
     return raw, raw.clamp_max(ALPHA_MAX)
@@ -205,7 +205,7 @@ def _composite(raw: torch.Tensor | None, alpha: torch.Tensor, sl: _Slice):
     # take T below T_MIN" excludes exactly the entries with t_after < T_MIN, a suffix along K
     # (an entry with alpha = 0 changes nothing, whether included or not). Zero those t_after:
     # a live pixel starts at T >= T_MIN, so the surviving T are exactly the included entries'.
-    t_after = torch.nn.functional.threshold_(trans[:, 1:], _largest_below(T_MIN, trans.dtype), 0.0)
+    t_after = torch.nn.functional.threshold(trans[:, 1:], _largest_below(T_MIN, trans.dtype), 0.0, inplace=True)
     included = torch.sign(t_after)  # 1.0 / 0.0 (T >= 0)
     # T before an included entry is t_after of the previous one (included too) or the start
     t_before = trans[:, :-1]
@@ -255,7 +255,7 @@ class _Rasterize(torch.autograd.Function):
                 weight, t_before, one_minus, t_out, done_out = _composite(raw, alpha, sl)
                 image.index_add_(0, sl.tiles, torch.bmm(weight.transpose(1, 2), e.values))  # [A, P, 1 + C]
                 walked.append((sl.tiles, start, sl.t_in, sl.done_in))
-                if weight.numel() <= budget:
+                if raw is not None and weight.numel() <= budget:
                     budget -= weight.numel()
                     kept.append((raw, weight, t_before, one_minus, t_out))
                 else:
