@@ -29,11 +29,14 @@ HERE = Path(__file__).resolve().parent
 STAGES: dict[str, list[tuple[str, str]]] = {
     "whole loss, forward": [("gaussrender/loss.py", "forward")],
     "whole loss, backward (autograd)": [("torch/_tensor.py", "backward")],
-    "voxels -> Gaussians (softmax, opacity, culling of empty voxels)": [("render/gaussians.py", "build_gaussians")],
-    "render calls, forward (projection + rasteriser)": [("render/dispatch.py", "render_unchecked")],
-    "projection and camera culling": [("render/_project.py", "project_gaussians")],
-    "binning Gaussians into tiles (incl. the depth sort)": [("render/_project.py", "bin_gaussians")],
-    "rasteriser forward (tiles, sort, alpha blending)": [("render/_torch.py", "forward")],
+    "voxels -> Gaussians (softmax, opacity, culling of empty voxels)": [
+        ("render/gaussians.py", "build_predictions"),
+        ("render/gaussians.py", "build_gaussians"),
+    ],
+    "render calls, forward (projection + rasteriser)": [("render/dispatch.py", "render_sets_unchecked")],
+    "projection, camera culling, packing and depth sort": [("render/_project.py", "splat")],
+    "binning splats into tiles": [("render/_project.py", "bin_splats")],
+    "rasteriser forward (alpha blending)": [("render/_torch.py", "forward")],
     "rasteriser backward": [("render/_torch.py", "backward")],
 }
 

@@ -12,7 +12,8 @@ attributed to the innermost frame inside ``src/gaussrender``.
 
 What remains with checks off, and why (counted exactly below):
 
-* ``gaussians.build_gaussians`` (behind ``voxels_to_gaussians``): one ``nonzero`` per prediction and per ground truth
+* ``gaussians.build_predictions`` and ``build_gaussians`` (behind ``voxels_to_gaussians``): one
+  ``nonzero`` per prediction and per ground truth
   (which voxels become Gaussians is data; their count sizes every later tensor);
 * ``render._project.splat``, per set of Gaussians of a render call (one per sample):
   ``nonzero`` of the visible (view, Gaussian) pairs;
@@ -220,14 +221,19 @@ def test_checks_off_leaves_only_the_data_dependent_sizes(monkeypatch):
     renders = len(rounds)
     assert renders == 2 * 2  # (camera, BEV) x (prediction, ground truth): the batch in one call
     expected = {
-        ("render/gaussians.py", "build_gaussians", "nonzero"): 2 * 2,  # per sample: prediction, truth
+        ("render/gaussians.py", "build_predictions", "nonzero"): 2,  # per sample: its prediction
+        ("render/gaussians.py", "build_gaussians", "nonzero"): 2,  # per sample: its ground truth
         ("render/_project.py", "splat", "nonzero"): 2 * renders,  # per sample of each call
         ("render/_project.py", "bin_splats", "repeat_interleave"): renders,
         ("render/_project.py", "bin_splats", "bincount"): renders,
         ("render/_torch.py", "forward", "nonzero"): sum(len(r) + 1 for r in rounds),
     }
     assert dict(counter.sites) == expected
-    assert not [site for site in counter.sites if site[0] in HOT_PATH and site[1] != "build_gaussians"]
+    assert not [
+        site
+        for site in counter.sites
+        if site[0] in HOT_PATH and site[1] not in ("build_gaussians", "build_predictions")
+    ]
 
 
 def test_checks_on_reads_values_back(monkeypatch):

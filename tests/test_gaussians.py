@@ -84,3 +84,59 @@ def test_bad_input():
         gr.voxels_to_gaussians(GRID, labels=torch.zeros(200, 200, dtype=torch.long))
     with pytest.raises(ValueError, match="opacity"):
         gr.voxels_to_gaussians(GRID, logits=torch.zeros(18, *GRID.shape), opacity=torch.full(GRID.shape, 2.0))
+
+
+def _toy_grid():
+    return gr.VoxelGrid(
+        name="gather_toy",
+        range_min=(-2.0, -2.0, -1.0),
+        range_max=(2.0, 2.0, 1.0),
+        voxel_size=0.5,
+        shape=(8, 8, 4),
+        class_names=("free", "car", "road"),
+        empty_index=0,
+    )
+
+
+@pytest.mark.parametrize("with_opacity", [False, True])
+def test_batch_of_predictions_is_each_sample_alone_with_one_gradient(with_opacity):
+    """build_predictions gathers a batch's visible voxels with one autograd node: each sample's
+    Gaussians and the gradients of logits (and opacity) are those of building it alone."""
+    from gaussrender.render.gaussians import build_gaussians, build_predictions
+
+    grid = _toy_grid()
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(3, 3, *grid.shape, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    labels = torch.randint(0, 3, (3, *grid.shape), generator=g)
+    labels[1, :2] = grid.ignore_index
+    opacity = torch.rand(3, *grid.shape, generator=g, dtype=torch.float64).requires_grad_() if with_opacity else None
+    weights = [torch.randn(500, 3, generator=g, dtype=torch.float64) for _ in range(3)]
+
+    def total(gaussians):
+        return sum(
+            (p.features * w[: len(p)]).sum() + (p.opacities * w[: len(p), 0]).sum() for p, w in zip(gaussians, weights)
+        )
+
+    batch = build_predictions(grid, logits, labels, opacity, 0.3)
+    assert len({len(p) for p in batch}) > 1, "samples should keep different voxels"
+    got = torch.autograd.grad(total(batch), [logits] + ([opacity] if with_opacity else []))
+    alone = [
+        build_gaussians(
+            grid, logits=logits[b], labels=labels[b], opacity=None if opacity is None else opacity[b], scale=0.3
+        )
+        for b in range(3)
+    ]
+    for p, q in zip(batch, alone):
+        assert torch.equal(p.voxel_index, q.voxel_index)
+        torch.testing.assert_close(p.features, q.features, rtol=0, atol=0)
+        torch.testing.assert_close(p.opacities, q.opacities, rtol=0, atol=0)
+    want = torch.autograd.grad(total(alone), [logits] + ([opacity] if with_opacity else []))
+    for a, b in zip(got, want):
+        assert float(b.abs().max()) > 0
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # and the gather itself against finite differences
+    small = logits[:2, :, :2, :2, :1].detach().clone().requires_grad_()
+    idx = [torch.tensor([0, 3]), torch.tensor([1])]
+    from gaussrender.render.gaussians import _GatherColumns
+
+    torch.autograd.gradcheck(lambda x: _GatherColumns.apply(x.flatten(2), *idx), (small,))

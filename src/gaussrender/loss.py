@@ -49,7 +49,7 @@ from .loss_cameras import bev_view, sample_cameras, target_cameras
 from .loss_options import MIN_IMAGE_SIDE, RenderLossOptions
 from .loss_terms import check_targets_2d, depth_term, semantic_term, target_depth_term, target_semantic_term
 from .render.dispatch import Backend, GaussianSet, render_sets_unchecked
-from .render.gaussians import Gaussians, build_gaussians, check_labels
+from .render.gaussians import Gaussians, build_gaussians, build_predictions, check_labels
 from .render.result import RenderResult
 
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions"]
@@ -255,20 +255,9 @@ def gauss_render_loss(
     if target_size is not None:
         assert target_intrinsics is not None and target_cam_from_grid is not None and image_size is not None
         target_cams = target_cameras(target_intrinsics, target_cam_from_grid, image_size, target_size, dtype)
-    # one view per sample through unbind: indexing logits[b] would give each sample's
-    # gradient its own zero-filled copy of the whole batch (quadratic in the batch size)
-    sample_logits = logits.unbind(0)
-    sample_opacity = None if opacity is None else opacity.unbind(0)
-    preds = [
-        build_gaussians(
-            grid,
-            logits=sample_logits[b],
-            labels=None if labels is None else labels[b],
-            opacity=None if sample_opacity is None else sample_opacity[b],
-            scale=target_scale,
-        )
-        for b in range(batch)
-    ]
+    # one gather for the whole batch, whose gradient is one full-grid tensor (indexing
+    # logits[b] would give each sample's gradient its own zero-filled copy of the batch)
+    preds = build_predictions(grid, logits, labels, opacity, target_scale)
     if target_cams is not None:
         rendered = _render_batch(preds, target_cams, background, options.backend, options.cull)
         for b, seen in enumerate(rendered):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .._checks import (
     MAX_SCALE,
@@ -18,7 +19,7 @@ from .._checks import (
 from ..geometry.grid import VoxelGrid, get_grid
 from ._project import ALPHA_MIN
 
-__all__ = ["Gaussians", "voxels_to_gaussians", "build_gaussians", "sharpen", "check_labels"]
+__all__ = ["Gaussians", "voxels_to_gaussians", "build_gaussians", "build_predictions", "sharpen", "check_labels"]
 
 
 @dataclass
@@ -149,23 +150,73 @@ def build_gaussians(
         opacities = torch.ones(values.shape[0], device=labels.device, dtype=dtype)
         return _assemble(grid, index, opacities, features, scale)
 
-    scores = logits.flatten(1)  # [C, X*Y*Z]
+    batched_opacity = None if opacity is None else opacity[None]
+    return build_predictions(grid, logits[None], None if labels is None else labels[None], batched_opacity, scale)[0]
+
+
+class _GatherColumns(torch.autograd.Function):
+    """``[B, C, V]`` -> one ``[C, N_b]`` gather of columns per sample, whose backward writes every
+    sample's gradient into ONE zero tensor ``[B, C, V]``.
+
+    Per-sample ``x.unbind(0)[b].index_select(1, idx)`` gives each sample a zero-filled
+    full-grid gradient, then stacks them: for Occ3D logits (11.5 M values a sample) two
+    full-grid passes and a fresh allocation per sample, in every training step.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, *indices: torch.Tensor):
+        ctx.save_for_backward(*indices)
+        ctx.shape = x.shape
+        return tuple(x[b].index_select(1, idx) for b, idx in enumerate(indices))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads: torch.Tensor):
+        indices = ctx.saved_tensors
+        grad = grads[0].new_zeros(ctx.shape)
+        for b, (g, idx) in enumerate(zip(grads, indices, strict=True)):
+            if g is not None:
+                grad[b].index_add_(1, idx, g)
+        return (grad, *([None] * len(indices)))
+
+
+def build_predictions(
+    grid: VoxelGrid,
+    logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    opacity: torch.Tensor | None,
+    scale: float,
+) -> list[Gaussians]:
+    """:func:`build_gaussians` for a batch of predictions (inputs validated): ``logits [B, C, X,
+    Y, Z]``, ``labels [B, X, Y, Z]`` or None, ``opacity [B, X, Y, Z]`` or None; one
+    :class:`Gaussians` per sample, differentiable w.r.t. ``logits`` and ``opacity``."""
+    batch = logits.shape[0]
+    scores = logits.flatten(2)  # [B, C, X*Y*Z]
     if opacity is None:
         # which voxels are visible is decided without autograd on the whole grid (one pass);
         # the softmax and its gradient are then computed only for the kept voxels, a small
         # fraction of the grid once a model is trained
         with torch.no_grad():
-            alpha_all = 1.0 - sharpen(torch.exp(scores[grid.empty_index] - torch.logsumexp(scores, dim=0)))
+            alpha_all = 1.0 - sharpen(torch.exp(scores[:, grid.empty_index] - torch.logsumexp(scores, dim=1)))
     else:
-        alpha_all = opacity.flatten().to(scores.dtype)
+        alpha_all = opacity.flatten(1).to(scores.dtype)
     keep = alpha_all.detach() >= ALPHA_MIN
     if labels is not None:
-        keep = keep & (labels.flatten() != grid.ignore_index)
-    flat = keep.nonzero()[:, 0]  # the one host sync: how many voxels are visible is data
-    index = torch.stack(torch.unravel_index(flat, grid.shape), dim=-1)
-    probs = torch.softmax(scores.index_select(1, flat), dim=0).t()  # [N, C]
-    alpha = 1.0 - sharpen(probs[:, grid.empty_index]) if opacity is None else alpha_all.index_select(0, flat)
-    return _assemble(grid, index, alpha, probs, scale)
+        keep = keep & (labels.flatten(1) != grid.ignore_index)
+    # the host syncs: how many voxels are visible is data (one per sample)
+    flats = []
+    for b in range(batch):
+        flats.append(keep[b].nonzero()[:, 0])
+    columns = _GatherColumns.apply(scores, *flats)
+    if opacity is not None:
+        alphas = _GatherColumns.apply(alpha_all[:, None], *flats)
+    out = []
+    for b, flat in enumerate(flats):
+        index = torch.stack(torch.unravel_index(flat, grid.shape), dim=-1)
+        probs = torch.softmax(columns[b], dim=0).t()  # [N, C]
+        alpha = 1.0 - sharpen(probs[:, grid.empty_index]) if opacity is None else alphas[b][0]
+        out.append(_assemble(grid, index, alpha, probs, scale))
+    return out
 
 
 def _assemble(
