@@ -121,6 +121,7 @@ def test_loss_renders_a_batch_in_four_calls(monkeypatch):
     eye = torch.tensor([[0.0, 0, 0.5], [0.0, 0, 0.5]])
     pose = gr.look_at(eye, torch.tensor([[1.0, 0, 0.5], [-1.0, 0, 0.5]])).expand(3, 2, 4, 4).contiguous()
     loss = gr.GaussRenderLoss(grid, bev_size=24, seed=0, backend="torch", cameras_per_sample=2)
+    loss.generator.manual_seed(0)
     whole = loss(logits, labels, k, pose, (24, 32))
     assert calls == [3 * 2, 3 * 2, 3, 3]  # cameras: prediction, truth; BEV: prediction, truth
     per_sample = []
@@ -130,3 +131,14 @@ def test_loss_renders_a_batch_in_four_calls(monkeypatch):
     for name in ("cam", "cam_depth", "bev", "bev_depth"):
         want = sum(float(o[name]) for o in per_sample) / 3
         assert abs(float(whole[name]) - want) < 1e-5 * max(1.0, abs(want)), name
+    # on the CPU, calls are capped in Gaussians: with a cap of 1 every sample gets its own
+    # call, and every term is the same
+    import gaussrender.loss as loss_module
+
+    monkeypatch.setattr(loss_module, "CPU_GAUSSIANS_PER_CALL", 1)
+    calls.clear()
+    loss.generator.manual_seed(0)
+    split = loss(logits, labels, k, pose, (24, 32))
+    assert calls == [2] * 6 + [1] * 6
+    for name in ("cam", "cam_depth", "bev", "bev_depth"):
+        assert float(split[name]) == pytest.approx(float(whole[name]), rel=1e-6), name
