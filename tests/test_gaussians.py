@@ -87,15 +87,7 @@ def test_bad_input():
 
 
 def _toy_grid():
-    return gr.VoxelGrid(
-        name="gather_toy",
-        range_min=(-2.0, -2.0, -1.0),
-        range_max=(2.0, 2.0, 1.0),
-        voxel_size=0.5,
-        shape=(8, 8, 4),
-        class_names=("free", "car", "road"),
-        empty_index=0,
-    )
+    return gr.VoxelGrid("gather_toy", (-2.0, -2.0, -1.0), (2.0, 2.0, 1.0), 0.5, (8, 8, 4), ("free", "car", "road"), 0)
 
 
 @pytest.mark.parametrize("with_opacity", [False, True])

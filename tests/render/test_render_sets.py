@@ -105,15 +105,7 @@ def test_loss_renders_a_batch_in_four_calls(monkeypatch):
         return rasterize(splats, *args, **kwargs)
 
     monkeypatch.setattr(_torch, "rasterize_torch", counting)
-    grid = gr.VoxelGrid(
-        name="sets_toy",
-        range_min=(-4.0, -4.0, -1.0),
-        range_max=(4.0, 4.0, 1.0),
-        voxel_size=0.5,
-        shape=(16, 16, 4),
-        class_names=("free", "car", "road"),
-        empty_index=0,
-    )
+    grid = gr.VoxelGrid("sets_toy", (-4.0, -4.0, -1.0), (4.0, 4.0, 1.0), 0.5, (16, 16, 4), ("free", "car", "road"), 0)
     g = torch.Generator().manual_seed(1)
     labels = torch.randint(0, 3, (3, *grid.shape), generator=g)
     logits = torch.randn(3, 3, *grid.shape, generator=g)
