@@ -159,6 +159,15 @@ def test_loss_memory_estimate_matches_its_formula():
         loss(_logits(), _labels(), K, POSE, SIZE)
     _checks.set_memory_limit(need)
     assert bool(torch.isfinite(loss(_logits(), _labels(), K, POSE, SIZE)["loss"]))
+    # a batch is rendered in one call and every sample's prediction images are kept for the
+    # backward pass: each further sample adds its images (3072 px x 5 x 4 B)
+    k3, pose3 = K.expand(3, -1, -1, -1), POSE.expand(3, -1, -1, -1)
+    need3 = need + 2 * px * 5 * 4
+    _checks.set_memory_limit(need3 - 1)
+    with pytest.raises(FootprintError, match="batch of 3"):
+        loss(_logits(3), _labels(3), k3, pose3, SIZE)
+    _checks.set_memory_limit(need3)
+    assert bool(torch.isfinite(loss(_logits(3), _labels(3), k3, pose3, SIZE)["loss"]))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -211,8 +211,9 @@ def gauss_render_loss(
             views = min(options.cameras_per_sample, ncam) * (
                 2 if (options.camera_strategy or grid.camera_strategy) == "stereo" else 1
             )
-            # prediction (render + kept images) and ground truth images live together
-            need = render_bytes(views, render_h, render_w, channels, itemsize) + image_bytes(
+            # one render call's buffers and, kept for the backward pass, every sample's
+            # prediction images (the batch is rendered together, its terms computed after)
+            need = render_bytes(views, render_h, render_w, channels, itemsize) + batch * image_bytes(
                 views, render_h, render_w, channels, itemsize
             )
             name = "resolution_divisor" if div < 1 else "image_size"
@@ -221,7 +222,7 @@ def gauss_render_loss(
                 need,
                 logits.device,
                 f"image_size {image_size} / resolution_divisor {div:g} = {render_h}x{render_w} pixels "
-                f"x {views} view(s) x {channels} classes",
+                f"x {views} view(s) x {channels} classes, batch of {batch}",
             )
     target_size = None
     if (target_intrinsics is None) != (target_cam_from_grid is None):
@@ -242,15 +243,18 @@ def gauss_render_loss(
         target_size = check_targets_2d(target_depth, target_semantics, batch, ncam, channels)
         check_memory(
             "target_depth" if target_depth is not None else "target_semantics",
-            render_bytes(ncam, *target_size, channels, itemsize),
+            # one call's buffers and images, and the other samples' images kept for backward
+            render_bytes(ncam, *target_size, channels, itemsize)
+            + (batch - 1) * image_bytes(ncam, *target_size, channels, itemsize),
             logits.device,
-            f"the prediction rendered into {ncam} camera(s) at {target_size[0]}x{target_size[1]} pixels",
+            f"the prediction rendered into {ncam} camera(s) at {target_size[0]}x{target_size[1]} pixels, "
+            f"batch of {batch}",
         )
     use_bev = labels is not None and "bev" in options.views
     if use_bev:
         size = options.bev_size
-        need = render_bytes(1, size, size, channels, itemsize) + image_bytes(1, size, size, channels, itemsize)
-        check_memory("bev_size", need, logits.device, f"a {size}x{size} BEV x {channels} classes")
+        need = render_bytes(1, size, size, channels, itemsize) + batch * image_bytes(1, size, size, channels, itemsize)
+        check_memory("bev_size", need, logits.device, f"{batch} {size}x{size} BEV(s) x {channels} classes")
     if logits.dtype in LOW_PRECISION:
         # float16/bfloat16 logits: the whole loss runs in float32 (gradients flow back in the
         # logits' dtype); the returned terms are float32, as autocast keeps losses
