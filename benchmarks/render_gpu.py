@@ -11,7 +11,9 @@ All three renderers get the same isotropic Gaussians and the same views, in one 
   ``untrained`` (logits ~ N(0, 0.1²): every voxel nearly opaque, 640k Gaussians);
 * views: the nuScenes front camera or all six at 1/4 (400x225) and 1/2 (800x450) of
   1600x900, and the 400x400 perspective bird's-eye view;
-* batch 1 and 4 (one render call per sample, as :class:`gaussrender.GaussRenderLoss` does).
+* batch 1 and 4: our renderers take the batch in one call (each sample's Gaussians in the
+  same views, ``render_sets_unchecked``, as :class:`gaussrender.GaussRenderLoss` renders a
+  batch on a GPU); gsplat gets one call per sample.
 
 Per case: median forward and forward+backward time (CUDA events, after warm-up runs; the
 backward pass is that of a fixed random linear function of the feature and depth images,
@@ -111,22 +113,24 @@ def make_views(grid, device: torch.device) -> dict:
 Images = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features [V,H,W,C], depth [V,H,W], alpha [V,H,W]
 
 
-def ours(backend: str) -> Callable[[Scene, object], Images]:
-    def run(scene: Scene, cams) -> Images:
-        import gaussrender as gr
+def ours(backend: str) -> Callable[[list[Scene], object], list[Images]]:
+    """All samples in one call of our renderer (each sample in ``cams``)."""
 
-        out = gr.render(
-            scene.means, scene.opacities, scene.features, scene.scales, cams, scene.background, backend=backend
-        )
-        return out.features, out.depth, out.alpha
+    def run(scenes: list[Scene], cams) -> list[Images]:
+        from gaussrender.render.dispatch import GaussianSet, render_sets_unchecked
+
+        sets = [GaussianSet(s.means, s.opacities, s.features, s.scales, cams) for s in scenes]
+        outs = render_sets_unchecked(sets, scenes[0].background, backend=backend)
+        return [(o.features, o.depth, o.alpha) for o in outs]
 
     return run
 
 
-def gsplat_renderer() -> Callable[[Scene, object], Images]:
+def gsplat_renderer() -> Callable[[list[Scene], object], list[Images]]:
+    """One gsplat call per sample."""
     from gsplat import rasterization
 
-    def run(scene: Scene, cams) -> Images:
+    def one(scene: Scene, cams) -> Images:
         n, c = scene.features.shape
         quats = torch.zeros(n, 4, device=scene.means.device)
         quats[:, 0] = 1.0
@@ -149,6 +153,9 @@ def gsplat_renderer() -> Callable[[Scene, object], Images]:
             camera_model="pinhole" if cams.model == "pinhole" else "ortho",
         )
         return colors[..., :c], colors[..., c], alphas[..., 0]
+
+    def run(scenes: list[Scene], cams) -> list[Images]:
+        return [one(s, cams) for s in scenes]
 
     return run
 
@@ -189,8 +196,7 @@ def measure_case(render_fn, scenes: list[Scene], cams, weights, args) -> dict:
 
     def forward() -> None:
         with torch.no_grad():
-            for s in scenes:
-                render_fn(s, cams)
+            render_fn(scenes, cams)
 
     leaves = [
         Scene(
@@ -200,9 +206,9 @@ def measure_case(render_fn, scenes: list[Scene], cams, weights, args) -> dict:
     ]
 
     def forward_backward() -> None:
+        images = render_fn(leaves, cams)
+        sum((feats * weights[0]).sum() + (depth * weights[1]).sum() for feats, depth, _ in images).backward()
         for s in leaves:
-            feats, depth, _ = render_fn(s, cams)
-            ((feats * weights[0]).sum() + (depth * weights[1]).sum()).backward()
             s.opacities.grad = s.features.grad = None
 
     row: dict = {}
@@ -311,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         tiny = scenes[args.scenes[0]][0]
         t0 = time.perf_counter()
         renderers["gsplat"](
-            Scene(tiny.means[:8], tiny.opacities[:8], tiny.features[:8], tiny.scales[:8], tiny.background),
+            [Scene(tiny.means[:8], tiny.opacities[:8], tiny.features[:8], tiny.scales[:8], tiny.background)],
             views[args.views[0]],
         )
         torch.cuda.synchronize()
@@ -332,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, fn in renderers.items():
                 try:
                     with torch.no_grad():
-                        images[name] = fn(scenes[kind][0], cams)
+                        images[name] = fn([scenes[kind][0]], cams)[0]
                 except Exception as exc:  # the timing below records the error per case
                     print(f"  {name} on {kind}/{view_name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
                     torch.cuda.empty_cache()
