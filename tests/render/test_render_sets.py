@@ -134,3 +134,17 @@ def test_loss_renders_a_batch_in_four_calls(monkeypatch):
     assert calls == [2] * 6 + [1] * 6
     for name in ("cam", "cam_depth", "bev", "bev_depth"):
         assert float(split[name]) == pytest.approx(float(whole[name]), rel=1e-6), name
+
+
+def test_a_set_whose_scales_overflow_its_cameras_is_refused_in_a_batch():
+    """The covariance range check reads every set's largest scale at once and still judges
+    each set with its own scales and cameras."""
+    sets = [
+        GaussianSet(s.means.float(), s.opacities.float(), s.features.float(), s.scales.float(), s.cameras)
+        for s in _sets()
+    ]
+    render_sets_unchecked(sets, torch.zeros(3), backend="torch")  # fine as they are
+    bad = sets[1]
+    sets[1] = GaussianSet(bad.means, bad.opacities, bad.features, torch.full_like(bad.scales, 1e17), bad.cameras)
+    with pytest.raises(ValueError, match=r"scales up to 1e\+17 m"):
+        render_sets_unchecked(sets, torch.zeros(3), backend="torch")

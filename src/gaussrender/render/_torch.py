@@ -35,13 +35,7 @@ from ..geometry.cameras import Cameras
 from ._project import (
     ALPHA_MAX,
     ALPHA_MIN,
-    COL_A,
-    COL_B,
-    COL_C,
     COL_DEPTH,
-    COL_OPACITY,
-    COL_U,
-    COL_V,
     FEATURE_COLUMN,
     T_MIN,
     GaussianSet,
@@ -54,12 +48,6 @@ from .result import RenderResult
 __all__ = ["render_torch", "rasterize_torch"]
 
 TILE = 4
-
-
-#: Columns of the packed table (:class:`Splats`): u, v (pixels), conic a, b, c, opacity, camera
-#: depth z (metres), then the C features. One gather per slice reads them all.
-_U, _V, _A, _B, _C, _O, _Z = COL_U, COL_V, COL_A, COL_B, COL_C, COL_OPACITY, COL_DEPTH
-_FEATURES = FEATURE_COLUMN
 
 
 @dataclass
@@ -126,7 +114,7 @@ class _Entries:
 def _split_table(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The packed table ``[Mv, 7 + C]`` as ``geometry [6, Mv]`` (u, v, a, b, c, opacity: one
     contiguous row each) and ``values [Mv, 1 + C]`` (depth, then the features), contiguous."""
-    return table[:, :_Z].t().contiguous(), table[:, _Z:].contiguous()
+    return table[:, :COL_DEPTH].t().contiguous(), table[:, COL_DEPTH:].contiguous()
 
 
 def _entries(plan: _Plan, geometry: torch.Tensor, values: torch.Tensor, sl: _Slice) -> tuple[_Entries, torch.Tensor]:
@@ -244,7 +232,7 @@ class _Rasterize(torch.autograd.Function):
     def forward(ctx, table, plan: _Plan):
         num_tiles, pixels = plan.inside.shape
         dtype, device = table.dtype, table.device
-        channels = table.shape[1] - _FEATURES
+        channels = table.shape[1] - FEATURE_COLUMN
         # colour and depth accumulate together: column 0 is depth, then the features
         image = torch.zeros(num_tiles, pixels, 1 + channels, dtype=dtype, device=device)
         trans = torch.ones(num_tiles, pixels, dtype=dtype, device=device)
@@ -297,7 +285,7 @@ class _Rasterize(torch.autograd.Function):
         plan: _Plan = ctx.plan
         num_tiles, pixels = plan.inside.shape
         dtype, device = table.dtype, table.device
-        g_image = torch.zeros(num_tiles, pixels, table.shape[1] - _Z, dtype=dtype, device=device)
+        g_image = torch.zeros(num_tiles, pixels, table.shape[1] - COL_DEPTH, dtype=dtype, device=device)
         if g_color is not None:
             g_image[..., 1:] = g_color
         if g_depth is not None:

@@ -342,7 +342,6 @@ def render_triton(
         ValueError: tensors are not on a CUDA device and ``TRITON_INTERPRET`` is not ``"1"``
             (or was set only after triton had been imported).
     """
-    _check_device(means.device)
     out_dtype = means.dtype
     dtype = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
     means, opacities, features, scales, background = (

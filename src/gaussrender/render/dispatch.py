@@ -235,12 +235,20 @@ def render_sets_unchecked(
         raise ValueError("sets must hold at least one GaussianSet")
     out_dtype = sets[0].means.dtype
     dtype = compute_dtype(out_dtype)
-    converted = []
-    for s in sets:
-        scales = s.scales.to(dtype)
-        if checks_enabled() and s.means.shape[0] and len(s.cameras):
-            _check_covariance_range(scales, s.cameras, dtype)
-        converted.append(GaussianSet(s.means.to(dtype), s.opacities.to(dtype), s.features.to(dtype), scales, s.cameras))
+    converted = [
+        GaussianSet(s.means.to(dtype), s.opacities.to(dtype), s.features.to(dtype), s.scales.to(dtype), s.cameras)
+        for s in sets
+    ]
+    checked = [s for s in converted if s.means.shape[0] and len(s.cameras)]
+    if checks_enabled() and checked:
+        # one read-back for every set's largest scale; a camera shared by several sets (the
+        # loss's BEV) is checked once per distinct scale
+        largest = torch.stack([s.scales.amax() for s in checked]).tolist()
+        seen: set[tuple[int, float]] = set()
+        for s, s_max in zip(checked, largest, strict=True):
+            if (id(s.cameras), s_max) not in seen:
+                seen.add((id(s.cameras), s_max))
+                _check_covariance_range(s_max, s.cameras, dtype)
     background = background.to(dtype)
     splats = splat(converted, cull)
     name = _resolve_backend(backend, splats.table.device)
@@ -266,17 +274,17 @@ def render_sets_unchecked(
 _COV_RANGE_FRACTION = 1e-8
 
 
-def _check_covariance_range(scales: torch.Tensor, cameras: Cameras, dtype: torch.dtype) -> None:
+def _check_covariance_range(s_max: float, cameras: Cameras, dtype: torch.dtype) -> None:
     """Refuse scales/near/intrinsics whose projected covariance overflows ``dtype``.
 
     Bound (see ``_project.project_gaussians``): the Jacobian rows are ``(fx, s, -(fx xc + s
     yc))/z`` and ``(0, fy, -fy yc)/z`` with the direction clamped to ``|xc| <= Lx``,
     ``|yc| <= Ly`` (1.3x the field of view) and ``z > near``; so
     ``Σ' <= s_max² (fx² + s² + (|fx| Lx + |s| Ly)²) / near² + 0.3`` (orthographic: no
-    ``1/z``, no third column). One read-back of ``max(scales)`` and the intrinsics.
+    ``1/z``, no third column), ``s_max`` the largest scale (metres). One read-back of the
+    intrinsics.
     """
     k = cameras.intrinsics.detach().to(device="cpu", dtype=torch.float64)
-    s_max = float(scales.detach().amax())
     fx, sk, cx = k[:, 0, 0].abs(), k[:, 0, 1].abs(), k[:, 0, 2]
     fy, cy = k[:, 1, 1].abs(), k[:, 1, 2]
     if cameras.model == "pinhole":
