@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 
 #: stage -> (file suffix, function name) pairs whose cumulative time is the stage's
 STAGES: dict[str, list[tuple[str, str]]] = {
-    "whole loss, forward": [("gaussrender/loss.py", "forward")],
+    "whole loss, forward": [("losses/render/loss.py", "forward")],
     "whole loss, backward (autograd)": [("torch/_tensor.py", "backward")],
     "voxels -> Gaussians (softmax, opacity, culling of empty voxels)": [
         ("render/gaussians.py", "build_predictions"),

@@ -23,7 +23,7 @@ rendered into both views, all four terms), medians of ``--repeats`` runs after o
 ``loss_b4`` is the same loss on a batch of 4 samples (the scene's labels with 4 independent
 noise draws), and ``b4_ratio`` its cost over one sample's. The loss renders a batch in one call
 per view kind (prediction and truth apart), up to 2^19 Gaussians a call on the CPU
-(``gaussrender.loss.CPU_GAUSSIANS_PER_CALL``): trained-like batches share one call, untrained
+(``gaussrender.losses.render.renders.CPU_GAUSSIANS_PER_CALL``): trained-like batches share one call, untrained
 samples get one each.
 
     python benchmarks/render.py                       # table + benchmarks/results/render_cpu.json

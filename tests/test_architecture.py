@@ -15,7 +15,13 @@ Rules, checked on every module under ``src/gaussrender``:
 * no cross-package private import: ``P._m`` (a private module) or ``_name`` (a private name)
   of package ``P`` is imported only by modules inside ``P``;
 * the data readers (``gaussrender.data``) do not reach the metrics (``gaussrender.metrics``),
-  directly or through other modules: what both need lives in ``gaussrender.geometry``.
+  directly or through other modules: what both need lives in ``gaussrender.geometry``;
+* the losses (``gaussrender.losses``) reach neither training, commands, integrations, models,
+  data nor metrics: a user's training code imports the loss without any of them;
+* the package root reads like a table of contents: at most :data:`MAX_ROOT_MODULES` modules
+  loose at the root (the rest in folders that name the architecture), no module over
+  :data:`MAX_MODULE_LINES` lines, no function over :data:`MAX_FUNCTION_LINES` lines
+  (docstring included).
 
 The walker is tested on small synthetic packages too, so that each rule is seen to fail.
 """
@@ -215,6 +221,59 @@ def test_data_does_not_reach_metrics(package):
     assert reaches(graph, "gaussrender.data", "gaussrender.metrics") == []
 
 
+@pytest.mark.parametrize("forbidden", ["train", "commands", "integrations", "models", "data", "metrics"])
+def test_losses_stand_alone(package, forbidden):
+    _, _, graph = package
+    assert reaches(graph, "gaussrender.losses", f"gaussrender.{forbidden}") == []
+
+
+# ---- the layout ---------------------------------------------------------------------------
+
+MAX_ROOT_MODULES = 6
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 120
+
+
+def root_modules(root: Path) -> list[str]:
+    """The ``.py`` files directly in the package root (``__init__`` included)."""
+    return sorted(p.name for p in root.glob("*.py"))
+
+
+def long_modules(root: Path, limit: int) -> list[str]:
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > limit:
+            out.append(f"{path.relative_to(root)}: {lines} lines")
+    return out
+
+
+def long_functions(root: Path, limit: int) -> list[str]:
+    """Functions and methods (nested ones too) longer than ``limit`` lines, decorators aside."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > limit:
+                    out.append(f"{path.relative_to(root)}:{node.lineno} {node.name}: {lines} lines")
+    return out
+
+
+def test_package_root_is_a_table_of_contents():
+    loose = root_modules(SRC)
+    assert len(loose) <= MAX_ROOT_MODULES, loose
+    # the losses live in one package, not loose at the root
+    assert (SRC / "losses" / "render" / "loss.py").is_file()
+    assert not [name for name in loose if name.startswith("loss")]
+
+
+def test_no_module_or_function_is_too_long():
+    assert long_modules(SRC, MAX_MODULE_LINES) == []
+    assert long_functions(SRC, MAX_FUNCTION_LINES) == []
+
+
 # ---- the walker on synthetic packages: each rule can fail --------------------------------
 
 
@@ -300,6 +359,22 @@ def test_walker_finds_cross_package_private_imports(tmp_path):
     bad = private_imports(modules, imports)
     assert [b.split(" ")[0] for b in bad] == ["pkg.b.bad:1", "pkg.b.bad:2", "pkg.b.bad:3"]
     assert all("(private to pkg.a)" in b for b in bad)
+
+
+def test_layout_rules_fail_on_a_crowded_root_and_long_code(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(130))
+    root = _write(
+        tmp_path,
+        {
+            **{f"m{i}.py": "" for i in range(7)},
+            "__init__.py": "",
+            "sub/long.py": f"def f():\n{body}\n",
+        },
+    )
+    assert len(root_modules(root)) == 8
+    assert long_modules(root, 100) == ["sub/long.py: 131 lines"]
+    assert long_functions(root, 120) == ["sub/long.py:1 f: 131 lines"]
+    assert long_functions(root, 131) == []
 
 
 def test_walker_finds_data_reaching_metrics(tmp_path):

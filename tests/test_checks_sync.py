@@ -149,7 +149,11 @@ GRID = gr.VoxelGrid(
     empty_index=0,
 )
 HOT_PATH = {
-    "loss.py",
+    "losses/render/loss.py",
+    "losses/render/inputs.py",
+    "losses/render/cameras.py",
+    "losses/render/renders.py",
+    "losses/render/terms.py",
     "render/gaussians.py",
     "geometry/cameras.py",
     "_checks.py",
@@ -246,7 +250,7 @@ def test_checks_on_reads_values_back(monkeypatch):
         ("_checks.py", "check_finite"),
         ("render/gaussians.py", "check_labels"),
         ("render/dispatch.py", "_check_covariance_range"),
-        ("loss.py", "gauss_render_loss"),
+        ("losses/render/loss.py", "_guard_nan"),
     ]:
         assert where in checked, where
 

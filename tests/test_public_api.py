@@ -46,6 +46,7 @@ EXPECTED = {
     "metrics",
     "data",
     "models",
+    "losses",
     "losses3d",
     "losses_scal",
     "viz",

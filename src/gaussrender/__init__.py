@@ -10,9 +10,10 @@ Five-minute tour::
 
 Lower level: :func:`voxels_to_gaussians`, :class:`Cameras`, :func:`render`.
 Layout: :mod:`gaussrender.geometry` (grid, cameras, rigs, camera strategies, transforms, rays),
-:mod:`gaussrender.render` (voxels to Gaussians, the renderer), :mod:`gaussrender.loss`,
-:mod:`gaussrender.metrics`, :mod:`gaussrender.data`, :mod:`gaussrender.models`,
-:mod:`gaussrender.train`, :mod:`gaussrender.scene`, :mod:`gaussrender.commands`.
+:mod:`gaussrender.render` (voxels to Gaussians, the renderer), :mod:`gaussrender.losses`
+(the render loss in :mod:`gaussrender.losses.render`, the 3D losses), :mod:`gaussrender.metrics`,
+:mod:`gaussrender.data`, :mod:`gaussrender.models`, :mod:`gaussrender.train`, :mod:`gaussrender.scene`,
+:mod:`gaussrender.commands`.
 Evaluation: :class:`OccupancyMetrics`, :class:`RayIoU` (:mod:`gaussrender.metrics`).
 Data: :mod:`gaussrender.data` (Occ3D, SurroundOcc, SSCBench-KITTI360 readers).
 Models: :mod:`gaussrender.models` (TPVFormer, SurroundOcc); training: :mod:`gaussrender.train`.
@@ -21,7 +22,7 @@ Pictures: :func:`make_scene` (procedural scenes), :mod:`gaussrender.viz`.
 
 from importlib import metadata as _metadata
 
-from . import data, geometry, losses3d, losses_scal, metrics, models, viz
+from . import data, geometry, losses, metrics, models, viz
 from ._checks import set_checks
 from .geometry import (
     NUSCENES_CAMERA_WEIGHTS,
@@ -42,7 +43,9 @@ from .geometry import (
     voxels_from_points,
 )
 from .geometry.camera_strategies import apply_strategy
-from .loss import GaussRenderLoss, RenderLossOptions, gauss_render_loss
+from .losses import GaussRenderLoss, RenderLossOptions, gauss_render_loss
+from .losses import occupancy as losses3d  # the 3D losses' public name before losses/ existed
+from .losses import scal as losses_scal  # likewise, MonoScene's SSC losses
 from .metrics import OccupancyMetrics, RayIoU
 from .render import Gaussians, RenderResult, available_backends, render, voxels_to_gaussians
 from .scene import degrade, make_scene
@@ -86,6 +89,7 @@ __all__ = [
     "metrics",
     "data",
     "models",
+    "losses",
     "losses3d",
     "losses_scal",
     "viz",

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gaussrender as gr
-from gaussrender.losses3d import Occupancy3DLoss
+from gaussrender.losses.occupancy import Occupancy3DLoss
 from gaussrender.models import ModelConfig, Symphonies, build_model, ms_deform_attn
 from gaussrender.models.symphonies import DeformableAttention, lift_depth, squeeze_points, squeeze_volume
 from tests.models.helpers import TINY_GRIDS, H, W, rig

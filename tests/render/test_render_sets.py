@@ -125,7 +125,7 @@ def test_loss_renders_a_batch_in_four_calls(monkeypatch):
         assert abs(float(whole[name]) - want) < 1e-5 * max(1.0, abs(want)), name
     # on the CPU, calls are capped in Gaussians: with a cap of 1 every sample gets its own
     # call, and every term is the same
-    import gaussrender.loss as loss_module
+    import gaussrender.losses.render.renders as loss_module
 
     monkeypatch.setattr(loss_module, "CPU_GAUSSIANS_PER_CALL", 1)
     calls.clear()

@@ -80,7 +80,7 @@ def test_release_class_weighting_needs_a_table():
 
 
 def test_training_loss_uses_the_release_table():
-    from gaussrender.losses3d import release_class_weights
+    from gaussrender.losses.occupancy import release_class_weights
     from gaussrender.train.loop import TrainingLoss, class_weights_for
 
     for name in ("occ3d", "surroundocc", "kitti360"):

@@ -142,7 +142,7 @@ def _train_tiny(name, data_root, run_dir):
 
 
 def test_tiny_2d_config_trains_from_the_2d_targets_only(data_root, tmp_path, monkeypatch):
-    from gaussrender import losses3d
+    from gaussrender.losses import occupancy as losses3d
 
     def no_voxel_loss(*args, **kwargs):
         raise AssertionError("a 2D-only run computed a 3D voxel loss")

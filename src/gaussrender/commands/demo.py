@@ -22,6 +22,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..geometry.grid import VoxelGrid
 
 HELP = "render a synthetic (or real Occ3D) scene and a degraded prediction: PNGs, an orbit GIF, the loss terms"
 
@@ -64,33 +70,58 @@ def _error(message: str) -> int:
     return 2
 
 
-def run(args: argparse.Namespace) -> int:
+def _argument_error(args: argparse.Namespace) -> str | None:
+    """The first bad command-line value, as a message; None when all are good."""
     if args.frames < 1:
-        return _error(f"--frames must be >= 1, got {args.frames}")
+        return f"--frames must be >= 1, got {args.frames}"
     if not (0.02 <= args.size <= 2.0):
-        return _error(f"--size must be in [0.02, 2] (fraction of 1600x900), got {args.size}")
+        return f"--size must be in [0.02, 2] (fraction of 1600x900), got {args.size}"
     if args.fps <= 0:
-        return _error(f"--fps must be > 0, got {args.fps}")
+        return f"--fps must be > 0, got {args.fps}"
     if args.seed < 0:
-        return _error(f"--seed must be >= 0, got {args.seed}")
+        return f"--seed must be >= 0, got {args.seed}"
     if args.threads < 1:
-        return _error(f"--threads must be >= 1, got {args.threads}")
+        return f"--threads must be >= 1, got {args.threads}"
     if args.backend == "triton" and not str(args.device).startswith("cuda"):
-        return _error("--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)")
+        return "--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)"
+    return None
 
+
+def _scene(args: argparse.Namespace, grid: VoxelGrid, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Ground-truth labels ``[X, Y, Z]`` (Occ3D file or procedural), the degraded prediction's
+    logits ``[C, X, Y, Z]`` and a line saying where the scene came from. Raises
+    ``FileNotFoundError``/``KeyError``/``ValueError`` for a bad ``--labels`` file."""
     import numpy as np
     import torch
-    from tqdm import tqdm
 
     from ..data.occ3d import read_occ3d_labels
+    from ..scene import degrade, make_scene
+
+    if args.labels is not None:
+        labels = torch.from_numpy(read_occ3d_labels(args.labels, grid)["semantics"].astype(np.int64))
+        source = f"Occ3D labels {args.labels}"
+    else:
+        labels = make_scene(args.seed, grid).semantics.long()
+        source = f"procedural scene, seed {args.seed}"
+    logits = degrade(labels, args.seed, grid).to(device)
+    return labels.to(device), logits, source
+
+
+def run(args: argparse.Namespace) -> int:
+    message = _argument_error(args)
+    if message is not None:
+        return _error(message)
+
+    import torch
+
     from ..geometry.camera_strategies import elevated
     from ..geometry.cameras import Cameras
     from ..geometry.grid import OCC3D_NUSCENES
     from ..geometry.rigs import bev_camera, nuscenes_rig
-    from ..loss import GaussRenderLoss
+    from ..losses.render import GaussRenderLoss
     from ..render.gaussians import voxels_to_gaussians
-    from ..scene import degrade, make_scene
-    from ..viz import legend, orbit_cameras, orbit_frames, palette, render_pictures, save_gif, save_png, tile_images
+    from ..viz import orbit_cameras
+    from ._pictures import View, write_pictures
 
     start = time.perf_counter()
     torch.set_num_threads(args.threads)
@@ -100,80 +131,37 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, AssertionError) as err:
         return _error(f"--device {args.device!r} is not usable: {err}")
     grid = OCC3D_NUSCENES
-    if args.labels is not None:
-        try:
-            arrays = read_occ3d_labels(args.labels, grid)
-        except (FileNotFoundError, KeyError, ValueError) as err:
-            return _error(str(err).strip("'\""))
-        labels = torch.from_numpy(arrays["semantics"].astype(np.int64))
-        source = f"Occ3D labels {args.labels}"
-    else:
-        scene = make_scene(args.seed, grid)
-        labels = scene.semantics.long()
-        source = f"procedural scene, seed {args.seed}"
-    labels = labels.to(device)
-    logits = degrade(labels.cpu(), args.seed, grid).to(device)
+    try:
+        labels, logits, source = _scene(args, grid, device)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        return _error(str(err).strip("'\""))
     gt = voxels_to_gaussians(grid, labels=labels)
     pred = voxels_to_gaussians(grid, logits=logits, labels=labels)
     print(f"{source}: {len(gt)} ground-truth Gaussians, {len(pred)} predicted (opacity >= 1/255)")
 
     height, width = max(8, round(900 * args.size)), max(8, round(1600 * args.size))
     intrinsics, cam_from_ego, names = nuscenes_rig((height, width), device=device)
-    front = Cameras(cam_from_ego[:1], intrinsics[:1], width, height)
     gen = torch.Generator().manual_seed(args.seed)
-    raised = Cameras(elevated(cam_from_ego[:1], generator=gen), intrinsics[:1], width, height)
+    raised = elevated(cam_from_ego[:1], generator=gen)
     bev_size = max(32, round(1600 * args.size))
-    bev = bev_camera(grid, size=bev_size, device=device)
-    background = torch.zeros(grid.num_classes, device=device)
-    background[grid.empty_index] = 1.0  # pixels that see nothing show free space
-    colors = palette(grid)
-
-    def draw(g, cams, depth_range):
-        return render_pictures(g, cams, colors, depth_range, background, args.backend)
-
     bev_height = grid.extent[0]  # bev_camera's height above the ground, metres
-    views = {
-        "sensor": (front, (0.0, CAMERA_MAX_DEPTH), f"{names[0]}"),
-        "elevated": (raised, (0.0, CAMERA_MAX_DEPTH), f"{names[0]}, elevated"),
-        "bev": (bev, (bev_height - grid.range_max[2], bev_height - grid.range_min[2]), "bird's-eye view"),
-    }
-    written: list[Path] = []
-    panels = []
-    steps = len(views) + args.frames
-    with tqdm(total=steps, desc="rendering", unit="view", file=sys.stderr) as bar:
-        for key, (cams, depth_range, title) in views.items():
-            (gs,), (gd,) = draw(gt, cams, depth_range)
-            (ps,), (pd,) = draw(pred, cams, depth_range)
-            rows = [[gs, ps], [gd, pd]]
-            captions = [[f"{title}: ground truth", "prediction (degraded)"], ["depth (near = yellow)", "depth"]]
-            written.append(save_png(args.out / f"{key}.png", tile_images(rows, captions)))
-            panels.append((rows, captions))
-            bar.update()
-
-        # the orbit's panels are 3/4 of the sensor views' size: two per frame, many frames
-        orbit = orbit_cameras(
-            args.frames,
-            (max(8, round(0.75 * height)), max(8, round(0.75 * width))),
-            ORBIT_RADIUS,
-            ORBIT_HEIGHT,
-            ORBIT_FOV,
-            device=device,
-        )
-        frames = orbit_frames(
-            [("ground truth", gt), ("prediction (degraded)", pred)],
-            orbit,
-            colors,
-            background,
-            args.backend,
-            on_frame=bar.update,
-        )
-    written.append(save_gif(args.out / "orbit.gif", frames, fps=args.fps))
-
-    rows = [r for p in panels for r in p[0]]
-    captions = [c for p in panels for c in p[1]]
-    page = tile_images(rows, captions)
-    key_img = legend(grid, columns=max(1, min(8, page.shape[1] // 170)))
-    written.insert(0, save_png(args.out / "overview.png", tile_images([[page], [key_img]])))
+    views = [
+        View("sensor", names[0], Cameras(cam_from_ego[:1], intrinsics[:1], width, height), (0.0, CAMERA_MAX_DEPTH)),
+        View(
+            "elevated", f"{names[0]}, elevated", Cameras(raised, intrinsics[:1], width, height), (0.0, CAMERA_MAX_DEPTH)
+        ),
+        View(
+            "bev",
+            "bird's-eye view",
+            bev_camera(grid, size=bev_size, device=device),
+            (bev_height - grid.range_max[2], bev_height - grid.range_min[2]),
+        ),
+    ]
+    # the orbit's panels are 3/4 of the sensor views' size: two per frame, many frames
+    orbit_size = (max(8, round(0.75 * height)), max(8, round(0.75 * width)))
+    orbit = orbit_cameras(args.frames, orbit_size, ORBIT_RADIUS, ORBIT_HEIGHT, ORBIT_FOV, device=device)
+    subjects = [("ground truth", gt), ("prediction (degraded)", pred)]
+    written = write_pictures(args.out, grid, subjects, views, orbit, args.backend, args.fps, overview_depth=True)
 
     loss_fn = GaussRenderLoss(grid, bev_size=bev_size, backend=args.backend, seed=args.seed)
     with torch.no_grad():

@@ -108,6 +108,26 @@ def _pct(x: float) -> str:
     return "   nan" if math.isnan(x) else f"{100.0 * x:6.2f}"
 
 
+def _argument_error(args: argparse.Namespace) -> str | None:
+    """The first bad command-line value (beyond the dataset options), as a message; None when
+    all are good."""
+    if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):
+        return f"--render-scale must be in (0, 1], got {args.render_scale}"
+    if args.frames < 1:
+        return f"--frames must be >= 1, got {args.frames}"
+    if args.threads < 1:
+        return f"--threads must be >= 1, got {args.threads}"
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        return f"--fps must be > 0, got {args.fps}"
+    if args.backend == "triton" and not str(args.device).startswith("cuda"):
+        return "--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)"
+    if not args.pred.is_dir():
+        return f"prediction directory not found: {args.pred}"
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} exists and is not a directory"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from .eval import dataset_options
 
@@ -116,30 +136,19 @@ def run(args: argparse.Namespace) -> int:
         mask_camera = dataset_options(args)
     except ValueError as err:
         return _error(str(err))
-    if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):
-        return _error(f"--render-scale must be in (0, 1], got {args.render_scale}")
-    if args.frames < 1:
-        return _error(f"--frames must be >= 1, got {args.frames}")
-    if args.threads < 1:
-        return _error(f"--threads must be >= 1, got {args.threads}")
-    if not (math.isfinite(args.fps) and args.fps > 0):
-        return _error(f"--fps must be > 0, got {args.fps}")
-    if args.backend == "triton" and not str(args.device).startswith("cuda"):
-        return _error("--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)")
-    if not args.pred.is_dir():
-        return _error(f"prediction directory not found: {args.pred}")
-    if args.out.exists() and not args.out.is_dir():
-        return _error(f"--out {args.out} exists and is not a directory")
+    message = _argument_error(args)
+    if message is not None:
+        return _error(message)
 
     import torch
-    from tqdm import tqdm
 
     from ..data.files import safe_name
     from ..geometry.cameras import Cameras, scale_intrinsics
     from ..geometry.rigs import bev_camera
     from ..metrics import OccupancyMetrics, RenderedViewMetrics
     from ..render.gaussians import voxels_to_gaussians
-    from ..viz import legend, orbit_cameras, orbit_frames, palette, render_pictures, save_gif, save_png, tile_images
+    from ..viz import orbit_cameras
+    from ._pictures import View, write_pictures
     from ._scoring import load_prediction, open_benchmark
 
     start = time.perf_counter()
@@ -186,43 +195,17 @@ def run(args: argparse.Namespace) -> int:
     bev = bev_camera(grid, size=max(rendered.rendered_bev_size, h), device=device)
     pred_g = voxels_to_gaussians(grid, labels=pred)
     gt_g = voxels_to_gaussians(grid, labels=target)
-    background = torch.zeros(grid.num_classes, device=device)
-    background[grid.empty_index] = 1.0  # pixels that see nothing show free space
-    colors = palette(grid)
     bev_height = grid.extent[0]  # bev_camera's height above the grid origin, metres
-    views = [(name, cams[i : i + 1], (0.0, CAMERA_MAX_DEPTH)) for i, name in enumerate(item["camera_names"])]
-    views.append(("bev", bev, (bev_height - grid.range_max[2], bev_height - grid.range_min[2])))
-
+    # camera names are the reader's constants, never file data; checked all the same
+    views = [
+        View(safe_name(name, "camera name", "dataset"), name, cams[i : i + 1], (0.0, CAMERA_MAX_DEPTH))
+        for i, name in enumerate(item["camera_names"])
+    ]
+    views.append(View("bev", "BEV", bev, (bev_height - grid.range_max[2], bev_height - grid.range_min[2])))
     args.out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    overview_rows, overview_captions = [], []
-    with tqdm(total=len(views) + args.frames, desc="rendering", unit="view", file=sys.stderr) as bar:
-        for name, view_cams, depth_range in views:
-            (ps,), (pd,) = render_pictures(pred_g, view_cams, colors, depth_range, background, args.backend)
-            (gs,), (gd,) = render_pictures(gt_g, view_cams, colors, depth_range, background, args.backend)
-            title = "BEV" if name == "bev" else name
-            rows = [[ps, gs], [pd, gd]]
-            captions = [[f"{title}: prediction", "ground truth"], ["depth (near = yellow)", "depth"]]
-            # camera names are the reader's constants, never file data; checked all the same
-            written.append(
-                save_png(args.out / f"{safe_name(name, 'camera name', 'dataset')}.png", tile_images(rows, captions))
-            )
-            overview_rows.append(rows[0])
-            overview_captions.append(captions[0])
-            bar.update()
-        orbit = orbit_cameras(args.frames, (h, w), device=device)
-        frames = orbit_frames(
-            [("prediction", pred_g), ("ground truth", gt_g)],
-            orbit,
-            colors,
-            background,
-            args.backend,
-            on_frame=bar.update,
-        )
-    written.append(save_gif(args.out / "orbit.gif", frames, fps=args.fps))
-    page = tile_images(overview_rows, overview_captions)
-    key = legend(grid, columns=max(1, min(8, page.shape[1] // 170)))
-    written.insert(0, save_png(args.out / "overview.png", tile_images([[page], [key]])))
+    subjects = [("prediction", pred_g), ("ground truth", gt_g)]
+    orbit = orbit_cameras(args.frames, (h, w), device=device)
+    written = write_pictures(args.out, grid, subjects, views, orbit, args.backend, args.fps, overview_depth=False)
 
     where = " (inside mask_camera)" if mask_camera else ""
     print(f"sample {token}: {len(pred_g)} predicted and {len(gt_g)} ground-truth occupied voxels")

@@ -35,7 +35,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     raise ImportError("gaussrender.integrations.mmengine needs mmengine: pip install 'gaussrender[mmengine]'") from err
 
 from ..geometry.grid import VoxelGrid, get_grid
-from ..loss import TERMS, GaussRenderLoss
+from ..losses.render import TERMS, GaussRenderLoss
 from ..metrics.rendered import RenderedViewMetrics
 
 __all__ = ["GaussRenderLossMM", "RenderedViewMetricMM", "register"]

@@ -34,91 +34,110 @@ def fail(where: str, expected: str, value: Any) -> ConfigError:
 _SEED_LIMIT = 2**32  # numpy's seed range; torch generators are seeded with multiples of it
 
 
+def _need(key: str, value: Any, ok: bool, expected: str) -> None:
+    if not ok:
+        raise fail(key, expected, value)
+
+
+def _count(key: str, value: int, low: int) -> None:
+    _need(key, value, value >= low, f"expected an integer >= {low}")
+
+
+def _number(
+    key: str,
+    value: float,
+    low: float = 0.0,
+    *,
+    strict: bool = False,
+    high: float | None = None,
+    high_open: bool = False,
+) -> None:
+    ok = math.isfinite(value) and (value > low if strict else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    lo = f"> {low:g}" if strict else f">= {low:g}"
+    if high is None:
+        expected = f"expected a finite number {lo}"
+    else:
+        expected = f"expected a number in {'(' if strict else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    _need(key, value, ok, expected)
+
+
+def _seed(key: str, value: int) -> None:
+    _need(key, value, 0 <= value < _SEED_LIMIT, "expected an integer in [0, 2**32)")
+
+
 def validate(cfg: Config) -> None:
     """Refuse, naming the key, a config whose values are out of range or do not combine."""
-    from ..geometry.grid import PRESETS
+    _validate_model(cfg)
+    _validate_data(cfg)
+    _validate_loss(cfg)
+    _validate_supervision(cfg)
+    _validate_render_kwargs(cfg)
+    _validate_optim(cfg)
+    _validate_train(cfg)
+
+
+def _validate_model(cfg: Config) -> None:
     from ..models.backbone import RESNET_BLOCKS
 
-    finite = math.isfinite
-
-    def need(key: str, value: Any, ok: bool, expected: str) -> None:
-        if not ok:
-            raise fail(key, expected, value)
-
-    def count(key: str, value: int, low: int) -> None:
-        need(key, value, value >= low, f"expected an integer >= {low}")
-
-    def number(
-        key: str,
-        value: float,
-        low: float = 0.0,
-        *,
-        strict: bool = False,
-        high: float | None = None,
-        high_open: bool = False,
-    ) -> None:
-        ok = finite(value) and (value > low if strict else value >= low)
-        if high is not None:
-            ok = ok and (value < high if high_open else value <= high)
-        lo = f"> {low:g}" if strict else f">= {low:g}"
-        if high is None:
-            expected = f"expected a finite number {lo}"
-        else:
-            expected = f"expected a number in {'(' if strict else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        need(key, value, ok, expected)
-
-    def seed(key: str, value: int) -> None:
-        need(key, value, 0 <= value < _SEED_LIMIT, "expected an integer in [0, 2**32)")
-
-    m, d, loss, o, t = cfg.model, cfg.data, cfg.loss, cfg.optim, cfg.train
-    need(
+    m, d = cfg.model, cfg.data
+    _need(
         "model.backbone_depth",
         m.backbone_depth,
         m.backbone_depth is None or m.backbone_depth in RESNET_BLOCKS,
         f"expected null or one of {sorted(RESNET_BLOCKS)}",
     )
-    number("model.dropout", m.dropout, 0.0, high=1.0, high_open=True)
+    _number("model.dropout", m.dropout, 0.0, high=1.0, high_open=True)
     if m.name == "symphonies":
-        need("data.num_cameras", d.num_cameras, d.num_cameras == 1, "expected 1 (Symphonies is monocular)")
-        need(
+        _need("data.num_cameras", d.num_cameras, d.num_cameras == 1, "expected 1 (Symphonies is monocular)")
+        _need(
             "data.format",
             d.format,
             d.format == "kitti360",
             "expected 'kitti360' (Symphonies reads depth maps, which only the KITTI-360 reader provides)",
         )
     if m.init_seed is not None:
-        seed("model.init_seed", m.init_seed)
+        _seed("model.init_seed", m.init_seed)
 
-    need("data.grid", d.grid, d.grid.lower() in PRESETS, f"expected one of {sorted(PRESETS)}")
-    need("data.image_size", d.image_size, min(d.image_size) >= 1, "expected positive (H, W) pixels")
-    count("data.num_cameras", d.num_cameras, 1)
-    count("data.num_workers", d.num_workers, 0)
+
+def _validate_data(cfg: Config) -> None:
+    from ..geometry.grid import PRESETS
+
+    d = cfg.data
+    _need("data.grid", d.grid, d.grid.lower() in PRESETS, f"expected one of {sorted(PRESETS)}")
+    _need("data.image_size", d.image_size, min(d.image_size) >= 1, "expected positive (H, W) pixels")
+    _count("data.num_cameras", d.num_cameras, 1)
+    _count("data.num_workers", d.num_workers, 0)
     lo, hi = d.augment.resize_scale
-    need(
+    _need(
         "data.augment.resize_scale",
         d.augment.resize_scale,
-        finite(lo) and finite(hi) and 0 < lo <= hi,
+        math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi,
         "expected finite [lo, hi] with 0 < lo <= hi",
     )
     for name in ("brightness", "contrast", "saturation"):
         # the factor is drawn in [1 - b, 1 + b] and must stay >= 0
-        number(f"data.augment.{name}", getattr(d.augment, name), 0.0, high=1.0)
+        _number(f"data.augment.{name}", getattr(d.augment, name), 0.0, high=1.0)
     if d.synthetic is not None:
-        count("data.synthetic.num_scenes", d.synthetic.num_scenes, 1)
-        count("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0)
-        seed("data.synthetic.seed", d.synthetic.seed)
-        need(
+        _count("data.synthetic.num_scenes", d.synthetic.num_scenes, 1)
+        _count("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0)
+        _seed("data.synthetic.seed", d.synthetic.seed)
+        _need(
             "data.synthetic.image_size",
             d.synthetic.image_size,
             min(d.synthetic.image_size) >= 1,
             "expected positive (H, W) pixels",
         )
         for key, wants in (("with_lidar", d.synthetic.with_lidar), ("targets_2d", d.synthetic.targets_2d == "lidar")):
-            need(
+            _need(
                 f"data.synthetic.{key}", getattr(d.synthetic, key), not wants or d.synthetic.lidar, "needs lidar: true"
             )
-        need("data.synthetic", d.format, d.format == "occ3d" or not d.synthetic.lidar, "lidar needs format occ3d")
+        _need("data.synthetic", d.format, d.format == "occ3d" or not d.synthetic.lidar, "lidar needs format occ3d")
 
+
+def _validate_loss(cfg: Config) -> None:
+    d, loss = cfg.data, cfg.loss
     for name in (
         "ce_weight",
         "lovasz_weight",
@@ -128,62 +147,66 @@ def validate(cfg: Config) -> None:
         "scale_decay",
         "render_weight",
     ):
-        number(f"loss.{name}", getattr(loss, name))
-    count("loss.frustum_size", loss.frustum_size, 1)
+        _number(f"loss.{name}", getattr(loss, name))
+    _count("loss.frustum_size", loss.frustum_size, 1)
     if loss.class_weights is not None:
-        need(
+        _need(
             "loss.class_weights",
             loss.class_weights,
             len(loss.class_weights) > 0
-            and all(finite(w) and w >= 0 for w in loss.class_weights)
+            and all(math.isfinite(w) and w >= 0 for w in loss.class_weights)
             and sum(loss.class_weights) > 0,
             "expected a non-empty list of finite numbers >= 0, not all 0",
         )
     if loss.class_weights is None and loss.class_weighting == "release":
         from ..geometry.grid import get_grid
-        from ..losses3d import RELEASE_CLASS_WEIGHTS
+        from ..losses.class_weights import RELEASE_CLASS_WEIGHTS
 
         name = get_grid(d.grid).name
-        need(
+        _need(
             "loss.class_weighting",
             loss.class_weighting,
             name in RELEASE_CLASS_WEIGHTS,
             f"expected a grid with a release table ({sorted(RELEASE_CLASS_WEIGHTS)}); data.grid is {d.grid!r}",
         )
     if loss.render_image_size is not None:
-        need(
+        _need(
             "loss.render_image_size",
             loss.render_image_size,
             min(loss.render_image_size) >= 1,
             "expected null or positive (H, W) pixels",
         )
-    _validate_supervision(cfg)
-    _validate_render_kwargs(cfg)
 
-    number("optim.lr", o.lr, 0.0, strict=True)
-    number("optim.weight_decay", o.weight_decay)
-    number("optim.backbone_lr_mult", o.backbone_lr_mult)
-    count("optim.warmup_iters", o.warmup_iters, 0)
-    number("optim.warmup_ratio", o.warmup_ratio, 0.0, strict=True, high=1.0)
-    need(
+
+def _validate_optim(cfg: Config) -> None:
+    o = cfg.optim
+    _number("optim.lr", o.lr, 0.0, strict=True)
+    _number("optim.weight_decay", o.weight_decay)
+    _number("optim.backbone_lr_mult", o.backbone_lr_mult)
+    _count("optim.warmup_iters", o.warmup_iters, 0)
+    _number("optim.warmup_ratio", o.warmup_ratio, 0.0, strict=True, high=1.0)
+    _need(
         "optim.min_lr",
         o.min_lr,
-        finite(o.min_lr) and 0 <= o.min_lr <= o.lr,
+        math.isfinite(o.min_lr) and 0 <= o.min_lr <= o.lr,
         f"expected a finite number with 0 <= min_lr <= lr (optim.lr = {o.lr!r})",
     )
     if o.grad_clip is not None:
-        number("optim.grad_clip", o.grad_clip, 0.0, strict=True)
+        _number("optim.grad_clip", o.grad_clip, 0.0, strict=True)
 
-    count("train.epochs", t.epochs, 1)
+
+def _validate_train(cfg: Config) -> None:
+    t = cfg.train
+    _count("train.epochs", t.epochs, 1)
     if t.max_steps is not None:
-        need("train.max_steps", t.max_steps, t.max_steps >= 1, "expected null (no limit) or an integer >= 1")
-    count("train.batch_size", t.batch_size, 1)
-    seed("train.seed", t.seed)
-    count("train.log_every", t.log_every, 1)
-    count("train.checkpoint_every", t.checkpoint_every, 1)
-    count("train.val_every_epochs", t.val_every_epochs, 0)
-    number("train.val_render_scale", t.val_render_scale, 0.0, high=1.0)
-    need("train.device", t.device, t.device in ("auto", "cpu", "cuda"), "expected one of ['auto', 'cpu', 'cuda']")
+        _need("train.max_steps", t.max_steps, t.max_steps >= 1, "expected null (no limit) or an integer >= 1")
+    _count("train.batch_size", t.batch_size, 1)
+    _seed("train.seed", t.seed)
+    _count("train.log_every", t.log_every, 1)
+    _count("train.checkpoint_every", t.checkpoint_every, 1)
+    _count("train.val_every_epochs", t.val_every_epochs, 0)
+    _number("train.val_render_scale", t.val_render_scale, 0.0, high=1.0)
+    _need("train.device", t.device, t.device in ("auto", "cpu", "cuda"), "expected one of ['auto', 'cpu', 'cuda']")
 
 
 def _validate_supervision(cfg: Config) -> None:
@@ -247,7 +270,7 @@ def _validate_render_kwargs(cfg: Config) -> None:
     kwargs = cfg.loss.render_kwargs
     if not kwargs:
         return
-    from ..loss import GaussRenderLoss
+    from ..losses.render import GaussRenderLoss
 
     for key in kwargs:
         if key in ("weight", "on_nan", "prefix", "seed"):

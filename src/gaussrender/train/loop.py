@@ -6,7 +6,7 @@ everything from a :class:`~gaussrender.train.config.Config`.
 
 Loss (DESIGN §5): ``L = loss_ce + loss_lovasz [+ loss_sem_scal + loss_geo_scal + loss_frustum]
 [+ loss_render]`` (MonoScene's terms only with a weight > 0) where the 3D terms come from
-:class:`gaussrender.losses3d.Occupancy3DLoss` and ``loss_render`` is the weighted total of
+:class:`gaussrender.losses.occupancy.Occupancy3DLoss` and ``loss_render`` is the weighted total of
 :class:`gaussrender.GaussRenderLoss` (only with ``loss.render: true``; with
 ``loss.targets_2d`` it also compares with the batch's 2D targets, and with
 ``loss.voxel_losses: false`` it is the only term: see

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from .._io import atomic_write_text
-from ..class_weights import inverse_log_frequency_weights, release_class_weights
 from ..geometry.grid import VoxelGrid
-from ..losses3d import Occupancy3DLoss
+from ..losses.class_weights import inverse_log_frequency_weights, release_class_weights
+from ..losses.occupancy import Occupancy3DLoss
 from .batches import _dataset_len
 from .config import Config
 from .distributed import DistInfo, ShardSampler, all_reduce_sum
@@ -88,7 +88,7 @@ class TrainingLoss(torch.nn.Module):
         self.render_image_size = cfg.loss.render_image_size
         self.render = None
         if cfg.loss.render:
-            from ..loss import GaussRenderLoss
+            from ..losses.render import GaussRenderLoss
 
             kwargs = dict(cfg.loss.render_kwargs)
             for reserved in ("weight", "on_nan", "prefix", "seed"):
@@ -176,9 +176,9 @@ class TrainingLoss(torch.nn.Module):
         As the release (MonoScene's ``vox2pix``): the voxel's corner ``range_min + index *
         voxel_size`` (not its centre) is projected with the network's intrinsics, rounded to
         integer pixels, and tiled over the network's image (``images`` size) into
-        ``loss.frustum_size`` squared tiles (:func:`gaussrender.losses_scal.frustum_ids`).
+        ``loss.frustum_size`` squared tiles (:func:`gaussrender.losses.scal.frustum_ids`).
         """
-        from ..losses_scal import frustum_ids
+        from ..losses.scal import frustum_ids
 
         images = batch["images"]
         if batch["intrinsics"].shape[1] < 1:
@@ -256,7 +256,7 @@ def class_weights_for(
 ) -> torch.Tensor | None:
     """Cross-entropy class weights of ``loss.class_weighting`` (None for ``"none"`` or when
     ``loss.class_weights`` is given). ``"release"``: the grid's fixed table
-    (:func:`gaussrender.losses3d.release_class_weights`, DESIGN §5), nothing is counted.
+    (:func:`gaussrender.losses.occupancy.release_class_weights`, DESIGN §5), nothing is counted.
     ``"inverse_log_frequency"``: counted from ``dataset``, cached as JSON in ``cache`` if given.
     None with ``loss.voxel_losses: false`` (no cross-entropy to weight)."""
     if cfg.loss.class_weights is not None or cfg.loss.class_weighting == "none" or not cfg.loss.voxel_losses:

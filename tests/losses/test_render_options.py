@@ -14,7 +14,7 @@ import torch
 import gaussrender as gr
 from gaussrender import _checks
 from gaussrender._checks import FootprintError
-from gaussrender.loss import RenderLossOptions
+from gaussrender.losses.render import RenderLossOptions
 
 GRID = gr.VoxelGrid(
     "t", (-4.0, -4.0, -1.0), (4.0, 4.0, 1.0), 0.5, (16, 16, 4), ("a", "b", "free"), 2, gaussian_scale=0.3

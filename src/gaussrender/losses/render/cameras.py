@@ -8,11 +8,11 @@ from typing import Literal
 
 import torch
 
-from .geometry.camera_strategies import Strategy, apply_strategy
-from .geometry.cameras import Cameras, scale_intrinsics
-from .geometry.grid import VoxelGrid
-from .geometry.rigs import bev_camera
-from .loss_options import RenderLossOptions
+from ...geometry.camera_strategies import Strategy, apply_strategy
+from ...geometry.cameras import Cameras, scale_intrinsics
+from ...geometry.grid import VoxelGrid
+from ...geometry.rigs import bev_camera
+from .options import RenderLossOptions
 
 __all__ = ["sample_cameras", "target_cameras", "bev_view"]
 

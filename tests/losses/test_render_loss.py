@@ -206,7 +206,7 @@ def test_bad_input():
 def test_strategy_draws_are_shared_by_the_batch_like_the_release():
     """``trajectory`` draws one r per batch in the release: two samples with the same camera
     must end up with the same moved camera, and a different seed moves it differently."""
-    from gaussrender.loss_cameras import sample_cameras
+    from gaussrender.losses.render.cameras import sample_cameras
 
     grid = gr.SSCBENCH_KITTI360
     k = torch.tensor([[[552.6, 0.0, 682.0], [0.0, 552.6, 238.8], [0.0, 0.0, 1.0]]]).expand(2, 1, 3, 3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gaussrender as gr
-from gaussrender.loss_terms import NO_TARGET, target_depth_term, target_semantic_term
+from gaussrender.losses.render.terms import NO_TARGET, target_depth_term, target_semantic_term
 
 GRID = gr.VoxelGrid(
     "t", (-4.0, -4.0, -1.0), (4.0, 4.0, 1.0), 0.5, (16, 16, 4), ("a", "b", "free"), 2, gaussian_scale=0.3

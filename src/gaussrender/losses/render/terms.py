@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_finite, check_floating, check_integer, check_shape, checks_enabled
+from ..._checks import check_finite, check_floating, check_integer, check_shape, checks_enabled
 
 __all__ = [
     "NO_TARGET",

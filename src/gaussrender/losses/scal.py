@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from ._label_checks import check_label_range, check_logits_labels
+from ._labels import check_label_range, check_logits_labels
 
 __all__ = ["sem_scal_loss", "geo_scal_loss", "frustum_ids", "frustum_proportion_loss"]
 

@@ -4,7 +4,7 @@ These are the models' own losses (DESIGN §5, ``L_3D``), computed on voxel logit
 ``[B, C, X, Y, Z]`` against integer labels ``[B, X, Y, Z]`` whose value ``ignore_index``
 (255 on every benchmark) carries no supervision. GaussRender adds its rendering loss on top
 (:class:`gaussrender.GaussRenderLoss`). :class:`Occupancy3DLoss` can add MonoScene's
-scene-class affinity terms (:mod:`gaussrender.losses_scal`), which the Symphonies recipe uses.
+scene-class affinity terms (:mod:`gaussrender.losses.scal`), which the Symphonies recipe uses.
 
 The Lovasz-softmax loss follows Berman et al., "The Lovász-Softmax loss" (CVPR 2018): for
 each class present in the labels, the per-voxel errors ``|[y = c] - p_c|`` are sorted in
@@ -21,11 +21,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_finite, check_floating, check_integer, check_shape
-from ._label_checks import check_label_range as _check_label_range
-from ._label_checks import check_logits_labels as _check_logits_labels
+from .._checks import check_finite, check_floating, check_integer, check_shape
+from ._labels import check_label_range as _check_label_range
+from ._labels import check_logits_labels as _check_logits_labels
 from .class_weights import RELEASE_CLASS_WEIGHTS, inverse_log_frequency_weights, release_class_weights
-from .losses_scal import frustum_proportion_loss, geo_scal_loss, sem_scal_loss
+from .scal import frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 
 __all__ = [
     "cross_entropy_3d",
@@ -226,11 +226,11 @@ class Occupancy3DLoss(torch.nn.Module):
         coarse_labels: label rule of the coarser scales, ``"last"`` (the release's
             SurroundOcc, default) or ``"majority"`` (see :func:`downsample_labels`).
         sem_scal_weight: weight of MonoScene's semantic scene-class affinity loss
-            (:func:`gaussrender.losses_scal.sem_scal_loss`; 1 in the Symphonies release), 0: off.
+            (:func:`gaussrender.losses.scal.sem_scal_loss`; 1 in the Symphonies release), 0: off.
         geo_scal_weight: weight of its geometric counterpart
-            (:func:`gaussrender.losses_scal.geo_scal_loss`), 0: off.
+            (:func:`gaussrender.losses.scal.geo_scal_loss`), 0: off.
         frustum_weight: weight of MonoScene's frustum-proportion loss
-            (:func:`gaussrender.losses_scal.frustum_proportion_loss`), 0: off; it needs the
+            (:func:`gaussrender.losses.scal.frustum_proportion_loss`), 0: off; it needs the
             call's ``frustum`` ids and is applied to the outputs at the full grid only.
         num_frustums: number of frustum ids (``frustum_size ** 2``).
 
@@ -239,7 +239,7 @@ class Occupancy3DLoss(torch.nn.Module):
         returns ``{"loss_ce": ..., "loss_lovasz": ...}`` plus ``"loss_sem_scal"`` /
         ``"loss_geo_scal"`` / ``"loss_frustum"`` when their weight is > 0 (each already
         weighted and summed over scales); the 3D loss is their sum. The frustum term needs
-        ``frustum=[B, X, Y, Z]`` int ids (:func:`gaussrender.losses_scal.frustum_ids`).
+        ``frustum=[B, X, Y, Z]`` int ids (:func:`gaussrender.losses.scal.frustum_ids`).
     """
 
     def __init__(
@@ -324,7 +324,7 @@ class Occupancy3DLoss(torch.nn.Module):
     ) -> dict[str, torch.Tensor]:
         _check_logits_labels(logits, labels)
         if self.frustum_weight > 0 and frustum is None:
-            raise ValueError("frustum_weight > 0 needs frustum=[B, X, Y, Z] ids (gaussrender.losses_scal.frustum_ids)")
+            raise ValueError("frustum_weight > 0 needs frustum=[B, X, Y, Z] ids (gaussrender.losses.scal.frustum_ids)")
         check_shape("logits", logits, ["B", self.num_classes, "X", "Y", "Z"])
         outputs = [(logits, labels.long(), 1.0)]
         for scale, a in zip(self._scales(logits.shape[2:], aux_logits), aux_logits):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import gaussrender as gr
-from gaussrender.losses3d import (
+from gaussrender.losses.occupancy import (
     RELEASE_CLASS_WEIGHTS,
     Occupancy3DLoss,
     cross_entropy_3d,

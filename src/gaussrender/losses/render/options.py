@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-from ._checks import MAX_SCALE, check_int, check_real
-from .geometry.camera_strategies import STRATEGIES, Strategy
-from .render import CULL_MODES
-from .render.dispatch import Backend
+from ..._checks import MAX_SCALE, check_int, check_real
+from ...geometry.camera_strategies import STRATEGIES, Strategy
+from ...render import CULL_MODES
+from ...render.dispatch import Backend
 
 __all__ = ["RenderLossOptions", "OPTION_NAMES", "MIN_IMAGE_SIDE"]
 

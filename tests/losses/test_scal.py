@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gaussrender.losses3d import Occupancy3DLoss, downsample_labels
-from gaussrender.losses_scal import _neg_log_ratio, frustum_ids, frustum_proportion_loss, geo_scal_loss, sem_scal_loss
+from gaussrender.losses.occupancy import Occupancy3DLoss, downsample_labels
+from gaussrender.losses.scal import _neg_log_ratio, frustum_ids, frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 
 IGNORE = 255
 C = 5

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ._checks import check_tensor
+from .._checks import check_tensor
 
 if TYPE_CHECKING:
-    from .geometry.grid import VoxelGrid
+    from ..geometry.grid import VoxelGrid
 
 __all__ = ["inverse_log_frequency_weights", "RELEASE_CLASS_WEIGHTS", "release_class_weights"]
 

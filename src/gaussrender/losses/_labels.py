@@ -1,10 +1,10 @@
-"""Input checks shared by the voxel losses (:mod:`gaussrender.losses3d`, :mod:`gaussrender.losses_scal`)."""
+"""Input checks shared by the voxel losses (:mod:`.occupancy`, :mod:`.scal`)."""
 
 from __future__ import annotations
 
 import torch
 
-from ._checks import check_floating, check_integer, check_tensor
+from .._checks import check_floating, check_integer, check_tensor
 
 
 def check_logits_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
