@@ -365,7 +365,8 @@ def test_bad_arguments_are_named():
         )
     with pytest.raises(ValueError, match="image_size"):
         m.update(labels, labels, intrinsics=K[None, None], cam_from_grid=POSE[None, None], image_size=(H, 0))
-    with pytest.raises(TypeError, match="pred"):
+    # a float pred is read as logits [B, C, X, Y, Z]: float labels are refused by shape
+    with pytest.raises(ValueError, match=r"pred \(logits\) must have shape .*integer dtype"):
         m.update(labels.float(), labels, intrinsics=K[None, None], cam_from_grid=POSE[None, None], image_size=(H, W))
     bad = labels.clone()
     bad[0, 0, 0, 0] = 9
