@@ -151,6 +151,8 @@ class RenderedViewMetrics(Metric):
     image_depth_count: torch.Tensor
     bev_depth_sum: torch.Tensor
     bev_depth_count: torch.Tensor
+    soft_samples: torch.Tensor
+    label_samples: torch.Tensor
 
     def __init__(
         self,
@@ -191,6 +193,16 @@ class RenderedViewMetrics(Metric):
             self.add_state(f"{kind}_confmat", torch.zeros(c, c, dtype=torch.int64), dist_reduce_fx="sum")
             self.add_state(f"{kind}_depth_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{kind}_depth_count", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        # how many samples each prediction rule scored (reported by gaussrender eval)
+        self.add_state("soft_samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("label_samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    @property
+    def prediction_rule(self) -> str:
+        """Which rule scored the predictions so far: ``"soft"`` (logits or probabilities: the
+        release's eval), ``"labels"`` (one-hot), ``"mixed"`` or ``"none"`` (local states)."""
+        soft, labels = int(self.soft_samples), int(self.label_samples)
+        return "mixed" if soft and labels else "soft" if soft else "labels" if labels else "none"
 
     @property
     def rendered_bev_size(self) -> int:
@@ -255,6 +267,7 @@ class RenderedViewMetrics(Metric):
         intrinsics = scale_intrinsics(intrinsics, w / image_size[1], h / image_size[0])
 
         device = self.image_confmat.device
+        (self.soft_samples if pred.is_floating_point() else self.label_samples).add_(batch)
         bev_cams = bev_camera(grid, self.rendered_bev_size, device=device) if self.bev else None
         with torch.no_grad():
             for b in range(batch):
