@@ -46,12 +46,13 @@ class OpacityHead(nn.Module):
         super().__init__()
         for name, value in (("in_dims", in_dims), ("hidden_dims", hidden_dims), ("num_classes", num_classes)):
             check_int(name, value, 1)
+        last = nn.Linear(hidden_dims, 1)
         self.mlp = nn.Sequential(
             nn.Linear(in_dims, hidden_dims),
             nn.ReLU(),
             nn.Linear(hidden_dims, hidden_dims),
             nn.ReLU(),
-            nn.Linear(hidden_dims, 1),
+            last,
         )
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):
@@ -59,7 +60,7 @@ class OpacityHead(nn.Module):
                 nn.init.zeros_(layer.bias)
         #: bound of the last layer's weights: Xavier with the release's shared-head fan-out
         self.init_bound = math.sqrt(6.0 / (hidden_dims + release_head_width(num_classes)))
-        nn.init.uniform_(self.mlp[4].weight, -self.init_bound, self.init_bound)
+        nn.init.uniform_(last.weight, -self.init_bound, self.init_bound)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.mlp(features).squeeze(-1) - 1.0)
