@@ -75,6 +75,9 @@ class DataConfig:
     adjacent_frames: tuple[int, ...] = ()
     drop_moving: bool = False
     image_size: tuple[int, int] = (896, 1600)  # (H, W) network input, pixels
+    # stored image -> image_size: "resize" (K scaled), or "crop" (the release's nuScenes input:
+    # the top rows and centred columns, K shifted; nuScenes readers only)
+    image_fit: Literal["resize", "crop"] = "resize"
     num_cameras: int = 6  # cameras per sample
     num_workers: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)
