@@ -40,6 +40,8 @@ class AugmentConfig:
     brightness: float = 0.0  # jitter amplitude: factor drawn in [1 - b, 1 + b]
     contrast: float = 0.0
     saturation: float = 0.0
+    # the release's mmdet3d PhotoMetricDistortionMultiViewImage per image (train/photometric.py)
+    photometric: bool = False
 
 
 @dataclass(frozen=True)
