@@ -109,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=(
             "also render prediction and ground truth from every camera and the BEV: image/BEV IoU, mIoU and depth L1 "
-            "(the release's 2D metrics)"
+            "(the release's 2D metrics; files with 'probabilities' from predict --save-probabilities are scored with "
+            "the release's soft rule, label files one-hot)"
         ),
     )
     parser.add_argument(
