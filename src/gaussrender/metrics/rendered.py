@@ -89,7 +89,8 @@ class RenderedViewMetrics(Metric):
     """Image and bird's-eye-view IoU/mIoU and depth L1 of rendered occupancy, pooled over a dataset.
 
     ``update`` renders prediction and ground truth of each sample (see the module docstring
-    for what is rendered and how) and adds, per view kind (cameras, BEV), an int64 ``[C, C]``
+    for what is rendered and how: float logits get the release's eval rule, soft features
+    with opacity from the argmax; integer labels are rendered one-hot) and adds, per view kind (cameras, BEV), an int64 ``[C, C]``
     pixel confusion matrix (rows: ground truth, columns: prediction) and the sum and count
     of absolute depth errors over pixels whose ground-truth depth exceeds ``depth_min``. All
     states are summed over processes by torchmetrics' sync in ``compute``
@@ -106,6 +107,9 @@ class RenderedViewMetrics(Metric):
 
     In both, ``*_miou`` averages every class but the empty one, ``*_iou`` is non-empty vs
     empty pixels.
+
+    :attr:`prediction_rule` says which rule scored the samples (states ``soft_samples`` and
+    ``label_samples`` count them).
 
     Deviation for speed: ``image_scale`` < 1 renders every view (cameras and BEV) at that
     fraction of its size, with the intrinsics scaled to match
