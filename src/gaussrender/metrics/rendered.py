@@ -90,11 +90,12 @@ class RenderedViewMetrics(Metric):
 
     ``update`` renders prediction and ground truth of each sample (see the module docstring
     for what is rendered and how: float logits get the release's eval rule, soft features
-    with opacity from the argmax; integer labels are rendered one-hot) and adds, per view kind (cameras, BEV), an int64 ``[C, C]``
-    pixel confusion matrix (rows: ground truth, columns: prediction) and the sum and count
-    of absolute depth errors over pixels whose ground-truth depth exceeds ``depth_min``. All
-    states are summed over processes by torchmetrics' sync in ``compute``
-    (``dist_reduce_fx="sum"``), so the result is the same however the samples are split.
+    with opacity from the argmax; integer labels are rendered one-hot) and adds, per view
+    kind (cameras, BEV), an int64 ``[C, C]`` pixel confusion matrix (rows: ground truth,
+    columns: prediction) and the sum and count of absolute depth errors over pixels whose
+    ground-truth depth exceeds ``depth_min``. All states are summed over processes by
+    torchmetrics' sync in ``compute`` (``dist_reduce_fx="sum"``), so the result is the same
+    however the samples are split.
 
     Conventions (``convention``), stated plainly:
 
