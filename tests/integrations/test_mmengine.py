@@ -138,3 +138,32 @@ def test_metric_matches_the_torchmetrics_metric_over_the_dataset():
     for key, value in got.items():
         assert value == pytest.approx(float(want[key.split("/")[1]]), rel=1e-12, nan_ok=True)
     assert 0 < got["render/image_miou"] < 1
+
+
+def test_metric_scores_logits_with_the_release_rule_when_the_samples_have_them():
+    logits, labels, k, pose = toy_batch(batch=2, seed=5)
+    metric = METRICS.build(dict(type="RenderedViewMetrics", grid=TOY, bev_size=16))
+    samples = [
+        {
+            "pred_occ": logits[i].argmax(0),  # labels too: the logits win
+            "pred_logits": logits[i],
+            "gt_occ": labels[i],
+            "intrinsics": k[i],
+            "cam_from_grid": pose[i],
+            "image_size": IMAGE_SIZE,
+        }
+        for i in range(2)
+    ]
+    metric.process({}, samples)
+    got = metric.evaluate(size=2)
+    soft, hard = RenderedViewMetrics(TOY, bev_size=16), RenderedViewMetrics(TOY, bev_size=16)
+    soft.update(logits, labels, k, pose, IMAGE_SIZE)
+    hard.update(logits.argmax(1), labels, k, pose, IMAGE_SIZE)
+    for key, value in soft.compute().items():
+        if value.dim() == 0:
+            assert got[f"render/{key}"] == pytest.approx(float(value), rel=1e-12, nan_ok=True)
+    assert not torch.equal(soft.image_confmat, hard.image_confmat)  # the rule made a difference
+    # logits under pred_key alone are scored the same way
+    only = METRICS.build(dict(type="RenderedViewMetrics", grid=TOY, bev_size=16, logits_key=None))
+    only.process({}, [{**s, "pred_occ": s["pred_logits"]} for s in samples])
+    assert only.evaluate(size=2) == pytest.approx(got, nan_ok=True)

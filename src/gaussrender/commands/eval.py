@@ -15,7 +15,11 @@ grid (no visibility mask).
 With ``--render-metrics``, prediction and ground truth are also rendered from every camera of
 the sample (calibration from ``--infos``; KITTI-360: its front camera) and from the bird's-eye
 view, as the GaussRender release's eval does, and scored in 2D: image and BEV IoU / mIoU and
-depth L1 in metres (:class:`gaussrender.metrics.RenderedViewMetrics`). Full-size nuScenes
+depth L1 in metres (:class:`gaussrender.metrics.RenderedViewMetrics`). A file that holds
+``probabilities`` (float ``[C, X, Y, Z]``, ``gaussrender predict --save-probabilities``) is
+scored with the release's rule (the probabilities are the Gaussians' features, opacity 1 where
+the argmax is not empty, pixel class = argmax of the blended features); a file with labels only
+is rendered one-hot. The report says which rule was used. Full-size nuScenes
 images (six 1600x900 cameras) are slow on a CPU; ``--render-scale 0.25`` renders every view at
 a quarter of its size (a deviation from the release, for speed: it changes the numbers).
 
@@ -105,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=(
             "also render prediction and ground truth from every camera and the BEV: image/BEV IoU, mIoU and depth L1 "
-            "(the release's 2D metrics)"
+            "(the release's 2D metrics; files with 'probabilities' from predict --save-probabilities are scored with "
+            "the release's soft rule, label files one-hot)"
         ),
     )
     parser.add_argument(

@@ -1,8 +1,11 @@
 """Predict occupancy with a trained checkpoint: one ``<token>.npz`` per sample.
 
 Each file holds ``semantics``, uint8 ``[X, Y, Z]`` (the argmax class), the layout
-``gaussrender eval`` scores. The model and data settings come from the run's
-``config.yaml``; ``--data``/``--infos`` point it at another copy of the data.
+``gaussrender eval`` scores; with ``--save-probabilities`` also ``probabilities``, float16
+``[C, X, Y, Z]`` (softmax of the logits, compressed), from which ``gaussrender eval
+--render-metrics`` scores the rendered views with the release's rule (soft features). The
+model and data settings come from the run's ``config.yaml``; ``--data``/``--infos`` point it
+at another copy of the data.
 
 Files are written only inside ``--out``: sample tokens come from the info file and are
 checked to be plain file names before they name a file (``docs/security.md``); the
@@ -30,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="dataset root (default: the config's data.root)")
     parser.add_argument("--infos", default=None, help="info file (default: the config's val_infos)")
     parser.add_argument("--split", default="val", choices=("train", "val"), help="which split of the config")
+    parser.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="also write the class probabilities (float16 [C, X, Y, Z], key 'probabilities'; Occ3D: 23 MB a "
+        "sample before compression): gaussrender eval --render-metrics then scores the rendered views with the "
+        "release's rule",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -63,7 +73,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"gaussrender predict: error: {err}", file=sys.stderr)
         return 2
     try:
-        written = predict(cfg, args.checkpoint, args.out, root=args.data, infos=args.infos, split=args.split)
+        written = predict(
+            cfg,
+            args.checkpoint,
+            args.out,
+            root=args.data,
+            infos=args.infos,
+            split=args.split,
+            probabilities=args.save_probabilities,
+        )
     finally:
         shutdown_distributed()
     print(f"gaussrender predict: wrote {len(written)} prediction(s) to {args.out}")

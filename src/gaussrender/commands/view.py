@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from ..render.gaussians import voxels_to_gaussians
     from ..viz import orbit_cameras
     from ._pictures import View, write_pictures
-    from ._scoring import load_prediction, open_benchmark
+    from ._scoring import load_prediction, load_probabilities, open_benchmark
 
     start = time.perf_counter()
     torch.set_num_threads(args.threads)
@@ -184,7 +184,12 @@ def run(args: argparse.Namespace) -> int:
     image_size = (height, width)
     intrinsics = item["render_intrinsics"]
     rendered = RenderedViewMetrics(grid, image_scale=args.render_scale, backend=args.backend).to(device)
-    rendered.update(pred[None], target[None], intrinsics[None], item["cam_from_grid"][None], image_size)
+    # saved probabilities (predict --save-probabilities): the release's rule; labels: one-hot
+    probs = load_probabilities(pred_path, grid.shape, grid.num_classes)
+    scored = pred[None] if probs is None else probs[None].to(device)
+    rendered.update(
+        scored, target[None], intrinsics[None], item["cam_from_grid"][None], image_size, probabilities=probs is not None
+    )
     r = rendered.compute()
 
     # the pictures: the views the metric renders, the cameras at the same sizes

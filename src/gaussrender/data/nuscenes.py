@@ -25,7 +25,7 @@ from ..geometry.cameras import scale_intrinsics
 from ..geometry.grid import VoxelGrid
 from ..geometry.origins import ray_origins
 from .files import DataFileError, read_json, resolve_data_path, safe_name
-from .images import check_image_size, load_image, render_cameras, stored_image_size
+from .images import IMAGE_FITS, check_image_size, fit_intrinsics, load_image, render_cameras, stored_image_size
 from .infos import CAMERA_NAMES, SampleInfo, load_infos
 
 __all__ = [
@@ -79,7 +79,11 @@ class NuScenesOccupancy(Dataset, ABC):
             up in ``root/annotations.json`` (Occ3D's ``<split>_split`` scene lists); or a
             sequence of scene names.
         load_images: read the camera images (else only their paths are returned).
-        image_size: ``(H, W)`` pixels to resize images to; intrinsics follow.
+        image_size: ``(H, W)`` pixels of the network input; intrinsics follow.
+        image_fit: how a stored image becomes ``image_size``: ``"resize"`` (bilinear, K
+            scaled) or ``"crop"`` (the release's: 1600x900 -> 1600x896 drops the top 4 rows,
+            ``cy - 4``; :func:`~gaussrender.data.images.crop_origin`). The render cameras
+            (``render_intrinsics``) are the stored images' either way.
         data_root: nuScenes root holding ``samples/`` (default: ``root``).
         camera_names: views, in order.
         with_origins: compute RayIoU ray origins (``origins``) from the scene's frames.
@@ -126,6 +130,7 @@ class NuScenesOccupancy(Dataset, ABC):
         lidar_targets: bool = False,
         adjacent_frames: Sequence[int] = (),
         drop_moving: bool = False,
+        image_fit: str = "resize",
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -147,6 +152,9 @@ class NuScenesOccupancy(Dataset, ABC):
         self._scenes = group_scenes(all_samples)
         self.load_images = bool(load_images)
         self.image_size = check_image_size(image_size) if image_size is not None else None
+        if image_fit not in IMAGE_FITS:
+            raise ValueError(f"image_fit must be one of {IMAGE_FITS}, got {image_fit!r}")
+        self.image_fit = image_fit
         self.data_root = Path(data_root) if data_root is not None else self.root
         self.camera_names = tuple(camera_names)
         self.with_origins = bool(with_origins)
@@ -328,9 +336,13 @@ class NuScenesOccupancy(Dataset, ABC):
         if self.load_images:
             images, scaled = [], []
             for k, path in zip(intrinsics, image_paths):
-                img, (sx, sy) = load_image(path, self.image_size)
+                img, (sx, sy) = load_image(path, self.image_size, self.image_fit)
                 images.append(img)
-                scaled.append(scale_intrinsics(k, sx, sy))
+                if self.image_fit == "crop" and self.image_size is not None:
+                    stored = stored_image_size(path, self.stored_image_size)
+                    scaled.append(fit_intrinsics(k, stored, self.image_size, "crop"))
+                else:
+                    scaled.append(scale_intrinsics(k, sx, sy))
             sizes = {tuple(i.shape) for i in images}
             if len(sizes) != 1:
                 raise ValueError(f"sample {sample.token}: images differ in size {sorted(sizes)}; pass image_size")
@@ -342,7 +354,7 @@ class NuScenesOccupancy(Dataset, ABC):
             for k, path in zip(intrinsics, image_paths):
                 # the calibration is for the stored image: its header says the size when present
                 h0, w0 = stored_image_size(path, self.stored_image_size)
-                scaled.append(scale_intrinsics(k, w / w0, h / h0))
+                scaled.append(fit_intrinsics(k, (h0, w0), (h, w), self.image_fit))
             intrinsics = torch.stack(scaled)
         out["intrinsics"] = intrinsics
         out["cam_from_grid"] = torch.from_numpy(cam_from_grid).float()

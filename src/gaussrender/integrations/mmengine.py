@@ -97,13 +97,18 @@ class RenderedViewMetricMM(BaseMetric):
     :class:`~gaussrender.metrics.RenderedViewMetrics` over the whole dataset.
 
     Each data sample (a dict, or an object with these attributes) holds:
-    ``pred_key`` ``[X, Y, Z]`` predicted labels, ``gt_key`` ``[X, Y, Z]`` ground truth
+    ``pred_key``: ``[C, X, Y, Z]`` float logits (scored with the release's eval rule: soft
+    features, opacity 1 where the argmax is not empty) or ``[X, Y, Z]`` integer predicted
+    labels (one-hot); when the sample also holds ``logits_key``, those logits are scored
+    instead of ``pred_key``; ``gt_key`` ``[X, Y, Z]`` ground truth
     (ignore index allowed), ``intrinsics`` ``[Ncam, 3, 3]`` pixels, ``cam_from_grid``
     ``[Ncam, 4, 4]`` (grid to OpenCV camera) and ``image_size`` ``(H, W)`` pixels.
 
     Args:
         grid: the labels' grid or preset name.
         pred_key, gt_key: names of the prediction and ground truth in a data sample.
+        logits_key: name of the logits in a data sample, preferred to ``pred_key`` when
+            present (``None``: always ``pred_key``).
         collect_device, prefix, collect_dir: as mmengine's ``BaseMetric``.
         **kwargs: passed to :class:`~gaussrender.metrics.RenderedViewMetrics`
             (``convention``, ``image_scale``, ``bev``, ``bev_size``, ``depth_min``, ``backend``).
@@ -119,6 +124,7 @@ class RenderedViewMetricMM(BaseMetric):
         grid: VoxelGrid | str,
         pred_key: str = "pred_occ",
         gt_key: str = "gt_occ",
+        logits_key: str | None = "pred_logits",
         collect_device: str = "cpu",
         prefix: str | None = None,
         collect_dir: str | None = None,
@@ -127,12 +133,12 @@ class RenderedViewMetricMM(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         # the inner metric scores one sample at a time; mmengine does the gathering
         self._inner = RenderedViewMetrics(get_grid(grid), sync_on_compute=False, **kwargs)
-        self.pred_key, self.gt_key = pred_key, gt_key
+        self.pred_key, self.gt_key, self.logits_key = pred_key, gt_key, logits_key
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         for sample in data_samples:
             self._inner.reset()
-            pred = torch.as_tensor(_get(sample, self.pred_key))
+            pred = torch.as_tensor(_get(sample, self._pred_name(sample)))
             gt = torch.as_tensor(_get(sample, self.gt_key))
             image_size = tuple(int(s) for s in _get(sample, "image_size"))
             self._inner.update(
@@ -146,6 +152,12 @@ class RenderedViewMetricMM(BaseMetric):
             # torchmetrics types states as Tensor | list[Tensor]; RenderedViewMetrics registers only tensors
             state = cast(dict[str, torch.Tensor], self._inner.metric_state)
             self.results.append({k: v.detach().cpu().clone() for k, v in state.items()})
+
+    def _pred_name(self, sample: Any) -> str:
+        """``logits_key`` when the sample has it, else ``pred_key``."""
+        key = self.logits_key
+        has = key is not None and (key in sample if isinstance(sample, dict) else hasattr(sample, key))
+        return key if has and key is not None else self.pred_key
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._inner.reset()

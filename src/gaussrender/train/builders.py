@@ -104,6 +104,11 @@ def build_dataset(
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     root = root if root is not None else cfg.root
     size = (cfg.image_size[0], cfg.image_size[1])  # (H, W): the config checks two ints
+    if cfg.image_fit != "resize" and (cfg.synthetic is not None or cfg.format == "kitti360"):
+        raise ValueError(
+            f"data.image_fit {cfg.image_fit!r} is for the nuScenes readers (data.format occ3d or surroundocc, "
+            "no data.synthetic); use 'resize'"
+        )
     if cfg.synthetic is not None and cfg.format == "occ3d":
         # synthetic labels may be written on any grid with Occ3D's classes (data.grid)
         from .synthetic import SyntheticOccupancy
@@ -154,6 +159,7 @@ def build_dataset(
         lidar_targets=cfg.lidar_targets and load_images,
         adjacent_frames=tuple(cfg.adjacent_frames) if cfg.lidar_targets and load_images else (),
         drop_moving=cfg.drop_moving,
+        image_fit=cfg.image_fit,
     )
 
 

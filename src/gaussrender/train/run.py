@@ -132,8 +132,13 @@ def predict(
     infos: str | None = None,
     split: str = "val",
     info: DistInfo | None = None,
+    probabilities: bool = False,
 ) -> list[Path]:
     """Write ``<out_dir>/<token>.npz`` (key ``semantics``, uint8 ``[X, Y, Z]``) per sample.
+
+    With ``probabilities`` each file also holds ``probabilities``, float16 ``[C, X, Y, Z]``
+    (``softmax`` of the logits; compressed), from which ``gaussrender eval --render-metrics``
+    scores the rendered views with the release's rule.
 
     Args:
         cfg: the run's config (``RUN/config.yaml``).
@@ -144,6 +149,7 @@ def predict(
         split: which split of the config's data to predict.
         info: process placement (default from the ``torchrun`` environment); samples are
             sharded over ranks without overlap.
+        probabilities: also write the class probabilities (float16).
 
     Returns:
         The files this process wrote.
@@ -173,10 +179,12 @@ def predict(
         batch = move_batch(batch, info.device)
         logits = run_model(model, batch)["logits"]
         labels = logits.float().argmax(dim=1).to(torch.uint8).cpu().numpy()
-        for token, sem in zip(batch["token"], labels):
+        probs = logits.float().softmax(dim=1).to(torch.float16).cpu().numpy() if probabilities else None
+        for i, (token, sem) in enumerate(zip(batch["token"], labels)):
             if sem.shape != tuple(grid.shape):
                 raise ValueError(f"model output grid {sem.shape} differs from the config's grid {grid.shape}")
             path = out_dir / f"{token}.npz"  # KITTI-360 tokens are <seq>/<frame>
-            atomic_write(path, functools.partial(np.savez_compressed, semantics=sem))
+            arrays = {"semantics": sem} if probs is None else {"semantics": sem, "probabilities": probs[i]}
+            atomic_write(path, functools.partial(np.savez_compressed, **arrays))
             written.append(path)
     return written
