@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._untrusted import brief
 from .config_schema import Config
 
 __all__ = ["ConfigError", "fail", "validate"]
@@ -27,8 +28,9 @@ class ConfigError(ValueError):
 
 
 def fail(where: str, expected: str, value: Any) -> ConfigError:
-    """The :class:`ConfigError` for key ``where``: ``<where>: <expected>, got <value>``."""
-    return ConfigError(f"{where or 'config'}: {expected}, got {value!r}", where or None)
+    """The :class:`ConfigError` for key ``where``: ``<where>: <expected>, got <value>``
+    (at most a short prefix of the value: it may be huge)."""
+    return ConfigError(f"{where or 'config'}: {expected}, got {brief(value)}", where or None)
 
 
 _SEED_LIMIT = 2**32  # numpy's seed range; torch generators are seeded with multiples of it
@@ -258,4 +260,7 @@ def _validate_render_kwargs(cfg: Config) -> None:
     try:
         GaussRenderLoss(cfg.data.grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"loss.render_kwargs: {err}", "loss.render_kwargs") from None
+        message = str(err)
+        if len(message) > 300:  # the loss's own message may quote a huge value
+            message = message[:300] + "..."
+        raise ConfigError(f"loss.render_kwargs: {message}", "loss.render_kwargs") from None
