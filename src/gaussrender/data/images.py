@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .files import DataFileError
+from .files import DataFileError, optional_regular_file, require_regular_file
 
 __all__ = ["load_image", "stored_image_size", "check_image_size", "render_cameras"]
 
@@ -31,9 +31,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[t
     """
     from PIL import Image
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+    path = require_regular_file(path, "image")
     if size is not None:
         size = check_image_size(size)
     with _open_image(path) as img:
@@ -54,9 +52,14 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[t
 
 
 def stored_image_size(path: str | Path, default: tuple[int, int]) -> tuple[int, int]:
-    """``(H, W)`` of the image at ``path`` from its header, or ``default`` when the file is absent."""
+    """``(H, W)`` of the image at ``path`` from its header, or ``default`` when the file is absent.
+
+    Raises:
+        DataFileError: something other than a regular file is there (a directory, FIFO or
+            device), or the image header is unreadable or claims too many pixels.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not optional_regular_file(path, "image"):
         return default
     with _open_image(path) as img:
         w, h = img.size

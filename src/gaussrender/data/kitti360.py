@@ -39,7 +39,7 @@ from .._io import atomic_write
 from ..geometry.cameras import scale_intrinsics
 from ..geometry.grid import SSCBENCH_KITTI360, VoxelGrid
 from .arrays import check_label_array, read_npy, require_file
-from .files import DataFileError, safe_name
+from .files import DataFileError, optional_regular_file, safe_name
 from .images import check_image_size, load_image, render_cameras, stored_image_size
 
 __all__ = [
@@ -144,10 +144,10 @@ def read_kitti360_calibration(root: str | Path | None = None) -> Kitti360Calibra
     if root is not None:
         calib = Path(root) / "calibration"
         persp = calib / "perspective.txt"
-        if persp.is_file():
+        if optional_regular_file(persp, "KITTI-360 calibration"):
             k = _read_numbers(persp, "P_rect_00", 12).reshape(3, 4)[:, :3]
         c2v = calib / "calib_cam_to_velo.txt"
-        if c2v.is_file():
+        if optional_regular_file(c2v, "KITTI-360 calibration"):
             cam_to_velo = np.eye(4)
             cam_to_velo[:3] = _read_numbers(c2v, None, 12).reshape(3, 4)
     return Kitti360Calibration(intrinsics=k, cam_from_velo=np.linalg.inv(cam_to_velo))
@@ -311,7 +311,7 @@ class SSCBenchKITTI360(Dataset):
         seq, frame = self.frames[index]
         labels = read_kitti360_labels(self.root / "preprocess" / "labels" / seq / f"{frame}_1_1.npy", self.grid)
         invalid_path = self.root / "data_2d_raw" / seq / "voxels" / f"{frame}.invalid"
-        if invalid_path.is_file():
+        if optional_regular_file(invalid_path, "KITTI-360 invalid mask"):
             labels = labels.copy()
             labels[read_kitti360_invalid(invalid_path, self.grid)] = self.grid.ignore_index
         image_path = self.root / "data_2d_raw" / seq / "image_00" / "data_rect" / f"{frame}.png"
