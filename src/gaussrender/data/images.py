@@ -10,7 +10,7 @@ import torch
 
 from .files import DataFileError, optional_regular_file, require_regular_file
 
-__all__ = ["load_image", "stored_image_size", "check_image_size", "render_cameras"]
+__all__ = ["load_image", "stored_image_size", "common_image_size", "check_image_size", "render_cameras"]
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -101,6 +101,33 @@ def check_image_size(size: tuple[int, int]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def common_image_size(image_paths: list[str], default: tuple[int, int], what: str = "stored images") -> tuple[int, int]:
+    """The one ``(H, W)`` the stored images of a sample share (an absent file counts as ``default``).
+
+    Raises:
+        DataFileError: (a ValueError) they differ; the message names the image(s) whose size
+            differs from the others' (the most common size), not only the set of sizes.
+    """
+    sizes = [stored_image_size(p, default) for p in image_paths]
+    if len(set(sizes)) <= 1:
+        return sizes[0] if sizes else default
+    counts: dict[tuple[int, int], int] = {}
+    for s in sizes:
+        counts[s] = counts.get(s, 0) + 1
+    usual = max(counts, key=lambda s: (counts[s], s == default))
+    odd = [
+        f"{p} is {w}x{h}" + (" (absent: assumed)" if not Path(p).exists() else "")
+        for p, (h, w) in zip(image_paths, sizes)
+        if (h, w) != usual
+    ]
+    first = next(p for p, s in zip(image_paths, sizes) if s != usual)
+    raise DataFileError(
+        f"{what} differ in size: {'; '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}, the other "
+        f"{counts[usual]} are {usual[1]}x{usual[0]} (W x H); one sample's cameras need one size",
+        first,
+    )
+
+
 def render_cameras(
     intrinsics: torch.Tensor, image_paths: list[str], default: tuple[int, int]
 ) -> dict[str, torch.Tensor]:
@@ -123,12 +150,7 @@ def render_cameras(
         ValueError: the stored images of one sample differ in size (one render size per
             sample).
     """
-    sizes = {stored_image_size(p, default) for p in image_paths}
-    if len(sizes) != 1:
-        raise ValueError(
-            f"stored images {list(image_paths)} differ in size {sorted(sizes)}; the render cameras need one size"
-        )
-    (size,) = sizes
+    size = common_image_size(list(image_paths), default)
     return {
         "render_intrinsics": intrinsics.detach().clone().float(),
         "render_image_size": torch.tensor(size, dtype=torch.int64),

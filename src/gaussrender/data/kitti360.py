@@ -10,7 +10,7 @@ Layout adopted (SSCBench ``dataset/KITTI-360/README.md``)::
 with ``<seq> = 2013_05_28_drive_00NN_sync``. Models that read depth (Symphonies) also take
 ``<depth_root>/<seq>/<frame>.npy``: a float ``[H, W]`` z-depth map in metres of ``image_00``
 (at least the stored image size; cropped to it from the top-left, as the Symphonies release
-does; ``<= 0`` or non-finite = unknown). The Symphonies release computes them with
+does; ``<= 0`` or non-finite = unknown, returned as 0). The Symphonies release computes them with
 MobileStereoNet on the rectified stereo pair (``image_00``, ``image_01``), as VoxFormer's
 ``preprocess`` does for SemanticKITTI, then ``depth = f_x * baseline / disparity`` with
 KITTI-360's rectified focal length and baseline (``P_rect_01`` of ``perspective.txt``:
@@ -215,6 +215,9 @@ def write_kitti360_sample(
 def read_kitti360_depth(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
     """Read one ``<frame>.npy`` depth map as float32 ``[H, W]`` metres, cropped to ``image_size``.
 
+    Every depth that is not a finite number >= 0 (NaN, inf, negative) is returned as 0, the
+    value that marks a pixel without depth, so no NaN or inf reaches a model.
+
     Args:
         path: the file.
         image_size: ``(H, W)`` of the image it belongs to (stored size), pixels; the map
@@ -223,13 +226,19 @@ def read_kitti360_depth(path: str | Path, image_size: tuple[int, int]) -> np.nda
     Raises:
         FileNotFoundError: missing file.
         DataFileError: not a plain 2D floating ``.npy`` array, or smaller than ``image_size``.
+        ValueError: ``image_size`` is not two positive ints.
     """
     path = Path(path)
+    h, w = check_image_size(image_size)
     depth = read_npy(path, "KITTI-360 depth map", (None, None), "f", max_rows=MAX_DEPTH_SIDE)
-    h, w = int(image_size[0]), int(image_size[1])
     if depth.shape[0] < h or depth.shape[1] < w:
         raise DataFileError(f"{path}: depth map is {list(depth.shape)}, smaller than the image ({h}, {w})", path)
-    return np.ascontiguousarray(depth[:h, :w], dtype=np.float32)
+    depth = np.ascontiguousarray(depth[:h, :w], dtype=np.float32)
+    # depth feeds the model (Symphonies lifts image features along it). A NaN, an inf or a
+    # negative depth is not a distance: each becomes 0, the one value that marks "no depth"
+    # (float64 maps beyond the float32 range become inf first, and so 0 too)
+    depth[~np.isfinite(depth) | (depth < 0)] = 0.0
+    return depth
 
 
 def write_kitti360_depth(depth_root: str | Path, sequence: int | str, frame: str, depth: np.ndarray) -> Path:
