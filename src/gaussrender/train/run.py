@@ -13,7 +13,7 @@ import torch
 from .._io import atomic_write
 from .batches import _dataset_len, move_batch, run_model
 from .builders import build_dataset, build_model_from_config, grid_of, prepare_synthetic
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_model_state
 from .config import Config, ConfigError
 from .distributed import DistInfo, ShardSampler, init_distributed, shutdown_distributed
 from .loop import Trainer
@@ -152,10 +152,10 @@ def predict(
     grid = grid_of(cfg)
     dataset = build_dataset(cfg.data, split, root=root, infos=infos)
     model = build_model_from_config(cfg)
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    if "model" not in state:
-        raise ValueError(f"{checkpoint}: no 'model' entry; expected a checkpoint written by gaussrender train")
-    model.load_state_dict(state["model"])
+    # the checks of train --resume: size relative to this model before loading, then the
+    # 'model' entry's names and shapes
+    state = load_checkpoint(checkpoint, map_location="cpu", model=model)
+    load_model_state(model, state, checkpoint)
     model.to(info.device).eval()
     from ..data import collate
 
