@@ -74,8 +74,8 @@ def _brief_into(value: Any, out: list[str], budget: list[int], depth: int) -> No
         if depth >= 4:
             put("[...]" if isinstance(value, list) else "{...}" if isinstance(value, dict) else "(...)")
             return
-        opening, closing = {list: "[]", tuple: "()", dict: "{}"}.get(type(value), "{}")
-        put(opening)
+        brackets = {list: "[]", tuple: "()", dict: "{}"}.get(type(value), "{}")
+        put(brackets[0])
         items = value.items() if isinstance(value, dict) else value
         for i, item in enumerate(items):
             if budget[0] <= 0:
@@ -88,7 +88,7 @@ def _brief_into(value: Any, out: list[str], budget: list[int], depth: int) -> No
                 _brief_into(item[1], out, budget, depth + 1)
             else:
                 _brief_into(item, out, budget, depth + 1)
-        put(closing)
+        put(brackets[1])
     else:
         put(f"<{type(value).__name__}>")
 
@@ -115,7 +115,7 @@ class _CountingLoader(yaml.SafeLoader):
         self._composed = 0
         self._measure: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, depth)
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             node = self.anchors.get(event.anchor)

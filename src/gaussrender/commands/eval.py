@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(err))
     grid = dataset.grid
     tokens = [s.token for s in dataset.samples] if nuscenes else [f"{q}/{f}" for q, f in dataset.frames]
-    missing = [t for t in tokens if not (args.pred / f"{t}.npz").is_file()]
+    # exists(), not is_file(): a directory or FIFO in its place is named by the reader, not "missing"
+    missing = [t for t in tokens if not (args.pred / f"{t}.npz").exists()]
     if missing:
         first = ", ".join(missing[:5])
         return _error(

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"gaussrender predict: error: {err}", file=sys.stderr)
         return 2
-    if not args.checkpoint.is_file():
+    if not (args.checkpoint.exists() or args.checkpoint.is_symlink()):
         print(f"gaussrender predict: error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     try:
