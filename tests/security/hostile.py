@@ -340,3 +340,94 @@ def malicious_checkpoint(marker: Path) -> bytes:
     buf = io.BytesIO()
     torch.save({"model": {"w": torch.zeros(2)}, "step": 1, "hook": _MarkerOnLoad(marker)}, buf)
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------ bounded child processes
+#: Address space a hostile-input child may map: the interpreter with torch and gaussrender
+#: imported maps ~0.7 GiB, so this leaves ~0.6 GiB for the case itself ("a few hundred MB").
+CHILD_MEMORY = 1280 << 20
+#: Wall-clock seconds a hostile-input child may run (a refusal takes well under 1 s after the
+#: ~2 s import; the margin is for a loaded 2-core machine).
+CHILD_SECONDS = 60
+
+
+def run_bounded(args: list[str], memory: int = CHILD_MEMORY, seconds: int = CHILD_SECONDS, cwd=None):
+    """Run ``python <args>`` with RLIMIT_AS = ``memory`` bytes, RLIMIT_CPU and a wall-clock
+    timeout of ``seconds``, one OpenMP thread. Returns ``(CompletedProcess, wall seconds)``;
+    a case that blows up fails with MemoryError / a kill / TimeoutExpired instead of taking
+    the machine down."""
+    import os
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    import gaussrender
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+
+    src = str(Path(gaussrender.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([src, root, os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        MALLOC_ARENA_MAX="2",
+    )
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=seconds,
+        preexec_fn=limits,
+        env=env,
+        cwd=cwd,
+    )
+    return proc, time.monotonic() - start
+
+
+def patch_declared_size(data: bytes, member_suffix: str, size: int) -> bytes:
+    """A zip whose member ending in ``member_suffix`` *declares* ``size`` uncompressed bytes
+    (local header and central directory), the data unchanged: what a loader that trusts the
+    directory would allocate."""
+    out = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(member_suffix))
+    name = info.filename.encode()
+    local = info.header_offset
+    assert out[local : local + 4] == b"PK\x03\x04"
+    struct.pack_into("<I", out, local + 22, size)
+    central = 0
+    while True:
+        central = out.index(b"PK\x01\x02", central)
+        n = struct.unpack_from("<H", out, central + 28)[0]
+        if bytes(out[central + 46 : central + 46 + n]) == name:
+            break
+        central += 4
+    struct.pack_into("<I", out, central + 24, size)
+    return bytes(out)
+
+
+def deflate_bomb_checkpoint(inflated: int) -> bytes:
+    """A real ``torch.save`` zip plus one deflated member of ``inflated`` zero bytes (~1/1000
+    of that on disk)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"model": {"w": torch.zeros(2)}, "step": 1}, buf)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(out, "w") as dst:
+        prefix = src.infolist()[0].filename.split("/")[0]
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        bomb = zipfile.ZipInfo(f"{prefix}/data/bomb")
+        bomb.compress_type = zipfile.ZIP_DEFLATED
+        with dst.open(bomb, "w", force_zip64=True) as f:
+            chunk = bytes(1 << 22)
+            for _ in range(inflated >> 22):
+                f.write(chunk)
+    return out.getvalue()

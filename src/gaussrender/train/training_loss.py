@@ -332,7 +332,7 @@ def class_weights_for(
         except ValueError as err:
             raise DataFileError(f"{err}; remove it (it caches the class counts)", cache) from None
         counts = _cached_counts(cached, identity, grid)
-        if counts is None and cached is not None and info.is_main:
+        if counts is None and cache.exists() and info.is_main:
             warnings.warn(
                 f"{cache} holds class counts of another dataset (or is corrupt); counting again",
                 RuntimeWarning,
