@@ -602,3 +602,40 @@ def test_resume_refuses_counters_that_are_not_non_negative_ints(tmp_path, key, v
     save_atomic(state, path)
     with pytest.raises(ResumeError, match=rf"entry 'counters' .* {key} must be an integer in \[0, 2\*\*53\]"):
         tiny_trainer(tmp_path / "b", cfg, n_train=1).fit(resume=path)
+
+
+# ------------------------------------------------------------------ sizes refused when the config is read
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.image_size=[1000000, 1000000]", "data.image_size: expected (H, W) with each side <= 16384 pixels"),
+        ("data.image_size=[16000, 16000]", "H x W <= 67108864"),
+        ("data.synthetic.image_size=[100000, 8]", "data.synthetic.image_size: expected (H, W) with each side"),
+        ("loss.render_image_size=[100000, 100000]", "loss.render_image_size: expected (H, W) with each side"),
+        ("data.num_cameras=100000", "data.num_cameras: expected an integer <= 64"),
+        ("data.num_workers=100000", "data.num_workers: expected an integer <= 256"),
+        ("data.synthetic.num_scenes=1000000000", "data.synthetic.num_scenes: expected an integer <= 1000000"),
+        ("loss.frustum_size=100000", "loss.frustum_size: expected an integer <= 64"),
+    ],
+)
+def test_sizes_that_could_only_exhaust_memory_are_refused_with_the_config(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("tiny_synthetic_render", [override])
+
+
+def test_eval_refuses_a_worker_count_that_would_exhaust_the_machine(tmp_path, capsys):
+    from .test_paths_and_commands import _eval, _occ3d_gt
+
+    _, infos = _occ3d_gt(tmp_path)
+    assert _eval(tmp_path, infos, "--workers", "100000") == 2
+    assert "--workers must be in [1, 256], got 100000" in capsys.readouterr().err
+
+
+def test_a_huge_kitti360_calibration_file_is_refused_by_size(tmp_path):
+    from gaussrender.data.kitti360 import read_kitti360_calibration
+
+    (tmp_path / "calibration").mkdir()
+    with open(tmp_path / "calibration" / "perspective.txt", "wb") as f:
+        f.truncate(2 << 20)  # sparse: 2 MiB of NUL bytes, one endless line
+    with pytest.raises(DataFileError, match=r"perspective.txt: 2097152 bytes is not a calibration file"):
+        read_kitti360_calibration(tmp_path)

@@ -159,8 +159,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _error(str(err))
     use_rayiou = nuscenes and not args.no_rayiou
-    if args.workers < 1:
-        return _error(f"--workers must be >= 1, got {args.workers}")
+    if not 1 <= args.workers <= 256:  # each worker is a process: a huge count would exhaust the machine
+        return _error(f"--workers must be in [1, 256], got {args.workers}")
     if not args.pred.is_dir():
         return _error(f"prediction directory not found: {args.pred}")
     if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):

@@ -111,8 +111,18 @@ class Kitti360Calibration:
     cam_from_velo: np.ndarray
 
 
+#: Largest calibration text file read, bytes (KITTI-360's are under 2 kB); read line by line,
+#: so one endless line could otherwise fill memory.
+_MAX_CALIBRATION_BYTES = 1 << 20
+
+
 def _read_numbers(path: Path, key: str | None, count: int) -> np.ndarray:
     try:
+        size = path.stat().st_size
+        if size > _MAX_CALIBRATION_BYTES:
+            raise DataFileError(
+                f"{path}: {size} bytes is not a calibration file (limit {_MAX_CALIBRATION_BYTES})", path
+            )
         with path.open(encoding="utf-8") as f:
             for line in f:
                 if key is None or line.startswith(key + ":"):

@@ -34,6 +34,14 @@ def fail(where: str, expected: str, value: Any) -> ConfigError:
 
 
 _SEED_LIMIT = 2**32  # numpy's seed range; torch generators are seeded with multiples of it
+# Upper bounds that refuse, when the config is read, sizes that could only exhaust memory or
+# time later (a 10^6 x 10^6 image, 10^6 loader processes); each far above any real use.
+_MAX_IMAGE_SIDE = 16384  # pixels (nuScenes 1600, KITTI-360 1408)
+_MAX_IMAGE_PIXELS = 1 << 26  # as the image reader's limit (gaussrender.data.images.MAX_IMAGE_PIXELS)
+_MAX_CAMERAS = 64  # nuScenes has 6
+_MAX_WORKERS = 256  # data-loading processes
+_MAX_SCENES = 1_000_000  # synthetic scenes (a scene takes ~0.1 s to write)
+_MAX_FRUSTUM = 64  # the release uses 8: 64 frustums
 
 
 def validate(cfg: Config) -> None:
@@ -69,6 +77,20 @@ def validate(cfg: Config) -> None:
             expected = f"expected a number in {'(' if strict else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         need(key, value, ok, expected)
 
+    def pixels(key: str, value: Any, optional: str = "") -> None:
+        h, w = value
+        need(key, value, min(h, w) >= 1, f"expected {optional}positive (H, W) pixels")
+        need(
+            key,
+            value,
+            h <= _MAX_IMAGE_SIDE and w <= _MAX_IMAGE_SIDE and h * w <= _MAX_IMAGE_PIXELS,
+            f"expected (H, W) with each side <= {_MAX_IMAGE_SIDE} pixels and H x W <= {_MAX_IMAGE_PIXELS}",
+        )
+
+    def at_most(key: str, value: int, low: int, high: int, why: str) -> None:
+        count(key, value, low)
+        need(key, value, value <= high, f"expected an integer <= {high} ({why})")
+
     def seed(key: str, value: int) -> None:
         need(key, value, 0 <= value < _SEED_LIMIT, "expected an integer in [0, 2**32)")
 
@@ -92,9 +114,9 @@ def validate(cfg: Config) -> None:
         seed("model.init_seed", m.init_seed)
 
     need("data.grid", d.grid, d.grid.lower() in PRESETS, f"expected one of {sorted(PRESETS)}")
-    need("data.image_size", d.image_size, min(d.image_size) >= 1, "expected positive (H, W) pixels")
-    count("data.num_cameras", d.num_cameras, 1)
-    count("data.num_workers", d.num_workers, 0)
+    pixels("data.image_size", d.image_size)
+    at_most("data.num_cameras", d.num_cameras, 1, _MAX_CAMERAS, "cameras of one sample")
+    at_most("data.num_workers", d.num_workers, 0, _MAX_WORKERS, "data-loading processes")
     lo, hi = d.augment.resize_scale
     need(
         "data.augment.resize_scale",
@@ -106,15 +128,10 @@ def validate(cfg: Config) -> None:
         # the factor is drawn in [1 - b, 1 + b] and must stay >= 0
         number(f"data.augment.{name}", getattr(d.augment, name), 0.0, high=1.0)
     if d.synthetic is not None:
-        count("data.synthetic.num_scenes", d.synthetic.num_scenes, 1)
-        count("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0)
+        at_most("data.synthetic.num_scenes", d.synthetic.num_scenes, 1, _MAX_SCENES, "scenes to generate")
+        at_most("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0, _MAX_SCENES, "scenes to generate")
         seed("data.synthetic.seed", d.synthetic.seed)
-        need(
-            "data.synthetic.image_size",
-            d.synthetic.image_size,
-            min(d.synthetic.image_size) >= 1,
-            "expected positive (H, W) pixels",
-        )
+        pixels("data.synthetic.image_size", d.synthetic.image_size)
         for key, wants in (("with_lidar", d.synthetic.with_lidar), ("targets_2d", d.synthetic.targets_2d == "lidar")):
             need(
                 f"data.synthetic.{key}", getattr(d.synthetic, key), not wants or d.synthetic.lidar, "needs lidar: true"
@@ -131,7 +148,7 @@ def validate(cfg: Config) -> None:
         "render_weight",
     ):
         number(f"loss.{name}", getattr(loss, name))
-    count("loss.frustum_size", loss.frustum_size, 1)
+    at_most("loss.frustum_size", loss.frustum_size, 1, _MAX_FRUSTUM, "frustums per image side")
     if loss.class_weights is not None:
         need(
             "loss.class_weights",
@@ -153,12 +170,7 @@ def validate(cfg: Config) -> None:
             f"expected a grid with a release table ({sorted(RELEASE_CLASS_WEIGHTS)}); data.grid is {d.grid!r}",
         )
     if loss.render_image_size is not None:
-        need(
-            "loss.render_image_size",
-            loss.render_image_size,
-            min(loss.render_image_size) >= 1,
-            "expected null or positive (H, W) pixels",
-        )
+        pixels("loss.render_image_size", loss.render_image_size, "null or ")
     _validate_supervision(cfg)
     _validate_render_kwargs(cfg)
 
