@@ -639,3 +639,33 @@ def test_a_huge_kitti360_calibration_file_is_refused_by_size(tmp_path):
         f.truncate(2 << 20)  # sparse: 2 MiB of NUL bytes, one endless line
     with pytest.raises(DataFileError, match=r"perspective.txt: 2097152 bytes is not a calibration file"):
         read_kitti360_calibration(tmp_path)
+
+
+def test_voxels_from_points_refuses_a_grid_too_large_for_memory():
+    from gaussrender.geometry.grid import VoxelGrid
+
+    huge = VoxelGrid(
+        name="huge",
+        range_min=(0.0, 0.0, 0.0),
+        range_max=(1e5, 1e5, 1e3),
+        voxel_size=0.1,
+        shape=(10**6, 10**6, 10**4),
+        class_names=("a", "free"),
+        empty_index=1,
+        gaussian_scale=0.1,
+    )
+    with pytest.raises(FootprintError, match=r"^grid: labelling the 10000000000000000 voxels of grid 'huge'"):
+        gr.voxels_from_points(huge, torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))
+
+
+def test_predict_names_an_out_dir_that_cannot_be_created(tmp_path, capsys):
+    from .test_paths_and_commands import _occ3d_gt
+
+    _, infos = _occ3d_gt(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    ckpt = tmp_path / "c.pt"
+    save_atomic({"model": _surroundocc_tiny().state_dict()}, ckpt)
+    args = ["predict", "--config", "tiny_synthetic_render", "--checkpoint", str(ckpt), "--out", str(blocker / "p")]
+    assert main([*args, "--data", str(tmp_path / "gt"), "--infos", str(infos), "--set", "train.device=cpu"]) == 2
+    assert f"error: --out {blocker / 'p'} cannot be created ({blocker} is a file)" in capsys.readouterr().err

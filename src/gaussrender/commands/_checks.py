@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["usable_device", "check_writable_file"]
+__all__ = ["usable_device", "check_writable_file", "check_writable_dir"]
 
 
 def usable_device(spec: str, option: str = "--device"):
@@ -36,6 +36,29 @@ def usable_device(spec: str, option: str = "--device"):
     except (RuntimeError, AssertionError) as err:  # torch asserts when a backend is not compiled in
         raise ValueError(f"{option} {spec!r} is not usable: {err}") from None
     return device
+
+
+def check_writable_dir(path: Path, option: str = "--out") -> None:
+    """Fail now, naming ``option``, if the directory ``path`` cannot be created and written:
+    ``path`` or its nearest existing ancestor is not a directory, or it is not writable.
+
+    Raises:
+        ValueError: naming ``option`` and the path.
+    """
+    path = Path(path)
+    for ancestor in (path, *path.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                where = "is not a directory" if ancestor == path else f"cannot be created ({ancestor} is a file)"
+                raise ValueError(f"{option} {path} {where}")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise ValueError(f"{option} {path}: cannot write there ({err.strerror or err})") from None
 
 
 def check_writable_file(path: Path, option: str = "--out") -> None:

@@ -216,6 +216,14 @@ def voxels_from_points(grid: VoxelGrid | str, points: torch.Tensor, labels: torc
     small = 0 <= grid.ignore_index <= 255 and grid.num_classes <= 256
     dtype = torch.uint8 if small else torch.long
     num_voxels = grid.shape[0] * grid.shape[1] * grid.shape[2]
+    # the output, the int64 best score per voxel and its hit mask, before any allocation
+    check_memory(
+        "grid",
+        num_voxels * (10 if small else 17) + n * 64,
+        points.device,
+        f"labelling the {num_voxels} voxels of grid {grid.name!r} from {n} point(s)",
+        "use a coarser grid",
+    )
     out = torch.full((num_voxels,), grid.ignore_index, dtype=dtype, device=points.device)
     idx, inside = grid.voxel_index(points.to(torch.float64))
     inside = inside & (labels != grid.ignore_index)
