@@ -39,8 +39,9 @@ def usable_device(spec: str, option: str = "--device"):
 
 
 def check_writable_dir(path: Path, option: str = "--out") -> None:
-    """Fail now, naming ``option``, if the directory ``path`` cannot be created and written:
-    ``path`` or its nearest existing ancestor is not a directory, or it is not writable.
+    """Fail now, naming ``option``, if the directory ``path`` could not be created or written:
+    ``path`` or its nearest existing ancestor is not a directory, or that ancestor is not
+    writable. Creates nothing (a run refused later leaves no empty ``--out`` behind).
 
     Raises:
         ValueError: naming ``option`` and the path.
@@ -51,14 +52,9 @@ def check_writable_dir(path: Path, option: str = "--out") -> None:
             if not ancestor.is_dir():
                 where = "is not a directory" if ancestor == path else f"cannot be created ({ancestor} is a file)"
                 raise ValueError(f"{option} {path} {where}")
-            break
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=".write-check.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as err:
-        raise ValueError(f"{option} {path}: cannot write there ({err.strerror or err})") from None
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise ValueError(f"{option} {path}: cannot write there ({ancestor} is not writable)")
+            return
 
 
 def check_writable_file(path: Path, option: str = "--out") -> None:
