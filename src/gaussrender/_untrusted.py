@@ -17,7 +17,17 @@ from typing import Any
 
 import yaml
 
-__all__ = ["BRIEF_CHARS", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "YamlLimitError", "brief", "load_yaml"]
+__all__ = [
+    "BRIEF_CHARS",
+    "MAX_YAML_NODES",
+    "MAX_YAML_DEPTH",
+    "MAX_ZIP_MEMBERS",
+    "YamlLimitError",
+    "ArchiveLimitError",
+    "brief",
+    "load_yaml",
+    "zip_inflated_size",
+]
 
 #: Longest echo of a refused value in an error message, characters.
 BRIEF_CHARS = 80
@@ -91,6 +101,48 @@ def _brief_into(value: Any, out: list[str], budget: list[int], depth: int) -> No
         put(brackets[1])
     else:
         put(f"<{type(value).__name__}>")
+
+
+#: Entries of a zip (a ``torch.save`` file) whose directory is read: one per tensor storage
+#: plus a few (a model of 1000 tensors with AdamW has ~3000).
+MAX_ZIP_MEMBERS = 100_000
+_MAX_ZIP_DIRECTORY = 64 << 20  # bytes of the central directory, which zipfile reads whole
+
+
+class ArchiveLimitError(ValueError):
+    """A zip whose directory is unreadable or too large to read."""
+
+
+def zip_inflated_size(path: Any) -> tuple[int, int]:
+    """``(members, total declared uncompressed bytes)`` of the zip at ``path``, from its
+    directory only (no member is read). ``torch.load`` allocates each member at its declared
+    size, so this bounds what loading the file can allocate.
+
+    Raises:
+        ArchiveLimitError: not a zip, a corrupt directory, or more than
+            :data:`MAX_ZIP_MEMBERS` entries / 64 MiB of directory.
+    """
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # the directory's size, from its end record
+    except OSError as err:
+        raise ArchiveLimitError(f"cannot read ({err.strerror or err})") from None
+    if end is None:
+        raise ArchiveLimitError("not a zip archive (as torch.save writes)")
+    entries = end[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]
+    directory = end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    if entries > MAX_ZIP_MEMBERS or directory > _MAX_ZIP_DIRECTORY:
+        raise ArchiveLimitError(
+            f"{entries} zip entries ({directory} directory bytes); at most {MAX_ZIP_MEMBERS} are read"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as err:
+        raise ArchiveLimitError(f"{type(err).__name__}: {err}") from None
+    return len(members), sum(m.file_size for m in members)
 
 
 class YamlLimitError(ValueError):

@@ -669,3 +669,13 @@ def test_predict_names_an_out_dir_that_cannot_be_created(tmp_path, capsys):
     args = ["predict", "--config", "tiny_synthetic_render", "--checkpoint", str(ckpt), "--out", str(blocker / "p")]
     assert main([*args, "--data", str(tmp_path / "gt"), "--infos", str(infos), "--set", "train.device=cpu"]) == 2
     assert f"error: --out {blocker / 'p'} cannot be created ({blocker} is a file)" in capsys.readouterr().err
+
+
+def test_torchvision_weights_that_inflate_beyond_the_backbone_are_refused(tmp_path):
+    from gaussrender.models import ResNet, load_torchvision_weights
+
+    path = tmp_path / "resnet.pth"
+    path.write_bytes(deflate_bomb_checkpoint(256 << 20))  # ~256 kB on disk, 256 MiB declared
+    backbone = ResNet(depth=18)
+    with pytest.raises(ValueError, match=r"resnet.pth'?: refusing a weights file whose members inflate to 26"):
+        load_torchvision_weights(backbone, path)

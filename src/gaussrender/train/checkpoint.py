@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_write
+from .._untrusted import ArchiveLimitError, zip_inflated_size
 from ..data.files import DataFileError
 
 __all__ = [
@@ -42,14 +43,10 @@ __all__ = [
 #: 1-billion-parameter float32 model with its AdamW moments). The real bound is usually
 #: :func:`checkpoint_byte_limit`'s, relative to the model the config builds.
 MAX_CHECKPOINT_BYTES = 16 << 30
-#: Entries of a checkpoint's zip: one per tensor storage plus a few (a model of 1000
-#: tensors with AdamW has ~3000). The zip's directory is read whole before its members.
-MAX_CHECKPOINT_MEMBERS = 100_000
 #: ``torch.save`` stores members uncompressed, so their total is about the file's size; a
 #: re-compressed archive may inflate somewhat. Beyond this ratio (plus 16 MiB) it is a zip bomb.
 MAX_INFLATION = 16
 _GIB = float(1 << 30)
-_MAX_DIRECTORY_BYTES = 64 << 20  # the zip's central directory, read whole by zipfile
 
 
 def checkpoint_byte_limit(model: torch.nn.Module | None) -> int:
@@ -75,26 +72,9 @@ def check_checkpoint_archive(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) 
     """
     size = path.stat().st_size
     try:
-        with path.open("rb") as f:
-            end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # the directory's size, from its end record
-    except OSError as err:
-        raise DataFileError(f"{path}: cannot read the checkpoint ({err.strerror or err})", path) from err
-    if end is None:
-        raise DataFileError(f"{path}: not a readable checkpoint (not a zip archive, as torch.save writes)", path)
-    entries = end[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]
-    directory = end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
-    if entries > MAX_CHECKPOINT_MEMBERS or directory > _MAX_DIRECTORY_BYTES:
-        raise DataFileError(
-            f"{path}: refusing a checkpoint of {entries} zip entries ({directory} directory bytes); at most "
-            f"{MAX_CHECKPOINT_MEMBERS} are read",
-            path,
-        )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as err:
-        raise DataFileError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})", path) from err
-    total = sum(m.file_size for m in members)
+        count, total = zip_inflated_size(path)
+    except ArchiveLimitError as err:
+        raise DataFileError(f"{path}: not a readable checkpoint ({err})", path) from None
     from .._checks import memory_limit
 
     available = memory_limit("cpu")
@@ -105,7 +85,7 @@ def check_checkpoint_archive(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) 
     for limit, what in limits:
         if total > limit:
             raise DataFileError(
-                f"{path}: refusing a checkpoint whose {len(members)} members inflate to {total / _GIB:.3g} GiB, "
+                f"{path}: refusing a checkpoint whose {count} members inflate to {total / _GIB:.3g} GiB, "
                 f"more than {what} ({limit / _GIB:.3g} GiB)",
                 path,
             )
