@@ -679,3 +679,19 @@ def test_torchvision_weights_that_inflate_beyond_the_backbone_are_refused(tmp_pa
     backbone = ResNet(depth=18)
     with pytest.raises(ValueError, match=r"resnet.pth'?: refusing a weights file whose members inflate to 26"):
         load_torchvision_weights(backbone, path)
+
+
+def test_an_image_size_too_large_to_resize_to_is_refused():
+    from gaussrender.data.images import check_image_size
+
+    with pytest.raises(ValueError, match=r"image_size \(100000, 100000\) has more than 67108864 pixels"):
+        check_image_size((100_000, 100_000))
+
+
+def test_a_directory_where_the_synthetic_manifest_goes_is_named(tmp_path):
+    from gaussrender.train.builders import prepare_synthetic
+    from gaussrender.train.fingerprint import MANIFEST
+
+    (tmp_path / MANIFEST).mkdir(parents=True)
+    with pytest.raises(ConfigError, match=rf"data.root: {tmp_path / MANIFEST}: expected a regular file"):
+        prepare_synthetic(_synthetic(tmp_path))

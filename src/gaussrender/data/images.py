@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._untrusted import brief
 from .files import DataFileError, optional_regular_file, require_regular_file
 
 __all__ = ["load_image", "stored_image_size", "common_image_size", "check_image_size", "render_cameras"]
@@ -91,13 +92,16 @@ def _open_image(path: Path) -> Any:
 
 
 def check_image_size(size: tuple[int, int]) -> tuple[int, int]:
-    """Validate an ``image_size`` argument: ``(H, W)`` positive ints, pixels."""
+    """Validate an ``image_size`` argument: ``(H, W)`` positive ints, pixels, at most
+    :data:`MAX_IMAGE_PIXELS` in all (an image is resized to it: a larger one cannot fit)."""
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
     ):
-        raise ValueError(f"image_size must be (H, W) positive ints (pixels), got {size!r}")
+        raise ValueError(f"image_size must be (H, W) positive ints (pixels), got {brief(size)}")
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"image_size {tuple(size)} has more than {MAX_IMAGE_PIXELS} pixels")
     return int(size[0]), int(size[1])
 
 

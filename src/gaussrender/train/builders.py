@@ -73,7 +73,11 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
     description = synthetic_description(
         cfg.format, grid, syn.num_scenes, syn.num_val_scenes, syn.seed, syn.image_size, syn.lidar
     )
-    if is_main and not manifest_matches(root, description):
+    try:
+        ready = manifest_matches(root, description)
+    except ValueError as err:  # a directory or FIFO where the manifest goes
+        raise ConfigError(f"data.root: {err}", "data.root") from None
+    if is_main and not ready:
         if cfg.format == "kitti360":
             # a KITTI-like front camera with depth maps (monocular models such as Symphonies)
             from .synthetic_kitti360 import make_kitti360_dataset
