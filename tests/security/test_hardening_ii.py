@@ -695,3 +695,19 @@ def test_a_directory_where_the_synthetic_manifest_goes_is_named(tmp_path):
     (tmp_path / MANIFEST).mkdir(parents=True)
     with pytest.raises(ConfigError, match=rf"data.root: {tmp_path / MANIFEST}: expected a regular file"):
         prepare_synthetic(_synthetic(tmp_path))
+
+
+def test_data_file_errors_echo_a_short_prefix_of_a_huge_value(tmp_path):
+    from gaussrender.data import resolve_data_path
+
+    with pytest.raises(DataFileError) as err:
+        resolve_data_path("../" * 300_000 + "x.jpg", tmp_path)
+    assert len(str(err.value)) < 500 and "(900005 characters)" in str(err.value)
+    path = write_infos_json(tmp_path / "infos.json", synthetic_scene("scene-0001", 1))
+    data = json.loads(path.read_text())
+    del data["infos"][0]["lidar2ego_translation"]
+    data["infos"][0].update({f"k{i}" * 50: 1 for i in range(10_000)})
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataFileError, match="missing key 'lidar2ego_translation'") as err:
+        load_infos(path)
+    assert len(str(err.value)) < 500

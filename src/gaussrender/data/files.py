@@ -17,6 +17,8 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .._untrusted import brief
+
 __all__ = [
     "DataFileError",
     "MAX_NAME_BYTES",
@@ -110,7 +112,7 @@ def join_under(
         or posixpath.isabs(norm)
     ):
         raise DataFileError(
-            f"{source}: {what} {relative!r} must be a relative path inside {os.fspath(root)} "
+            f"{source}: {what} {brief(relative)} must be a relative path inside {os.fspath(root)} "
             "(no absolute path, '..' or NUL)",
             path,
         )
@@ -209,5 +211,5 @@ def resolve_data_path(stored: str, data_root: str | Path, what: str = "image pat
     parts = PurePosixPath(stored.replace("\\", "/")).parts
     for i, part in enumerate(parts):
         if part in _DATA_DIRS:
-            return join_under(data_root, "/".join(parts[i:]), what, f"info file entry {stored!r}")
-    return join_under(data_root, stored, what, f"info file entry {stored!r}")
+            return join_under(data_root, "/".join(parts[i:]), what, f"info file entry {brief(stored)}")
+    return join_under(data_root, stored, what, f"info file entry {brief(stored)}")

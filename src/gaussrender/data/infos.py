@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text
+from .._untrusted import brief
 from ..geometry.rigs import NUSCENES_CAMERA_NAMES
 from .boxes import BOX_FORMATS, parse_info_boxes
 from .files import DataFileError, optional_regular_file, read_json, require_regular_file, safe_name
@@ -113,7 +114,7 @@ def _require(record: Mapping[str, Any], key: str, where: str) -> Any:
     if not isinstance(record, Mapping):
         raise DataFileError(f"{where}: expected a dict holding {key!r}, got {type(record).__name__}")
     if key not in record:
-        raise KeyError(f"{where}: missing key {key!r} (has {sorted(record)[:20]})")
+        raise KeyError(f"{where}: missing key {key!r} (has {brief(sorted(str(k) for k in record))})")
     return record[key]
 
 
@@ -263,7 +264,7 @@ def load_infos(path: str | Path, *, box_format: str | None = None) -> list[Sampl
     declared = data.get("box_format") if isinstance(data, Mapping) else None
     if declared is not None:
         if declared not in BOX_FORMATS:
-            raise DataFileError(f"{path}: unknown box_format {declared!r} (expected one of {BOX_FORMATS})", path)
+            raise DataFileError(f"{path}: unknown box_format {brief(declared)} (expected one of {BOX_FORMATS})", path)
         if box_format is not None and box_format != declared:
             raise ValueError(f"box_format={box_format!r} but {path} declares its boxes {declared!r}")
         box_format = declared
@@ -413,7 +414,9 @@ def _samples_from_tables(directory: Path) -> list[SampleInfo]:
         token = scene["first_sample_token"]
         while token:
             if token in visited:
-                raise DataFileError(f"{directory}: sample {token!r} is reached twice (a 'next' chain loops)", directory)
+                raise DataFileError(
+                    f"{directory}: sample {brief(token)} is reached twice (a 'next' chain loops)", directory
+                )
             visited.add(token)
             safe_name(token, "sample token", f"{directory / 'sample.json'}")
             sample = samples[token]
