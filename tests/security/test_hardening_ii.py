@@ -711,3 +711,20 @@ def test_data_file_errors_echo_a_short_prefix_of_a_huge_value(tmp_path):
     with pytest.raises(DataFileError, match="missing key 'lidar2ego_translation'") as err:
         load_infos(path)
     assert len(str(err.value)) < 500
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--frames", "1000000000"], "--frames must be in [1, 3600], got 1000000000"),
+        (["--threads", "100000"], "--threads must be in [1, 1024], got 100000"),
+    ],
+)
+def test_view_refuses_counts_that_would_exhaust_the_machine(tmp_path, capsys, extra, message):
+    from .test_paths_and_commands import _occ3d_gt
+
+    _, infos = _occ3d_gt(tmp_path)
+    (tmp_path / "pred").mkdir()
+    args = ["view", "--benchmark", "occ3d", "--gt", str(tmp_path / "gt"), "--infos", str(infos)]
+    assert main([*args, "--pred", str(tmp_path / "pred"), "--out", str(tmp_path / "v"), *extra]) == 2
+    assert message in capsys.readouterr().err
