@@ -728,3 +728,15 @@ def test_view_refuses_counts_that_would_exhaust_the_machine(tmp_path, capsys, ex
     args = ["view", "--benchmark", "occ3d", "--gt", str(tmp_path / "gt"), "--infos", str(infos)]
     assert main([*args, "--pred", str(tmp_path / "pred"), "--out", str(tmp_path / "v"), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_demo_refuses_counts_and_out_dirs_before_rendering(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for extra, message in [
+        (["--frames", "100000000"], "--frames must be in [1, 3600], got 100000000"),
+        (["--threads", "100000"], "--threads must be in [1, 1024], got 100000"),
+        (["--out", str(blocker / "d")], f"--out {blocker / 'd'} cannot be created ({blocker} is a file)"),
+    ]:
+        assert main(["demo", *extra]) == 2, extra
+        assert message in capsys.readouterr().err
