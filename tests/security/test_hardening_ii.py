@@ -740,3 +740,11 @@ def test_demo_refuses_counts_and_out_dirs_before_rendering(tmp_path, capsys):
     ]:
         assert main(["demo", *extra]) == 2, extra
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["last.pt", "config.yaml", "log.jsonl", "class_counts.json"])
+def test_a_run_dir_whose_files_are_directories_is_named_before_training(tmp_path, capsys, name):
+    run_dir = tmp_path / "run"
+    (run_dir / name).mkdir(parents=True)
+    assert main(["train", "--config", "tiny_synthetic_render", "--run-dir", str(run_dir), "--no-progress"]) == 2
+    assert f"error: --run-dir {run_dir}: {run_dir / name} is not a regular file" in capsys.readouterr().err

@@ -69,7 +69,7 @@ class ResumeError(ValueError):
 
 # the files a run directory receives through atomic writes (their stale temporaries are
 # removed when a run starts)
-_RUN_FILES = ("last.pt", "config.yaml", "class_counts.json", "log.jsonl")
+RUN_FILES = ("last.pt", "config.yaml", "class_counts.json", "log.jsonl")
 
 
 #: Largest step/epoch counter a checkpoint may hold (far beyond any run, far below overflow).
@@ -398,7 +398,7 @@ class Trainer:
                 raise``), or a NaN/inf parameter; the error is also logged (kind ``error``).
         """
         if self.info.is_main:
-            remove_stale_temporaries(self.run_dir, _RUN_FILES)
+            remove_stale_temporaries(self.run_dir, RUN_FILES)
         if resume is not None:
             try:
                 self.load(resume)

@@ -108,13 +108,20 @@ LOCK_FILE = ".train.lock"
 
 def check_run_dir(run_dir: Path) -> None:
     """Refuse, naming it, a run directory that is a file, or whose nearest existing ancestor
-    is one (it could never be created)."""
+    is one (it could never be created), or where one of the files a run writes is a
+    directory, FIFO or device."""
     for path in (run_dir, *run_dir.parents):
         if path.exists() or path.is_symlink():
             if not path.is_dir():
                 what = "is a file" if path == run_dir else f"is under {path}, which is a file"
                 raise ConfigError(f"--run-dir {run_dir} {what}; expected a directory (or a path to create one)")
-            return
+            break
+    from .loop import RUN_FILES
+
+    for name in (*RUN_FILES, LOCK_FILE):  # the files a run writes must be files (or absent)
+        path = run_dir / name
+        if not path.is_symlink() and path.exists() and not path.is_file():
+            raise ConfigError(f"--run-dir {run_dir}: {path} is not a regular file; a run writes its {name} there")
 
 
 @contextlib.contextmanager
