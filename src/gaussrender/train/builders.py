@@ -73,8 +73,8 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
     description = synthetic_description(
         cfg.format, grid, syn.num_scenes, syn.num_val_scenes, syn.seed, syn.image_size, syn.lidar
     )
-    try:
-        ready = manifest_matches(root, description)
+    try:  # the main process decides (and writes); the others wait at the barrier below
+        ready = manifest_matches(root, description) if is_main else True
     except ValueError as err:  # a directory or FIFO where the manifest goes
         raise ConfigError(f"data.root: {err}", "data.root") from None
     if is_main and not ready:
