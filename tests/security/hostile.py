@@ -343,19 +343,39 @@ def malicious_checkpoint(marker: Path) -> bytes:
 
 
 # ------------------------------------------------------------------ bounded child processes
-#: Address space a hostile-input child may map: the interpreter with torch and gaussrender
-#: imported maps ~0.7 GiB, so this leaves ~0.6 GiB for the case itself ("a few hundred MB").
-CHILD_MEMORY = 1280 << 20
-#: Wall-clock seconds a hostile-input child may run (a refusal takes well under 1 s after the
-#: ~2 s import; the margin is for a loaded 2-core machine).
+#: Address space a hostile-input child may map beyond what the interpreter maps once torch and
+#: gaussrender are imported (~0.7 GiB with the CPU build of torch, more with CUDA builds):
+#: "a few hundred MB" for the case itself.
+CHILD_MEMORY = 512 << 20
+#: Wall-clock (and CPU) seconds a hostile-input child may run: the import takes 2-7 s on a
+#: loaded 2-core machine, a refusal well under 1 s.
 CHILD_SECONDS = 60
+
+# Imports what every case imports, then caps the address space at what is mapped now plus
+# the budget, then runs the module (-m) or code (-c) with the remaining arguments.
+_LAUNCHER = """
+import resource, runpy, sys
+import torch, gaussrender, gaussrender.cli, gaussrender.train.run
+with open("/proc/self/statm") as f:
+    mapped = int(f.read().split()[0]) * resource.getpagesize()
+limit = mapped + int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+kind, target = sys.argv[2], sys.argv[3]
+sys.argv = [target] + sys.argv[4:]
+if kind == "-m":
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    exec(compile(target, "<case>", "exec"), {"__name__": "__main__"})
+"""
 
 
 def run_bounded(args: list[str], memory: int = CHILD_MEMORY, seconds: int = CHILD_SECONDS, cwd=None):
-    """Run ``python <args>`` with RLIMIT_AS = ``memory`` bytes, RLIMIT_CPU and a wall-clock
-    timeout of ``seconds``, one OpenMP thread. Returns ``(CompletedProcess, wall seconds)``;
-    a case that blows up fails with MemoryError / a kill / TimeoutExpired instead of taking
-    the machine down."""
+    """Run ``python -m MODULE ...`` or ``python -c CODE ...`` (``args``) in a child whose
+    address space (RLIMIT_AS) is capped at what it maps after importing torch and
+    gaussrender plus ``memory`` bytes, with RLIMIT_CPU and a wall-clock timeout of
+    ``seconds`` and one OpenMP thread. Returns ``(CompletedProcess, wall seconds)``; a case
+    that blows up fails with MemoryError / a kill / TimeoutExpired instead of taking the
+    machine down."""
     import os
     import resource
     import subprocess
@@ -364,8 +384,10 @@ def run_bounded(args: list[str], memory: int = CHILD_MEMORY, seconds: int = CHIL
 
     import gaussrender
 
+    if args[0] not in ("-m", "-c"):
+        raise ValueError(f"args must start with -m or -c, got {args[0]!r}")
+
     def limits() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
 
     src = str(Path(gaussrender.__file__).resolve().parents[1])
@@ -379,7 +401,7 @@ def run_bounded(args: list[str], memory: int = CHILD_MEMORY, seconds: int = CHIL
     )
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, *args],
+        [sys.executable, "-c", _LAUNCHER, str(memory), *args],
         capture_output=True,
         text=True,
         timeout=seconds,
