@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["usable_device", "check_writable_file"]
+__all__ = ["usable_device", "check_writable_file", "check_writable_dir"]
 
 
 def usable_device(spec: str, option: str = "--device"):
@@ -36,6 +36,25 @@ def usable_device(spec: str, option: str = "--device"):
     except (RuntimeError, AssertionError) as err:  # torch asserts when a backend is not compiled in
         raise ValueError(f"{option} {spec!r} is not usable: {err}") from None
     return device
+
+
+def check_writable_dir(path: Path, option: str = "--out") -> None:
+    """Fail now, naming ``option``, if the directory ``path`` could not be created or written:
+    ``path`` or its nearest existing ancestor is not a directory, or that ancestor is not
+    writable. Creates nothing (a run refused later leaves no empty ``--out`` behind).
+
+    Raises:
+        ValueError: naming ``option`` and the path.
+    """
+    path = Path(path)
+    for ancestor in (path, *path.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                where = "is not a directory" if ancestor == path else f"cannot be created ({ancestor} is a file)"
+                raise ValueError(f"{option} {path} {where}")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise ValueError(f"{option} {path}: cannot write there ({ancestor} is not writable)")
+            return
 
 
 def check_writable_file(path: Path, option: str = "--out") -> None:

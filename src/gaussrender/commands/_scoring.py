@@ -100,13 +100,11 @@ class ChunkScorer:
 
     def _image_size(self, item: dict[str, Any]) -> tuple[int, int]:
         """``(H, W)`` of the images the sample's intrinsics are for (file header, else the benchmark's size)."""
-        from ..data.images import stored_image_size
+        from ..data.images import common_image_size
 
         assert self.render is not None
-        sizes = {stored_image_size(p, self.render["stored_image_size"]) for p in item["image_paths"]}
-        if len(sizes) != 1:
-            raise ValueError(f"sample {item['token']}: camera images differ in size {sorted(sizes)}")
-        return sizes.pop()
+        what = f"sample {item['token']}: camera images"
+        return common_image_size(list(item["image_paths"]), self.render["stored_image_size"], what)
 
     def __call__(self, indices: list[int]) -> tuple[Any, Any, float, Any, float]:
         import torch

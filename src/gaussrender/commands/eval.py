@@ -164,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _error(str(err))
     use_rayiou = nuscenes and not args.no_rayiou
-    if args.workers < 1:
-        return _error(f"--workers must be >= 1, got {args.workers}")
+    if not 1 <= args.workers <= 256:  # each worker is a process: a huge count would exhaust the machine
+        return _error(f"--workers must be in [1, 256], got {args.workers}")
     if not args.pred.is_dir():
         return _error(f"prediction directory not found: {args.pred}")
     if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):
@@ -180,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(err))
     grid = dataset.grid
     tokens = [s.token for s in dataset.samples] if nuscenes else [f"{q}/{f}" for q, f in dataset.frames]
-    missing = [t for t in tokens if not (args.pred / f"{t}.npz").is_file()]
+    # exists(), not is_file(): a directory or FIFO in its place is named by the reader, not "missing"
+    missing = [t for t in tokens if not (args.pred / f"{t}.npz").exists()]
     if missing:
         first = ", ".join(missing[:5])
         return _error(

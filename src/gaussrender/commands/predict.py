@@ -54,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import load_config
     from ..train.distributed import shutdown_distributed
     from ..train.run import predict
-    from ._checks import usable_device
+    from ._checks import check_writable_dir, usable_device
 
     try:
         cfg = load_config(args.config, args.overrides)
     except (FileNotFoundError, ValueError) as err:
         print(f"gaussrender predict: error: {err}", file=sys.stderr)
         return 2
-    if not args.checkpoint.is_file():
+    if not (args.checkpoint.exists() or args.checkpoint.is_symlink()):
         print(f"gaussrender predict: error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     try:
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             usable_device(cfg.train.device, "train.device")
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out {args.out} exists and is not a directory")
+        check_writable_dir(args.out)
     except ValueError as err:
         print(f"gaussrender predict: error: {err}", file=sys.stderr)
         return 2

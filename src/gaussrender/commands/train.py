@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.run is None:
         return _error("--run-dir is required (unless --print-config)")
-    if args.resume is not None and not args.resume.is_file():
+    # a path that exists but is no file (a directory, FIFO) is named by load_checkpoint
+    if args.resume is not None and not (args.resume.exists() or args.resume.is_symlink()):
         return _error(f"checkpoint not found: {args.resume}")
     try:
         with sigterm_as_exit():

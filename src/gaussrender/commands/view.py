@@ -113,10 +113,12 @@ def _argument_error(args: argparse.Namespace) -> str | None:
     all are good."""
     if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):
         return f"--render-scale must be in (0, 1], got {args.render_scale}"
-    if args.frames < 1:
-        return f"--frames must be >= 1, got {args.frames}"
-    if args.threads < 1:
-        return f"--threads must be >= 1, got {args.threads}"
+    # upper bounds: each frame is a render and each thread an OS thread; beyond them a run
+    # could only exhaust memory or time
+    if not 1 <= args.frames <= 3600:
+        return f"--frames must be in [1, 3600], got {args.frames}"
+    if not 1 <= args.threads <= 1024:
+        return f"--threads must be in [1, 1024], got {args.threads}"
     if not (math.isfinite(args.fps) and args.fps > 0):
         return f"--fps must be > 0, got {args.fps}"
     if args.backend == "triton" and not str(args.device).startswith("cuda"):
@@ -125,6 +127,10 @@ def _argument_error(args: argparse.Namespace) -> str | None:
         return f"prediction directory not found: {args.pred}"
     if args.out.exists() and not args.out.is_dir():
         return f"--out {args.out} exists and is not a directory"
+    try:
+        _checks.check_writable_dir(args.out)
+    except ValueError as err:
+        return str(err)
     return None
 
 

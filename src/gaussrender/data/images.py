@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .files import DataFileError
+from .._untrusted import brief
+from .files import DataFileError, optional_regular_file, require_regular_file
 
 __all__ = [
     "load_image",
     "stored_image_size",
+    "common_image_size",
     "check_image_size",
     "render_cameras",
     "IMAGE_FITS",
@@ -49,9 +51,7 @@ def load_image(
     """
     from PIL import Image
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+    path = require_regular_file(path, "image")
     if size is not None:
         size = check_image_size(size)
     if fit not in IMAGE_FITS:
@@ -113,9 +113,14 @@ def fit_intrinsics(k: torch.Tensor, stored: tuple[int, int], size: tuple[int, in
 
 
 def stored_image_size(path: str | Path, default: tuple[int, int]) -> tuple[int, int]:
-    """``(H, W)`` of the image at ``path`` from its header, or ``default`` when the file is absent."""
+    """``(H, W)`` of the image at ``path`` from its header, or ``default`` when the file is absent.
+
+    Raises:
+        DataFileError: something other than a regular file is there (a directory, FIFO or
+            device), or the image header is unreadable or claims too many pixels.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not optional_regular_file(path, "image"):
         return default
     with _open_image(path) as img:
         w, h = img.size
@@ -147,14 +152,44 @@ def _open_image(path: Path) -> Any:
 
 
 def check_image_size(size: tuple[int, int]) -> tuple[int, int]:
-    """Validate an ``image_size`` argument: ``(H, W)`` positive ints, pixels."""
+    """Validate an ``image_size`` argument: ``(H, W)`` positive ints, pixels, at most
+    :data:`MAX_IMAGE_PIXELS` in all (an image is resized to it: a larger one cannot fit)."""
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
     ):
-        raise ValueError(f"image_size must be (H, W) positive ints (pixels), got {size!r}")
+        raise ValueError(f"image_size must be (H, W) positive ints (pixels), got {brief(size)}")
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"image_size {tuple(size)} has more than {MAX_IMAGE_PIXELS} pixels")
     return int(size[0]), int(size[1])
+
+
+def common_image_size(image_paths: list[str], default: tuple[int, int], what: str = "stored images") -> tuple[int, int]:
+    """The one ``(H, W)`` the stored images of a sample share (an absent file counts as ``default``).
+
+    Raises:
+        DataFileError: (a ValueError) they differ; the message names the image(s) whose size
+            differs from the others' (the most common size), not only the set of sizes.
+    """
+    sizes = [stored_image_size(p, default) for p in image_paths]
+    if len(set(sizes)) <= 1:
+        return sizes[0] if sizes else default
+    counts: dict[tuple[int, int], int] = {}
+    for s in sizes:
+        counts[s] = counts.get(s, 0) + 1
+    usual = max(counts, key=lambda s: (counts[s], s == default))
+    odd = [
+        f"{p} is {w}x{h}" + (" (absent: assumed)" if not Path(p).exists() else "")
+        for p, (h, w) in zip(image_paths, sizes)
+        if (h, w) != usual
+    ]
+    first = next(p for p, s in zip(image_paths, sizes) if s != usual)
+    raise DataFileError(
+        f"{what} differ in size: {'; '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}, the other "
+        f"{counts[usual]} are {usual[1]}x{usual[0]} (W x H); one sample's cameras need one size",
+        first,
+    )
 
 
 def render_cameras(
@@ -179,12 +214,7 @@ def render_cameras(
         ValueError: the stored images of one sample differ in size (one render size per
             sample).
     """
-    sizes = {stored_image_size(p, default) for p in image_paths}
-    if len(sizes) != 1:
-        raise ValueError(
-            f"stored images {list(image_paths)} differ in size {sorted(sizes)}; the render cameras need one size"
-        )
-    (size,) = sizes
+    size = common_image_size(list(image_paths), default)
     return {
         "render_intrinsics": intrinsics.detach().clone().float(),
         "render_image_size": torch.tensor(size, dtype=torch.int64),

@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 from ..geometry.cameras import scale_intrinsics
 from ..geometry.grid import VoxelGrid
 from ..geometry.origins import ray_origins
-from .files import DataFileError, read_json, resolve_data_path, safe_name
+from .files import DataFileError, optional_regular_file, read_json, resolve_data_path, safe_name
 from .images import IMAGE_FITS, check_image_size, fit_intrinsics, load_image, render_cameras, stored_image_size
-from .infos import CAMERA_NAMES, SampleInfo, load_infos
+from .infos import CAMERA_NAMES, SampleInfo, check_unique_tokens, load_infos
 
 __all__ = [
     "NUSCENES_IMAGE_SIZE",
@@ -143,6 +143,7 @@ class NuScenesOccupancy(Dataset, ABC):
             raise ValueError(f"{type(self).__name__}: {source} holds no samples")
         for s in all_samples:  # tokens name label and prediction files: checked whatever their origin
             safe_name(s.token, "token", source)
+        check_unique_tokens(all_samples, source, Path(source) if isinstance(source, (str, Path)) else None)
         scenes = self._split_scenes(split)
         self.samples = [s for s in all_samples if scenes is None or s.scene in scenes]
         if not self.samples:
@@ -266,7 +267,7 @@ class NuScenesOccupancy(Dataset, ABC):
         if not isinstance(split, str):
             return {str(s) for s in split}
         path = self.root / "annotations.json"
-        if not path.is_file():
+        if not optional_regular_file(path, "Occ3D annotations file"):
             raise FileNotFoundError(
                 f"split={split!r} needs {path} (Occ3D's '<split>_split' scene lists); without it "
                 "pass split=None (the info file is the split) or a list of scene names"
