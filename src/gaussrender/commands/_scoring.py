@@ -11,7 +11,39 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_prediction", "open_benchmark", "ChunkScorer"]
+__all__ = [
+    "BENCHMARKS",
+    "NUSCENES_BENCHMARKS",
+    "MASKED_BENCHMARKS",
+    "RAYIOU_BENCHMARKS",
+    "DEFAULT_SPLITS",
+    "load_prediction",
+    "open_benchmark",
+    "benchmark_tokens",
+    "stored_image_size",
+    "ChunkScorer",
+]
+
+#: ``--benchmark`` choices of ``eval`` and ``view``: the preset grid of the same name reads them.
+BENCHMARKS: tuple[str, ...] = (
+    "occ3d",
+    "surroundocc",
+    "kitti360",
+    "occ3d_waymo",
+    "openocc",
+    "nuscenes_occupancy",
+    "semantickitti",
+)
+#: Benchmarks on nuScenes samples: tokens, calibration and RayIoU origins come from ``--infos``.
+NUSCENES_BENCHMARKS: tuple[str, ...] = ("occ3d", "surroundocc", "openocc", "nuscenes_occupancy")
+#: Benchmarks scored with RayIoU unless ``--no-rayiou`` (nuScenes-Occupancy: only with ``--rayiou``).
+RAYIOU_BENCHMARKS: tuple[str, ...] = ("occ3d", "surroundocc", "openocc")
+#: Benchmarks whose ground truth carries a camera visibility mask, scored inside it by default
+#: (Occ3D-Waymo: inside ``infov & final_voxel_state``, as its release evaluates).
+MASKED_BENCHMARKS: tuple[str, ...] = ("occ3d", "occ3d_waymo")
+#: ``--split`` when none is given (nuScenes benchmarks: None, every sample of ``--infos``;
+#: Occ3D-Waymo: None, ``validation/`` under ``--gt`` or ``--gt`` itself when it is a split folder).
+DEFAULT_SPLITS: dict[str, str | None] = {"kitti360": "val", "semantickitti": "val"}
 
 
 def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
@@ -35,13 +67,54 @@ def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
 
 
 def open_benchmark(args: argparse.Namespace, rayiou: bool):
-    from ..data import Occ3DNuScenes, SSCBenchKITTI360, SurroundOccNuScenes, load_nuscenes_tables
+    from .. import data
 
+    split = args.split if args.split is not None else DEFAULT_SPLITS.get(args.benchmark)
     if args.benchmark == "kitti360":
-        return SSCBenchKITTI360(args.gt, args.split or "val")
-    cls = Occ3DNuScenes if args.benchmark == "occ3d" else SurroundOccNuScenes
-    infos = load_nuscenes_tables(args.infos, args.nuscenes_version) if args.infos.is_dir() else args.infos
-    return cls(args.gt, infos, split=args.split, with_origins=rayiou)
+        return data.SSCBenchKITTI360(args.gt, split or "val")
+    if args.benchmark == "semantickitti":
+        # scoring voxels needs no calib.txt (the official evaluation reads none); views do
+        return data.SemanticKITTI(args.gt, split or "val", cameras=getattr(args, "render_metrics", True))
+    if args.benchmark == "occ3d_waymo":
+        return data.Occ3DWaymo(args.gt, split)
+    cls: type[data.NuScenesOccupancy] = {  # type: ignore[type-abstract]
+        "occ3d": data.Occ3DNuScenes,
+        "surroundocc": data.SurroundOccNuScenes,
+        "openocc": data.OpenOccNuScenes,
+        "nuscenes_occupancy": data.OpenOccupancyNuScenes,
+    }[args.benchmark]
+    infos = data.load_nuscenes_tables(args.infos, args.nuscenes_version) if args.infos.is_dir() else args.infos
+    return cls(args.gt, infos, split=split, with_origins=rayiou)
+
+
+def benchmark_tokens(dataset: Any, benchmark: str) -> list[str]:
+    """The dataset's sample tokens, which name the prediction files: nuScenes sample tokens, else
+    ``<sequence>/<frame>`` (KITTI-360, SemanticKITTI) or ``<scene>/<frame>`` (Occ3D-Waymo)."""
+    if benchmark in NUSCENES_BENCHMARKS:
+        return [s.token for s in dataset.samples]
+    return [f"{q}/{f}" for q, f in dataset.frames]
+
+
+def stored_image_size(benchmark: str) -> tuple[int, int]:
+    """``(H, W)`` assumed for a camera image that is absent (an existing file's header wins).
+
+    Raises:
+        ValueError: the benchmark's reader has no cameras (Occ3D-Waymo).
+    """
+    from ..data.kitti360 import KITTI360_IMAGE_SIZE
+    from ..data.nuscenes import NUSCENES_IMAGE_SIZE
+    from ..data.semantickitti import SEMANTICKITTI_IMAGE_SIZE
+
+    if benchmark in NUSCENES_BENCHMARKS:
+        return NUSCENES_IMAGE_SIZE
+    if benchmark == "kitti360":
+        return KITTI360_IMAGE_SIZE
+    if benchmark == "semantickitti":
+        return SEMANTICKITTI_IMAGE_SIZE
+    raise ValueError(
+        f"--benchmark {benchmark}: its reader has no camera calibration (the release's cam_infos.pkl is not read), "
+        "so its views cannot be rendered"
+    )
 
 
 class ChunkScorer:
@@ -96,7 +169,13 @@ class ChunkScorer:
             item = self.dataset[index]
             pred = load_prediction(self.pred_dir / f"{item['token']}.npz", grid.shape, grid.num_classes)[None]
             target = item["labels"][None]
-            voxel.update(pred, target, item["mask_camera"][None] if self.mask_camera else None)
+            mask = None
+            if self.mask_camera:
+                mask = item["mask_camera"]
+                if "mask_infov" in item:  # Occ3D-Waymo scores inside the cameras' field of view too
+                    mask = mask & item["mask_infov"]
+                mask = mask[None]
+            voxel.update(pred, target, mask)
             if ray is not None:
                 t0 = time.perf_counter()
                 ray.update(pred, target, [item["origins"].double()])

@@ -368,6 +368,8 @@ class SemanticKITTI(Dataset):
         split: ``"train"``, ``"val"``, ``"test"`` or a sequence of sequence numbers/names.
         load_images: read ``image_2`` (else only its path is returned).
         image_size: ``(H, W)`` pixels to resize to; intrinsics follow.
+        cameras: read each sequence's ``calib.txt`` and return the camera; False: items carry
+            only ``token``, ``scene`` and ``labels`` (scoring voxels needs no calibration).
 
     Items: ``token`` (``"<seq>/<frame>"``), ``scene`` (sequence), ``camera_names``
     (``["image_2"]``), ``image_paths``, ``intrinsics`` ``[1, 3, 3]``, ``render_intrinsics``
@@ -390,8 +392,12 @@ class SemanticKITTI(Dataset):
         *,
         load_images: bool = False,
         image_size: tuple[int, int] | None = None,
+        cameras: bool = True,
     ) -> None:
         self.root = semantickitti_root(root)
+        self.cameras = bool(cameras)
+        if load_images and not self.cameras:
+            raise ValueError("load_images=True needs cameras=True (the images come with their calibration)")
         if isinstance(split, str):
             if split not in SEMANTICKITTI_SPLITS:
                 raise ValueError(
@@ -428,6 +434,8 @@ class SemanticKITTI(Dataset):
         voxels = self.root / "sequences" / seq / "voxels"
         invalid = voxels / f"{frame}.invalid"
         labels = read_semantickitti_voxels(voxels / f"{frame}.label", invalid if invalid.is_file() else None, self.grid)
+        if not self.cameras:
+            return {"token": f"{seq}/{frame}", "scene": seq, "labels": torch.from_numpy(labels.astype(np.int64))}
         calib = self.calibration(seq)
         image_path = self.root / "sequences" / seq / "image_2" / f"{frame}.png"
         intrinsics = torch.from_numpy(calib.intrinsics).float()[None]
