@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=(
             "RayIoU on the nuScenes benchmarks (default: on for occ3d, surroundocc, openocc; off for "
-            "nuscenes_occupancy, whose 512x512x40 grid makes it cost ~10 s per ray origin on a CPU)"
+            "nuscenes_occupancy, whose 512x512x40 grid makes it cost 6.5-11 s per ray origin on a CPU)"
         ),
     )
     parser.add_argument(
