@@ -53,7 +53,7 @@ def test_occ3d_waymo(tmp_path, capsys):
         write_occ3d_waymo_sample(tmp_path / "gt" / "validation", scene, frame, sem, lidar, camera, infov)
         token = f"{scene}/{frame}"
         gts[token] = (sem, camera & infov)
-        _save(tmp_path / "same", token, sem)
+        _save(tmp_path / "same", token, np.where(sem == 15, 23, sem))  # free as 23, as the release's files
         _save(tmp_path / "bad", token, _relabel(sem, 1, 2), key="pred")  # vehicle -> pedestrian
     r = _eval(tmp_path, "same", "--benchmark", "occ3d_waymo", "--gt", tmp_path / "gt", "--pred", tmp_path / "same")
     assert r["num_samples"] == 2 and r["mask_camera"] is True and "rayiou" not in r
@@ -151,3 +151,13 @@ def test_semantickitti(tmp_path):
     assert r["per_class_iou"]["car"] == 0.0
     assert r["per_class_iou"]["bicyclist"] == pytest.approx(1.0)
     assert r["miou"] == pytest.approx((17 + n4 / (n1 + n4)) / 19)
+
+    # the official submission layout: sequences/08/predictions/<frame>.label, raw uint16 ids
+    inverse = np.array([0, 10, 11, 15, 18, 20, 30, 31, 32, 40, 44, 48, 49, 50, 51, 70, 71, 72, 80, 81], np.uint16)
+    for token, sem in gts.items():
+        seq, frame = token.split("/")
+        folder = tmp_path / "official" / "sequences" / seq / "predictions"
+        folder.mkdir(parents=True, exist_ok=True)
+        inverse[_relabel(sem, 1, 4, empty=0)].astype("<u2").tofile(folder / f"{frame}.label")
+    r2 = _eval(tmp_path, "official", *base, "--pred", tmp_path / "official")
+    assert r2["miou"] == pytest.approx(r["miou"]) and r2["per_class_iou"] == r["per_class_iou"]

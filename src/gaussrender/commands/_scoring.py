@@ -18,6 +18,7 @@ __all__ = [
     "RAYIOU_BENCHMARKS",
     "DEFAULT_SPLITS",
     "load_prediction",
+    "prediction_path",
     "open_benchmark",
     "benchmark_tokens",
     "stored_image_size",
@@ -46,24 +47,59 @@ MASKED_BENCHMARKS: tuple[str, ...] = ("occ3d", "occ3d_waymo")
 DEFAULT_SPLITS: dict[str, str | None] = {"kitti360": "val", "semantickitti": "val"}
 
 
-def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
+def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int, benchmark: str | None = None):
+    """A prediction file as int64 ``[X, Y, Z]`` labels in the preset's classes.
+
+    ``<token>.npz`` (key ``semantics``, else ``pred``); Occ3D-Waymo's free label 23 is read as
+    15, as the release's evaluation does with predictions. SemanticKITTI's own submission
+    files (``.label``, raw uint16 ids) go through its learning map.
+    """
     import numpy as np
     import torch
 
     from ..data.arrays import LABEL_KINDS, open_npz
     from ..data.files import DataFileError
 
+    if benchmark == "semantickitti" and path.suffix == ".label":
+        from ..data.semantickitti import read_semantickitti_voxels
+
+        labels = read_semantickitti_voxels(path)
+        if (labels == 255).any():
+            raise DataFileError(
+                f"{path}: prediction holds raw ids whose learning class is 'unlabeled' (0 excepted); "
+                "a prediction must give every voxel empty or one of the 19 classes",
+                path,
+            )
+        return torch.from_numpy(labels.astype(np.int64))
     # header-checked read: a hostile or corrupt prediction file is named, never unpickled
     with open_npz(path, "prediction file") as data:
         key = "semantics" if "semantics" in data.files else "pred" if "pred" in data.files else None
         if key is None:
             raise DataFileError(f"{path}: expected key 'semantics' or 'pred', has {data.files}", path)
         pred = data.read(key, shape, LABEL_KINDS.replace("b", ""))
+    if benchmark == "occ3d_waymo":
+        from ..data.waymo import OCC3D_WAYMO_FREE_LABEL
+
+        pred = np.where(pred == OCC3D_WAYMO_FREE_LABEL, num_classes - 1, pred)
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
         raise DataFileError(
             f"{path}: {key} labels must be in [0, {num_classes}), found [{pred.min()}, {pred.max()}]", path
         )
     return torch.from_numpy(pred.astype(np.int64))
+
+
+def prediction_path(pred_dir: Path, benchmark: str, token: str) -> Path:
+    """The prediction file of ``token``: ``<pred_dir>/<token>.npz``; for SemanticKITTI, when that
+    file is absent, the official submission layout ``<pred_dir>/sequences/<seq>/predictions/<frame>.label``
+    (also under ``<pred_dir>/dataset/``) when it exists."""
+    npz = pred_dir / f"{token}.npz"
+    if benchmark == "semantickitti" and not npz.is_file():
+        seq, frame = token.split("/")
+        for base in (pred_dir, pred_dir / "dataset"):
+            label = base / "sequences" / seq / "predictions" / f"{frame}.label"
+            if label.is_file():
+                return label
+    return npz
 
 
 def open_benchmark(args: argparse.Namespace, rayiou: bool):
@@ -134,8 +170,10 @@ class ChunkScorer:
         device: str,
         threads: int,
         render: dict[str, Any] | None = None,
+        benchmark: str | None = None,
     ) -> None:
         self.dataset, self.pred_dir, self.mask_camera = dataset, pred_dir, mask_camera
+        self.benchmark = benchmark or ""  # prediction layouts and label conventions of its own
         self.rayiou, self.device, self.threads = rayiou, device, threads
         self.render = render  # None, or image_scale, convention and the stored image size
 
@@ -167,7 +205,8 @@ class ChunkScorer:
         ray_seconds = render_seconds = 0.0
         for index in indices:
             item = self.dataset[index]
-            pred = load_prediction(self.pred_dir / f"{item['token']}.npz", grid.shape, grid.num_classes)[None]
+            path = prediction_path(self.pred_dir, self.benchmark, item["token"])
+            pred = load_prediction(path, grid.shape, grid.num_classes, self.benchmark)[None]
             target = item["labels"][None]
             mask = None
             if self.mask_camera:

@@ -50,6 +50,7 @@ from ._scoring import (
     ChunkScorer,
     benchmark_tokens,
     open_benchmark,
+    prediction_path,
     stored_image_size,
 )
 
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(err))
     grid = dataset.grid
     tokens = benchmark_tokens(dataset, args.benchmark)
-    missing = [t for t in tokens if not (args.pred / f"{t}.npz").is_file()]
+    missing = [t for t in tokens if not prediction_path(args.pred, args.benchmark, t).is_file()]
     if missing:
         first = ", ".join(missing[:5])
         return _error(
@@ -235,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
             "convention": args.render_convention,
             "stored_image_size": stored_size,
         }
-    job = ChunkScorer(dataset, args.pred, mask_camera, use_rayiou, args.device, threads, render)
+    job = ChunkScorer(dataset, args.pred, mask_camera, use_rayiou, args.device, threads, render, args.benchmark)
     rendered_metric: Any = None
     ray_seconds = render_seconds = 0.0
     start = time.perf_counter()

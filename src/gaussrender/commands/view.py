@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     if not pred_path.is_file():
         return _error(f"no prediction for sample {token}: {pred_path} not found")
     item = dataset[tokens.index(token)]
-    pred = load_prediction(pred_path, grid.shape, grid.num_classes).to(device)
+    pred = load_prediction(pred_path, grid.shape, grid.num_classes, args.benchmark).to(device)
     target = item["labels"].to(device)
 
     # the numbers: voxels as gaussrender eval counts them, then the rendered views

@@ -90,8 +90,9 @@ def read_occ3d_waymo_labels(path: str | Path, grid: VoxelGrid = OCC3D_WAYMO) -> 
     Raises:
         FileNotFoundError: missing file.
         DataFileError: not a readable ``.npz``, a key missing (the message lists what the file
-            has), a wrong shape or dtype (from the header, before reading), a label other than
-            0-14, 23 or 255, or a mask value other than 0/1.
+            has), a wrong shape or dtype (from the header, before reading), or a label other
+            than 0-14, 23 or 255. Masks are True where nonzero (the release reads them with
+            ``astype(bool)``).
     """
     path = Path(path)
     with open_npz(path, "Occ3D-Waymo labels file") as data:
@@ -113,9 +114,9 @@ def read_occ3d_waymo_labels(path: str | Path, grid: VoxelGrid = OCC3D_WAYMO) -> 
         )
     sem[free] = grid.empty_index
     out = {"semantics": sem.astype(np.uint8)}
-    for ours, theirs in _KEYS.items():
-        if ours != "semantics":
-            out[ours] = check_mask_array(arrays[ours], grid.shape, f"{path} {theirs}", path)
+    for ours in ("mask_lidar", "mask_camera", "mask_infov"):
+        # nonzero = observed: the release's loaders read the masks with astype(bool)
+        out[ours] = arrays[ours] != 0
     return out
 
 
