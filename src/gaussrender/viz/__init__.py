@@ -12,6 +12,7 @@ from .colors import (
     IGNORE_COLOR,
     NUSCENES_COLORS,
     SEMANTICKITTI_COLORS,
+    WAYMO_OCC_COLORS,
     colorize_depth,
     colorize_semantics,
     palette,
@@ -22,6 +23,7 @@ from .pictures import orbit_cameras, orbit_frames, render_pictures
 __all__ = [
     "NUSCENES_COLORS",
     "SEMANTICKITTI_COLORS",
+    "WAYMO_OCC_COLORS",
     "EMPTY_COLOR",
     "IGNORE_COLOR",
     "palette",
