@@ -73,6 +73,26 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "src" / "gaussrender" / "configs" / "evidence_small.yaml"
 
+#: a 2D-only arm: no 3D loss, no rendered 3D labels, the opacity from the logits (a learned
+#: opacity head with no 3D loss leaves the logits all occupied; the config refuses it)
+_TWO_D_ONLY = [
+    "model.learned_opacity=false",
+    "loss.render=true",
+    "loss.voxel_losses=false",
+    "loss.render_labels=false",
+    "loss.targets_2d=true",
+]
+#: the free-space design of issue 27 (RenderLossOptions.opacity / classes / target_alpha)
+_FREE_SPACE = [
+    "loss.render_kwargs.opacity=linear",
+    "loss.render_kwargs.classes=conditional",
+    "loss.render_kwargs.target_alpha=true",
+]
+_SKY = "loss.render_kwargs.target_sky=true"
+_CARVE = "loss.render_kwargs.target_carve=true"
+#: the camera targets' depth is exact (ray casting into the labels): the return's voxel is the
+#: one the ray enters at that depth
+_EXACT = "loss.render_kwargs.carve_offset=0.001"
 #: arm name -> config overrides (applied to the base config, before ``--set``)
 ARMS: dict[str, list[str]] = {
     "std": ["loss.render=false"],
@@ -96,6 +116,25 @@ ARMS: dict[str, list[str]] = {
         "loss.render_labels=false",
         "loss.targets_2d=true",
         "data.synthetic.targets_2d=lidar",
+    ],
+    # 2D supervision that learns occupancy (issue 27, docs/supervision.md). The render-side
+    # design: opacity 1 - p(empty) unsharpened, the rendered classes conditional on
+    # "occupied" (the semantic terms no longer push p(empty) down), the accumulated-alpha term
+    # (+ sky pixels for dense targets); *_carve / cam2d add free space in voxels along the
+    # targets' rays (target_carve)
+    "cam2d_render": [*_TWO_D_ONLY, "data.synthetic.targets_2d=camera", *_FREE_SPACE, _SKY],
+    "cam2d": [*_TWO_D_ONLY, "data.synthetic.targets_2d=camera", *_FREE_SPACE, _SKY, _CARVE, _EXACT],
+    "lidar2d_carve": [*_TWO_D_ONLY, "data.synthetic.targets_2d=lidar", *_FREE_SPACE, _CARVE],
+    "std_cam2d": [
+        "model.learned_opacity=false",
+        "loss.render=true",
+        "loss.render_labels=false",
+        "loss.targets_2d=true",
+        "data.synthetic.targets_2d=camera",
+        *_FREE_SPACE,
+        _SKY,
+        _CARVE,
+        _EXACT,
     ],
 }
 BASELINE = "std"

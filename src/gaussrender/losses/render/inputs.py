@@ -288,6 +288,9 @@ def validate_inputs(
     if target_intrinsics is not None and not has_targets:
         raise ValueError("target_intrinsics / target_cam_from_grid were given without target_depth or target_semantics")
     target_size = None
+    for flag in ("target_alpha", "target_carve"):
+        if getattr(options, flag) and has_targets and target_depth is None:
+            raise ValueError(f"{flag} reads where target_depth has a return: pass target_depth, or set {flag}=False")
     if has_targets:
         assert intrinsics is not None and cam_from_grid is not None  # refused above otherwise
         target_size, target_intrinsics, target_cam_from_grid = _check_targets(

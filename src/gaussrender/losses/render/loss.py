@@ -30,8 +30,10 @@ from ..._checks import LOW_PRECISION, checks_enabled
 from ...geometry.grid import VoxelGrid, get_grid
 from ...render.gaussians import build_predictions
 from .cameras import bev_view, sample_cameras, target_cameras
+from .carve import carve_labels, carve_term
 from .inputs import LossPlan, caller_stacklevel, validate_inputs
 from .options import RenderLossOptions
+from .predictions import prediction_inputs
 from .renders import LossViews, target_term_sums, truth_term_sums
 
 __all__ = ["GaussRenderLoss", "gauss_render_loss", "RenderLossOptions", "TERMS", "TARGET_TERMS"]
@@ -123,15 +125,25 @@ def gauss_render_loss(
     scale = grid.gaussian_scale if options.scale is None else options.scale
     # one gather for the whole batch, whose gradient is one full-grid tensor (indexing
     # logits[b] would give each sample's gradient its own zero-filled copy of the batch)
-    preds = build_predictions(grid, logits, labels, opacity, scale)
+    # the options' opacity ("linear") and rendered classes ("conditional"); the release's as given
+    pred_logits, pred_opacity = prediction_inputs(grid, logits, opacity, options)
+    preds = build_predictions(grid, pred_logits, labels, pred_opacity, scale)
     # one-hot of the empty class, built on the device (no upload, no one_hot value check)
     background = (torch.arange(grid.num_classes, device=logits.device) == grid.empty_index).to(logits.dtype)
     sums: dict[str, torch.Tensor] = {}
     if views.targets is not None:
         sums.update(target_term_sums(preds, views.targets, background, target_depth, target_semantics, options))
+        if options.target_carve:
+            assert target_depth is not None  # refused by validate_inputs otherwise
+            for b, cams in enumerate(views.targets):
+                sem = None if target_semantics is None else target_semantics[b]
+                carved = carve_labels(cams, target_depth[b], sem, grid, options.target_sky, options.carve_offset)
+                sums["target_carve"] = sums.get("target_carve", 0.0) + carve_term(logits[b], carved, grid)
     if labels is not None:
         sums.update(truth_term_sums(grid, preds, labels, views, background, scale, options))
     names = TERMS + (TARGET_TERMS if plan.target_size is not None else ())
+    if plan.target_size is not None:
+        names += tuple(t for t in ("target_alpha", "target_carve") if getattr(options, t))
     terms = {t: sums[t] / plan.batch if t in sums else logits.new_zeros(()) for t in names}
     _guard_nan(terms, options, plan.batch)
     # keep the total attached to the logits (and opacity) so that backward() works on empty

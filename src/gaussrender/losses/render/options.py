@@ -65,6 +65,38 @@ class RenderLossOptions:
         on_nan: ``"raise"`` a ``FloatingPointError`` naming the term, or ``"warn"`` and zero it.
             The check reads the terms back to the host; under ``gr.set_checks(False)`` it is
             skipped and a NaN propagates to the loss.
+
+    Options for training from 2D targets (beyond the release; docs/supervision.md, "2D-only
+    training that learns occupancy"); the defaults are the release's behaviour:
+
+        opacity: the predicted Gaussians' opacity when no ``opacity`` volume is given:
+            ``"sharpened"`` (the release) ``1 - sharpen(p_empty)``, or ``"linear"``
+            ``1 - p_empty``, whose gradient with respect to the empty logit is
+            ``-p_empty (1 - p_empty)`` instead of ``-2 p_empty² (1 - p_empty)`` (below 0.5):
+            it fades less once ``p_empty`` is small.
+        classes: the rendered features: ``"joint"`` (the release) the softmax over all
+            classes, or ``"conditional"`` the class distribution given "occupied" (the empty
+            class removed and the rest renormalised), so that the semantic terms decide which
+            class a voxel holds and only the opacity decides whether it holds one; the opacity
+            still comes from the joint ``p_empty`` (or the given volume).
+        target_alpha: add the term ``target_alpha``: the accumulated opacity ``alpha = 1 - T``
+            of the prediction rendered into the 2D targets' cameras should be 1 on the pixels
+            with a target depth (the ray ends on a surface).
+        target_sky: with ``target_alpha``, the pixels without a target depth count too, with
+            target alpha 0 (the ray leaves the range without a surface: free space all along).
+            Only for dense targets (a camera's per-pixel depth), never for a sparse LiDAR
+            image, whose empty pixels mostly had no beam.
+        target_carve: add the term ``target_carve``: the 2D targets' rays walked through the
+            grid (:mod:`gaussrender.losses.render.carve`): cross-entropy of the logits on the
+            voxels a ray crosses before its return (empty), the voxel of the return (the
+            pixel's class) and, with ``target_sky``, the voxels crossed by rays without a
+            return (empty). Free space in voxels, from the targets and their cameras only.
+        carve_offset: voxel units: with ``target_carve``, the voxel a ray is in this far past
+            its target depth holds the return (0.25: a LiDAR return lies on a voxel face and
+            the pixel-centre ray can fall just in front of it; 1e-3 suits exact per-pixel depth).
+        target_depth_mode: ``"rendered"`` compares the alpha-weighted depth ``Σ α T z`` with the
+            target (a surface at the target depth), ``"normalised"`` the depth divided by the
+            accumulated opacity (the expected depth of where the ray ends, whatever the alpha).
     """
 
     weight: float = 10.0
@@ -84,6 +116,13 @@ class RenderLossOptions:
     cull: Literal["center", "footprint"] = "center"
     prefix: str = ""
     on_nan: Literal["raise", "warn"] = "raise"
+    opacity: Literal["sharpened", "linear"] = "sharpened"
+    classes: Literal["joint", "conditional"] = "joint"
+    target_alpha: bool = False
+    target_sky: bool = False
+    target_carve: bool = False
+    carve_offset: float = 0.25
+    target_depth_mode: Literal["rendered", "normalised"] = "rendered"
 
     def validate(self) -> None:
         """Refuse, by name, options that would give a wrong or non-finite loss.
@@ -121,6 +160,21 @@ class RenderLossOptions:
             raise ValueError(f"cull must be one of {CULL_MODES}, got {self.cull!r}")
         if self.on_nan not in ("raise", "warn"):
             raise ValueError(f"on_nan must be 'raise' or 'warn', got {self.on_nan!r}")
+        if self.opacity not in ("sharpened", "linear"):
+            raise ValueError(f"opacity must be 'sharpened' or 'linear', got {self.opacity!r}")
+        if self.classes not in ("joint", "conditional"):
+            raise ValueError(f"classes must be 'joint' or 'conditional', got {self.classes!r}")
+        if self.target_depth_mode not in ("rendered", "normalised"):
+            raise ValueError(f"target_depth_mode must be 'rendered' or 'normalised', got {self.target_depth_mode!r}")
+        check_real("carve_offset", self.carve_offset, 0.0, 1.0)
+        for flag in ("target_alpha", "target_sky", "target_carve"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
+        if self.target_sky and not (self.target_alpha or self.target_carve):
+            raise ValueError(
+                "target_sky counts the pixels without a target depth in the target_alpha / target_carve "
+                "terms: set one of them too"
+            )
         if not isinstance(self.prefix, str):
             raise TypeError(f"prefix must be a str, got {type(self.prefix).__name__}")
 

@@ -16,7 +16,7 @@ from ...render.dispatch import Backend, GaussianSet, render_sets_unchecked
 from ...render.gaussians import Gaussians, build_gaussians
 from ...render.result import RenderResult
 from .options import RenderLossOptions
-from .terms import depth_term, semantic_term, target_depth_term, target_semantic_term
+from .terms import depth_term, semantic_term, target_alpha_term, target_depth_term, target_semantic_term
 
 __all__ = ["LossViews", "CPU_GAUSSIANS_PER_CALL", "render_batch", "truth_term_sums", "target_term_sums"]
 
@@ -121,12 +121,17 @@ def target_term_sums(
     """The 2D-target terms summed over the batch: the prediction rendered into the targets'
     ``cameras`` and compared with ``target_depth`` / ``target_semantics [B, Nt, H, W]`` on
     their valid pixels. Returns ``{"target_depth", "target_semantics"}`` sums for the targets
-    given."""
+    given, and ``"target_alpha"`` with ``options.target_alpha``."""
     sums: dict[str, torch.Tensor] = {}
     for b, seen in enumerate(render_batch(preds, cameras, background, options.backend, options.cull)):
         if target_depth is not None:
-            depth = target_depth_term(seen.depth, target_depth[b].to(background.dtype), options.cam_depth_scale)
+            measured = target_depth[b].to(background.dtype)
+            norm = seen.alpha if options.target_depth_mode == "normalised" else None
+            depth = target_depth_term(seen.depth, measured, options.cam_depth_scale, norm)
             sums["target_depth"] = sums.get("target_depth", 0.0) + depth
+            if options.target_alpha:
+                alpha = target_alpha_term(seen.alpha, measured, options.target_sky)
+                sums["target_alpha"] = sums.get("target_alpha", 0.0) + alpha
         if target_semantics is not None:
             semantics = target_semantic_term(seen.features, target_semantics[b], options.semantic)
             sums["target_semantics"] = sums.get("target_semantics", 0.0) + semantics

@@ -6,7 +6,9 @@ Two families, one module:
   and :func:`depth_term` compare two renders of the same views;
 * **rendered prediction vs 2D targets** (LiDAR depth, 2D semantic maps; beyond the release):
   :func:`target_depth_term` and :func:`target_semantic_term` compare a render with sparse or
-  dense images measured in those views, on their valid pixels only.
+  dense images measured in those views, on their valid pixels only;
+  :func:`target_alpha_term` asks the accumulated opacity to say where a ray ends on a surface
+  (alpha 1) and, for dense targets, where it leaves the range through free space (alpha 0).
 
 Every term is a mean per view, then a mean over the views (the views without a valid pixel
 left out), so a view with many valid pixels weighs as much as one with few, as the
@@ -25,6 +27,8 @@ __all__ = [
     "depth_term",
     "target_depth_term",
     "target_semantic_term",
+    "target_alpha_term",
+    "NORMALISE_MIN_ALPHA",
     "check_targets_2d",
 ]
 
@@ -32,6 +36,10 @@ __all__ = [
 NO_TARGET = 255
 #: Smallest probability a log is taken of (cross-entropy, KL).
 _EPS = 1e-6
+#: ``target_depth_mode="normalised"`` compares ``depth / alpha`` only on pixels whose alpha is
+#: at least this (the ratio is 0/0 where nothing is rendered, and its gradient ``-depth/alpha²``
+#: explodes near it); a fainter pixel is left to the alpha term.
+NORMALISE_MIN_ALPHA = 1e-2
 
 
 def _per_view_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -66,16 +74,42 @@ def depth_term(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.
     return _per_view_mean((pred - target).abs(), target > 0.1) / scale
 
 
-def target_depth_term(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
+def target_depth_term(
+    pred: torch.Tensor, target: torch.Tensor, scale: float, alpha: torch.Tensor | None = None
+) -> torch.Tensor:
     """Rendered depth ``[V, H, W]`` against a measured depth image ``[V, H, W]`` (metres, camera
     z, 0 = no measurement, e.g. a LiDAR scan through :func:`gaussrender.project_points`): the
     camera depth term's L1 / ``scale`` on the measured pixels.
 
-    The rendered depth is alpha-weighted and not normalised (``Σ α T z``, as every depth term
-    here), so it reaches the measured depth only where the prediction is opaque: the term
-    asks for a surface at the measured depth, not merely for the right expected depth.
+    Without ``alpha`` the rendered depth is alpha-weighted and not normalised (``Σ α T z``, as
+    every depth term here), so it reaches the measured depth only where the prediction is
+    opaque: the term asks for a surface at the measured depth, not merely for the right
+    expected depth. With the rendered accumulated opacity ``alpha [V, H, W]`` the depth is
+    normalised, ``pred / alpha`` (the expected depth where the ray ends), on the measured
+    pixels whose alpha is at least :data:`NORMALISE_MIN_ALPHA` (the others count as invalid).
     """
-    return _per_view_mean((pred - target).abs(), target > 0) / scale
+    valid = target > 0
+    if alpha is not None:
+        bright = alpha.detach() >= NORMALISE_MIN_ALPHA
+        valid = valid & bright
+        pred = pred / torch.where(bright, alpha, torch.ones((), dtype=alpha.dtype, device=alpha.device))
+    return _per_view_mean((pred - target).abs(), valid) / scale
+
+
+def target_alpha_term(alpha: torch.Tensor, target: torch.Tensor, sky: bool) -> torch.Tensor:
+    """Accumulated opacity ``alpha = 1 - T`` ``[V, H, W]`` of the prediction against a depth
+    image ``[V, H, W]`` (0 = no return): ``1 - alpha`` on the pixels with a return (the ray
+    ends on a surface, so it must be opaque by then), and with ``sky`` also ``alpha`` on the
+    pixels without one (the ray leaves the range through free space: nothing may stop it).
+    Per view the mean over those pixels, then the mean over the views that have any.
+
+    ``sky`` is for dense targets (a depth per pixel, e.g. ray casting into labels, where 0
+    means "no surface within range"), not for a sparse LiDAR image whose empty pixels mostly
+    had no beam.
+    """
+    hit = target > 0
+    value = torch.where(hit, 1.0 - alpha, alpha)
+    return _per_view_mean(value, torch.ones_like(hit) if sky else hit)
 
 
 def target_semantic_term(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
