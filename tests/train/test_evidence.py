@@ -290,3 +290,42 @@ def test_a_run_another_process_holds_is_refused(evidence, tmp_path):
     (run_dir / ".evidence.lock").unlink()
     _ci_run(evidence, tmp_path)
     assert not (run_dir / ".evidence.lock").exists()  # released after the run
+
+
+def test_ci_sized_run_of_the_free_space_arms(evidence, tmp_path):
+    # issue 27: the 2D-only arms that carve free space (dense camera targets, LiDAR targets)
+    # and 3D + the same camera terms, against std on one dataset
+    arms = ["std", "cam2d", "lidar2d_carve", "std_cam2d", "cam2d_render"]
+    _ci_run(evidence, tmp_path, "--name", "evidence_2d", arms=",".join(arms))
+    data = json.loads((tmp_path / "out" / "evidence_2d.json").read_text())
+    assert list(data["arms"]) == arms
+    runs = {r["arm"]: r for r in data["runs"]}
+    assert len({r["shared_checksum"] for r in runs.values()}) == 1  # paired: same weights bar the head
+    configs = {
+        arm: json.loads((Path(r["run_dir"]) / evidence.RUN_RECORD).read_text())["config"] for arm, r in runs.items()
+    }
+    expect = {  # arm: (3D loss, targets, sky, carve)
+        "cam2d": (False, "camera", True, True),
+        "lidar2d_carve": (False, "lidar", False, True),
+        "std_cam2d": (True, "camera", True, True),
+        "cam2d_render": (False, "camera", True, False),
+    }
+    for arm, (voxel, targets, sky, carve) in expect.items():
+        cfg = configs[arm]
+        assert cfg["loss"]["voxel_losses"] is voxel and cfg["loss"]["targets_2d"] and not cfg["loss"]["render_labels"]
+        assert cfg["model"]["learned_opacity"] is False, arm  # the opacity is 1 - p(empty) of the logits
+        assert cfg["data"]["synthetic"]["targets_2d"] == targets, arm
+        kw = cfg["loss"]["render_kwargs"]
+        assert (kw["opacity"], kw["classes"], kw["target_alpha"]) == ("linear", "conditional", True), arm
+        assert kw.get("target_sky", False) is sky and kw.get("target_carve", False) is carve, arm
+        train = read_jsonl(Path(runs[arm]["run_dir"]) / "log.jsonl", "train")
+        assert [r["step"] for r in train] == [1, 2], arm
+        terms = ["render_target_depth", "render_target_semantics", "render_target_alpha"]
+        terms += ["render_target_carve"] if carve else []
+        assert all(math.isfinite(r[t]) and r[t] > 0 for r in train for t in terms), arm
+        assert ("render_target_carve" in train[0]) is carve, arm
+        assert all(("loss_ce" in r) is voxel for r in train), arm
+        assert all(math.isfinite(v) for v in runs[arm]["metrics"].values()), arm
+    assert set(data["summary"]["paired"]) == set(arms[1:])
+    for arm in arms[1:]:
+        assert set(data["summary"]["paired"][arm]["rayiou"]) >= {"t95", "bootstrap95", "mean"}
