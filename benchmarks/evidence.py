@@ -124,6 +124,17 @@ ARMS: dict[str, list[str]] = {
     # targets' rays (target_carve)
     "cam2d_render": [*_TWO_D_ONLY, "data.synthetic.targets_2d=camera", *_FREE_SPACE, _SKY],
     "cam2d": [*_TWO_D_ONLY, "data.synthetic.targets_2d=camera", *_FREE_SPACE, _SKY, _CARVE, _EXACT],
+    # cam2d with the carve's empty voxels weighted 0.5 (the release's Occ3D empty-class ratio)
+    # instead of the free / surface halves
+    "cam2d_w05": [
+        *_TWO_D_ONLY,
+        "data.synthetic.targets_2d=camera",
+        *_FREE_SPACE,
+        _SKY,
+        _CARVE,
+        _EXACT,
+        "loss.render_kwargs.carve_empty_weight=0.5",
+    ],
     "lidar2d_carve": [*_TWO_D_ONLY, "data.synthetic.targets_2d=lidar", *_FREE_SPACE, _CARVE],
     "std_cam2d": [
         "model.learned_opacity=false",

@@ -227,6 +227,8 @@ def test_bad_targets_refused_by_name(change, match):
         (dict(target_depth_mode="mean"), "target_depth_mode"),
         (dict(target_sky=True), "target_alpha"),
         (dict(target_alpha=1), "target_alpha"),
+        (dict(carve_offset=-0.1), "carve_offset"),
+        (dict(carve_empty_weight=0.0), "carve_empty_weight"),
     ],
 )
 def test_bad_options_refused_by_name(options, match):
@@ -334,6 +336,10 @@ def test_carve_term_value_and_gradients():
     want = (-torch.log(p[2, 0, 0, 0]) + surface) / 2
     assert float(carve_term(logits, carved, grid).detach()) == pytest.approx(float(want), rel=1e-12)
     assert torch.autograd.gradcheck(lambda x: carve_term(x, carved, grid), (logits,))
+    # a weight on the empty voxels instead: the weighted mean over all carved voxels
+    weighted = (-0.5 * torch.log(p[2, 0, 0, 0]) + 3 * surface) / 3.5
+    assert float(carve_term(logits, carved, grid, 0.5).detach()) == pytest.approx(float(weighted), rel=1e-12)
+    assert torch.autograd.gradcheck(lambda x: carve_term(x, carved, grid, 0.5), (logits,))
     assert float(carve_term(logits, torch.full_like(carved, grid.ignore_index), grid).detach()) == 0.0
 
 

@@ -138,7 +138,8 @@ def gauss_render_loss(
             for b, cams in enumerate(views.targets):
                 sem = None if target_semantics is None else target_semantics[b]
                 carved = carve_labels(cams, target_depth[b], sem, grid, options.target_sky, options.carve_offset)
-                sums["target_carve"] = sums.get("target_carve", 0.0) + carve_term(logits[b], carved, grid)
+                term = carve_term(logits[b], carved, grid, options.carve_empty_weight)
+                sums["target_carve"] = sums.get("target_carve", 0.0) + term
     if labels is not None:
         sums.update(truth_term_sums(grid, preds, labels, views, background, scale, options))
     names = TERMS + (TARGET_TERMS if plan.target_size is not None else ())

@@ -94,6 +94,9 @@ class RenderLossOptions:
         carve_offset: voxel units: with ``target_carve``, the voxel a ray is in this far past
             its target depth holds the return (0.25: a LiDAR return lies on a voxel face and
             the pixel-centre ray can fall just in front of it; 1e-3 suits exact per-pixel depth).
+        carve_empty_weight: with ``target_carve``: None, the empty and the surface voxels
+            weigh half each; a number, the cross-entropy's weight on the empty voxels (1 on
+            the others), e.g. 0.5 as the release's Occ3D class weights.
         target_depth_mode: ``"rendered"`` compares the alpha-weighted depth ``Σ α T z`` with the
             target (a surface at the target depth), ``"normalised"`` the depth divided by the
             accumulated opacity (the expected depth of where the ray ends, whatever the alpha).
@@ -122,6 +125,7 @@ class RenderLossOptions:
     target_sky: bool = False
     target_carve: bool = False
     carve_offset: float = 0.25
+    carve_empty_weight: float | None = None
     target_depth_mode: Literal["rendered", "normalised"] = "rendered"
 
     def validate(self) -> None:
@@ -167,6 +171,8 @@ class RenderLossOptions:
         if self.target_depth_mode not in ("rendered", "normalised"):
             raise ValueError(f"target_depth_mode must be 'rendered' or 'normalised', got {self.target_depth_mode!r}")
         check_real("carve_offset", self.carve_offset, 0.0, 1.0)
+        if self.carve_empty_weight is not None:
+            check_real("carve_empty_weight", self.carve_empty_weight, 0.0, 1e3, low_open=True)
         for flag in ("target_alpha", "target_sky", "target_carve"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
