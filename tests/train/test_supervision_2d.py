@@ -156,7 +156,7 @@ def test_tiny_2d_config_trains_from_the_2d_targets_only(data_root, tmp_path, mon
     for r in records:
         assert not any(k in r for k in ("loss_ce", "loss_lovasz", "loss_sem_scal", "loss_geo_scal"))
         assert r["loss"] == r["loss_render"] > 0
-        for term in ("render_target_depth", "render_target_semantics"):
+        for term in ("render_target_depth", "render_target_semantics", "render_target_alpha", "render_target_carve"):
             assert math.isfinite(r[term]) and r[term] > 0
         assert r["render_cam"] == r["render_bev"] == 0.0
         assert math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0 and r["skipped"] == 0
@@ -176,15 +176,23 @@ def test_tiny_3d_plus_2d_config_trains_from_both(data_root, tmp_path):
         assert r["loss"] == pytest.approx(r["loss_ce"] + r["loss_lovasz"] + r["loss_render"], rel=1e-6)
         for term in ("render_target_depth", "render_target_semantics"):
             assert math.isfinite(r[term]) and r[term] > 0
-    # the two configs differ only in the voxel-loss switch
+    # the two configs differ only in the voxel-loss switch, the opacity and the 2D-only
+    # free-space options (issue 27: the _2d config carves free space along the LiDAR rays)
     a = load_config(CONFIGS / "tiny_synthetic_2d.yaml")
     b = load_config(CONFIGS / "tiny_synthetic_3d+2d.yaml")
     import dataclasses
 
+    free_space = {"opacity", "classes", "target_alpha", "target_carve", "carve_offset"}
+    assert free_space <= set(a.loss.render_kwargs)
+    assert (a.loss.render_kwargs["opacity"], a.loss.render_kwargs["target_carve"]) == ("linear", True)
     assert (
         dataclasses.replace(
             a,
-            loss=dataclasses.replace(a.loss, voxel_losses=True),
+            loss=dataclasses.replace(
+                a.loss,
+                voxel_losses=True,
+                render_kwargs={k: v for k, v in a.loss.render_kwargs.items() if k not in free_space},
+            ),
             model=dataclasses.replace(a.model, learned_opacity=True),
         )
         == b
