@@ -12,7 +12,13 @@ scenes on a coarse Occ3D-range grid) once per *arm* and *seed*:
   z-buffered into the six cameras only (``loss.voxel_losses: false``, ``render_labels: false``,
   ``targets_2d: true``; ``data.synthetic.targets_2d: lidar``), with the opacity 1 - p(empty)
   of the logits (``model.learned_opacity: false``);
-* ``std_lidar2d``: the 3D loss + those LiDAR 2D terms (no rendered 3D labels).
+* ``std_lidar2d``: the 3D loss + those LiDAR 2D terms (no rendered 3D labels);
+* issue 27 (docs/supervision.md, "2D-only training that learns occupancy"): 2D arms with the
+  opacity 1 - p(empty) unsharpened, classes conditional on "occupied" and the accumulated-alpha
+  term: ``cam2d_render`` (dense camera targets, render terms only), ``cam2d`` (+ free space
+  carved along the targets' rays, free / surface voxels half each), ``cam2d_w05`` (the carve's
+  empty voxels weighted 0.5 instead), ``lidar2d_carve`` (LiDAR targets, carved), and
+  ``std_cam2d`` (the 3D loss + ``cam2d``'s 2D terms).
 
 Every arm reads the same dataset, LiDAR sweeps included (``data.synthetic.lidar: true`` in the
 base config), so the 2D arms pair with the others seed by seed; the 3D labels are still used by
@@ -28,9 +34,10 @@ training ones). Every run is validated once at its end by the trainer
 (image IoU / mIoU, depth L1, BEV IoU / mIoU, BEV depth L1) at ``train.val_render_scale``.
 
 Reported per arm: mean ± sample standard deviation over seeds; per arm against ``std``: the
-per-seed paired differences, their mean, a 95 % bootstrap interval of the mean (resampling
-seeds, fixed generator seed) and a two-sided sign test. Learning curves (3D and render loss
-per logged step; the 3D loss is None for a run without it) come from each run's ``log.jsonl``.
+per-seed paired differences, their mean, a 95 % paired t-interval (``t95``) and a 95 % bootstrap
+interval of the mean (resampling seeds, fixed generator seed) and a two-sided sign test.
+Learning curves (3D and render loss per logged step; the 3D loss is None for a run without
+it) come from each run's ``log.jsonl``.
 Writes ``<out>/<name>.json`` (``--name``, default ``evidence``: command, config, seeds, arms,
 versions, wall times, per-run metrics and curves, summary) and ``<out>/<name>.png`` (curves
 and paired differences), and prints a table.

@@ -66,10 +66,10 @@ class RenderLossOptions:
             The check reads the terms back to the host; under ``gr.set_checks(False)`` it is
             skipped and a NaN propagates to the loss.
 
-    Options for training from 2D targets (beyond the release; docs/supervision.md, "2D-only
-    training that learns occupancy"); the defaults are the release's behaviour:
-
-        opacity: the predicted Gaussians' opacity when no ``opacity`` volume is given:
+        opacity: (this and the options below: for training from 2D targets, beyond the
+            release; docs/supervision.md, "2D-only training that learns occupancy"; their
+            defaults are the release's behaviour) the predicted Gaussians' opacity when no
+            ``opacity`` volume is given:
             ``"sharpened"`` (the release) ``1 - sharpen(p_empty)``, or ``"linear"``
             ``1 - p_empty``, whose gradient with respect to the empty logit is
             ``-p_empty (1 - p_empty)`` instead of ``-2 p_empty² (1 - p_empty)`` (below 0.5):
