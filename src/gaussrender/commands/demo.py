@@ -8,9 +8,11 @@ camera of a nuScenes-like rig, from an elevated camera and from the bird's-eye v
 GaussRender loss terms between them are printed.
 
 Files written into ``--out``:
-    sensor.png, elevated.png, bev.png   ground truth | prediction, semantics above depth
+    sensor.png, elevated.png, bev.png   ground truth | prediction | error (classes that differ in
+                                        red, depth error), semantics above depth
     overview.png                        the three views and a colour key on one page
-    orbit.gif                           a camera circling the ego (30 m out, 15 m up)
+    orbit.gif                           a camera circling the ego (30 m out, 15 m up),
+                                        ground truth | prediction
 
 Example:
     gaussrender demo --seed 3 --out demo_out
@@ -160,8 +162,7 @@ def run(args: argparse.Namespace) -> int:
     # the orbit's panels are 3/4 of the sensor views' size: two per frame, many frames
     orbit_size = (max(8, round(0.75 * height)), max(8, round(0.75 * width)))
     orbit = orbit_cameras(args.frames, orbit_size, ORBIT_RADIUS, ORBIT_HEIGHT, ORBIT_FOV, device=device)
-    subjects = [("ground truth", gt), ("prediction (degraded)", pred)]
-    written = write_pictures(args.out, grid, subjects, views, orbit, args.backend, args.fps, overview_depth=True)
+    written = write_pictures(args.out, grid, gt, pred, views, orbit, args.backend, args.fps, overview_depth=True)
 
     loss_fn = GaussRenderLoss(grid, bev_size=bev_size, backend=args.backend, seed=args.seed)
     with torch.no_grad():

@@ -7,10 +7,13 @@ colours, opacity 1) and renders them from every camera of the sample (six on nuS
 front camera on KITTI-360) and from the bird's-eye view.
 
 Files written into ``--out``:
-    <CAMERA>.png, bev.png   prediction | ground truth, semantics above depth (the BEV picture
-                            at least as tall as the camera pictures)
-    overview.png            every view's semantics on one page, with a colour key
-    orbit.gif               a camera circling the ego (30 m out, 15 m up), prediction | ground truth
+    <CAMERA>.png, bev.png   ground truth | prediction | error (classes that differ in red,
+                            depth error), semantics above depth (the BEV picture at least as
+                            tall as the camera pictures; panels under 64 px a side enlarged)
+    overview.png            every view's semantics and error on one page, with a colour key
+    orbit.gif               a camera circling the ego (30 m out, 15 m up), ground truth | prediction
+
+A progress bar on stderr follows the scoring, every view and every GIF frame.
 
 Printed: the sample's voxel IoU / mIoU (:class:`gaussrender.metrics.OccupancyMetrics`, inside
 ``mask_camera`` on Occ3D by default, as ``eval``) and its rendered-view metrics
@@ -141,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         return _error(message)
 
     import torch
+    from tqdm import tqdm
 
     from ..data.files import safe_name
     from ..geometry.cameras import Cameras, scale_intrinsics
@@ -176,16 +180,20 @@ def run(args: argparse.Namespace) -> int:
     pred = load_prediction(pred_path, grid.shape, grid.num_classes).to(device)
     target = item["labels"].to(device)
 
+    # one bar for all of it: scoring (voxels, rendered views), each view's picture, each GIF frame
+    bar = tqdm(total=2 + len(item["camera_names"]) + 1 + args.frames, desc="view", unit="step", file=sys.stderr)
     # the numbers: voxels as gaussrender eval counts them, then the rendered views
     voxel = OccupancyMetrics(grid).to(device)
     voxel.update(pred[None], target[None], item["mask_camera"][None].to(device) if mask_camera else None)
     v = voxel.compute()
+    bar.update()
     height, width = (int(x) for x in item["render_image_size"])
     image_size = (height, width)
     intrinsics = item["render_intrinsics"]
     rendered = RenderedViewMetrics(grid, image_scale=args.render_scale, backend=args.backend).to(device)
     rendered.update(pred[None], target[None], intrinsics[None], item["cam_from_grid"][None], image_size)
     r = rendered.compute()
+    bar.update()
 
     # the pictures: the views the metric renders, the cameras at the same sizes
     h, w = rendered.rendered_image_size(image_size)
@@ -203,9 +211,11 @@ def run(args: argparse.Namespace) -> int:
     ]
     views.append(View("bev", "BEV", bev, (bev_height - grid.range_max[2], bev_height - grid.range_min[2])))
     args.out.mkdir(parents=True, exist_ok=True)
-    subjects = [("prediction", pred_g), ("ground truth", gt_g)]
     orbit = orbit_cameras(args.frames, (h, w), device=device)
-    written = write_pictures(args.out, grid, subjects, views, orbit, args.backend, args.fps, overview_depth=False)
+    with bar:
+        written = write_pictures(
+            args.out, grid, gt_g, pred_g, views, orbit, args.backend, args.fps, overview_depth=False, progress=bar
+        )
 
     where = " (inside mask_camera)" if mask_camera else ""
     print(f"sample {token}: {len(pred_g)} predicted and {len(gt_g)} ground-truth occupied voxels")
