@@ -372,3 +372,30 @@ def test_render_metrics_on_the_real_frame(tmp_path, capsys):
     printed = capsys.readouterr().out
     print(printed)  # the per-class table, for the log
     assert "driveable_surface" in printed and "cameras  IoU" in printed
+
+
+@pytest.mark.parametrize("command", ["eval", "view"])
+@pytest.mark.parametrize("wrong", ["surroundocc", "kitti360"])
+def test_another_benchmarks_ground_truth_is_one_named_line(tmp_path, capsys, command, wrong):
+    # the case: --benchmark surroundocc on Occ3D data gave a FileNotFoundError traceback
+    samples, gts, infos = _occ3d(tmp_path, n_scenes=1)
+    _save(tmp_path / "pred", samples[0].token, gts[samples[0].token][0])
+    argv = [command, "--benchmark", wrong, "--gt", tmp_path / "gt", "--pred", tmp_path / "pred"]
+    code = main([*map(str, argv), "--infos", str(infos)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith(f"gaussrender {command}: error: --benchmark {wrong} expects"), err
+    assert "use --benchmark occ3d" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_a_missing_label_file_later_in_the_split_is_named(tmp_path, capsys):
+    samples, gts, infos = _occ3d(tmp_path, n_scenes=2)
+    for s in samples:
+        _save(tmp_path / "pred", s.token, gts[s.token][0])
+    label = next((tmp_path / "gt" / "gts" / samples[1].scene).rglob("labels.npz"))
+    label.unlink()
+    code = _run(
+        "--benchmark", "occ3d", "--gt", tmp_path / "gt", "--infos", infos, "--pred", tmp_path / "pred", "--no-rayiou"
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "error:" in err[-1] and "labels.npz" in err[-1]

@@ -34,14 +34,56 @@ def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
     return torch.from_numpy(pred.astype(np.int64))
 
 
+#: What each benchmark's ground-truth root holds (``--gt``), to name a mismatch.
+LAYOUTS = {
+    "occ3d": ("gts", "Occ3D ground truth (gts/<scene>/<token>/labels.npz)"),
+    "surroundocc": ("samples", "SurroundOcc ground truth (samples/<lidar file>.npy)"),
+    "kitti360": ("preprocess", "SSCBench-KITTI360 ground truth (preprocess/labels/<sequence>/)"),
+}
+
+
+def _layout_error(benchmark: str, gt: Path, missing: Path | None) -> str:
+    """A one-line message for ground truth that is not ``benchmark``'s: what was expected and,
+    when the root holds another benchmark's layout, which ``--benchmark`` fits it."""
+    expected = LAYOUTS[benchmark][1]
+    others = [
+        name
+        for name, (folder, _) in LAYOUTS.items()
+        if name != benchmark and (gt / folder).is_dir() and not (name == "surroundocc" and (gt / "gts").is_dir())
+    ]
+    what = f"{missing} not found" if missing is not None else f"{gt} has no {LAYOUTS[benchmark][0]}/"
+    hint = (
+        f"; {gt} holds {LAYOUTS[others[0]][1].split(' (')[0]}: use --benchmark {others[0]}"
+        if others
+        else f"; --gt must be the root holding {expected}"
+    )
+    return f"--benchmark {benchmark} expects {expected} under --gt, but {what}{hint}"
+
+
 def open_benchmark(args: argparse.Namespace, rayiou: bool):
+    """The benchmark's dataset, its ground-truth layout checked on the first sample.
+
+    Raises:
+        ValueError: ``--gt`` does not hold ``--benchmark``'s layout (naming the benchmark that
+            fits, when another one does), or a bad argument.
+        FileNotFoundError: a missing ``--gt``, info file or tables.
+    """
     from ..data import Occ3DNuScenes, SSCBenchKITTI360, SurroundOccNuScenes, load_nuscenes_tables
 
+    gt = Path(args.gt)
+    if not gt.is_dir():
+        raise FileNotFoundError(f"--gt directory not found: {gt}")
     if args.benchmark == "kitti360":
+        if not (gt / "preprocess").is_dir():
+            raise ValueError(_layout_error("kitti360", gt, None))
         return SSCBenchKITTI360(args.gt, args.split or "val")
     cls = Occ3DNuScenes if args.benchmark == "occ3d" else SurroundOccNuScenes
     infos = load_nuscenes_tables(args.infos, args.nuscenes_version) if args.infos.is_dir() else args.infos
-    return cls(args.gt, infos, split=args.split, with_origins=rayiou)
+    dataset = cls(args.gt, infos, split=args.split, with_origins=rayiou)
+    first = dataset.label_path(dataset.samples[0])
+    if not first.is_file():
+        raise ValueError(_layout_error(args.benchmark, gt, first))
+    return dataset
 
 
 class ChunkScorer:
