@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "train": "gaussrender.commands.train",
     "predict": "gaussrender.commands.predict",
     "view": "gaussrender.commands.view",
+    "prepare": "gaussrender.commands.prepare",
 }
 
 
