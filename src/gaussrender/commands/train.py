@@ -10,7 +10,9 @@ NaN/inf loss, gradient or parameter (``loss.nonfinite``).
 
 ``--config`` takes a YAML file or the name of a config shipped inside the package
 (``tiny_synthetic_render``, ``tpvformer_occ3d_render``, ...; an unknown name lists them all).
-``--print-config`` prints the resolved config and exits without training.
+``--print-config`` prints the resolved config and exits without training: every value marked
+``# file``, ``# --set`` or ``# default`` by where it came from, then every option of the render
+loss the trainer builds, with its effective value and what set it.
 
 Examples:
     gaussrender train --config tiny_synthetic_render --run-dir runs/tiny
@@ -54,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--print-config",
         action="store_true",
-        help="print the resolved config (file, name and --set applied) as YAML and exit",
+        help="print the resolved config as YAML, each value marked file / --set / default, and the render "
+        "loss's effective options, then exit",
     )
 
 
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 the run finished; 2 a bad config, ``--set`` or ``--resume`` (nothing
     trained); 1 the run stopped on a non-finite loss, gradient or parameter."""
     from .._io import sigterm_as_exit
-    from ..train.config import ConfigError, config_to_dict, load_config
+    from ..train.config import ConfigError, load_config
     from ..train.loop import NonFiniteLossError, ResumeError
     from ..train.run import train
 
@@ -76,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ConfigError) as err:
         return _error(err)
     if args.print_config:
-        import yaml
+        from ..train.config_report import format_config
 
-        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        print(format_config(cfg, args.config, args.overrides), end="")
         return 0
     if args.run is None:
         return _error("--run-dir is required (unless --print-config)")
