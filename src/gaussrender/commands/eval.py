@@ -100,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="cpu",
         help="torch device the metrics count on, e.g. cuda (ray casting dominates the run time)",
     )
+    _checks.add_threads_argument(parser, None)
     parser.add_argument(
         "--render-metrics",
         action="store_true",
@@ -161,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
     use_rayiou = nuscenes and not args.no_rayiou
     if args.workers < 1:
         return _error(f"--workers must be >= 1, got {args.workers}")
+    message = _checks.apply_threads(args.threads)  # the workers share these threads
+    if message is not None:
+        return _error(message)
     if not args.pred.is_dir():
         return _error(f"prediction directory not found: {args.pred}")
     if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):

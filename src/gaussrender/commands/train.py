@@ -27,6 +27,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import _checks
+
 HELP = "train a model from a YAML config (torchrun for several GPUs/processes)"
 
 
@@ -53,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resume", type=Path, default=None, help="checkpoint to resume from (e.g. RUN/last.pt)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _checks.add_threads_argument(parser, None)
     parser.add_argument(
         "--print-config",
         action="store_true",
@@ -85,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.run is None:
         return _error("--run-dir is required (unless --print-config)")
+    message = _checks.apply_threads(args.threads)
+    if message is not None:
+        return _error(message)
     if args.resume is not None and not args.resume.is_file():
         return _error(f"checkpoint not found: {args.resume}")
     try:
