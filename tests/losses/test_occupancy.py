@@ -235,7 +235,7 @@ def test_occupancy_loss_coarse_label_rule_option():
 
 # ---------------------------------------------------------------- release class weights
 def test_release_class_weight_tables_equal_design():
-    # DESIGN §5, typed here from the page (not from the code under test)
+    # docs/method.md#loss, typed here from the page (not from the code under test)
     occ3d = [
         1.0155,
         1.0690,

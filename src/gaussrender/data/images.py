@@ -104,7 +104,7 @@ def render_cameras(
     """The render cameras of a sample: the calibration's own K at the stored image size.
 
     GaussRender renders the sensor cameras at their native resolution with the uncropped K
-    (DESIGN §4), whatever size the network reads the images at, so these are kept apart
+    (docs/method.md#cameras), whatever size the network reads the images at, so these are kept apart
     from the network's (resized, augmented) ``intrinsics``.
 
     Args:

@@ -35,7 +35,7 @@ def inverse_log_frequency_weights(counts: torch.Tensor, eps: float = 0.001) -> t
     return 1.0 / torch.log(counts.double().clamp_min(math.e) + eps)
 
 
-# Cross-entropy class weights of the release's logged configs (DESIGN §5): fixed per
+# Cross-entropy class weights of the release's logged configs (docs/method.md#loss): fixed per
 # benchmark, not counted from data. Keyed by grid preset name, in the preset's class order.
 _OCC3D_WEIGHTS = (
     1.0155,
@@ -57,7 +57,7 @@ _OCC3D_WEIGHTS = (
     0.8528,
     0.5000,
 )
-#: ``{grid preset name: [C] weights}`` of the release (DESIGN §5). Occ3D: 18 values, free
+#: ``{grid preset name: [C] weights}`` of the release (docs/method.md#loss). Occ3D: 18 values, free
 #: (index 17) last; SurroundOcc: 17 values, the Occ3D ones with empty (0.5) first and
 #: vegetation 0.8528 last (Occ3D's class 0 "others" has no SurroundOcc counterpart);
 #: KITTI-360: 19 values, empty first.
@@ -100,7 +100,7 @@ def release_class_weights(grid: VoxelGrid) -> torch.Tensor:
     if table is None:
         raise ValueError(
             f"no release class-weight table for grid {getattr(grid, 'name', grid)!r}; tables exist for "
-            f"{sorted(RELEASE_CLASS_WEIGHTS)} (DESIGN §5). Use loss.class_weighting "
+            f"{sorted(RELEASE_CLASS_WEIGHTS)} (docs/method.md#loss). Use loss.class_weighting "
             "'inverse_log_frequency' or 'none', or give loss.class_weights"
         )
     if len(table) != grid.num_classes:

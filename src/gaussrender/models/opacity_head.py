@@ -9,7 +9,7 @@ __all__ = ["OpacityHead"]
 
 
 class OpacityHead(nn.Module):
-    """Small MLP on voxel features, ``opacity = sigmoid(mlp(f) - 1)`` (DESIGN §4).
+    """Small MLP on voxel features, ``opacity = sigmoid(mlp(f) - 1)`` (docs/method.md#cameras).
 
     ``mlp`` is ``Linear(C, D) -> ReLU -> Linear(D, D) -> ReLU -> Linear(D, 1)``, as in the
     release's render config. Every Linear weight starts Xavier-uniform (bound

@@ -1,6 +1,6 @@
 """The one entry point, :func:`render`: checks its inputs, then hands them to a backend.
 
-Every backend (``_torch``, ``_triton``) keeps one contract (DESIGN §3):
+Every backend (``_torch``, ``_triton``) keeps one contract (docs/method.md#rendering):
 
 * per view, Gaussians with camera depth ``z <= near`` are dropped (and, with
   ``cull="center"``, those whose centre does not project strictly inside the image); the

@@ -1,5 +1,5 @@
 """The optimiser of a run (AdamW, backbone at a lower rate) and its learning-rate schedule:
-linear warm-up, then cosine decay per iteration (DESIGN §5)."""
+linear warm-up, then cosine decay per iteration (docs/method.md#loss)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GaussRenderLoss: render prediction and ground truth, penalise the difference (DESIGN §5).
+"""GaussRenderLoss: render prediction and ground truth, penalise the difference (docs/method.md#loss).
 
 ``L_render = weight · (L_cam + L_cam_depth + L_bev + L_bev_depth)``:
 
