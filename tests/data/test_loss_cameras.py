@@ -35,6 +35,9 @@ def test_occ3d_surroundocc_and_kitti360_frames():
     batch = gr.data.loss_cameras([sample, synthetic_sample("tok1", "scene-0001", 2)], "occ3d", image_size=(360, 640))
     assert batch.intrinsics.shape == (2, 6, 3, 3) and batch.image_size == (360, 640)
     assert set(batch.kwargs()) == {"intrinsics", "cam_from_grid", "image_size"}
+    assert dict(**batch) == batch.kwargs() and batch["image_size"] == (360, 640) and batch[2] == (360, 640)
+    with pytest.raises(KeyError, match="nope"):
+        batch["nope"]
 
 
 def test_bad_input_is_named():

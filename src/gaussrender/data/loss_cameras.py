@@ -39,6 +39,9 @@ class LossCameras(NamedTuple):
         intrinsics: float32 ``[Ncam, 3, 3]`` (``[B, Ncam, 3, 3]`` for a batch), pixels of ``image_size``.
         cam_from_grid: float32 ``[Ncam, 4, 4]`` (``[B, Ncam, 4, 4]``): grid frame -> OpenCV camera, metres.
         image_size: ``(H, W)`` pixels of the images the intrinsics are for.
+
+    Unpack it (``k, t, size = cams``), read it by name (``cams.intrinsics``, ``cams["intrinsics"]``)
+    or pass a batch's straight to the loss (``loss(logits, labels, **cams)``).
     """
 
     intrinsics: torch.Tensor
@@ -48,6 +51,18 @@ class LossCameras(NamedTuple):
     def kwargs(self) -> dict[str, object]:
         """``{"intrinsics": ..., "cam_from_grid": ..., "image_size": ...}``, for ``loss(..., **cams.kwargs())``."""
         return {"intrinsics": self.intrinsics, "cam_from_grid": self.cam_from_grid, "image_size": self.image_size}
+
+    def keys(self) -> tuple[str, ...]:
+        """The field names: with ``cams["intrinsics"]`` this makes ``loss(logits, labels, **cams)`` work."""
+        return self._fields
+
+    def __getitem__(self, key):
+        """``cams[0]`` as a tuple, ``cams["intrinsics"]`` as a mapping."""
+        if isinstance(key, str):
+            if key not in self._fields:
+                raise KeyError(f"{key!r}: LossCameras holds {self._fields}")
+            return getattr(self, key)
+        return tuple.__getitem__(self, key)
 
 
 def _one(
