@@ -94,6 +94,8 @@ def camera_warnings(
     ``intrinsics [B, N, 3, 3]``, ``cam_from_grid [B, N, 4, 4]``, ``image_size (H, W)``.
     """
     messages: list[tuple[str, str]] = []
+    intrinsics = intrinsics.to(labels.device)
+    cam_from_grid = cam_from_grid.to(labels.device)
     size_message = _size_message(intrinsics, image_size)
     if size_message is not None:
         messages.append(("image_size", size_message))
