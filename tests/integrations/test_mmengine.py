@@ -205,6 +205,12 @@ def test_loss_cameras_from_mmdet3d_data_samples():
     loss = MODELS.build(dict(type="GaussRenderLoss", grid=TOY, **OPTIONS))
     direct = BaseModel.parse_losses(None, loss(logits, labels, k, pose, IMAGE_SIZE))[0]
     torch.testing.assert_close(via_samples, direct, rtol=1e-5, atol=1e-7)
+    # or the data samples themselves
+    loss = MODELS.build(dict(type="GaussRenderLoss", grid=TOY, **OPTIONS))
+    losses = loss(logits, labels, data_samples=samples, grid_frame="lidar")
+    torch.testing.assert_close(BaseModel.parse_losses(None, losses)[0], direct, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="not both"):
+        loss(logits, labels, k, pose, IMAGE_SIZE, data_samples=samples)
     with pytest.raises(KeyError, match="lidar2cam"):
         gr_mm.cameras_from_samples([{"cam2img": k[0]}], TOY, grid_frame="lidar")
     with pytest.raises(ValueError, match="grid_frame"):

@@ -59,8 +59,9 @@ class GaussRenderLossMM(GaussRenderLoss):
             give one of the two.
 
     The camera arguments of a batch of mmdet3d data samples (``cam2img``, ``lidar2cam`` /
-    ``ego2img``, ``img_shape`` in their metainfo) come from :func:`cameras_from_samples`:
-    ``self.loss_render(logits, labels, **cameras_from_samples(batch_data_samples, "occ3d"))``.
+    ``ego2img``, ``img_shape`` in their metainfo) come from :func:`cameras_from_samples`, or
+    pass the samples themselves: ``self.loss_render(logits, labels, data_samples=batch_data_samples)``
+    (``grid_frame=`` for a grid that is not a preset).
 
     Returns (``forward``): ``{prefix + term: weight · term}`` for each rendered term; their
     sum is the plain loss's ``out["loss"]``, and each carries its own gradient once.
@@ -84,7 +85,20 @@ class GaussRenderLossMM(GaussRenderLoss):
         super().__init__(grid, prefix="", **kwargs)
         self.mm_prefix = prefix
 
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+    def forward(
+        self, *args: Any, data_samples: Sequence[Any] | None = None, grid_frame: str | None = None, **kwargs: Any
+    ) -> dict[str, torch.Tensor]:
+        if data_samples is not None:
+            # mmdet3d data samples: their metainfo gives the cameras (cameras_from_samples)
+            if len(args) > 2 or any(k in kwargs for k in ("intrinsics", "cam_from_grid", "image_size")):
+                raise ValueError("give the cameras (intrinsics, cam_from_grid, image_size) or data_samples, not both")
+            device = args[0].device if args else kwargs["logits"].device
+            cams = cameras_from_samples(data_samples, self.grid, grid_frame)
+            kwargs.update(
+                intrinsics=cams["intrinsics"].to(device),
+                cam_from_grid=cams["cam_from_grid"].to(device),
+                image_size=cams["image_size"],
+            )
         out = super().forward(*args, **kwargs)
         opts = self.options
         terms = [t for t in TERMS if t.split("_")[0] in opts.views and (opts.depth or not t.endswith("_depth"))]
