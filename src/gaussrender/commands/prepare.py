@@ -52,7 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
     nus = sub.add_parser("nuscenes", help="info files from the official nuScenes tables")
     nus.add_argument("--dataroot", required=True, type=Path, help="nuScenes root holding <version>/ (and samples/)")
-    nus.add_argument("--version", default="v1.0-trainval", help="tables folder (default v1.0-trainval)")
+    nus.add_argument(
+        "--version",
+        "--nuscenes-version",
+        dest="version",
+        default="v1.0-trainval",
+        help="tables folder (default v1.0-trainval)",
+    )
     nus.add_argument("--out", required=True, type=Path, help="folder to write the info files into (e.g. data.root)")
     nus.add_argument(
         "--splits",
