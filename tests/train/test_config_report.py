@@ -26,10 +26,12 @@ def test_each_value_says_where_it_came_from_and_the_output_loads_back(capsys):
     assert "  render: true  # file" in lines and "  name: tpvformer  # file" in lines
     assert "  seed: 0  # default" in lines and "  ce_weight: 10.0  # default" in lines
     assert "    bev_size: 200  # --set" in lines
+    # where the info files are read: relative to data.root
+    assert "  train_infos: bevdetv2-nuscenes_infos_train.pkl  # file; read from data/occ3d-nuscenes/" in out
     assert any(x.startswith("    camera_weights: [0.25") and x.endswith("# file") for x in lines)
     # every leaf of the config carries a source
     body = [x for x in lines if not x.startswith("#") and not x.rstrip().endswith(":")]
-    assert body and all(re.search(r"  # (file|--set|default)$", x) for x in body)
+    assert body and all(re.search(r"  # (file|--set|default)(; read from .*)?$", x) for x in body)
 
 
 def test_the_render_losss_effective_options_are_listed(capsys):

@@ -3,7 +3,8 @@ where it came from, and the render loss's effective options.
 
 Every leaf of the resolved config is printed with a trailing comment: ``# file`` (written in
 the config file), ``# --set`` (a command-line override) or ``# default`` (not in the file: the
-schema's default, :mod:`gaussrender.train.config_schema`). Comments keep the output a YAML file
+schema's default, :mod:`gaussrender.train.config_schema`); the info files also say where they
+are read from (a relative path follows ``data.root``). Comments keep the output a YAML file
 that loads back to the same config. Below it, as comments (they are not config keys), every
 option of the :class:`~gaussrender.GaussRenderLoss` the trainer builds
 (:class:`~gaussrender.RenderLossOptions`), with its effective value and what set it: the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -108,6 +110,17 @@ def _render_loss_lines(cfg: Config, sources: dict[str, Source]) -> list[str]:
     return lines
 
 
+def _read_from(cfg: Config, parts: tuple[str, ...], value: Any) -> str:
+    """For ``data.train_infos`` / ``data.val_infos``: where the file is read (relative paths
+    follow ``data.root``, :func:`~gaussrender.train.builders.resolve_infos`)."""
+    if parts[:1] != ("data",) or parts[-1] not in ("train_infos", "val_infos") or not value:
+        return ""
+    if cfg.data.synthetic is not None or cfg.data.format == "kitti360":
+        return " (not read: " + ("synthetic data" if cfg.data.synthetic is not None else "KITTI-360 needs none") + ")"
+    path = Path(value)
+    return f"; read from {path if path.is_absolute() else Path(cfg.data.root) / path}"
+
+
 def format_config(cfg: Config, spec: str | os.PathLike, overrides: Sequence[str] = ()) -> str:
     """The text ``--print-config`` prints (see the module docstring)."""
     plain, sources = config_sources(cfg, spec, overrides)
@@ -124,7 +137,8 @@ def format_config(cfg: Config, spec: str | os.PathLike, overrides: Sequence[str]
                 lines.append(f"{pad}{key}:")
                 emit(value, parts, depth + 1)
             else:
-                lines.append(f"{pad}{key}: {_scalar(value)}  # {sources['.'.join(parts)]}")
+                note = _read_from(cfg, parts, value)
+                lines.append(f"{pad}{key}: {_scalar(value)}  # {sources['.'.join(parts)]}{note}")
 
     emit(plain, (), 0)
     lines += _render_loss_lines(cfg, sources)
