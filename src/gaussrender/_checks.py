@@ -329,8 +329,9 @@ class FootprintError(ValueError, MemoryError):
 
 def set_memory_limit(nbytes: float | None) -> None:
     """Override the memory the footprint checks compare against (bytes; ``math.inf`` turns
-    them off; ``None`` restores the default: physical memory (or the cgroup limit when
-    smaller) on the CPU, free plus PyTorch-cached memory on a CUDA device)."""
+    them off; ``None`` restores the default: on the CPU the smallest of physical memory, the
+    cgroup's memory limit and what the address-space limit (``ulimit -v``, RLIMIT_AS) leaves
+    this process; free plus PyTorch-cached memory on a CUDA device)."""
     global _MEMORY_LIMIT
     if nbytes is not None and not (isinstance(nbytes, (int, float)) and nbytes == math.inf):
         nbytes = check_real("nbytes", nbytes, 0.0, low_open=True)
@@ -355,14 +356,39 @@ def memory_limit(device: torch.device | str) -> float | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
 def _host_memory() -> float | None:
+    """The smallest of physical memory, the cgroup limit (both read once) and the
+    address-space room RLIMIT_AS leaves (read at every call: it can change)."""
+    limit = _physical_memory()
+    room = _address_space_room()
+    if room is not None:
+        limit = room if limit is None else min(limit, room)
+    return limit
+
+
+def _cgroup_files() -> list[str]:
+    """The memory-limit files of this process's cgroup and its ancestors (v2), and the v1 file."""
+    files = []
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):  # cgroup v2: "0::/path/of/the/group"
+                    parts = [p for p in line[3:].strip().split("/") if p]
+                    for i in range(len(parts), 0, -1):
+                        files.append("/sys/fs/cgroup/" + "/".join(parts[:i]) + "/memory.max")
+    except OSError:
+        pass
+    return files + ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+
+
+@functools.lru_cache(maxsize=1)
+def _physical_memory() -> float | None:
     """Physical memory, or the container's cgroup limit when smaller (read once)."""
     try:
         limit = float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):  # not POSIX
         return None
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    for path in _cgroup_files():
         try:
             with open(path) as f:
                 text = f.read().strip()
@@ -371,6 +397,26 @@ def _host_memory() -> float | None:
         if text.isdigit() and 0 < int(text) < limit:  # "max" or a huge number: no limit
             limit = float(text)
     return limit
+
+
+def _address_space_room() -> float | None:
+    """Bytes RLIMIT_AS (``ulimit -v``) still lets this process map: the soft limit minus the
+    address space already mapped (``/proc/self/statm``); None without such a limit."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError, AttributeError):  # not POSIX
+        return None
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = 0.0
+    try:
+        with open("/proc/self/statm") as f:
+            used = float(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(float(soft) - used, 0.0)
 
 
 def image_bytes(views: int, height: int, width: int, channels: int, itemsize: int) -> int:

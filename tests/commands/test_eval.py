@@ -310,7 +310,12 @@ def test_render_metrics_identity_corruption_and_image_size_from_the_files(tmp_pa
     for key in ("image_iou", "image_miou", "bev_iou", "bev_miou"):
         assert r[key] == pytest.approx(1.0), key
     assert r["depth_l1"] == 0.0 and r["bev_depth_l1"] == 0.0
-    assert r["render_metrics"] == {"convention": "clean", "image_scale": 0.1, "bev_size": 40}
+    assert r["render_metrics"] == {
+        "convention": "clean",
+        "prediction_rule": "labels",  # label files: one-hot
+        "image_scale": 0.1,
+        "bev_size": 40,
+    }
     printed = capsys.readouterr().out
     assert "img IoU" in printed and "BEV IoU" in printed and "rendered views" in printed
 

@@ -31,7 +31,7 @@ def test_bad_threads_is_one_named_line(tmp_path, capsys, argv):
     argv = [str(tmp_path / a) if a.isupper() else a for a in argv]
     assert main([*argv, "--threads", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "error: --threads must be an integer >= 1, got 0" in err[0]
+    assert len(err) == 1 and "error: --threads must be in [1, 1024], got 0" in err[0]
 
 
 def test_apply_threads_sets_torch_threads():

@@ -53,5 +53,14 @@ def test_bad_depth_maps_are_refused(tmp_path):
         write_kitti360_depth(root, 6, "../x", np.ones((2, 2)))
     with pytest.raises(ValueError, match="2D"):
         write_kitti360_depth(root, 6, "x", np.ones((2, 2, 2)))
-    ok = write_kitti360_depth(root, 6, "ok", np.full((5, 6), np.nan))  # unknown depths are kept
-    assert np.isnan(read_kitti360_depth(ok, (5, 6))).all()
+    # unknown depths (NaN, inf, negative) are returned as 0, the value marking "no depth"
+    raw = np.full((5, 6), np.nan)
+    raw[0, :3] = [np.inf, -np.inf, -2.0]
+    raw[1, 0] = 3.5
+    ok = write_kitti360_depth(root, 6, "ok", raw)
+    depth = read_kitti360_depth(ok, (5, 6))
+    assert np.isfinite(depth).all() and (depth >= 0).all()
+    assert depth[1, 0] == 3.5 and (depth != 0).sum() == 1
+    for size in [(0, 6), (5, -1), (5,), (5.0, 6)]:  # image sizes are positive (H, W) ints
+        with pytest.raises(ValueError, match="image_size"):
+            read_kitti360_depth(ok, size)

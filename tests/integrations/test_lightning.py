@@ -134,7 +134,7 @@ def test_callback_logs_pictures_and_metrics(tmp_path):
     ref = RenderedViewMetrics(TOY, bev_size=16)
     with torch.no_grad():
         for x, labels, k, pose in val:
-            ref.update(model.head(x).argmax(1), labels, k, pose, IMAGE_SIZE)
+            ref.update(model.head(x), labels, k, pose, IMAGE_SIZE)  # logits: the release's rule
     want = ref.compute()
     logged = trainer.callback_metrics
     for name in ("image_iou", "image_miou", "depth_l1", "bev_iou", "bev_miou", "bev_depth_l1"):
@@ -157,7 +157,7 @@ def test_metric_covers_every_batch_whatever_every_n_steps(tmp_path):
     plain = RenderedViewMetrics(TOY, bev_size=16, image_scale=0.5)
     with torch.no_grad():
         for x, labels, k, pose in val:
-            plain.update(model.head(x).argmax(1), labels, k, pose, IMAGE_SIZE)
+            plain.update(model.head(x), labels, k, pose, IMAGE_SIZE)  # logits, as the callback scores them
     want = plain.compute()
     for name in ("image_iou", "image_miou", "depth_l1", "bev_iou", "bev_miou", "bev_depth_l1"):
         assert float(trainer.callback_metrics[f"gaussrender/{name}"]) == pytest.approx(float(want[name]), rel=1e-6)

@@ -218,3 +218,32 @@ def test_loss_cameras_from_mmdet3d_data_samples():
     # the presets know their frame: Occ3D's grid is the ego frame (ego2img / ego2cam)
     ego = [{"cam2img": k[0], "ego2cam": pose[0], "img_shape": (24, 32, 3)}]
     assert gr_mm.cameras_from_samples(ego, "occ3d")["image_size"] == (24, 32)
+
+
+def test_metric_scores_logits_with_the_release_rule_when_the_samples_have_them():
+    logits, labels, k, pose = toy_batch(batch=2, seed=5)
+    metric = METRICS.build(dict(type="RenderedViewMetrics", grid=TOY, bev_size=16))
+    samples = [
+        {
+            "pred_occ": logits[i].argmax(0),  # labels too: the logits win
+            "pred_logits": logits[i],
+            "gt_occ": labels[i],
+            "intrinsics": k[i],
+            "cam_from_grid": pose[i],
+            "image_size": IMAGE_SIZE,
+        }
+        for i in range(2)
+    ]
+    metric.process({}, samples)
+    got = metric.evaluate(size=2)
+    soft, hard = RenderedViewMetrics(TOY, bev_size=16), RenderedViewMetrics(TOY, bev_size=16)
+    soft.update(logits, labels, k, pose, IMAGE_SIZE)
+    hard.update(logits.argmax(1), labels, k, pose, IMAGE_SIZE)
+    for key, value in soft.compute().items():
+        if value.dim() == 0:
+            assert got[f"render/{key}"] == pytest.approx(float(value), rel=1e-12, nan_ok=True)
+    assert not torch.equal(soft.image_confmat, hard.image_confmat)  # the rule made a difference
+    # logits under pred_key alone are scored the same way
+    only = METRICS.build(dict(type="RenderedViewMetrics", grid=TOY, bev_size=16, logits_key=None))
+    only.process({}, [{**s, "pred_occ": s["pred_logits"]} for s in samples])
+    assert only.evaluate(size=2) == pytest.approx(got, nan_ok=True)

@@ -203,6 +203,30 @@ def test_bad_input():
         gr.GaussRenderLoss(grid, camera_weights=(1.0, 2.0))(logits, labels, k, p, (90, 160))
 
 
+def test_zero_cameras_are_refused_by_name():
+    """A sample with no camera (``[B, 0, 3, 3]``) would supervise nothing in the camera terms:
+    refused, naming the argument, for the sampled cameras and the 2D targets' own cameras."""
+    grid = SMALL
+    labels = _scene(grid)
+    logits = _onehot_logits(labels, grid, 8.0)
+    k, p = _cameras(grid)
+    loss_fn = gr.GaussRenderLoss(grid, bev_size=16)
+    with pytest.raises(ValueError, match=r"intrinsics holds 0 cameras per sample; expected at least 1"):
+        loss_fn(logits, labels, k[:, :0], p[:, :0], (90, 160))
+    depth = torch.zeros(1, 0, 90, 160)
+    with pytest.raises(ValueError, match=r"target_intrinsics holds 0 cameras"):
+        loss_fn(
+            logits,
+            labels,
+            k,
+            p,
+            (90, 160),
+            target_depth=depth,
+            target_intrinsics=k[:, :0],
+            target_cam_from_grid=p[:, :0],
+        )
+
+
 def test_strategy_draws_are_shared_by_the_batch_like_the_release():
     """``trajectory`` draws one r per batch in the release: two samples with the same camera
     must end up with the same moved camera, and a different seed moves it differently."""

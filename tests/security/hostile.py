@@ -340,3 +340,116 @@ def malicious_checkpoint(marker: Path) -> bytes:
     buf = io.BytesIO()
     torch.save({"model": {"w": torch.zeros(2)}, "step": 1, "hook": _MarkerOnLoad(marker)}, buf)
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------ bounded child processes
+#: Address space a hostile-input child may map beyond what the interpreter maps once torch and
+#: gaussrender are imported (~0.7 GiB with the CPU build of torch, more with CUDA builds):
+#: "a few hundred MB" for the case itself.
+CHILD_MEMORY = 512 << 20
+#: Wall-clock (and CPU) seconds a hostile-input child may run: the import takes 2-7 s on a
+#: loaded 2-core machine, a refusal well under 1 s.
+CHILD_SECONDS = 60
+
+# Imports what every case imports, then caps the address space at what is mapped now plus
+# the budget, then runs the module (-m) or code (-c) with the remaining arguments.
+_LAUNCHER = """
+import resource, runpy, sys
+import torch, gaussrender, gaussrender.cli, gaussrender.train.run
+with open("/proc/self/statm") as f:
+    mapped = int(f.read().split()[0]) * resource.getpagesize()
+limit = mapped + int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+kind, target = sys.argv[2], sys.argv[3]
+sys.argv = [target] + sys.argv[4:]
+if kind == "-m":
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    exec(compile(target, "<case>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def run_bounded(args: list[str], memory: int = CHILD_MEMORY, seconds: int = CHILD_SECONDS, cwd=None):
+    """Run ``python -m MODULE ...`` or ``python -c CODE ...`` (``args``) in a child whose
+    address space (RLIMIT_AS) is capped at what it maps after importing torch and
+    gaussrender plus ``memory`` bytes, with RLIMIT_CPU and a wall-clock timeout of
+    ``seconds`` and one OpenMP thread. Returns ``(CompletedProcess, wall seconds)``; a case
+    that blows up fails with MemoryError / a kill / TimeoutExpired instead of taking the
+    machine down."""
+    import os
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    import gaussrender
+
+    if args[0] not in ("-m", "-c"):
+        raise ValueError(f"args must start with -m or -c, got {args[0]!r}")
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+
+    src = str(Path(gaussrender.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([src, root, os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        MALLOC_ARENA_MAX="2",
+    )
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(memory), *args],
+        capture_output=True,
+        text=True,
+        timeout=seconds,
+        preexec_fn=limits,
+        env=env,
+        cwd=cwd,
+    )
+    return proc, time.monotonic() - start
+
+
+def patch_declared_size(data: bytes, member_suffix: str, size: int) -> bytes:
+    """A zip whose member ending in ``member_suffix`` *declares* ``size`` uncompressed bytes
+    (local header and central directory), the data unchanged: what a loader that trusts the
+    directory would allocate."""
+    out = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(member_suffix))
+    name = info.filename.encode()
+    local = info.header_offset
+    assert out[local : local + 4] == b"PK\x03\x04"
+    struct.pack_into("<I", out, local + 22, size)
+    central = 0
+    while True:
+        central = out.index(b"PK\x01\x02", central)
+        n = struct.unpack_from("<H", out, central + 28)[0]
+        if bytes(out[central + 46 : central + 46 + n]) == name:
+            break
+        central += 4
+    struct.pack_into("<I", out, central + 24, size)
+    return bytes(out)
+
+
+def deflate_bomb_checkpoint(inflated: int) -> bytes:
+    """A real ``torch.save`` zip plus one deflated member of ``inflated`` zero bytes (~1/1000
+    of that on disk)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"model": {"w": torch.zeros(2)}, "step": 1}, buf)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(out, "w") as dst:
+        prefix = src.infolist()[0].filename.split("/")[0]
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        bomb = zipfile.ZipInfo(f"{prefix}/data/bomb")
+        bomb.compress_type = zipfile.ZIP_DEFLATED
+        with dst.open(bomb, "w", force_zip64=True) as f:
+            chunk = bytes(1 << 22)
+            for _ in range(inflated >> 22):
+                f.write(chunk)
+    return out.getvalue()

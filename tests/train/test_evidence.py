@@ -123,6 +123,10 @@ def test_ci_sized_run_writes_a_paired_result(evidence, tmp_path):
         want = render_run["metrics"][m] - std_run["metrics"][m]
         assert entry["per_seed"] == {"0": want} and entry["mean"] == want
         assert entry["bootstrap95"] == [want, want]  # one seed: no spread
+        assert entry["t95"] == [None, None]  # one seed: no t-interval (null, not NaN)
+    assert set(data["summary"]["intervals"]) == {"t95", "bootstrap95"}  # each field says what it holds
+    assert len(data["dataset_sha256"]) == 64
+    assert {"cpu_model", "torch_cpu_capability", "numpy_blas"} <= set(data["versions"])
     assert all(math.isfinite(v) for v in _numbers(data["summary"]))  # one seed: std is null, not NaN
     assert data["summary"]["per_arm"]["std"]["iou"]["std"] is None
     png = (tmp_path / "out" / "evidence.png").read_bytes()
@@ -205,6 +209,49 @@ def test_bootstrap_interval_is_fixed_and_brackets_the_mean(evidence):
     x = np.asarray(diffs)
     means = x[rng.integers(0, 5, size=(evidence.BOOTSTRAP_SAMPLES, 5))].mean(axis=1)
     assert (lo, hi) == tuple(float(q) for q in np.quantile(means, [0.025, 0.975]))
+
+
+def test_student_t_quantiles_match_the_table(evidence):
+    # t_{0.975, df} and t_{0.995, df} from the standard tables (8+ significant digits)
+    table = {(0.975, 1): 12.706204736, (0.975, 2): 4.302652730, (0.975, 3): 3.182446305, (0.975, 4): 2.776445105}
+    table.update({(0.975, 9): 2.262157163, (0.975, 30): 2.042272456, (0.995, 4): 4.604094871})
+    for (p, df), want in table.items():
+        assert evidence.student_t_quantile(p, df) == pytest.approx(want, abs=1e-7), (p, df)
+    assert evidence.student_t_cdf(0.0, 3) == 0.5
+    assert evidence.student_t_cdf(-2.0, 5) == pytest.approx(1 - evidence.student_t_cdf(2.0, 5), abs=1e-12)
+
+
+def test_t_interval_is_wider_than_the_seeds_can_bootstrap(evidence):
+    diffs = [0.1, -0.05, 0.2]
+    lo, hi = evidence.t_interval(diffs)
+    x = np.asarray(diffs, dtype=np.float64)
+    half = 4.302652730 * x.std(ddof=1) / math.sqrt(3)  # t_{0.975, 2}
+    assert (lo, hi) == pytest.approx((x.mean() - half, x.mean() + half), abs=1e-9)
+    # the percentile bootstrap never reaches beyond the extreme seeds; the t-interval does
+    blo, bhi = evidence.bootstrap_interval(diffs)
+    assert lo < min(diffs) - 1e-12 <= blo and bhi <= max(diffs) + 1e-12 < hi
+    assert all(math.isnan(v) for v in evidence.t_interval([0.3]))
+
+
+def test_resummarise_recomputes_the_summary_and_keeps_the_runs(evidence, tmp_path):
+    runs = []
+    for seed, (a, b) in enumerate([(0.50, 0.55), (0.52, 0.51), (0.48, 0.56)]):
+        for arm, value in (("std", a), ("render", b)):
+            runs.append(
+                {"arm": arm, "seed": seed, "metrics": {m: value for m in evidence.METRICS}, "curves": {"step": []}}
+            )
+    result = {"schema": "gaussrender.evidence/1", "arms": {"std": [], "render": []}, "seeds": [0, 1, 2], "runs": runs}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(result))
+    evidence.main(["--resummarise", str(path)])
+    new = json.loads(path.read_text())
+    assert new["runs"] == runs and "resummarised" in new
+    entry = new["summary"]["paired"]["render"]["iou"]
+    assert entry["t95"] == pytest.approx(list(evidence.t_interval([0.05, -0.01, 0.08])))
+    assert path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    path.write_text(json.dumps({"schema": "other"}))
+    with pytest.raises(SystemExit, match="not a gaussrender.evidence/1 result"):
+        evidence.main(["--resummarise", str(path)])
 
 
 def test_mean_std_is_the_sample_std(evidence):

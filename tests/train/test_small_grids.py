@@ -141,12 +141,16 @@ def test_max_steps_drives_the_cosine(tmp_path):
         t.optimizer.step()  # no gradients: a no-op that keeps the scheduler's order check quiet
         t.scheduler.step()
     for step, got in enumerate(seen):
-        # independent closed form: cosine over 6 steps from lr to min_lr, warm-up from lr/3
-        cos = min_lr / lr + (1 - min_lr / lr) * 0.5 * (1 + math.cos(math.pi * min(step, 6) / 6))
-        if step < warmup:
-            cos *= 1 - (1 - step / warmup) * (2 / 3)
-        assert got == pytest.approx(lr * cos, rel=1e-9), step
-    assert seen[6] == pytest.approx(min_lr, rel=1e-9)  # the last step ends at min_lr
+        # independent closed form: the release's timm schedule over 6 steps, each optimiser
+        # step at timm's rate of the step before (step_update after the step): warm-up from
+        # lr/3, then cosine from lr to min_lr (not shifted by the warm-up)
+        t = max(step - 1, 0)
+        if t < warmup:
+            want = lr / 3 + t * (lr - lr / 3) / warmup
+        else:
+            want = min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 6) / 6))
+        assert got == pytest.approx(want, rel=1e-9), step
+    assert seen[6] == pytest.approx(min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * 5 / 6)), rel=1e-9)
 
 
 def test_a_user_grid_trains_with_the_trainer(tmp_path):

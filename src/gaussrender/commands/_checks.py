@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["usable_device", "check_writable_file", "add_threads_argument", "apply_threads"]
+__all__ = ["usable_device", "check_writable_file", "check_writable_dir", "add_threads_argument", "apply_threads"]
 
 
 def usable_device(spec: str, option: str = "--device"):
@@ -36,6 +36,25 @@ def usable_device(spec: str, option: str = "--device"):
     except (RuntimeError, AssertionError) as err:  # torch asserts when a backend is not compiled in
         raise ValueError(f"{option} {spec!r} is not usable: {err}") from None
     return device
+
+
+def check_writable_dir(path: Path, option: str = "--out") -> None:
+    """Fail now, naming ``option``, if the directory ``path`` could not be created or written:
+    ``path`` or its nearest existing ancestor is not a directory, or that ancestor is not
+    writable. Creates nothing (a run refused later leaves no empty ``--out`` behind).
+
+    Raises:
+        ValueError: naming ``option`` and the path.
+    """
+    path = Path(path)
+    for ancestor in (path, *path.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                where = "is not a directory" if ancestor == path else f"cannot be created ({ancestor} is a file)"
+                raise ValueError(f"{option} {path} {where}")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise ValueError(f"{option} {path}: cannot write there ({ancestor} is not writable)")
+            return
 
 
 def check_writable_file(path: Path, option: str = "--out") -> None:
@@ -78,11 +97,11 @@ def add_threads_argument(parser, default: int | None) -> None:
 
 def apply_threads(threads: int | None) -> str | None:
     """Set torch's CPU threads to ``threads`` (None: leave them); return an error message for a
-    value below 1, else None."""
+    value outside [1, 1024] (each an OS thread, as demo and view bound it), else None."""
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        return f"--threads must be an integer >= 1, got {threads!r}"
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        return f"--threads must be in [1, 1024], got {threads!r}"
     import torch
 
     torch.set_num_threads(threads)

@@ -64,6 +64,8 @@ def collect_results(
         r = rendered_metric.compute()
         results["render_metrics"] = {
             "convention": rendered_metric.convention,
+            # soft: saved probabilities, the release's rule; labels: one-hot of the saved classes
+            "prediction_rule": rendered_metric.prediction_rule,
             "image_scale": rendered_metric.image_scale,
             "bev_size": rendered_metric.rendered_bev_size,
         }
@@ -79,6 +81,13 @@ def collect_results(
         "render_per_sample": render_seconds / num_samples if rendered_metric is not None else None,
     }
     return results
+
+
+_RULES = {
+    "soft": "the release's (saved probabilities as soft features, opacity 1 where the argmax is not empty)",
+    "labels": "one-hot labels (the files hold no probabilities: gaussrender predict --save-probabilities)",
+    "mixed": "mixed: some files hold probabilities (release's rule), some only labels (one-hot)",
+}
 
 
 def print_table(results: dict[str, Any], grid: Any) -> None:
@@ -113,6 +122,7 @@ def print_table(results: dict[str, Any], grid: Any) -> None:
         print(
             f"rendered views ({r['convention']} convention, image scale {r['image_scale']:g}, BEV {r['bev_size']} px):"
         )
+        print(f"  prediction rule: {_RULES.get(r['prediction_rule'], r['prediction_rule'])}")
         print(
             f"  cameras  IoU: {_pct(results['image_iou'])}   mIoU: {_pct(results['image_miou'])}   depth L1: "
             f"{_metres(results['depth_l1'])}"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_prediction", "open_benchmark", "ChunkScorer"]
+__all__ = ["load_prediction", "load_probabilities", "open_benchmark", "ChunkScorer"]
 
 
 def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
@@ -60,6 +60,38 @@ def _layout_error(benchmark: str, gt: Path, missing: Path | None) -> str:
     return f"--benchmark {benchmark} expects {expected} under --gt, but {what}{hint}"
 
 
+def load_probabilities(path: Path, shape: tuple[int, ...], num_classes: int):
+    """The file's ``probabilities`` (``gaussrender predict --save-probabilities``) as a float32
+    ``[C, X, Y, Z]`` tensor, or None when the file has none.
+
+    Raises:
+        DataFileError: a wrong shape or dtype (float only), non-finite values, values outside
+            ``[0, 1]``, or a voxel whose probabilities do not sum to 1.
+    """
+    import numpy as np
+    import torch
+
+    from ..data.arrays import open_npz
+    from ..data.files import DataFileError
+    from ..metrics.rendered import PROBABILITY_TOLERANCE
+
+    with open_npz(path, "prediction file") as data:
+        if "probabilities" not in data.files:
+            return None
+        probs = data.read("probabilities", (num_classes, *shape), "f")
+    where = f"{path} probabilities"
+    if not np.isfinite(probs).all():
+        raise DataFileError(f"{where}: holds non-finite values (NaN or inf)", path)
+    if probs.size and (probs.min() < 0 or probs.max() > 1):
+        raise DataFileError(f"{where}: values must lie in [0, 1], found [{probs.min()}, {probs.max()}]", path)
+    err = float(np.abs(probs.sum(axis=0, dtype=np.float64) - 1.0).max()) if probs.size else 0.0
+    if err > PROBABILITY_TOLERANCE:
+        raise DataFileError(
+            f"{where}: the {num_classes} class probabilities of a voxel must sum to 1, off by up to {err:.3g}", path
+        )
+    return torch.from_numpy(probs.astype(np.float32))
+
+
 def open_benchmark(args: argparse.Namespace, rayiou: bool):
     """The benchmark's dataset, its ground-truth layout checked on the first sample.
 
@@ -81,7 +113,8 @@ def open_benchmark(args: argparse.Namespace, rayiou: bool):
     infos = load_nuscenes_tables(args.infos, args.nuscenes_version) if args.infos.is_dir() else args.infos
     dataset = cls(args.gt, infos, split=args.split, with_origins=rayiou)
     first = dataset.label_path(dataset.samples[0])
-    if not first.is_file():
+    # exists(), not is_file(): a directory or FIFO in its place is named by the reader
+    if not first.exists():
         raise ValueError(_layout_error(args.benchmark, gt, first))
     return dataset
 
@@ -110,13 +143,11 @@ class ChunkScorer:
 
     def _image_size(self, item: dict[str, Any]) -> tuple[int, int]:
         """``(H, W)`` of the images the sample's intrinsics are for (file header, else the benchmark's size)."""
-        from ..data.images import stored_image_size
+        from ..data.images import common_image_size
 
         assert self.render is not None
-        sizes = {stored_image_size(p, self.render["stored_image_size"]) for p in item["image_paths"]}
-        if len(sizes) != 1:
-            raise ValueError(f"sample {item['token']}: camera images differ in size {sorted(sizes)}")
-        return sizes.pop()
+        what = f"sample {item['token']}: camera images"
+        return common_image_size(list(item["image_paths"]), self.render["stored_image_size"], what)
 
     def __call__(self, indices: list[int]) -> tuple[Any, Any, float, Any, float]:
         import torch
@@ -147,8 +178,16 @@ class ChunkScorer:
                 ray_seconds += time.perf_counter() - t0
             if rendered is not None:
                 t0 = time.perf_counter()
+                # saved probabilities: the release's rule (soft features); labels otherwise
+                path = self.pred_dir / f"{item['token']}.npz"
+                probs = load_probabilities(path, grid.shape, grid.num_classes)
                 rendered.update(
-                    pred, target, item["intrinsics"][None], item["cam_from_grid"][None], self._image_size(item)
+                    pred if probs is None else probs[None],
+                    target,
+                    item["intrinsics"][None],
+                    item["cam_from_grid"][None],
+                    self._image_size(item),
+                    probabilities=probs is not None,
                 )
                 if torch.device(self.device).type == "cuda":
                     torch.cuda.synchronize()

@@ -74,16 +74,22 @@ def _error(message: str) -> int:
 
 def _argument_error(args: argparse.Namespace) -> str | None:
     """The first bad command-line value, as a message; None when all are good."""
-    if args.frames < 1:
-        return f"--frames must be >= 1, got {args.frames}"
+    if not 1 <= args.frames <= 3600:  # each frame is a render kept in memory for the GIF
+        return f"--frames must be in [1, 3600], got {args.frames}"
     if not (0.02 <= args.size <= 2.0):
         return f"--size must be in [0.02, 2] (fraction of 1600x900), got {args.size}"
     if args.fps <= 0:
         return f"--fps must be > 0, got {args.fps}"
     if args.seed < 0:
         return f"--seed must be >= 0, got {args.seed}"
-    if args.threads < 1:
-        return f"--threads must be >= 1, got {args.threads}"
+    if not 1 <= args.threads <= 1024:  # each an OS thread
+        return f"--threads must be in [1, 1024], got {args.threads}"
+    from ._checks import check_writable_dir
+
+    try:
+        check_writable_dir(args.out)
+    except ValueError as err:
+        return str(err)
     if args.backend == "triton" and not str(args.device).startswith("cuda"):
         return "--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)"
     return None

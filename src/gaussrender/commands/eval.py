@@ -15,7 +15,11 @@ grid (no visibility mask).
 With ``--render-metrics``, prediction and ground truth are also rendered from every camera of
 the sample (calibration from ``--infos``; KITTI-360: its front camera) and from the bird's-eye
 view, as the GaussRender release's eval does, and scored in 2D: image and BEV IoU / mIoU and
-depth L1 in metres (:class:`gaussrender.metrics.RenderedViewMetrics`). Full-size nuScenes
+depth L1 in metres (:class:`gaussrender.metrics.RenderedViewMetrics`). A file that holds
+``probabilities`` (float ``[C, X, Y, Z]``, ``gaussrender predict --save-probabilities``) is
+scored with the release's rule (the probabilities are the Gaussians' features, opacity 1 where
+the argmax is not empty, pixel class = argmax of the blended features); a file with labels only
+is rendered one-hot. The report says which rule was used. Full-size nuScenes
 images (six 1600x900 cameras) are slow on a CPU; ``--render-scale 0.25`` renders every view at
 a quarter of its size (a deviation from the release, for speed: it changes the numbers).
 
@@ -106,7 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=(
             "also render prediction and ground truth from every camera and the BEV: image/BEV IoU, mIoU and depth L1 "
-            "(the release's 2D metrics)"
+            "(the release's 2D metrics; files with 'probabilities' from predict --save-probabilities are scored with "
+            "the release's soft rule, label files one-hot)"
         ),
     )
     parser.add_argument(
@@ -160,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _error(str(err))
     use_rayiou = nuscenes and not args.no_rayiou
-    if args.workers < 1:
-        return _error(f"--workers must be >= 1, got {args.workers}")
+    if not 1 <= args.workers <= 256:  # each worker is a process: a huge count would exhaust the machine
+        return _error(f"--workers must be in [1, 256], got {args.workers}")
     message = _checks.apply_threads(args.threads)  # the workers share these threads
     if message is not None:
         return _error(message)
@@ -179,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(err))
     grid = dataset.grid
     tokens = [s.token for s in dataset.samples] if nuscenes else [f"{q}/{f}" for q, f in dataset.frames]
-    missing = [t for t in tokens if not (args.pred / f"{t}.npz").is_file()]
+    # exists(), not is_file(): a directory or FIFO in its place is named by the reader, not "missing"
+    missing = [t for t in tokens if not (args.pred / f"{t}.npz").exists()]
     if missing:
         first = ", ".join(missing[:5])
         return _error(

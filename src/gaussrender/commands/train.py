@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     message = _checks.apply_threads(args.threads)
     if message is not None:
         return _error(message)
-    if args.resume is not None and not args.resume.is_file():
+    # a path that exists but is no file (a directory, FIFO) is named by load_checkpoint
+    if args.resume is not None and not (args.resume.exists() or args.resume.is_symlink()):
         return _error(f"checkpoint not found: {args.resume}")
     try:
         with sigterm_as_exit():

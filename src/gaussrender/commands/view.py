@@ -116,10 +116,12 @@ def _argument_error(args: argparse.Namespace) -> str | None:
     all are good."""
     if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):
         return f"--render-scale must be in (0, 1], got {args.render_scale}"
-    if args.frames < 1:
-        return f"--frames must be >= 1, got {args.frames}"
-    if args.threads < 1:
-        return f"--threads must be >= 1, got {args.threads}"
+    # upper bounds: each frame is a render and each thread an OS thread; beyond them a run
+    # could only exhaust memory or time
+    if not 1 <= args.frames <= 3600:
+        return f"--frames must be in [1, 3600], got {args.frames}"
+    if not 1 <= args.threads <= 1024:
+        return f"--threads must be in [1, 1024], got {args.threads}"
     if not (math.isfinite(args.fps) and args.fps > 0):
         return f"--fps must be > 0, got {args.fps}"
     if args.backend == "triton" and not str(args.device).startswith("cuda"):
@@ -128,6 +130,10 @@ def _argument_error(args: argparse.Namespace) -> str | None:
         return f"prediction directory not found: {args.pred}"
     if args.out.exists() and not args.out.is_dir():
         return f"--out {args.out} exists and is not a directory"
+    try:
+        _checks.check_writable_dir(args.out)
+    except ValueError as err:
+        return str(err)
     return None
 
 
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from ..render.gaussians import voxels_to_gaussians
     from ..viz import orbit_cameras
     from ._pictures import View, write_pictures
-    from ._scoring import load_prediction, open_benchmark
+    from ._scoring import load_prediction, load_probabilities, open_benchmark
 
     start = time.perf_counter()
     torch.set_num_threads(args.threads)
@@ -191,7 +197,12 @@ def run(args: argparse.Namespace) -> int:
     image_size = (height, width)
     intrinsics = item["render_intrinsics"]
     rendered = RenderedViewMetrics(grid, image_scale=args.render_scale, backend=args.backend).to(device)
-    rendered.update(pred[None], target[None], intrinsics[None], item["cam_from_grid"][None], image_size)
+    # saved probabilities (predict --save-probabilities): the release's rule; labels: one-hot
+    probs = load_probabilities(pred_path, grid.shape, grid.num_classes)
+    scored = pred[None] if probs is None else probs[None].to(device)
+    rendered.update(
+        scored, target[None], intrinsics[None], item["cam_from_grid"][None], image_size, probabilities=probs is not None
+    )
     r = rendered.compute()
     bar.update()
 

@@ -19,7 +19,7 @@ from typing import IO, Literal
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .files import DataFileError
+from .files import DataFileError, require_regular_file
 
 __all__ = [
     "check_label_array",
@@ -38,9 +38,8 @@ _MAX_BYTES = 1 << 31
 
 
 def require_file(path: Path, what: str) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    return path
+    """``path`` if it is a regular file; see :func:`~gaussrender.data.files.require_regular_file`."""
+    return require_regular_file(path, what)
 
 
 def _check_header(

@@ -13,10 +13,28 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-__all__ = ["DataFileError", "safe_name", "join_under", "read_json", "resolve_data_path"]
+from .._untrusted import brief
+
+__all__ = [
+    "DataFileError",
+    "MAX_NAME_BYTES",
+    "safe_name",
+    "join_under",
+    "read_json",
+    "resolve_data_path",
+    "require_regular_file",
+    "optional_regular_file",
+]
+
+#: Longest name (UTF-8 bytes) taken from a data file for one path component. File systems
+#: allow 255 bytes (NAME_MAX); a name also gets a suffix (``<token>.npz``) and the
+#: atomic writer's temporary adds 14 more (``.<token>.npz.XXXXXXXX.tmp``). nuScenes tokens
+#: have 32 characters, scene names 10, KITTI-360 frames 6.
+MAX_NAME_BYTES = 200
 
 
 class DataFileError(ValueError):
@@ -45,6 +63,15 @@ def safe_name(value: object, what: str, source: object, path: str | os.PathLike 
     """
     if not isinstance(value, str):
         raise DataFileError(f"{source}: {what} must be a string, got {type(value).__name__}", path)
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800") names no file
+        raise DataFileError(f"{source}: {what} {value[:40]!r} is not valid Unicode text", path) from None
+    if size > MAX_NAME_BYTES:
+        raise DataFileError(
+            f"{source}: {what} {value[:40]!r}... has {size} bytes, more than the {MAX_NAME_BYTES} a file name may take",
+            path,
+        )
     bad = (
         value in ("", ".", "..")
         or any(c in value for c in ("/", "\\", "\0"))
@@ -85,11 +112,54 @@ def join_under(
         or posixpath.isabs(norm)
     ):
         raise DataFileError(
-            f"{source}: {what} {relative!r} must be a relative path inside {os.fspath(root)} "
+            f"{source}: {what} {brief(relative)} must be a relative path inside {os.fspath(root)} "
             "(no absolute path, '..' or NUL)",
             path,
         )
     return Path(root).joinpath(*parts)
+
+
+def require_regular_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` if it is a regular file (a link to one counts), else an error that says what it is.
+
+    Checked with ``stat`` before anything opens it: a FIFO would block the reader forever and
+    ``/dev/zero`` would feed it without end, and neither is "not found".
+
+    Raises:
+        FileNotFoundError: nothing exists at ``path`` (or a dangling link): ``<what> not found: <path>``.
+        DataFileError: a directory, FIFO, device or socket, or a path that cannot be examined
+            (a file name too long, a component that is a file): naming ``what`` and ``path``.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except (OSError, ValueError) as err:  # ENAMETOOLONG, ENOTDIR, ELOOP, EACCES, NUL in the path
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise DataFileError(f"{path}: cannot open the {what} ({reason})", path) from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
+        raise DataFileError(f"{path}: the {what} is {kind}, expected a regular file", path)
+    return path
+
+
+def optional_regular_file(path: str | os.PathLike, what: str) -> bool:
+    """Whether an optional file is present: False when nothing exists at ``path``, True for a
+    regular file; anything else (directory, FIFO, device) is a :class:`DataFileError`."""
+    try:
+        require_regular_file(path, what)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:
@@ -97,11 +167,10 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message names ``what`` and the path).
-        DataFileError: unreadable, not UTF-8, not JSON, or nested too deeply.
+        DataFileError: not a regular file, unreadable, not UTF-8, not JSON, nested too
+            deeply, or an integer of more than 4300 digits (Python's limit).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+    path = require_regular_file(path, what)
     try:
         with path.open("rb") as f:
             return json.loads(f.read().decode("utf-8"))
@@ -111,6 +180,9 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise DataFileError(f"{path}: {what} is not valid JSON ({err})", path) from err
     except RecursionError as err:
         raise DataFileError(f"{path}: {what} is nested too deeply to parse", path) from err
+    except ValueError as err:  # int("9" * 5000): "Exceeds the limit (4300 digits) ..."
+        reason = str(err).split(":")[0][:120]
+        raise DataFileError(f"{path}: {what} holds a value Python refuses to build ({reason})", path) from err
     except OSError as err:
         raise DataFileError(f"{path}: cannot read {what} ({err.strerror or err})", path) from err
 
@@ -139,5 +211,5 @@ def resolve_data_path(stored: str, data_root: str | Path, what: str = "image pat
     parts = PurePosixPath(stored.replace("\\", "/")).parts
     for i, part in enumerate(parts):
         if part in _DATA_DIRS:
-            return join_under(data_root, "/".join(parts[i:]), what, f"info file entry {stored!r}")
-    return join_under(data_root, stored, what, f"info file entry {stored!r}")
+            return join_under(data_root, "/".join(parts[i:]), what, f"info file entry {brief(stored)}")
+    return join_under(data_root, stored, what, f"info file entry {brief(stored)}")

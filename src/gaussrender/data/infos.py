@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text
+from .._untrusted import brief
 from ..geometry.rigs import NUSCENES_CAMERA_NAMES
 from .boxes import BOX_FORMATS, parse_info_boxes
-from .files import DataFileError, read_json, safe_name
+from .files import DataFileError, optional_regular_file, read_json, require_regular_file, safe_name
 from .pose import Pose
 from .safe_pickle import safe_pickle_load
 
@@ -39,6 +40,7 @@ __all__ = [
     "write_infos_json",
     "load_nuscenes_tables",
     "safe_pickle_load",
+    "check_unique_tokens",
 ]
 
 #: nuScenes camera order used everywhere in gaussrender (views ``V`` follow it).
@@ -112,8 +114,37 @@ def _require(record: Mapping[str, Any], key: str, where: str) -> Any:
     if not isinstance(record, Mapping):
         raise DataFileError(f"{where}: expected a dict holding {key!r}, got {type(record).__name__}")
     if key not in record:
-        raise KeyError(f"{where}: missing key {key!r} (has {sorted(record)[:20]})")
+        raise KeyError(f"{where}: missing key {key!r} (has {brief(sorted(str(k) for k in record))})")
     return record[key]
+
+
+def _intrinsics(value: object, where: str) -> np.ndarray:
+    """A calibration ``[3, 3]`` matrix (info files' ``cam_intrinsic``, the tables'
+    ``camera_intrinsic``): finite, pinhole (last row ``[0, 0, 1]``), checked alike for both."""
+    try:
+        k = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{where}: must be a finite 3x3 matrix of numbers, got {type(value).__name__}") from None
+    if k.shape != (3, 3) or not np.all(np.isfinite(k)):
+        bad = "" if k.shape != (3, 3) else f" with {int((~np.isfinite(k)).sum())} NaN/inf value(s)"
+        raise ValueError(f"{where}: must be a finite 3x3 matrix, got shape {k.shape}{bad}")
+    if not np.array_equal(k[2], [0.0, 0.0, 1.0]):
+        raise ValueError(f"{where}: must be a pinhole matrix with last row [0, 0, 1], got {k[2].tolist()}")
+    return k
+
+
+def check_unique_tokens(samples: list[SampleInfo], source: object, path: Path | None) -> None:
+    """Refuse two samples with one token: they would be read, trained on and scored twice,
+    and their predictions would overwrite each other (``<token>.npz``)."""
+    first: dict[str, int] = {}
+    for i, s in enumerate(samples):
+        j = first.setdefault(s.token, i)
+        if j != i:
+            raise DataFileError(
+                f"{source}: token {s.token[:64]!r} appears twice (samples {j} and {i}); each sample must "
+                "appear once (it would be scored twice)",
+                path,
+            )
 
 
 def _scene_name(record: Mapping[str, Any]) -> str:
@@ -152,9 +183,7 @@ def _parse_sample(record: Mapping[str, Any], where: str, box_format: str | None 
     cameras: dict[str, CameraInfo] = {}
     for name, cam in cams_raw.items():
         cw = f"{where} cams[{name}]"
-        k = np.asarray(_require(cam, "cam_intrinsic", cw), dtype=np.float64)
-        if k.shape != (3, 3) or not np.all(np.isfinite(k)):
-            raise ValueError(f"{cw}: cam_intrinsic must be a finite 3x3 matrix, got shape {k.shape}")
+        k = _intrinsics(_require(cam, "cam_intrinsic", cw), f"{cw}: cam_intrinsic")
         cameras[str(name)] = CameraInfo(
             name=str(name),
             image_path=_norm_path(_require(cam, "data_path", cw)),
@@ -223,9 +252,7 @@ def load_infos(path: str | Path, *, box_format: str | None = None) -> list[Sampl
             token or scene name that is not a plain file name, a missing or malformed field
             (the message names the file, the sample token and the field).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"info file not found: {path}")
+    path = require_regular_file(path, "info file")
     if path.suffix == ".pkl":
         data = safe_pickle_load(path)
     elif path.suffix == ".json":
@@ -237,7 +264,7 @@ def load_infos(path: str | Path, *, box_format: str | None = None) -> list[Sampl
     declared = data.get("box_format") if isinstance(data, Mapping) else None
     if declared is not None:
         if declared not in BOX_FORMATS:
-            raise DataFileError(f"{path}: unknown box_format {declared!r} (expected one of {BOX_FORMATS})", path)
+            raise DataFileError(f"{path}: unknown box_format {brief(declared)} (expected one of {BOX_FORMATS})", path)
         if box_format is not None and box_format != declared:
             raise ValueError(f"box_format={box_format!r} but {path} declares its boxes {declared!r}")
         box_format = declared
@@ -254,6 +281,7 @@ def load_infos(path: str | Path, *, box_format: str | None = None) -> list[Sampl
             samples.append(_parse_sample(record, where, box_format))
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as err:
             raise _named(err, where, path) from err
+    check_unique_tokens(samples, path, path)
     return samples
 
 
@@ -315,6 +343,21 @@ def write_infos_json(path: str | Path, samples: Iterable[SampleInfo], *, version
     return atomic_write_text(path, json.dumps(top, allow_nan=False))
 
 
+#: Largest image side a table may state, pixels (nuScenes: 1600 x 900).
+_MAX_IMAGE_SIDE = 1 << 16
+
+
+def _image_dimensions(record: Mapping[str, Any], where: str) -> None:
+    """A camera ``sample_data`` record's ``width``/``height``, when present: whole numbers of
+    pixels in [1, 65536] (nuScenes writes 1600 and 900; 0 only for LiDAR and radar rows)."""
+    for key in ("width", "height"):
+        if key not in record:
+            continue
+        value = record[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_IMAGE_SIDE:
+            raise ValueError(f"{where}: {key} must be an integer in [1, {_MAX_IMAGE_SIDE}] pixels, got {value!r:.40}")
+
+
 def _read_table(directory: Path, name: str) -> list[dict[str, Any]]:
     path = directory / f"{name}.json"
     table = read_json(path, "nuScenes table")
@@ -361,7 +404,7 @@ def _samples_from_tables(directory: Path) -> list[SampleInfo]:
         key_data.setdefault(sd["sample_token"], {})[channel] = sd
     # nuScenes-lidarseg adds lidarseg.json (sample_data_token -> label file) to the same folder
     lidarseg: dict[str, str] = {}
-    if (directory / "lidarseg.json").is_file():
+    if optional_regular_file(directory / "lidarseg.json", "nuScenes table"):
         lidarseg = {r["sample_data_token"]: _norm_path(r["filename"]) for r in _read_table(directory, "lidarseg")}
 
     out: list[SampleInfo] = []
@@ -371,7 +414,9 @@ def _samples_from_tables(directory: Path) -> list[SampleInfo]:
         token = scene["first_sample_token"]
         while token:
             if token in visited:
-                raise DataFileError(f"{directory}: sample {token!r} is reached twice (a 'next' chain loops)", directory)
+                raise DataFileError(
+                    f"{directory}: sample {brief(token)} is reached twice (a 'next' chain loops)", directory
+                )
             visited.add(token)
             safe_name(token, "sample token", f"{directory / 'sample.json'}")
             sample = samples[token]
@@ -387,12 +432,18 @@ def _samples_from_tables(directory: Path) -> list[SampleInfo]:
                 if not channel.startswith("CAM") or not calib.get("camera_intrinsic"):
                     continue
                 pose = poses[sd["ego_pose_token"]]
+                where = f"{directory / 'calibrated_sensor.json'} {calib.get('token', '?')!s:.64} ({channel})"
+                _image_dimensions(sd, f"{directory / 'sample_data.json'} {sd.get('token', '?')!s:.64} ({channel})")
                 cameras[channel] = CameraInfo(
                     name=channel,
                     image_path=_norm_path(sd["filename"]),
-                    intrinsics=np.asarray(calib["camera_intrinsic"], dtype=np.float64),
-                    sensor2ego=Pose.from_fields(calib["translation"], calib["rotation"], name=f"{channel} sensor2ego"),
-                    ego2global=Pose.from_fields(pose["translation"], pose["rotation"], name=f"{channel} ego2global"),
+                    intrinsics=_intrinsics(calib["camera_intrinsic"], f"{where}: camera_intrinsic"),
+                    sensor2ego=Pose.from_fields(calib["translation"], calib["rotation"], name=f"{where} sensor2ego"),
+                    ego2global=Pose.from_fields(
+                        pose["translation"],
+                        pose["rotation"],
+                        name=f"{directory / 'ego_pose.json'} {pose.get('token', '?')!s:.64} ({channel}) ego2global",
+                    ),
                 )
             out.append(
                 SampleInfo(

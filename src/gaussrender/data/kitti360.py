@@ -10,7 +10,7 @@ Layout adopted (SSCBench ``dataset/KITTI-360/README.md``)::
 with ``<seq> = 2013_05_28_drive_00NN_sync``. Models that read depth (Symphonies) also take
 ``<depth_root>/<seq>/<frame>.npy``: a float ``[H, W]`` z-depth map in metres of ``image_00``
 (at least the stored image size; cropped to it from the top-left, as the Symphonies release
-does; ``<= 0`` or non-finite = unknown). The Symphonies release computes them with
+does; ``<= 0`` or non-finite = unknown, returned as 0). The Symphonies release computes them with
 MobileStereoNet on the rectified stereo pair (``image_00``, ``image_01``), as VoxFormer's
 ``preprocess`` does for SemanticKITTI, then ``depth = f_x * baseline / disparity`` with
 KITTI-360's rectified focal length and baseline (``P_rect_01`` of ``perspective.txt``:
@@ -39,7 +39,7 @@ from .._io import atomic_write
 from ..geometry.cameras import scale_intrinsics
 from ..geometry.grid import SSCBENCH_KITTI360, VoxelGrid
 from .arrays import check_label_array, read_npy, require_file
-from .files import DataFileError, safe_name
+from .files import DataFileError, optional_regular_file, safe_name
 from .images import check_image_size, load_image, render_cameras, stored_image_size
 
 __all__ = [
@@ -111,8 +111,18 @@ class Kitti360Calibration:
     cam_from_velo: np.ndarray
 
 
+#: Largest calibration text file read, bytes (KITTI-360's are under 2 kB); read line by line,
+#: so one endless line could otherwise fill memory.
+_MAX_CALIBRATION_BYTES = 1 << 20
+
+
 def _read_numbers(path: Path, key: str | None, count: int) -> np.ndarray:
     try:
+        size = path.stat().st_size
+        if size > _MAX_CALIBRATION_BYTES:
+            raise DataFileError(
+                f"{path}: {size} bytes is not a calibration file (limit {_MAX_CALIBRATION_BYTES})", path
+            )
         with path.open(encoding="utf-8") as f:
             for line in f:
                 if key is None or line.startswith(key + ":"):
@@ -144,10 +154,10 @@ def read_kitti360_calibration(root: str | Path | None = None) -> Kitti360Calibra
     if root is not None:
         calib = Path(root) / "calibration"
         persp = calib / "perspective.txt"
-        if persp.is_file():
+        if optional_regular_file(persp, "KITTI-360 calibration"):
             k = _read_numbers(persp, "P_rect_00", 12).reshape(3, 4)[:, :3]
         c2v = calib / "calib_cam_to_velo.txt"
-        if c2v.is_file():
+        if optional_regular_file(c2v, "KITTI-360 calibration"):
             cam_to_velo = np.eye(4)
             cam_to_velo[:3] = _read_numbers(c2v, None, 12).reshape(3, 4)
     return Kitti360Calibration(intrinsics=k, cam_from_velo=np.linalg.inv(cam_to_velo))
@@ -215,6 +225,9 @@ def write_kitti360_sample(
 def read_kitti360_depth(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
     """Read one ``<frame>.npy`` depth map as float32 ``[H, W]`` metres, cropped to ``image_size``.
 
+    Every depth that is not a finite number >= 0 (NaN, inf, negative) is returned as 0, the
+    value that marks a pixel without depth, so no NaN or inf reaches a model.
+
     Args:
         path: the file.
         image_size: ``(H, W)`` of the image it belongs to (stored size), pixels; the map
@@ -223,13 +236,19 @@ def read_kitti360_depth(path: str | Path, image_size: tuple[int, int]) -> np.nda
     Raises:
         FileNotFoundError: missing file.
         DataFileError: not a plain 2D floating ``.npy`` array, or smaller than ``image_size``.
+        ValueError: ``image_size`` is not two positive ints.
     """
     path = Path(path)
+    h, w = check_image_size(image_size)
     depth = read_npy(path, "KITTI-360 depth map", (None, None), "f", max_rows=MAX_DEPTH_SIDE)
-    h, w = int(image_size[0]), int(image_size[1])
     if depth.shape[0] < h or depth.shape[1] < w:
         raise DataFileError(f"{path}: depth map is {list(depth.shape)}, smaller than the image ({h}, {w})", path)
-    return np.ascontiguousarray(depth[:h, :w], dtype=np.float32)
+    depth = np.ascontiguousarray(depth[:h, :w], dtype=np.float32)
+    # depth feeds the model (Symphonies lifts image features along it). A NaN, an inf or a
+    # negative depth is not a distance: each becomes 0, the one value that marks "no depth"
+    # (float64 maps beyond the float32 range become inf first, and so 0 too)
+    depth[~np.isfinite(depth) | (depth < 0)] = 0.0
+    return depth
 
 
 def write_kitti360_depth(depth_root: str | Path, sequence: int | str, frame: str, depth: np.ndarray) -> Path:
@@ -311,7 +330,7 @@ class SSCBenchKITTI360(Dataset):
         seq, frame = self.frames[index]
         labels = read_kitti360_labels(self.root / "preprocess" / "labels" / seq / f"{frame}_1_1.npy", self.grid)
         invalid_path = self.root / "data_2d_raw" / seq / "voxels" / f"{frame}.invalid"
-        if invalid_path.is_file():
+        if optional_regular_file(invalid_path, "KITTI-360 invalid mask"):
             labels = labels.copy()
             labels[read_kitti360_invalid(invalid_path, self.grid)] = self.grid.ignore_index
         image_path = self.root / "data_2d_raw" / seq / "image_00" / "data_rect" / f"{frame}.png"

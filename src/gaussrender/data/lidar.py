@@ -23,7 +23,7 @@ import torch
 
 from .._io import atomic_write
 from ..geometry.boxes import points_in_boxes
-from .files import DataFileError, resolve_data_path
+from .files import DataFileError, require_regular_file, resolve_data_path
 from .infos import SampleInfo
 
 __all__ = [
@@ -137,8 +137,7 @@ _MAX_LIDAR_BYTES = 1 << 30
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+    require_regular_file(path, what)
     try:
         size = path.stat().st_size
         if size > _MAX_LIDAR_BYTES:

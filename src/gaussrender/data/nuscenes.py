@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 from ..geometry.cameras import scale_intrinsics
 from ..geometry.grid import VoxelGrid
 from ..geometry.origins import ray_origins
-from .files import DataFileError, read_json, resolve_data_path, safe_name
-from .images import check_image_size, load_image, render_cameras, stored_image_size
-from .infos import CAMERA_NAMES, SampleInfo, load_infos
+from .files import DataFileError, optional_regular_file, read_json, resolve_data_path, safe_name
+from .images import IMAGE_FITS, check_image_size, fit_intrinsics, load_image, render_cameras, stored_image_size
+from .infos import CAMERA_NAMES, SampleInfo, check_unique_tokens, load_infos
 
 __all__ = [
     "NUSCENES_IMAGE_SIZE",
@@ -79,7 +79,11 @@ class NuScenesOccupancy(Dataset, ABC):
             up in ``root/annotations.json`` (Occ3D's ``<split>_split`` scene lists); or a
             sequence of scene names.
         load_images: read the camera images (else only their paths are returned).
-        image_size: ``(H, W)`` pixels to resize images to; intrinsics follow.
+        image_size: ``(H, W)`` pixels of the network input; intrinsics follow.
+        image_fit: how a stored image becomes ``image_size``: ``"resize"`` (bilinear, K
+            scaled) or ``"crop"`` (the release's: 1600x900 -> 1600x896 drops the top 4 rows,
+            ``cy - 4``; :func:`~gaussrender.data.images.crop_origin`). The render cameras
+            (``render_intrinsics``) are the stored images' either way.
         data_root: nuScenes root holding ``samples/`` (default: ``root``).
         camera_names: views, in order.
         with_origins: compute RayIoU ray origins (``origins``) from the scene's frames.
@@ -126,6 +130,7 @@ class NuScenesOccupancy(Dataset, ABC):
         lidar_targets: bool = False,
         adjacent_frames: Sequence[int] = (),
         drop_moving: bool = False,
+        image_fit: str = "resize",
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -138,6 +143,7 @@ class NuScenesOccupancy(Dataset, ABC):
             raise ValueError(f"{type(self).__name__}: {source} holds no samples")
         for s in all_samples:  # tokens name label and prediction files: checked whatever their origin
             safe_name(s.token, "token", source)
+        check_unique_tokens(all_samples, source, Path(source) if isinstance(source, (str, Path)) else None)
         scenes = self._split_scenes(split)
         self.samples = [s for s in all_samples if scenes is None or s.scene in scenes]
         if not self.samples:
@@ -147,6 +153,9 @@ class NuScenesOccupancy(Dataset, ABC):
         self._scenes = group_scenes(all_samples)
         self.load_images = bool(load_images)
         self.image_size = check_image_size(image_size) if image_size is not None else None
+        if image_fit not in IMAGE_FITS:
+            raise ValueError(f"image_fit must be one of {IMAGE_FITS}, got {image_fit!r}")
+        self.image_fit = image_fit
         self.data_root = Path(data_root) if data_root is not None else self.root
         self.camera_names = tuple(camera_names)
         self.with_origins = bool(with_origins)
@@ -258,7 +267,7 @@ class NuScenesOccupancy(Dataset, ABC):
         if not isinstance(split, str):
             return {str(s) for s in split}
         path = self.root / "annotations.json"
-        if not path.is_file():
+        if not optional_regular_file(path, "Occ3D annotations file"):
             raise FileNotFoundError(
                 f"split={split!r} needs {path} (Occ3D's '<split>_split' scene lists); without it "
                 "pass split=None (the info file is the split) or a list of scene names"
@@ -328,9 +337,13 @@ class NuScenesOccupancy(Dataset, ABC):
         if self.load_images:
             images, scaled = [], []
             for k, path in zip(intrinsics, image_paths):
-                img, (sx, sy) = load_image(path, self.image_size)
+                img, (sx, sy) = load_image(path, self.image_size, self.image_fit)
                 images.append(img)
-                scaled.append(scale_intrinsics(k, sx, sy))
+                if self.image_fit == "crop" and self.image_size is not None:
+                    stored = stored_image_size(path, self.stored_image_size)
+                    scaled.append(fit_intrinsics(k, stored, self.image_size, "crop"))
+                else:
+                    scaled.append(scale_intrinsics(k, sx, sy))
             sizes = {tuple(i.shape) for i in images}
             if len(sizes) != 1:
                 raise ValueError(f"sample {sample.token}: images differ in size {sorted(sizes)}; pass image_size")
@@ -342,7 +355,7 @@ class NuScenesOccupancy(Dataset, ABC):
             for k, path in zip(intrinsics, image_paths):
                 # the calibration is for the stored image: its header says the size when present
                 h0, w0 = stored_image_size(path, self.stored_image_size)
-                scaled.append(scale_intrinsics(k, w / w0, h / h0))
+                scaled.append(fit_intrinsics(k, (h0, w0), (h, w), self.image_fit))
             intrinsics = torch.stack(scaled)
         out["intrinsics"] = intrinsics
         out["cam_from_grid"] = torch.from_numpy(cam_from_grid).float()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._untrusted import brief
 from ..geometry.transforms import pose_matrix
 
 __all__ = ["Pose"]
@@ -38,12 +39,12 @@ class Pose:
             q = np.asarray(rotation, dtype=np.float64)
         except (TypeError, ValueError) as err:
             raise ValueError(
-                f"{name}: translation/rotation must be numbers, got {translation!r}, {rotation!r}"
+                f"{name}: translation/rotation must be numbers, got {brief(translation)}, {brief(rotation)}"
             ) from err
         if t.shape != (3,) or not np.all(np.isfinite(t)):
-            raise ValueError(f"{name} translation must be 3 finite numbers (metres), got {translation!r}")
+            raise ValueError(f"{name} translation must be 3 finite numbers (metres), got {brief(translation)}")
         if q.shape != (4,) or not np.all(np.isfinite(q)):
-            raise ValueError(f"{name} rotation must be 4 finite numbers (w, x, y, z), got {rotation!r}")
+            raise ValueError(f"{name} rotation must be 4 finite numbers (w, x, y, z), got {brief(rotation)}")
         norm = float(np.linalg.norm(q))
         if not 0.99 <= norm <= 1.01:
             raise ValueError(f"{name} rotation must be a unit quaternion (w, x, y, z), got norm {norm:.4f}")

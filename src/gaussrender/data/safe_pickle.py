@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .files import DataFileError
+from .files import DataFileError, require_regular_file
 
 __all__ = ["safe_pickle_load"]
 
@@ -314,9 +314,7 @@ def safe_pickle_load(path: str | Path) -> Any:
         DataFileError: unreadable, truncated or corrupt pickle, or one that references any
             other class or function, or a refused dtype/array.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"info file not found: {path}")
+    path = require_regular_file(path, "info file")
     try:
         data = path.read_bytes()  # whole file: a length field in the pickle can't make us allocate more
     except OSError as err:

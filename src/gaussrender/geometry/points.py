@@ -22,6 +22,7 @@ from .._checks import (
     check_int,
     check_integer,
     check_intrinsics,
+    check_memory,
     check_rigid,
     check_shape,
     checks_enabled,
@@ -120,6 +121,14 @@ def project_points(
     if points.device != cams.device:
         raise ValueError(f"points is on {points.device} but cam_from_grid on {cams.device}; expected one device")
     device = points.device
+    pixel_bytes, point_bytes = project_points_bytes(n, views, height, width)
+    check_memory(
+        "image_size" if pixel_bytes >= point_bytes else "points",
+        pixel_bytes + point_bytes,
+        device,
+        f"z-buffering {n} point(s) into {views} view(s) of {width}x{height} pixels",
+        "use smaller images (image_size), fewer views or fewer points",
+    )
     depth = torch.zeros(views * height * width, dtype=torch.float64, device=device)
     label = torch.full((views * height * width,), NO_LABEL, dtype=torch.uint8, device=device)
     if n:
@@ -155,6 +164,17 @@ def project_points(
             label[hit] = labels[winner[hit]].to(torch.uint8)
     shape = (views, height, width)
     return depth.to(points.dtype).view(shape), (label.view(shape) if labels is not None else None)
+
+
+def project_points_bytes(points: int, views: int, height: int, width: int) -> tuple[int, int]:
+    """A lower bound on the bytes :func:`project_points` holds at once: ``(per-pixel, per-point)``.
+
+    Per pixel and view: the float64 depth and depth minimum, the int64 winner, the uint8
+    label, the hit mask and the returned depth (34 bytes). Per point and view: the float64
+    camera coordinates, safe depth, normalised and pixel coordinates (8 values) and the keep
+    mask (65 bytes). Python ints: a huge ``image_size`` never overflows.
+    """
+    return views * height * width * 34, views * points * 65
 
 
 def voxels_from_points(grid: VoxelGrid | str, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -196,6 +216,14 @@ def voxels_from_points(grid: VoxelGrid | str, points: torch.Tensor, labels: torc
     small = 0 <= grid.ignore_index <= 255 and grid.num_classes <= 256
     dtype = torch.uint8 if small else torch.long
     num_voxels = grid.shape[0] * grid.shape[1] * grid.shape[2]
+    # the output, the int64 best score per voxel and its hit mask, before any allocation
+    check_memory(
+        "grid",
+        num_voxels * (10 if small else 17) + n * 64,
+        points.device,
+        f"labelling the {num_voxels} voxels of grid {grid.name!r} from {n} point(s)",
+        "use a coarser grid",
+    )
     out = torch.full((num_voxels,), grid.ignore_index, dtype=dtype, device=points.device)
     idx, inside = grid.voxel_index(points.to(torch.float64))
     inside = inside & (labels != grid.ignore_index)

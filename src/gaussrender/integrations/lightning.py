@@ -30,7 +30,8 @@ What the callback needs from the batch: your ``validation_step`` returns a dict 
   ``1 - sharpen(p_empty)``).
 
 The pictures show the prediction as the loss sees it (soft class colours, opacity from the
-model); the metrics score ``argmax(logits)`` with opacity 1, as the release's image metrics.
+model); the metrics score the logits with the release's eval rule (soft features, opacity 1
+where the argmax is not empty: :class:`~gaussrender.metrics.RenderedViewMetrics`).
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ class RenderedViewsCallback(Callback):
             b = logits.shape[0]
             k = out["intrinsics"] if cams else logits.new_zeros(b, 0, 3, 3)
             t = out["cam_from_grid"] if cams else logits.new_zeros(b, 0, 4, 4)
-            self.metric.update(logits.argmax(1), labels, k, t, out["image_size"] if cams else (1, 1))
+            self.metric.update(logits.float(), labels, k, t, out["image_size"] if cams else (1, 1))
             self._scored += 1
         if batch_idx % self.every_n_steps or not trainer.is_global_zero or not self._pictures_kept(trainer):
             return

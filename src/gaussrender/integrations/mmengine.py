@@ -127,7 +127,10 @@ class RenderedViewMetricMM(BaseMetric):
     =================  ======================  ===============================================
     key                shape                   what
     =================  ======================  ===============================================
-    ``pred_key``       ``[X, Y, Z]`` int       predicted labels (default key ``pred_occ``)
+    ``pred_key``       ``[X, Y, Z]`` int or    predicted labels (one-hot), or float logits
+                       ``[C, X, Y, Z]`` float  (default key ``pred_occ``)
+    ``logits_key``     ``[C, X, Y, Z]`` float  logits, scored instead of ``pred_key`` when the
+                                               sample holds them (default ``pred_logits``)
     ``gt_key``         ``[X, Y, Z]`` int       ground truth, ignore index allowed (``gt_occ``)
     ``intrinsics``     ``[Ncam, 3, 3]``        pixels; or mmdet3d's ``cam2img`` (3x3 or 4x4)
     ``cam_from_grid``  ``[Ncam, 4, 4]``        grid -> OpenCV camera; or ``lidar2cam`` (LiDAR-
@@ -136,11 +139,15 @@ class RenderedViewMetricMM(BaseMetric):
     ``image_size``     ``(H, W)``              pixels; or ``img_shape`` (else ``ori_shape``)
     =================  ======================  ===============================================
 
-    Tensors, numpy arrays or nested lists are all accepted.
+    Tensors, numpy arrays or nested lists are all accepted. Float logits are scored with the
+    release's eval rule (soft features, opacity 1 where the argmax is not empty), integer
+    labels one-hot.
 
     Args:
         grid: the labels' grid or preset name.
         pred_key, gt_key: names of the prediction and ground truth in a data sample.
+        logits_key: name of the logits in a data sample, preferred to ``pred_key`` when
+            present (``None``: always ``pred_key``).
         grid_frame: ``"ego"`` or ``"lidar"``, the frame of the grid, which picks the mmdet3d
             pose key; default: the grid's (Occ3D ego, SurroundOcc and KITTI-360 LiDAR).
         collect_device, prefix, collect_dir: as mmengine's ``BaseMetric``.
@@ -158,6 +165,7 @@ class RenderedViewMetricMM(BaseMetric):
         grid: VoxelGrid | str,
         pred_key: str = "pred_occ",
         gt_key: str = "gt_occ",
+        logits_key: str | None = "pred_logits",
         collect_device: str = "cpu",
         prefix: str | None = None,
         collect_dir: str | None = None,
@@ -167,7 +175,7 @@ class RenderedViewMetricMM(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         # the inner metric scores one sample at a time; mmengine does the gathering
         self._inner = RenderedViewMetrics(get_grid(grid), sync_on_compute=False, **kwargs)
-        self.pred_key, self.gt_key = pred_key, gt_key
+        self.pred_key, self.gt_key, self.logits_key = pred_key, gt_key, logits_key
         frame = grid_frame if grid_frame is not None else default_grid_frame(grid)
         if frame is not None and frame not in GRID_FRAMES:
             raise ValueError(f"grid_frame must be one of {GRID_FRAMES} (the grid's frame), got {grid_frame!r}")
@@ -176,7 +184,7 @@ class RenderedViewMetricMM(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         for sample in data_samples:
             self._inner.reset()
-            pred = torch.as_tensor(sample_value(sample, self.pred_key))
+            pred = torch.as_tensor(sample_value(sample, self._pred_name(sample)))
             gt = torch.as_tensor(sample_value(sample, self.gt_key))
             cams = cameras_from_sample(sample, self.grid_frame)
             self._inner.update(
@@ -189,6 +197,12 @@ class RenderedViewMetricMM(BaseMetric):
             # torchmetrics types states as Tensor | list[Tensor]; RenderedViewMetrics registers only tensors
             state = cast(dict[str, torch.Tensor], self._inner.metric_state)
             self.results.append({k: v.detach().cpu().clone() for k, v in state.items()})
+
+    def _pred_name(self, sample: Any) -> str:
+        """``logits_key`` when the sample has it, else ``pred_key``."""
+        key = self.logits_key
+        has = key is not None and sample_value(sample, key, None) is not None
+        return key if has and key is not None else self.pred_key
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._inner.reset()

@@ -12,7 +12,12 @@ from .._checks import check_tensor
 if TYPE_CHECKING:
     from ..geometry.grid import VoxelGrid
 
-__all__ = ["inverse_log_frequency_weights", "RELEASE_CLASS_WEIGHTS", "release_class_weights"]
+__all__ = [
+    "inverse_log_frequency_weights",
+    "RELEASE_CLASS_WEIGHTS",
+    "KITTI360_CLASS_FREQUENCIES",
+    "release_class_weights",
+]
 
 
 def inverse_log_frequency_weights(counts: torch.Tensor, eps: float = 0.001) -> torch.Tensor:
@@ -35,61 +40,72 @@ def inverse_log_frequency_weights(counts: torch.Tensor, eps: float = 0.001) -> t
     return 1.0 / torch.log(counts.double().clamp_min(math.e) + eps)
 
 
-# Cross-entropy class weights of the release's logged configs (docs/method.md#loss): fixed per
-# benchmark, not counted from data. Keyed by grid preset name, in the preset's class order.
+# Cross-entropy class weights of the release (docs/method.md#loss): fixed per benchmark, not counted
+# from data, at the precision the release writes them (its the release's model/utils/utils.py,
+# get_frequencies). Keyed by grid preset name, in the preset's class order.
+
+#: Occ3D's 18 weights as the release writes them ("From GaussianFormer"), free (17) last.
 _OCC3D_WEIGHTS = (
-    1.0155,
-    1.0690,
-    1.3001,
-    1.0725,
-    0.9464,
-    1.1009,
-    1.2696,
-    1.0626,
-    1.1890,
-    1.0622,
-    1.0060,
-    0.8571,
-    1.0392,
-    0.9087,
-    0.8936,
-    0.8549,
-    0.8528,
-    0.5000,
+    1.01552756,
+    1.06897009,
+    1.30013094,
+    1.07253735,
+    0.94637502,
+    1.10087012,
+    1.26960524,
+    1.06258364,
+    1.189019,
+    1.06217292,
+    1.00595144,
+    0.85706115,
+    1.03923299,
+    0.90867526,
+    0.8936431,
+    0.85486129,
+    0.8527829,
+    0.5,
 )
-#: ``{grid preset name: [C] weights}`` of the release (docs/method.md#loss). Occ3D: 18 values, free
-#: (index 17) last; SurroundOcc: 17 values, the Occ3D ones with empty (0.5) first and
-#: vegetation 0.8528 last (Occ3D's class 0 "others" has no SurroundOcc counterpart);
-#: KITTI-360: 19 values, empty first.
+
+#: SSCBench-KITTI-360 voxel counts per class (empty first), as the release lists them (after
+#: SSCBench's MonoScene ``kitti_360/params.py``); its weights are ``1 / log(count + 0.001)``
+#: (SSCBench's ``train_monoscene.py``), computed here in float64.
+KITTI360_CLASS_FREQUENCIES: tuple[int, ...] = (
+    2264087502,
+    20098728,
+    104972,
+    96297,
+    1149426,
+    4051087,
+    125103,
+    105540713,
+    16292249,
+    45297267,
+    14454132,
+    110397082,
+    6766219,
+    295883213,
+    50037503,
+    1561069,
+    406330,
+    30516166,
+    1950115,
+)
+
+#: ``{grid preset name: [C] weights}`` of the release (docs/method.md#loss; earlier notes printed them
+#: rounded to 4 decimals). Occ3D: 18 values, free (index 17) last; SurroundOcc: 17 values, the Occ3D ones
+#: with empty (0.5) first and vegetation 0.8527829 last (Occ3D's class 0 "others" has no
+#: SurroundOcc counterpart; the release's list for SurroundOcc is exactly this); KITTI-360: 19
+#: values ``1 / log(count + 0.001)`` of :data:`KITTI360_CLASS_FREQUENCIES`, empty first.
 RELEASE_CLASS_WEIGHTS: dict[str, tuple[float, ...]] = {
     "occ3d": _OCC3D_WEIGHTS,
-    "surroundocc": (0.5000,) + _OCC3D_WEIGHTS[1:-1],
-    "kitti360": (
-        0.0464,
-        0.0595,
-        0.0865,
-        0.0871,
-        0.0717,
-        0.0657,
-        0.0852,
-        0.0541,
-        0.0602,
-        0.0567,
-        0.0607,
-        0.0540,
-        0.0636,
-        0.0513,
-        0.0564,
-        0.0701,
-        0.0774,
-        0.0580,
-        0.0690,
-    ),
+    "surroundocc": (0.5,) + _OCC3D_WEIGHTS[1:-1],
+    "kitti360": tuple(1.0 / math.log(count + 0.001) for count in KITTI360_CLASS_FREQUENCIES),
 }
 
 
-def release_class_weights(grid: VoxelGrid) -> torch.Tensor:
-    """``[C]`` float32 cross-entropy weights of the release for ``grid`` (by preset name).
+def release_class_weights(grid: VoxelGrid, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``[C]`` cross-entropy weights of the release for ``grid`` (by preset name), in ``dtype``
+    (float32, the loss's, by default; float64 keeps the tables' full precision).
 
     Raises:
         ValueError: the grid's name has no table in :data:`RELEASE_CLASS_WEIGHTS`, or its
@@ -108,4 +124,4 @@ def release_class_weights(grid: VoxelGrid) -> torch.Tensor:
             f"grid {grid.name!r} has {grid.num_classes} classes but the release table for "
             f"{grid.name!r} has {len(table)} weights"
         )
-    return torch.tensor(table, dtype=torch.float32)
+    return torch.tensor(table, dtype=dtype)

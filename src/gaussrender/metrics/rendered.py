@@ -10,17 +10,30 @@ Per sample:
 
 * ground truth: every voxel that is neither empty nor ignore, opacity 1, one-hot feature
   (:func:`gaussrender.voxels_to_gaussians`, as in the loss);
-* prediction: every voxel whose *predicted* label is not empty, opacity 1, one-hot of the
-  predicted label; voxels whose ground truth is ignore (255) are dropped;
+* prediction, two rules chosen by the dtype of ``pred``:
+
+  - **float logits** ``[B, C, X, Y, Z]`` (or probabilities, ``probabilities=True``): the
+    release's eval (its ``Voxel2Gaussians`` with ``overwrite_opacity=True``,
+    ``transfer_colors=True``, ``mask_elements=False``): every voxel's feature is
+    ``softmax(logits)`` (the *soft* class distribution), its opacity 1 where the voxel's
+    argmax is not the empty class and 0 where it is (such a voxel never reaches a pixel:
+    alpha 0 < 1/255, so it is left out, exactly);
+  - **integer labels** ``[B, X, Y, Z]`` (saved label volumes): every voxel whose label is
+    not empty, opacity 1, one-hot of the label;
+
+  in both, voxels whose ground truth is ignore (255) are dropped (the release's
+  ``valid_gauss``);
 * views: every given camera, rendered with the release's culling (``cull="center"``: only
   Gaussians whose centre lies in front of the camera and projects strictly inside the
   image), plus the bird's-eye view of :func:`gaussrender.geometry.rigs.bev_camera`
   (perspective, 400x400) which keeps every Gaussian (``cull="footprint"``);
-* background: the empty class one-hot, so a pixel that sees nothing reads "empty"; pixel
-  class = argmax of the rendered features (ties go to the lower class index, as
+* background: the empty class one-hot, added with the remaining transmittance ``T``, so a
+  pixel that sees nothing reads "empty"; pixel class = argmax of the rendered (blended)
+  features, ``sum_i alpha_i T_i f_i + T e_empty`` (ties go to the lower class index, as
   ``torch.argmax``);
 * depth: the renderer's depth images, alpha-weighted and **not normalised** (a pixel half
-  covered by a Gaussian at 10 m reads 5 m), compared as they are, as the release does.
+  covered by a Gaussian at 10 m reads 5 m), compared as they are, as the release does. The
+  two prediction rules give the same depth (same Gaussians, same opacities).
 """
 
 from __future__ import annotations
@@ -31,23 +44,38 @@ from typing import Any, Literal
 import torch
 from torchmetrics import Metric
 
-from .._checks import check_finite, check_floating, check_shape
+from .._checks import check_finite, check_floating, check_integer, check_shape, check_tensor
 from ..geometry.cameras import Cameras, scale_intrinsics
 from ..geometry.grid import VoxelGrid, get_grid
 from ..geometry.rigs import bev_camera
 from ..render import render
 from ..render.dispatch import Backend
-from ..render.gaussians import voxels_to_gaussians
 from ._iou import class_iou, mean_iou
-from .occupancy import check_label_volumes
+from .occupancy import check_label_volumes, check_labels
 
-__all__ = ["RenderedViewMetrics", "RENDER_CONVENTIONS"]
+__all__ = ["RenderedViewMetrics", "RENDER_CONVENTIONS", "PROBABILITY_TOLERANCE"]
 
 RenderConvention = Literal["clean", "release"]
 RENDER_CONVENTIONS: tuple[str, ...] = ("clean", "release")
 
 #: Release's BEV image side, pixels.
 BEV_SIZE = 400
+
+#: How far each voxel's probabilities may sum from 1 (``probabilities=True``): float16 storage
+#: rounds each value to a relative 2**-11, so a sum is off by at most ~5e-4.
+PROBABILITY_TOLERANCE = 2e-3
+
+#: One sample's Gaussians for a metric: ``[N, 3]`` int64 voxel indices and ``[N, C]`` float32
+#: features (opacity 1, the grid's Gaussian scale).
+_VoxelSet = tuple[torch.Tensor, torch.Tensor]
+
+
+def _label_set(grid: VoxelGrid, labels: torch.Tensor) -> _VoxelSet:
+    """Voxels that are neither empty nor ignore, with one-hot features (the ground truth's rule)."""
+    keep = (labels != grid.empty_index) & (labels != grid.ignore_index)
+    index = keep.nonzero()
+    features = torch.nn.functional.one_hot(labels[keep], grid.num_classes).float()
+    return index, features
 
 
 def _release_iou(tp: torch.Tensor, gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
@@ -61,11 +89,13 @@ class RenderedViewMetrics(Metric):
     """Image and bird's-eye-view IoU/mIoU and depth L1 of rendered occupancy, pooled over a dataset.
 
     ``update`` renders prediction and ground truth of each sample (see the module docstring
-    for what is rendered and how) and adds, per view kind (cameras, BEV), an int64 ``[C, C]``
-    pixel confusion matrix (rows: ground truth, columns: prediction) and the sum and count
-    of absolute depth errors over pixels whose ground-truth depth exceeds ``depth_min``. All
-    states are summed over processes by torchmetrics' sync in ``compute``
-    (``dist_reduce_fx="sum"``), so the result is the same however the samples are split.
+    for what is rendered and how: float logits get the release's eval rule, soft features
+    with opacity from the argmax; integer labels are rendered one-hot) and adds, per view
+    kind (cameras, BEV), an int64 ``[C, C]`` pixel confusion matrix (rows: ground truth,
+    columns: prediction) and the sum and count of absolute depth errors over pixels whose
+    ground-truth depth exceeds ``depth_min``. All states are summed over processes by
+    torchmetrics' sync in ``compute`` (``dist_reduce_fx="sum"``), so the result is the same
+    however the samples are split.
 
     Conventions (``convention``), stated plainly:
 
@@ -78,6 +108,9 @@ class RenderedViewMetrics(Metric):
 
     In both, ``*_miou`` averages every class but the empty one, ``*_iou`` is non-empty vs
     empty pixels.
+
+    :attr:`prediction_rule` says which rule scored the samples (states ``soft_samples`` and
+    ``label_samples`` count them).
 
     Deviation for speed: ``image_scale`` < 1 renders every view (cameras and BEV) at that
     fraction of its size, with the intrinsics scaled to match
@@ -123,6 +156,8 @@ class RenderedViewMetrics(Metric):
     image_depth_count: torch.Tensor
     bev_depth_sum: torch.Tensor
     bev_depth_count: torch.Tensor
+    soft_samples: torch.Tensor
+    label_samples: torch.Tensor
 
     def __init__(
         self,
@@ -163,6 +198,16 @@ class RenderedViewMetrics(Metric):
             self.add_state(f"{kind}_confmat", torch.zeros(c, c, dtype=torch.int64), dist_reduce_fx="sum")
             self.add_state(f"{kind}_depth_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{kind}_depth_count", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        # how many samples each prediction rule scored (reported by gaussrender eval)
+        self.add_state("soft_samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("label_samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    @property
+    def prediction_rule(self) -> str:
+        """Which rule scored the predictions so far: ``"soft"`` (logits or probabilities: the
+        release's eval), ``"labels"`` (one-hot), ``"mixed"`` or ``"none"`` (local states)."""
+        soft, labels = int(self.soft_samples), int(self.label_samples)
+        return "mixed" if soft and labels else "soft" if soft else "labels" if labels else "none"
 
     @property
     def rendered_bev_size(self) -> int:
@@ -181,19 +226,35 @@ class RenderedViewMetrics(Metric):
         intrinsics: torch.Tensor,
         cam_from_grid: torch.Tensor,
         image_size: tuple[int, int],
+        *,
+        probabilities: bool = False,
     ) -> None:
         """Render and score a batch.
 
+        The dtype of ``pred`` decides the prediction's rule (module docstring): floating
+        point is the release's soft rule (``softmax`` features, opacity 1 where the argmax is
+        not empty), integer is one-hot labels.
+
         Args:
-            pred: ``[B, X, Y, Z]`` integer predicted labels in ``[0, C)``.
+            pred: ``[B, C, X, Y, Z]`` float logits (C = ``grid.num_classes``), or with
+                ``probabilities=True`` class probabilities (each voxel's ``C`` values in
+                ``[0, 1]`` summing to 1 within ``PROBABILITY_TOLERANCE``, e.g. float16
+                ones saved by ``gaussrender predict --save-probabilities``); or
+                ``[B, X, Y, Z]`` integer predicted labels in ``[0, C)``.
             target: ``[B, X, Y, Z]`` integer ground-truth labels in ``[0, C)`` or ``ignore_index``.
             intrinsics: ``[B, Ncam, 3, 3]`` pinhole matrices (pixels) for images of ``image_size``.
             cam_from_grid: ``[B, Ncam, 4, 4]`` rigid transforms from the grid frame to the
                 OpenCV camera frame (metres). ``Ncam`` may be 0 (BEV only).
             image_size: ``(H, W)`` pixels of the cameras' images (nuScenes: ``(900, 1600)``).
+            probabilities: ``pred`` holds probabilities, not logits (float ``pred`` only).
+
+        Raises:
+            ValueError: float ``pred`` with a class count other than the grid's, with a
+                non-finite value, or (``probabilities``) values outside ``[0, 1]`` or not
+                summing to 1; the other shape, dtype and range errors of the inputs.
         """
         grid = self.grid
-        batch = check_label_volumes(grid, pred, target)
+        batch = self._check_pred(pred, target, probabilities)
         check_floating("intrinsics", intrinsics)
         ncam = check_shape("intrinsics", intrinsics, [batch, "Ncam", 3, 3])["Ncam"]
         check_floating("cam_from_grid", cam_from_grid)
@@ -211,12 +272,13 @@ class RenderedViewMetrics(Metric):
         intrinsics = scale_intrinsics(intrinsics, w / image_size[1], h / image_size[0])
 
         device = self.image_confmat.device
+        (self.soft_samples if pred.is_floating_point() else self.label_samples).add_(batch)
         bev_cams = bev_camera(grid, self.rendered_bev_size, device=device) if self.bev else None
         with torch.no_grad():
             for b in range(batch):
                 t = target[b].to(device).long()
-                # the prediction is scored only where the ground truth is known
-                p = torch.where(t == grid.ignore_index, t, pred[b].to(device).long())
+                p_set = self._prediction_set(pred[b].to(device), t, probabilities)
+                t_set = _label_set(grid, t)
                 if ncam:
                     cams = Cameras(
                         cam_from_grid[b].to(device=device, dtype=torch.float32),
@@ -224,25 +286,85 @@ class RenderedViewMetrics(Metric):
                         w,
                         h,
                     )
-                    self._score(p, t, cams, "center", "image")
+                    self._score(p_set, t_set, cams, "center", "image")
                 if bev_cams is not None:
-                    self._score(p, t, bev_cams, "footprint", "bev")
+                    self._score(p_set, t_set, bev_cams, "footprint", "bev")
+
+    def _check_pred(self, pred: torch.Tensor, target: torch.Tensor, probabilities: bool) -> int:
+        """Check ``pred`` (either rule) and ``target``; return the batch size."""
+        grid = self.grid
+        if not isinstance(probabilities, bool):
+            raise TypeError(f"probabilities must be a bool, got {probabilities!r}")
+        check_tensor("pred", pred)
+        if not pred.is_floating_point():
+            if probabilities:
+                raise TypeError(
+                    f"probabilities=True needs a floating-point pred [B, C, X, Y, Z], got dtype {pred.dtype}"
+                )
+            return check_label_volumes(grid, pred, target)
+        check_integer("target", target)
+        batch = check_shape("target", target, ["B", *grid.shape])["B"]
+        check_labels("target", target, grid.num_classes, grid.ignore_index)
+        what = "probabilities" if probabilities else "logits"
+        if pred.dim() != 5 or pred.shape[0] != batch or tuple(pred.shape[2:]) != tuple(grid.shape):
+            raise ValueError(
+                f"pred ({what}) must have shape [B={batch}, C={grid.num_classes}, {', '.join(map(str, grid.shape))}], "
+                f"got {list(pred.shape)}" + ("; labels must have an integer dtype" if pred.dim() == 4 else "")
+            )
+        if pred.shape[1] != grid.num_classes:
+            raise ValueError(
+                f"pred ({what}) has {pred.shape[1]} classes along dim 1 but grid {grid.name!r} has {grid.num_classes}"
+            )
+        if bool((~torch.isfinite(pred)).any()):
+            raise ValueError(f"pred ({what}) holds non-finite values (NaN or inf)")
+        if probabilities:
+            if bool(((pred < 0) | (pred > 1)).any()):
+                raise ValueError("pred (probabilities) must lie in [0, 1]")
+            err = float((pred.sum(dim=1, dtype=torch.float64) - 1.0).abs().max()) if pred.numel() else 0.0
+            if err > PROBABILITY_TOLERANCE:
+                raise ValueError(
+                    f"pred (probabilities) must sum to 1 over the classes (dim 1): off by up to {err:.3g} "
+                    f"(tolerance {PROBABILITY_TOLERANCE}); pass logits with probabilities=False"
+                )
+        return batch
+
+    def _prediction_set(self, pred: torch.Tensor, target: torch.Tensor, probabilities: bool) -> _VoxelSet:
+        """The prediction's Gaussians of one sample: voxel indices and features (opacity 1)."""
+        grid = self.grid
+        known = target != grid.ignore_index
+        if not pred.is_floating_point():
+            return _label_set(grid, torch.where(known, pred.long(), target))
+        # the release's overwrite_opacity: opacity 1 where argmax is not empty, else 0 (and a
+        # zero-opacity Gaussian never reaches a pixel, so it is left out); features stay soft
+        keep = known & (pred.argmax(dim=0) != grid.empty_index)
+        index = keep.nonzero()
+        values = pred[:, keep].double()  # [C, N]
+        if probabilities:
+            features = values.t()
+        else:
+            features = values.softmax(dim=0).t()
+        return index, features.float()
 
     def _render(
-        self, labels: torch.Tensor, cameras: Cameras, cull: Literal["center", "footprint"]
+        self, voxels: _VoxelSet, cameras: Cameras, cull: Literal["center", "footprint"]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class map ``[V, H, W]`` (argmax) and depth ``[V, H, W]`` of the non-empty voxels of ``labels``."""
+        """Class map ``[V, H, W]`` (argmax of the blended features) and depth ``[V, H, W]``."""
         grid = self.grid
-        g = voxels_to_gaussians(grid, labels=labels)
-        background = torch.zeros(grid.num_classes, dtype=g.features.dtype, device=labels.device)
+        index, features = voxels
+        centre = (index.double() + 0.5) * grid.voxel_size
+        means = (centre + torch.tensor(grid.range_min, dtype=torch.float64, device=index.device)).float()
+        opacities = torch.ones(index.shape[0], dtype=torch.float32, device=index.device)
+        background = torch.zeros(grid.num_classes, dtype=torch.float32, device=index.device)
         background[grid.empty_index] = 1.0
-        out = render(g.means, g.opacities, g.features, g.scales, cameras, background, backend=self.backend, cull=cull)
+        out = render(
+            means, opacities, features, grid.gaussian_scale, cameras, background, backend=self.backend, cull=cull
+        )
         return out.features.argmax(dim=-1), out.depth
 
     def _score(
         self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
+        pred: _VoxelSet,
+        target: _VoxelSet,
         cameras: Cameras,
         cull: Literal["center", "footprint"],
         kind: str,

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from .._untrusted import ArchiveLimitError, zip_inflated_size
+
 __all__ = ["ResNet", "load_torchvision_weights", "RESNET_BLOCKS"]
 
 # Blocks per stage and block type of the standard depths.
@@ -201,6 +203,21 @@ def load_torchvision_weights(backbone: ResNet, path: str | os.PathLike[str]) -> 
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"torchvision weights file not found: {os.fspath(path)!r}")
+    # a zip's directory first: torch.load allocates what it declares (a zip bomb); the
+    # legacy (pre-zip) format of older torchvision downloads is a plain stream, read as before
+    expected = sum(t.numel() * t.element_size() for t in backbone.state_dict().values())
+    limit = 2 * expected + (64 << 20)  # the backbone's weights (+ the fc head) and room to spare
+    try:
+        _, inflated = zip_inflated_size(path)
+    except ArchiveLimitError as err:
+        if "not a zip archive" not in str(err):
+            raise ValueError(f"{os.fspath(path)!r}: not a loadable weights file ({err})") from None
+        inflated = 0
+    if inflated > limit:
+        raise ValueError(
+            f"{os.fspath(path)!r}: refusing a weights file whose members inflate to {inflated} bytes, more than "
+            f"{limit} for this backbone"
+        )
     try:
         # weights_only: a weights file from the internet must not be able to run code
         obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -201,7 +201,7 @@ class SurroundOcc(nn.Module):
             _conv_block(i, o, size.gn_groups, up=(k % 2 == 1)) for k, (i, o) in enumerate(zip(ins, dch))
         )
         self.occ_heads = nn.ModuleList(nn.Conv3d(dch[k], grid.num_classes, 1) for k in (0, 2, 4, 6))
-        self.opacity_head = OpacityHead(dch[-1], dch[-1]) if cfg.learned_opacity else None
+        self.opacity_head = OpacityHead(dch[-1], dch[-1], grid.num_classes) if cfg.learned_opacity else None
 
     def backbone_parameters(self):
         """Parameters of the ResNet (trained with a 0.1x learning rate)."""

@@ -293,7 +293,7 @@ class TPVFormer(nn.Module):
 
         self.decoder = nn.Sequential(nn.Linear(c, 2 * c), nn.Softplus(), nn.Linear(2 * c, c))
         self.classifier = nn.Linear(c, grid.num_classes)
-        self.opacity_head = OpacityHead(c, c) if cfg.learned_opacity else None
+        self.opacity_head = OpacityHead(c, c, grid.num_classes) if cfg.learned_opacity else None
 
     def backbone_parameters(self):
         """Parameters of the ResNet (trained with a 0.1x learning rate)."""

@@ -5,7 +5,8 @@ coordinates ``(u, v) -> (a u + tx, b v + ty)``; the intrinsics are updated by th
 (``K' = A K``) so that a 3D point still projects onto the same image content. Pixel column
 ``c`` covers ``u`` in ``[c, c + 1)`` (centre ``c + 0.5``), so a resize by ``s`` maps ``u``
 to ``s u`` exactly and a flip of a width-``W`` image maps ``u`` to ``W - u``. Extrinsics are
-unchanged. Photometric jitter (brightness, contrast, saturation) touches pixels only.
+unchanged. Photometric jitter (brightness, contrast, saturation) and the release's
+photometric distortion (:mod:`gaussrender.train.photometric`) touch pixels only.
 
 Randomness comes from an explicit :class:`torch.Generator`, seeded per (run seed, epoch,
 sample index) by :class:`AugmentedDataset`, so the augmentation of a sample does not depend
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from .._checks import check_floating, check_shape
 from .config import AugmentConfig
+from .photometric import draw_photometric, photometric_distortion
 from .seeds import sample_seed
 
 __all__ = [
@@ -147,6 +149,8 @@ def augment_views(
         factors = [_uniform(generator, 1 - a, 1 + a) for a in (cfg.brightness, cfg.contrast, cfg.saturation)]
         if any(f != 1.0 for f in factors):
             img = photometric_jitter(img, *factors)
+        if cfg.photometric:  # the release's, after its resize-crop-flip
+            img = photometric_distortion(img, draw_photometric(generator))
         out_images.append(img)
         out_k.append(affine.apply_intrinsics(intrinsics[i]).to(intrinsics.dtype))
     return torch.stack(out_images), torch.stack(out_k)

@@ -10,9 +10,15 @@ from pathlib import Path
 import torch
 
 from ..geometry.grid import VoxelGrid, get_grid
-from .config import Config, DataConfig
+from .config import Config, ConfigError, DataConfig
 
-__all__ = ["build_model_from_config", "build_dataset", "prepare_synthetic", "grid_of", "resolve_infos"]
+__all__ = [
+    "build_model_from_config",
+    "build_dataset",
+    "prepare_synthetic",
+    "grid_of",
+    "resolve_infos",
+]
 
 
 def build_model_from_config(cfg: Config) -> torch.nn.Module:
@@ -44,37 +50,54 @@ def build_model_from_config(cfg: Config) -> torch.nn.Module:
 
 
 def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
-    """Write the synthetic dataset ``cfg.synthetic`` describes into ``cfg.root`` unless its
-    info files are already there (main process only; others wait at a barrier)."""
+    """Write the synthetic dataset ``cfg.synthetic`` describes into ``cfg.root`` unless the
+    same one is already there (main process only; others wait at a barrier).
+
+    "The same" is decided by ``root/synthetic_manifest.json``: the description the dataset
+    was made from (format, grid, scenes, seed, image size, LiDAR) and the SHA-256 of every
+    file written. Another description, a changed or missing file, or no manifest (a dataset
+    written before manifests, or a write that was killed) makes it write the dataset again,
+    so a second config never silently gets the first one's data.
+    """
     import torch.distributed as dist
 
+    from .fingerprint import MANIFEST, manifest_matches, synthetic_description
     from .synthetic import make_dataset
 
     syn = cfg.synthetic
     if syn is None:
         return
     root = Path(cfg.root)
-    if cfg.format == "kitti360":
-        # a KITTI-like front camera with depth maps (monocular models such as Symphonies)
-        from .synthetic_kitti360 import MARKER, make_kitti360_dataset
-
-        write: Callable[..., object] = make_kitti360_dataset
-        ready = (root / MARKER).is_file()
-    else:
-        write = make_dataset
-        ready = all((root / name).is_file() for name in ("synthetic_infos_train.json", "synthetic_infos_val.json"))
-        # a dataset written without its LiDAR sweeps is written again when they are asked for
-        ready = ready and (not syn.lidar or (root / "samples" / "LIDAR_TOP").is_dir())
+    if root.exists() and not root.is_dir():
+        raise ConfigError(
+            f"data.root: {root} exists and is not a directory (the synthetic dataset is written there)", "data.root"
+        )
+    grid = get_grid(cfg.grid)
+    description = synthetic_description(
+        cfg.format, grid, syn.num_scenes, syn.num_val_scenes, syn.seed, syn.image_size, syn.lidar
+    )
+    try:  # the main process decides (and writes); the others wait at the barrier below
+        ready = manifest_matches(root, description) if is_main else True
+    except ValueError as err:  # a directory or FIFO where the manifest goes
+        raise ConfigError(f"data.root: {err}", "data.root") from None
     if is_main and not ready:
+        if cfg.format == "kitti360":
+            # a KITTI-like front camera with depth maps (monocular models such as Symphonies)
+            from .synthetic_kitti360 import make_kitti360_dataset
+
+            write: Callable[..., object] = make_kitti360_dataset
+        else:
+            write = make_dataset
+        (root / MANIFEST).unlink(missing_ok=True)  # a write killed half-way leaves no manifest
         write(
             root,
             syn.num_scenes,
             num_val_scenes=syn.num_val_scenes,
             seed=syn.seed,
             image_size=(syn.image_size[0], syn.image_size[1]),
-            grid=get_grid(cfg.grid),
+            grid=grid,
             **({"lidar": True} if syn.lidar else {}),  # the KITTI-like writer has no LiDAR (config refuses it)
-        )
+        )  # the writers end with the manifest (fingerprint.write_manifest)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
@@ -145,6 +168,11 @@ def build_dataset(
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     root = root if root is not None else cfg.root
     size = (cfg.image_size[0], cfg.image_size[1])  # (H, W): the config checks two ints
+    if cfg.image_fit != "resize" and (cfg.synthetic is not None or cfg.format == "kitti360"):
+        raise ValueError(
+            f"data.image_fit {cfg.image_fit!r} is for the nuScenes readers (data.format occ3d or surroundocc, "
+            "no data.synthetic); use 'resize'"
+        )
     if cfg.synthetic is not None and cfg.format == "occ3d":
         # synthetic labels may be written on any grid with Occ3D's classes (data.grid)
         from .synthetic import SyntheticOccupancy
@@ -195,6 +223,7 @@ def build_dataset(
         lidar_targets=cfg.lidar_targets and load_images,
         adjacent_frames=tuple(cfg.adjacent_frames) if cfg.lidar_targets and load_images else (),
         drop_moving=cfg.drop_moving,
+        image_fit=cfg.image_fit,
     )
 
 

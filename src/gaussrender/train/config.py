@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import os
+import stat
 import types
 import typing
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from .._io import atomic_write_text
+from .._untrusted import MAX_YAML_DEPTH, MAX_YAML_NODES, YamlLimitError, brief, load_yaml
 from .config_checks import ConfigError
 from .config_checks import fail as _fail
 from .config_checks import validate as _validate
@@ -115,10 +117,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 def _build(cls: type, values: dict, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(str(k) for k in set(values) - names)  # YAML keys need not be strings
+    unknown = sorted(brief(k, 40) if not isinstance(k, str) else k[:40] for k in set(values) - names)
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise ConfigError(f"{key}: unknown key(s) {unknown} in {where or 'config'}; allowed: {sorted(names)}", key)
+        shown = ", ".join(repr(k) for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ConfigError(f"{key}: unknown key(s) [{shown}] in {where or 'config'}; allowed: {sorted(names)}", key)
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in values.items()}
     return cls(**kwargs)
 
@@ -163,10 +166,15 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     """
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set expects key.sub=value, got {item!r}")
+            raise ConfigError(f"--set expects key.sub=value, got {brief(item)}")
         key, raw = item.split("=", 1)
         key = key.strip()
         parts = key.split(".")
+        if len(key) > _MAX_SET_KEY or len(parts) > _MAX_SET_PARTS:
+            raise ConfigError(
+                f"--set key {brief(key, 60)}: expected at most {_MAX_SET_PARTS} dotted names and "
+                f"{_MAX_SET_KEY} characters (config keys are like optim.lr)"
+            )
         if not all(p.strip() for p in parts):
             raise ConfigError(f"--set key must be dotted names like optim.lr, got {key!r}")
         node = values
@@ -178,9 +186,13 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
                 raise ConfigError(f"--set {key}: {p!r} is not a section", key)
             node = child
         try:
-            node[parts[-1]] = yaml.safe_load(raw)
+            node[parts[-1]] = load_yaml(raw)
+        except YamlLimitError as err:
+            raise ConfigError(f"--set {key}: the value {brief(raw, 40)}: {err}", key) from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML ({_yaml_problem(err)})", key) from None
+            raise ConfigError(
+                f"--set {key}: the value {brief(raw, 40)} is not valid YAML ({_yaml_problem(err)})", key
+            ) from None
     return values
 
 
@@ -195,25 +207,12 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 
 _MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; refuse anything absurd
-_MAX_CONFIG_NODES = 100_000  # bounds anchor/alias expansion ("billion laughs") and cycles
-
-
-def _check_size(value: Any, path: Path) -> None:
-    """Refuse YAML whose aliases expand to a huge (or cyclic) tree before anything walks it."""
-    seen = 0
-    stack = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        seen += 1
-        if seen > _MAX_CONFIG_NODES or depth > 64:
-            raise ConfigError(
-                f"{path}: the YAML expands to more than {_MAX_CONFIG_NODES} values or "
-                "nests deeper than 64 levels (recursive or repeated anchors?)"
-            )
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
+# every YAML document (the file and each --set value) is bounded by gaussrender._untrusted's
+# limits while it is composed, before anything is built from it (alias bombs, deep nesting)
+_MAX_CONFIG_NODES = MAX_YAML_NODES
+_MAX_CONFIG_DEPTH = MAX_YAML_DEPTH
+_MAX_SET_KEY = 200  # characters of a --set key (the longest real key is ~40)
+_MAX_SET_PARTS = 8  # dotted names of a --set key (real keys have 2 or 3)
 
 
 def config_names() -> list[str]:
@@ -241,7 +240,7 @@ def resolve_config(spec: str | os.PathLike) -> Path:
     names = config_names()
     if text not in names:
         raise FileNotFoundError(
-            f"config {text!r} is neither a file nor a shipped config name; shipped: {', '.join(names)}"
+            f"config {brief(text)} is neither a file nor a shipped config name; shipped: {', '.join(names)}"
         )
     found = importlib.resources.files("gaussrender") / "configs" / f"{text}.yaml"
     # a wheel installs the package as plain files, so this is a real path on disk
@@ -265,8 +264,15 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
             (marked ``(--set)`` when an override gave the value).
     """
     path = resolve_config(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file not found: {path}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
+        raise ConfigError(f"{path}: the config is {kind}; expected a YAML file")
     try:
         size = path.stat().st_size
         if size > _MAX_CONFIG_BYTES:
@@ -277,14 +283,15 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
     try:
-        values = yaml.safe_load(text)
+        values = load_yaml(text)
+    except YamlLimitError as err:
+        raise ConfigError(f"{path}: the YAML {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(values).__name__}")
-    _check_size(values, path)
     overridden = {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
     try:
         return config_from_dict(apply_overrides(values, list(overrides)))

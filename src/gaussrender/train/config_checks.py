@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._untrusted import brief
 from .config_schema import Config
 
 __all__ = ["ConfigError", "fail", "validate"]
@@ -27,11 +28,20 @@ class ConfigError(ValueError):
 
 
 def fail(where: str, expected: str, value: Any) -> ConfigError:
-    """The :class:`ConfigError` for key ``where``: ``<where>: <expected>, got <value>``."""
-    return ConfigError(f"{where or 'config'}: {expected}, got {value!r}", where or None)
+    """The :class:`ConfigError` for key ``where``: ``<where>: <expected>, got <value>``
+    (at most a short prefix of the value: it may be huge)."""
+    return ConfigError(f"{where or 'config'}: {expected}, got {brief(value)}", where or None)
 
 
 _SEED_LIMIT = 2**32  # numpy's seed range; torch generators are seeded with multiples of it
+# Upper bounds that refuse, when the config is read, sizes that could only exhaust memory or
+# time later (a 10^6 x 10^6 image, 10^6 loader processes); each far above any real use.
+_MAX_IMAGE_SIDE = 16384  # pixels (nuScenes 1600, KITTI-360 1408)
+_MAX_IMAGE_PIXELS = 1 << 26  # as the image reader's limit (gaussrender.data.images.MAX_IMAGE_PIXELS)
+_MAX_CAMERAS = 64  # nuScenes has 6
+_MAX_WORKERS = 256  # data-loading processes
+_MAX_SCENES = 1_000_000  # synthetic scenes (a scene takes ~0.1 s to write)
+_MAX_FRUSTUM = 64  # the release uses 8: 64 frustums
 
 
 def _need(key: str, value: Any, ok: bool, expected: str) -> None:
@@ -61,6 +71,22 @@ def _number(
     else:
         expected = f"expected a number in {'(' if strict else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     _need(key, value, ok, expected)
+
+
+def _pixels(key: str, value: Any, optional: str = "") -> None:
+    h, w = value
+    _need(key, value, min(h, w) >= 1, f"expected {optional}positive (H, W) pixels")
+    _need(
+        key,
+        value,
+        h <= _MAX_IMAGE_SIDE and w <= _MAX_IMAGE_SIDE and h * w <= _MAX_IMAGE_PIXELS,
+        f"expected (H, W) with each side <= {_MAX_IMAGE_SIDE} pixels and H x W <= {_MAX_IMAGE_PIXELS}",
+    )
+
+
+def _at_most(key: str, value: int, low: int, high: int, why: str) -> None:
+    _count(key, value, low)
+    _need(key, value, value <= high, f"expected an integer <= {high} ({why})")
 
 
 def _seed(key: str, value: int) -> None:
@@ -106,9 +132,9 @@ def _validate_data(cfg: Config) -> None:
 
     d = cfg.data
     _need("data.grid", d.grid, d.grid.lower() in PRESETS, f"expected one of {sorted(PRESETS)}")
-    _need("data.image_size", d.image_size, min(d.image_size) >= 1, "expected positive (H, W) pixels")
-    _count("data.num_cameras", d.num_cameras, 1)
-    _count("data.num_workers", d.num_workers, 0)
+    _pixels("data.image_size", d.image_size)
+    _at_most("data.num_cameras", d.num_cameras, 1, _MAX_CAMERAS, "cameras of one sample")
+    _at_most("data.num_workers", d.num_workers, 0, _MAX_WORKERS, "data-loading processes")
     lo, hi = d.augment.resize_scale
     _need(
         "data.augment.resize_scale",
@@ -120,15 +146,10 @@ def _validate_data(cfg: Config) -> None:
         # the factor is drawn in [1 - b, 1 + b] and must stay >= 0
         _number(f"data.augment.{name}", getattr(d.augment, name), 0.0, high=1.0)
     if d.synthetic is not None:
-        _count("data.synthetic.num_scenes", d.synthetic.num_scenes, 1)
-        _count("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0)
+        _at_most("data.synthetic.num_scenes", d.synthetic.num_scenes, 1, _MAX_SCENES, "scenes to generate")
+        _at_most("data.synthetic.num_val_scenes", d.synthetic.num_val_scenes, 0, _MAX_SCENES, "scenes to generate")
         _seed("data.synthetic.seed", d.synthetic.seed)
-        _need(
-            "data.synthetic.image_size",
-            d.synthetic.image_size,
-            min(d.synthetic.image_size) >= 1,
-            "expected positive (H, W) pixels",
-        )
+        _pixels("data.synthetic.image_size", d.synthetic.image_size)
         for key, wants in (("with_lidar", d.synthetic.with_lidar), ("targets_2d", d.synthetic.targets_2d == "lidar")):
             _need(
                 f"data.synthetic.{key}", getattr(d.synthetic, key), not wants or d.synthetic.lidar, "needs lidar: true"
@@ -148,7 +169,7 @@ def _validate_loss(cfg: Config) -> None:
         "render_weight",
     ):
         _number(f"loss.{name}", getattr(loss, name))
-    _count("loss.frustum_size", loss.frustum_size, 1)
+    _at_most("loss.frustum_size", loss.frustum_size, 1, _MAX_FRUSTUM, "frustums per image side")
     if loss.class_weights is not None:
         _need(
             "loss.class_weights",
@@ -170,12 +191,7 @@ def _validate_loss(cfg: Config) -> None:
             f"expected a grid with a release table ({sorted(RELEASE_CLASS_WEIGHTS)}); data.grid is {d.grid!r}",
         )
     if loss.render_image_size is not None:
-        _need(
-            "loss.render_image_size",
-            loss.render_image_size,
-            min(loss.render_image_size) >= 1,
-            "expected null or positive (H, W) pixels",
-        )
+        _pixels("loss.render_image_size", loss.render_image_size, "null or ")
 
 
 def _validate_optim(cfg: Config) -> None:
@@ -281,4 +297,7 @@ def _validate_render_kwargs(cfg: Config) -> None:
     try:
         GaussRenderLoss(cfg.data.grid, weight=cfg.loss.render_weight, on_nan="raise", **kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"loss.render_kwargs: {err}", "loss.render_kwargs") from None
+        message = str(err)
+        if len(message) > 300:  # the loss's own message may quote a huge value
+            message = message[:300] + "..."
+        raise ConfigError(f"loss.render_kwargs: {message}", "loss.render_kwargs") from None

@@ -40,6 +40,8 @@ class AugmentConfig:
     brightness: float = 0.0  # jitter amplitude: factor drawn in [1 - b, 1 + b]
     contrast: float = 0.0
     saturation: float = 0.0
+    # the release's mmdet3d PhotoMetricDistortionMultiViewImage per image (train/photometric.py)
+    photometric: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class DataConfig:
     adjacent_frames: tuple[int, ...] = ()
     drop_moving: bool = False
     image_size: tuple[int, int] = (896, 1600)  # (H, W) network input, pixels
+    # stored image -> image_size: "resize" (K scaled), or "crop" (the release's nuScenes input:
+    # the top rows and centred columns, K shifted; nuScenes readers only)
+    image_fit: Literal["resize", "crop"] = "resize"
     num_cameras: int = 6  # cameras per sample
     num_workers: int = 4
     augment: AugmentConfig = field(default_factory=AugmentConfig)

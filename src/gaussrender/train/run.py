@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import torch
 from .._io import atomic_write
 from .batches import _dataset_len, move_batch, run_model
 from .builders import build_dataset, build_model_from_config, grid_of, prepare_synthetic
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_model_state
 from .config import Config, ConfigError
 from .distributed import DistInfo, ShardSampler, init_distributed, shutdown_distributed
 from .loop import Trainer
@@ -77,7 +80,9 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         (:func:`parameter_checksum` of the initial weights).
 
     Raises:
-        ConfigError: ``train.device`` is not usable here, or the training split is empty.
+        ConfigError: ``train.device`` is not usable here, the training split is empty, the run
+            directory is a file (or under one), or another ``train`` holds its lock
+            (``RUN/.train.lock``).
         ResumeError: ``resume`` cannot be read or restored (names the path).
         NonFiniteLossError: the run stopped on a NaN/inf loss, gradient or parameter.
     """
@@ -85,41 +90,107 @@ def train(cfg: Config, run_dir: str | Path, resume: str | Path | None = None, pr
         info = init_distributed(cfg.train.device)
     except ValueError as err:  # e.g. train.device='cuda' without CUDA
         raise ConfigError(str(err), "train.device") from None
+    run_dir = Path(run_dir)
     try:
-        prepare_synthetic(cfg.data, info.is_main)
-        run_dir = Path(run_dir)
-        grid = grid_of(cfg)
-        train_set = build_dataset(cfg.data, "train")
-        if _dataset_len(train_set, "train_set") == 0:
-            where = (
-                cfg.data.root
-                if cfg.data.synthetic is not None or cfg.data.format == "kitti360"
-                else cfg.data.train_infos
-            )
-            raise ConfigError(f"data: the training split ({where}) has no samples", "data")
-        # count classes once, from labels only (no images), for every rank together
-        weights = None
-        if cfg.loss.class_weights is None and cfg.loss.class_weighting != "none" and cfg.loss.voxel_losses:
-            labels_only = build_dataset(cfg.data, "train", load_images=False)
-            weights = class_weights_for(cfg, grid, labels_only, info, run_dir / "class_counts.json")
-        val_set = build_dataset(cfg.data, "val") if cfg.train.val_every_epochs else None
-        model = build_initial_model(cfg)
-        init_checksum = parameter_checksum(model)
-        trainer = Trainer(
-            cfg,
-            run_dir,
-            model,
-            train_set,
-            val_set,
-            grid=grid,
-            info=info,
-            progress=progress,
-            class_weights=weights,
-            metric_convention=metric_convention_of(cfg),
-        )
-        return {**trainer.fit(resume=resume), "init_checksum": init_checksum}
+        check_run_dir(run_dir)
+        with contextlib.ExitStack() as stack:
+            if info.is_main:  # one process per job writes the run directory
+                stack.enter_context(run_dir_lock(run_dir))
+            return _train(cfg, run_dir, resume, progress, info)
     finally:
         shutdown_distributed()
+
+
+#: The lock file a training run holds in its run directory (``flock``: released when the
+#: process ends, however it ends).
+LOCK_FILE = ".train.lock"
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse, naming it, a run directory that is a file, or whose nearest existing ancestor
+    is one (it could never be created), or where one of the files a run writes is a
+    directory, FIFO or device."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                what = "is a file" if path == run_dir else f"is under {path}, which is a file"
+                raise ConfigError(f"--run-dir {run_dir} {what}; expected a directory (or a path to create one)")
+            break
+    from .loop import RUN_FILES
+
+    for name in (*RUN_FILES, LOCK_FILE):  # the files a run writes must be files (or absent)
+        path = run_dir / name
+        if not path.is_symlink() and path.exists() and not path.is_file():
+            raise ConfigError(f"--run-dir {run_dir}: {path} is not a regular file; a run writes its {name} there")
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.train.lock`` (an exclusive ``flock``) for the duration of a run, so a
+    second ``train`` into the same run directory is refused by name instead of interleaving
+    checkpoints and logs with the first.
+
+    Raises:
+        ConfigError: another process holds the lock (the message gives its pid when known).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as err:
+        raise ConfigError(f"--run-dir {run_dir}: cannot create its lock file ({err.strerror or err})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            raise ConfigError(
+                f"--run-dir {run_dir} is in use by another gaussrender train"
+                f"{f' (pid {holder})' if holder.isdigit() else ''} (lock {run_dir / LOCK_FILE}); wait for it to "
+                "finish or choose another run directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _train(cfg: Config, run_dir: Path, resume: str | Path | None, progress: bool, info: DistInfo) -> dict[str, Any]:
+    """The body of :func:`train`, run under the run directory's lock."""
+    prepare_synthetic(cfg.data, info.is_main)
+    grid = grid_of(cfg)
+    train_set = build_dataset(cfg.data, "train")
+    if _dataset_len(train_set, "train_set") == 0:
+        where = (
+            cfg.data.root if cfg.data.synthetic is not None or cfg.data.format == "kitti360" else cfg.data.train_infos
+        )
+        raise ConfigError(f"data: the training split ({where}) has no samples", "data")
+    # count classes once, from labels only (no images), for every rank together
+    weights = None
+    if cfg.loss.class_weights is None and cfg.loss.class_weighting != "none" and cfg.loss.voxel_losses:
+        labels_only = build_dataset(cfg.data, "train", load_images=False)
+        weights = class_weights_for(cfg, grid, labels_only, info, run_dir / "class_counts.json")
+    val_set = build_dataset(cfg.data, "val") if cfg.train.val_every_epochs else None
+    model = build_initial_model(cfg)
+    init_checksum = parameter_checksum(model)
+    trainer = Trainer(
+        cfg,
+        run_dir,
+        model,
+        train_set,
+        val_set,
+        grid=grid,
+        info=info,
+        progress=progress,
+        class_weights=weights,
+        metric_convention=metric_convention_of(cfg),
+    )
+    return {**trainer.fit(resume=resume), "init_checksum": init_checksum}
 
 
 @torch.no_grad()
@@ -132,8 +203,13 @@ def predict(
     infos: str | None = None,
     split: str = "val",
     info: DistInfo | None = None,
+    probabilities: bool = False,
 ) -> list[Path]:
     """Write ``<out_dir>/<token>.npz`` (key ``semantics``, uint8 ``[X, Y, Z]``) per sample.
+
+    With ``probabilities`` each file also holds ``probabilities``, float16 ``[C, X, Y, Z]``
+    (``softmax`` of the logits; compressed), from which ``gaussrender eval --render-metrics``
+    scores the rendered views with the release's rule.
 
     Args:
         cfg: the run's config (``RUN/config.yaml``).
@@ -144,6 +220,7 @@ def predict(
         split: which split of the config's data to predict.
         info: process placement (default from the ``torchrun`` environment); samples are
             sharded over ranks without overlap.
+        probabilities: also write the class probabilities (float16).
 
     Returns:
         The files this process wrote.
@@ -152,10 +229,10 @@ def predict(
     grid = grid_of(cfg)
     dataset = build_dataset(cfg.data, split, root=root, infos=infos)
     model = build_model_from_config(cfg)
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    if "model" not in state:
-        raise ValueError(f"{checkpoint}: no 'model' entry; expected a checkpoint written by gaussrender train")
-    model.load_state_dict(state["model"])
+    # the checks of train --resume: size relative to this model before loading, then the
+    # 'model' entry's names and shapes
+    state = load_checkpoint(checkpoint, map_location="cpu", model=model)
+    load_model_state(model, state, checkpoint)
     model.to(info.device).eval()
     from ..data import collate
 
@@ -173,10 +250,12 @@ def predict(
         batch = move_batch(batch, info.device)
         logits = run_model(model, batch)["logits"]
         labels = logits.float().argmax(dim=1).to(torch.uint8).cpu().numpy()
-        for token, sem in zip(batch["token"], labels):
+        probs = logits.float().softmax(dim=1).to(torch.float16).cpu().numpy() if probabilities else None
+        for i, (token, sem) in enumerate(zip(batch["token"], labels)):
             if sem.shape != tuple(grid.shape):
                 raise ValueError(f"model output grid {sem.shape} differs from the config's grid {grid.shape}")
             path = out_dir / f"{token}.npz"  # KITTI-360 tokens are <seq>/<frame>
-            atomic_write(path, functools.partial(np.savez_compressed, semantics=sem))
+            arrays = {"semantics": sem} if probs is None else {"semantics": sem, "probabilities": probs[i]}
+            atomic_write(path, functools.partial(np.savez_compressed, **arrays))
             written.append(path)
     return written

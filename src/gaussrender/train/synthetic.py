@@ -43,6 +43,7 @@ import torch
 from ..data import Occ3DNuScenes, cam_from_ego
 from ..geometry.grid import OCC3D_NUSCENES, VoxelGrid, get_grid
 from ..geometry.transforms import matrix_to_quaternion
+from .fingerprint import synthetic_description, write_manifest
 
 __all__ = ["SyntheticDataset", "SyntheticOccupancy", "make_dataset", "render_views", "SKY", "TARGETS_2D"]
 
@@ -295,4 +296,7 @@ def make_dataset(
         )
     train = write_infos_json(root / "synthetic_infos_train.json", samples[:num_scenes], version="synthetic")
     val = write_infos_json(root / "synthetic_infos_val.json", samples[num_scenes:], version="synthetic")
+    # last: what the dataset was made from and its content hash (prepare_synthetic reuses a
+    # dataset only when both match; camera_stride and colors are not config settings)
+    write_manifest(root, synthetic_description("occ3d", grid, num_scenes, num_val_scenes, seed, (h, w), lidar))
     return SyntheticDataset(root, train, val, (h, w))

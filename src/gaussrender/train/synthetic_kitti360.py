@@ -41,6 +41,7 @@ from ..data.kitti360 import (
     write_kitti360_sample,
 )
 from ..geometry.grid import OCC3D_NUSCENES, SSCBENCH_KITTI360, VoxelGrid, get_grid
+from .fingerprint import synthetic_description, write_manifest
 
 __all__ = [
     "CLASS_MAP",
@@ -252,4 +253,7 @@ def make_kitti360_dataset(
     from .._io import atomic_write_text
 
     atomic_write_text(root / MARKER, json.dumps(summary, indent=1) + "\n")
+    # last: what the dataset was made from and its content hash (see prepare_synthetic)
+    description = synthetic_description("kitti360", grid, num_scenes, num_val_scenes, seed, image_size, False)
+    write_manifest(root, description)
     return SyntheticKITTI360Dataset(root, root / "depth", tuple(frames["train"]), tuple(frames["val"]), image_size)

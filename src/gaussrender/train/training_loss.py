@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from .batches import _dataset_len
 from .config import Config
 from .distributed import DistInfo, ShardSampler, all_reduce_sum
 
-__all__ = ["TrainingLoss", "count_classes", "class_weights_for"]
+__all__ = ["TrainingLoss", "count_classes", "class_weights_for", "dataset_identity"]
 
 
 class TrainingLoss(torch.nn.Module):
@@ -251,25 +254,108 @@ def count_classes(dataset: torch.utils.data.Dataset, num_classes: int, info: Dis
     return counts
 
 
+def dataset_identity(cfg: Config, grid: VoxelGrid, dataset: torch.utils.data.Dataset) -> dict[str, Any]:
+    """What identifies the training data whose classes are counted: format, grid, root, the
+    info file (path and SHA-256), the synthetic dataset's content hash and the samples' tokens.
+
+    Two datasets with the same identity have the same labels, so their class counts agree;
+    :func:`class_weights_for` reuses ``class_counts.json`` only for the same identity.
+    """
+    from .fingerprint import MANIFEST, file_digest, read_small_json
+
+    data = cfg.data
+    root = Path(data.root)
+    identity: dict[str, Any] = {
+        "format": data.format,
+        "grid": grid.name,
+        "grid_shape": [int(n) for n in grid.shape],
+        "classes": list(grid.class_names),
+        "root": os.path.abspath(root),
+        "samples": _dataset_len(dataset, "dataset"),
+    }
+    infos: Path | None = None
+    if data.synthetic is not None:
+        if data.format != "kitti360":
+            infos = root / "synthetic_infos_train.json"
+        manifest = read_small_json(root / MANIFEST)
+        identity["synthetic_sha256"] = manifest.get("content_sha256") if isinstance(manifest, dict) else None
+    elif data.format != "kitti360" and data.train_infos:
+        infos = Path(data.train_infos)
+    if infos is not None:
+        identity["infos"] = os.path.abspath(infos)
+        identity["infos_sha256"] = file_digest(infos) if infos.is_file() else None
+    names: list[str] = []
+    samples = getattr(dataset, "samples", None)
+    frames = getattr(dataset, "frames", None)
+    if isinstance(samples, (list, tuple)) and all(hasattr(s, "token") for s in samples):
+        names = [str(s.token) for s in samples]
+    elif isinstance(frames, (list, tuple)):
+        names = ["/".join(str(p) for p in f) if isinstance(f, (list, tuple)) else str(f) for f in frames]
+    identity["tokens_sha256"] = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+    return identity
+
+
 def class_weights_for(
-    cfg: Config, grid: VoxelGrid, dataset: torch.utils.data.Dataset, info: DistInfo, cache: Path | None = None
+    cfg: Config,
+    grid: VoxelGrid,
+    dataset: torch.utils.data.Dataset,
+    info: DistInfo,
+    cache: Path | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> torch.Tensor | None:
     """Cross-entropy class weights of ``loss.class_weighting`` (None for ``"none"`` or when
     ``loss.class_weights`` is given). ``"release"``: the grid's fixed table
     (:func:`gaussrender.losses.occupancy.release_class_weights`, docs/method.md#loss), nothing is counted.
     ``"inverse_log_frequency"``: counted from ``dataset``, cached as JSON in ``cache`` if given.
-    None with ``loss.voxel_losses: false`` (no cross-entropy to weight)."""
+    None with ``loss.voxel_losses: false`` (no cross-entropy to weight).
+
+    The cache is keyed by ``identity`` (default :func:`dataset_identity`): counts cached for
+    another dataset, another grid, a changed info file, a cache that is not valid JSON or
+    does not hold one non-negative count per class are recounted (with a warning) and the
+    cache rewritten, never used.
+
+    Raises:
+        DataFileError: something other than a regular file is at ``cache`` (a directory, FIFO).
+    """
     if cfg.loss.class_weights is not None or cfg.loss.class_weighting == "none" or not cfg.loss.voxel_losses:
         return None
     if cfg.loss.class_weighting == "release":
         return release_class_weights(grid)
-    if cache is not None and cache.is_file():
-        counts = torch.tensor(json.loads(cache.read_text())["counts"], dtype=torch.int64)
-        if counts.numel() != grid.num_classes:
-            raise ValueError(f"{cache} holds {counts.numel()} class counts, the grid has {grid.num_classes}")
-    else:
+    counts = None
+    if cache is not None:
+        from ..data.files import DataFileError
+        from .fingerprint import read_small_json
+
+        identity = identity if identity is not None else dataset_identity(cfg, grid, dataset)
+        try:
+            cached = read_small_json(cache)
+        except ValueError as err:
+            raise DataFileError(f"{err}; remove it (it caches the class counts)", cache) from None
+        counts = _cached_counts(cached, identity, grid)
+        if counts is None and cache.exists() and info.is_main:
+            warnings.warn(
+                f"{cache} holds class counts of another dataset (or is corrupt); counting again",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    if counts is None:
         counts = count_classes(dataset, grid.num_classes, info)
         if cache is not None and info.is_main:
             # other ranks never see a half-written file
-            atomic_write_text(cache, json.dumps({"counts": counts.tolist(), "classes": list(grid.class_names)}))
+            record = {"counts": counts.tolist(), "classes": list(grid.class_names), "identity": identity}
+            atomic_write_text(cache, json.dumps(record))
     return inverse_log_frequency_weights(counts).float()
+
+
+def _cached_counts(cached: Any, identity: dict[str, Any] | None, grid: VoxelGrid) -> torch.Tensor | None:
+    """The counts of a ``class_counts.json`` record when it is for ``identity`` and well formed."""
+    if not isinstance(cached, dict) or cached.get("identity") != identity:
+        return None
+    counts = cached.get("counts")
+    if (
+        not isinstance(counts, list)
+        or len(counts) != grid.num_classes
+        or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**62 for c in counts)
+    ):
+        return None
+    return torch.tensor(counts, dtype=torch.int64)

@@ -49,10 +49,10 @@ def validate(
 
     RayIoU needs ``origins`` in the samples. The rendered-view metrics
     (:class:`~gaussrender.metrics.RenderedViewMetrics`: ``image_iou``, ``image_miou``,
-    ``depth_l1``, ``bev_iou``, ``bev_miou``, ``bev_depth_l1``) render every camera of the
-    sample, and the BEV, with ``render_cameras`` scaled by ``train.val_render_scale``; they
-    are off by default (0), as they cost more than the rest of the validation on a CPU; the
-    paper configs set 1.
+    ``depth_l1``, ``bev_iou``, ``bev_miou``, ``bev_depth_l1``) score the model's logits with
+    the release's eval rule, rendering every camera of the sample and the BEV with
+    ``render_cameras`` scaled by ``train.val_render_scale``; they are off by default (0), as
+    they cost more than the rest of the validation on a CPU; the paper configs set 1.
     """
     from ..metrics import OccupancyMetrics, RayIoU, RenderedViewMetrics
 
@@ -89,7 +89,8 @@ def validate(
             # the cameras the render loss uses: native size and uncropped K when the
             # samples carry them, the network's input otherwise
             ks, size = render_cameras(batch)
-            rendered.update(pred, batch["labels"], ks, batch["cam_from_grid"], size)
+            # the logits: the release's eval rule (soft features, opacity from the argmax)
+            rendered.update(outputs["logits"].float(), batch["labels"], ks, batch["cam_from_grid"], size)
             views_seen += 1
     model.train()
     out = {k: v for k, v in occ.compute().items() if v.dim() == 0}

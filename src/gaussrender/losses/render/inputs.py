@@ -135,6 +135,16 @@ def _check_image_size(image_size: object) -> tuple[int, int]:
     )
 
 
+def _check_camera_count(name: str, count: int) -> None:
+    """A sample with zero cameras renders nothing: refuse it rather than return a loss that
+    silently supervises nothing (pass no cameras, or ``views=("bev",)``, to render the BEV only)."""
+    if count < 1:
+        raise ValueError(
+            f"{name} holds {count} cameras per sample; expected at least 1 (to render the BEV only, "
+            "pass no cameras, with views=('bev',))"
+        )
+
+
 def _check_cameras(
     grid: VoxelGrid,
     intrinsics: torch.Tensor,
@@ -146,6 +156,7 @@ def _check_cameras(
     """Refuse cameras of the wrong shape, singular intrinsics, non-rigid poses, a bad
     ``image_size`` and camera weights of another count; return ``(Ncam, (H, W))``."""
     ncam = check_shape("intrinsics", intrinsics, [batch, "Ncam", 3, 3])["Ncam"]
+    _check_camera_count("intrinsics", ncam)
     check_shape("cam_from_grid", cam_from_grid, [batch, ncam, 4, 4])
     check_intrinsics("intrinsics", intrinsics)
     check_rigid("cam_from_grid", cam_from_grid)
@@ -205,6 +216,7 @@ def _check_targets(
     if target_intrinsics is not None and target_cam_from_grid is not None:
         # the targets' own cameras (e.g. other frames'), pixels of image_size like intrinsics
         ncam = check_shape("target_intrinsics", target_intrinsics, [batch, "Nt", 3, 3])["Nt"]
+        _check_camera_count("target_intrinsics", ncam)
         check_shape("target_cam_from_grid", target_cam_from_grid, [batch, ncam, 4, 4])
         check_intrinsics("target_intrinsics", target_intrinsics)
         check_rigid("target_cam_from_grid", target_cam_from_grid)

@@ -73,7 +73,7 @@ class Symphonies(nn.Module):
             nn.ConvTranspose3d(d, d, 3, stride=2, padding=1, output_padding=1), nn.BatchNorm3d(d), nn.ReLU()
         )
         self.classifier = nn.Conv3d(d, grid.num_classes, 1)
-        self.opacity_head = OpacityHead(d, d) if cfg.learned_opacity else None
+        self.opacity_head = OpacityHead(d, d, grid.num_classes) if cfg.learned_opacity else None
 
         centres = [
             lo + (torch.arange(n, dtype=torch.float64) + 0.5) * s
