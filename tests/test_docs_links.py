@@ -3,7 +3,9 @@ package (docstrings, comments, shipped configs) points inside the repository or 
 
 * markdown links resolve to files of the repository, and their ``#anchors`` to headings there;
 * repository paths named in the text (``docs/…``, ``benchmarks/…``, ``tests/…``, ``src/…``) exist,
-  and ``docs/…md#anchor`` references from the package name a real heading;
+  and ``docs/…md#anchor`` references from the package name a real heading (a file of another
+  repository is written with that repository's name first, ``CVT-Occ/docs/dataset.md``, or as
+  "the release's ``model/…``");
 * nothing refers to the design notes or the data folder outside the repository
   (``DESIGN §n``, ``DESIGN.md``, ``../shared``); the real frame's own folder ``shared/data`` is
   named only by ``docs/real_data.md``, which says where it comes from.

@@ -26,8 +26,12 @@ from . import data, geometry, losses, metrics, models, viz
 from ._checks import set_checks
 from .geometry import (
     NUSCENES_CAMERA_WEIGHTS,
+    NUSCENES_OCCUPANCY,
     OCC3D_NUSCENES,
+    OCC3D_WAYMO,
+    OPENOCC_NUSCENES,
     PRESETS,
+    SEMANTICKITTI,
     SSCBENCH_KITTI360,
     SURROUNDOCC_NUSCENES,
     Cameras,
@@ -60,6 +64,10 @@ __all__ = [
     "OCC3D_NUSCENES",
     "SURROUNDOCC_NUSCENES",
     "SSCBENCH_KITTI360",
+    "OCC3D_WAYMO",
+    "OPENOCC_NUSCENES",
+    "NUSCENES_OCCUPANCY",
+    "SEMANTICKITTI",
     "PRESETS",
     "get_grid",
     "Cameras",

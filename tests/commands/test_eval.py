@@ -380,9 +380,13 @@ def test_render_metrics_on_the_real_frame(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", ["eval", "view"])
-@pytest.mark.parametrize("wrong", ["surroundocc", "kitti360"])
+@pytest.mark.parametrize(
+    "wrong", ["surroundocc", "kitti360", "openocc", "nuscenes_occupancy", "semantickitti", "occ3d_waymo"]
+)
 def test_another_benchmarks_ground_truth_is_one_named_line(tmp_path, capsys, command, wrong):
     # the case: --benchmark surroundocc on Occ3D data gave a FileNotFoundError traceback
+    if command == "view" and wrong == "occ3d_waymo":
+        pytest.skip("view has no occ3d_waymo (its reader has no cameras)")
     samples, gts, infos = _occ3d(tmp_path, n_scenes=1)
     _save(tmp_path / "pred", samples[0].token, gts[samples[0].token][0])
     argv = [command, "--benchmark", wrong, "--gt", tmp_path / "gt", "--pred", tmp_path / "pred"]

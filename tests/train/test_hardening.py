@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import gaussrender as gr
 from gaussrender import _io
 from gaussrender.train.config import ConfigError, config_from_dict, load_config
 from gaussrender.train.loop import NonFiniteLossError, ResumeError
@@ -65,7 +66,7 @@ IO_FILE = Path(_io.__file__)
             "data",
             "grid",
             "occ4d",
-            "expected one of ['kitti360', 'occ3d', 'surroundocc', 'synthetic_medium', 'synthetic_small']",
+            f"expected one of {sorted(gr.PRESETS)}",
         ),
     ],
 )

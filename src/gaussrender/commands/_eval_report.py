@@ -34,14 +34,15 @@ def collect_results(
 ) -> dict[str, Any]:
     """The JSON record of an evaluation: the arguments, the merged metrics (None for NaN) and
     the timing (``seconds``: ``total``, ``rayiou`` and ``render`` summed over samples)."""
-    nuscenes = args.benchmark != "kitti360"
+    from ._scoring import DEFAULT_SPLITS
+
     total_seconds, ray_seconds, render_seconds = seconds["total"], seconds["rayiou"], seconds["render"]
     voxel = voxel_metric.compute()
     results: dict[str, Any] = {
         "benchmark": args.benchmark,
         "gt": str(args.gt),
         "pred": str(args.pred),
-        "split": args.split if nuscenes else (args.split or "val"),
+        "split": args.split if args.split is not None else DEFAULT_SPLITS.get(args.benchmark),
         "num_samples": num_samples,
         "mask_camera": mask_camera,
         "device": str(args.device),

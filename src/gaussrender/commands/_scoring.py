@@ -11,22 +11,77 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_prediction", "load_probabilities", "open_benchmark", "ChunkScorer"]
+__all__ = [
+    "BENCHMARKS",
+    "NUSCENES_BENCHMARKS",
+    "MASKED_BENCHMARKS",
+    "RAYIOU_BENCHMARKS",
+    "DEFAULT_SPLITS",
+    "load_prediction",
+    "load_probabilities",
+    "prediction_path",
+    "open_benchmark",
+    "benchmark_tokens",
+    "stored_image_size",
+    "ChunkScorer",
+]
+
+#: ``--benchmark`` choices of ``eval`` and ``view``: the preset grid of the same name reads them.
+BENCHMARKS: tuple[str, ...] = (
+    "occ3d",
+    "surroundocc",
+    "kitti360",
+    "occ3d_waymo",
+    "openocc",
+    "nuscenes_occupancy",
+    "semantickitti",
+)
+#: Benchmarks on nuScenes samples: tokens, calibration and RayIoU origins come from ``--infos``.
+NUSCENES_BENCHMARKS: tuple[str, ...] = ("occ3d", "surroundocc", "openocc", "nuscenes_occupancy")
+#: Benchmarks scored with RayIoU unless ``--no-rayiou`` (nuScenes-Occupancy: only with ``--rayiou``).
+RAYIOU_BENCHMARKS: tuple[str, ...] = ("occ3d", "surroundocc", "openocc")
+#: Benchmarks whose ground truth carries a camera visibility mask, scored inside it by default
+#: (Occ3D-Waymo: inside ``infov & final_voxel_state``, as its release evaluates).
+MASKED_BENCHMARKS: tuple[str, ...] = ("occ3d", "occ3d_waymo")
+#: ``--split`` when none is given (nuScenes benchmarks: None, every sample of ``--infos``;
+#: Occ3D-Waymo: None, ``validation/`` under ``--gt`` or ``--gt`` itself when it is a split folder).
+DEFAULT_SPLITS: dict[str, str | None] = {"kitti360": "val", "semantickitti": "val"}
 
 
-def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
+def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int, benchmark: str | None = None):
+    """A prediction file as int64 ``[X, Y, Z]`` labels in the preset's classes.
+
+    ``<token>.npz`` (key ``semantics``, else ``pred``); Occ3D-Waymo's free label 23 is read as
+    15, as the release's evaluation does with predictions. SemanticKITTI's own submission
+    files (``.label``, raw uint16 ids) go through its learning map.
+    """
     import numpy as np
     import torch
 
     from ..data.arrays import LABEL_KINDS, open_npz
     from ..data.files import DataFileError
 
+    if benchmark == "semantickitti" and path.suffix == ".label":
+        from ..data.semantickitti import read_semantickitti_voxels
+
+        labels = read_semantickitti_voxels(path)
+        if (labels == 255).any():
+            raise DataFileError(
+                f"{path}: prediction holds raw ids whose learning class is 'unlabeled' (0 excepted); "
+                "a prediction must give every voxel empty or one of the 19 classes",
+                path,
+            )
+        return torch.from_numpy(labels.astype(np.int64))
     # header-checked read: a hostile or corrupt prediction file is named, never unpickled
     with open_npz(path, "prediction file") as data:
         key = "semantics" if "semantics" in data.files else "pred" if "pred" in data.files else None
         if key is None:
             raise DataFileError(f"{path}: expected key 'semantics' or 'pred', has {data.files}", path)
         pred = data.read(key, shape, LABEL_KINDS.replace("b", ""))
+    if benchmark == "occ3d_waymo":
+        from ..data.waymo import OCC3D_WAYMO_FREE_LABEL
+
+        pred = np.where(pred == OCC3D_WAYMO_FREE_LABEL, num_classes - 1, pred)
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
         raise DataFileError(
             f"{path}: {key} labels must be in [0, {num_classes}), found [{pred.min()}, {pred.max()}]", path
@@ -34,30 +89,51 @@ def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int):
     return torch.from_numpy(pred.astype(np.int64))
 
 
-#: What each benchmark's ground-truth root holds (``--gt``), to name a mismatch.
-LAYOUTS = {
-    "occ3d": ("gts", "Occ3D ground truth (gts/<scene>/<token>/labels.npz)"),
-    "surroundocc": ("samples", "SurroundOcc ground truth (samples/<lidar file>.npy)"),
-    "kitti360": ("preprocess", "SSCBench-KITTI360 ground truth (preprocess/labels/<sequence>/)"),
+#: What each benchmark's ground-truth root (``--gt``) holds, to name a mismatch.
+LAYOUTS: dict[str, str] = {
+    "occ3d": "Occ3D-nuScenes ground truth (gts/<scene>/<token>/labels.npz)",
+    "surroundocc": "SurroundOcc ground truth (samples/<lidar file>.npy)",
+    "openocc": "OpenOcc ground truth (<scene>/<token>/labels.npz)",
+    "nuscenes_occupancy": "nuScenes-Occupancy ground truth (scene_<scene token>/occupancy/<lidar token>.npy)",
+    "kitti360": "SSCBench-KITTI360 ground truth (preprocess/labels/<sequence>/)",
+    "semantickitti": "SemanticKITTI ground truth (sequences/<seq>/voxels/<frame>.label)",
+    "occ3d_waymo": "Occ3D-Waymo ground truth (validation/<scene>/<frame>_04.npz)",
 }
 
 
-def _layout_error(benchmark: str, gt: Path, missing: Path | None) -> str:
-    """A one-line message for ground truth that is not ``benchmark``'s: what was expected and,
-    when the root holds another benchmark's layout, which ``--benchmark`` fits it."""
-    expected = LAYOUTS[benchmark][1]
-    others = [
-        name
-        for name, (folder, _) in LAYOUTS.items()
-        if name != benchmark and (gt / folder).is_dir() and not (name == "surroundocc" and (gt / "gts").is_dir())
-    ]
-    what = f"{missing} not found" if missing is not None else f"{gt} has no {LAYOUTS[benchmark][0]}/"
+def _first(pattern_root: Path, pattern: str) -> bool:
+    return next(iter(pattern_root.glob(pattern)), None) is not None
+
+
+def _layouts_present(gt: Path) -> list[str]:
+    """The benchmarks whose ground-truth layout ``gt`` holds (cheap directory probes)."""
+    found = []
+    if (gt / "gts").is_dir():
+        found.append("occ3d")
+    if _first(gt, "samples/*.npy"):
+        found.append("surroundocc")
+    if _first(gt, "scene-*/*/labels.npz"):
+        found.append("openocc")
+    if _first(gt, "scene_*/occupancy"):
+        found.append("nuscenes_occupancy")
+    if (gt / "preprocess" / "labels").is_dir():
+        found.append("kitti360")
+    if (gt / "sequences").is_dir() or (gt / "dataset" / "sequences").is_dir():
+        found.append("semantickitti")
+    if any((gt / s).is_dir() for s in ("training", "validation")) or _first(gt, "[0-9][0-9][0-9]/*_04.npz"):
+        found.append("occ3d_waymo")
+    return found
+
+
+def _layout_error(benchmark: str, gt: Path, what: str, others: list[str]) -> str:
+    """One line for ground truth that is not ``benchmark``'s: what was expected, what was
+    found, and which ``--benchmark`` fits what ``--gt`` holds."""
     hint = (
-        f"; {gt} holds {LAYOUTS[others[0]][1].split(' (')[0]}: use --benchmark {others[0]}"
+        f"; {gt} holds {LAYOUTS[others[0]].split(' (')[0]}: use --benchmark {others[0]}"
         if others
-        else f"; --gt must be the root holding {expected}"
+        else f"; --gt must be the root holding {LAYOUTS[benchmark]}"
     )
-    return f"--benchmark {benchmark} expects {expected} under --gt, but {what}{hint}"
+    return f"--benchmark {benchmark} expects {LAYOUTS[benchmark]} under --gt, but {what}{hint}"
 
 
 def load_probabilities(path: Path, shape: tuple[int, ...], num_classes: int):
@@ -92,31 +168,106 @@ def load_probabilities(path: Path, shape: tuple[int, ...], num_classes: int):
     return torch.from_numpy(probs.astype(np.float32))
 
 
+def prediction_path(pred_dir: Path, benchmark: str, token: str) -> Path:
+    """The prediction file of ``token``: ``<pred_dir>/<token>.npz``; for SemanticKITTI, when that
+    file is absent, the official submission layout ``<pred_dir>/sequences/<seq>/predictions/<frame>.label``
+    (also under ``<pred_dir>/dataset/``) when it exists."""
+    npz = pred_dir / f"{token}.npz"
+    if benchmark == "semantickitti" and not npz.is_file():
+        seq, frame = token.split("/")
+        for base in (pred_dir, pred_dir / "dataset"):
+            label = base / "sequences" / seq / "predictions" / f"{frame}.label"
+            if label.is_file():
+                return label
+    return npz
+
+
 def open_benchmark(args: argparse.Namespace, rayiou: bool):
-    """The benchmark's dataset, its ground-truth layout checked on the first sample.
+    """The benchmark's dataset, its ground-truth layout checked (on the first sample for the
+    nuScenes readers) so that another benchmark's ground truth is one named error.
 
     Raises:
-        ValueError: ``--gt`` does not hold ``--benchmark``'s layout (naming the benchmark that
-            fits, when another one does), or a bad argument.
+        ValueError: ``--gt`` does not hold ``--benchmark``'s layout (naming the benchmark whose
+            layout it holds, when one fits), or a bad argument.
         FileNotFoundError: a missing ``--gt``, info file or tables.
     """
-    from ..data import Occ3DNuScenes, SSCBenchKITTI360, SurroundOccNuScenes, load_nuscenes_tables
-
     gt = Path(args.gt)
     if not gt.is_dir():
         raise FileNotFoundError(f"--gt directory not found: {gt}")
-    if args.benchmark == "kitti360":
-        if not (gt / "preprocess").is_dir():
-            raise ValueError(_layout_error("kitti360", gt, None))
-        return SSCBenchKITTI360(args.gt, args.split or "val")
-    cls = Occ3DNuScenes if args.benchmark == "occ3d" else SurroundOccNuScenes
-    infos = load_nuscenes_tables(args.infos, args.nuscenes_version) if args.infos.is_dir() else args.infos
-    dataset = cls(args.gt, infos, split=args.split, with_origins=rayiou)
-    first = dataset.label_path(dataset.samples[0])
-    # exists(), not is_file(): a directory or FIFO in its place is named by the reader
-    if not first.exists():
-        raise ValueError(_layout_error(args.benchmark, gt, first))
+    try:
+        dataset = _open_dataset(args, rayiou)
+    except (FileNotFoundError, ValueError) as err:
+        others = [b for b in _layouts_present(gt) if b != args.benchmark]
+        if not others:
+            raise
+        raise ValueError(_layout_error(args.benchmark, gt, str(err).rstrip("."), others)) from None
+    label_path = getattr(dataset, "label_path", None)
+    if label_path is not None:
+        from ..data.files import DataFileError
+
+        try:
+            first = label_path(dataset.samples[0])
+            # exists(), not is_file(): a directory or FIFO in its place is named by the reader
+            problem = None if first.exists() else f"{first} not found"
+        except DataFileError as err:  # e.g. the infos lack what this layout's file names need
+            problem = str(err).rstrip(".")
+            if not [b for b in _layouts_present(gt) if b != args.benchmark]:
+                raise
+        if problem is not None:
+            others = [b for b in _layouts_present(gt) if b != args.benchmark]
+            raise ValueError(_layout_error(args.benchmark, gt, problem, others))
     return dataset
+
+
+def _open_dataset(args: argparse.Namespace, rayiou: bool):
+    from .. import data
+
+    split = args.split if args.split is not None else DEFAULT_SPLITS.get(args.benchmark)
+    if args.benchmark == "kitti360":
+        return data.SSCBenchKITTI360(args.gt, split or "val")
+    if args.benchmark == "semantickitti":
+        # scoring voxels needs no calib.txt (the official evaluation reads none); views do
+        return data.SemanticKITTI(args.gt, split or "val", cameras=getattr(args, "render_metrics", True))
+    if args.benchmark == "occ3d_waymo":
+        return data.Occ3DWaymo(args.gt, split)
+    cls: type[data.NuScenesOccupancy] = {  # type: ignore[type-abstract]
+        "occ3d": data.Occ3DNuScenes,
+        "surroundocc": data.SurroundOccNuScenes,
+        "openocc": data.OpenOccNuScenes,
+        "nuscenes_occupancy": data.OpenOccupancyNuScenes,
+    }[args.benchmark]
+    infos = data.load_nuscenes_tables(args.infos, args.nuscenes_version) if args.infos.is_dir() else args.infos
+    return cls(args.gt, infos, split=split, with_origins=rayiou)
+
+
+def benchmark_tokens(dataset: Any, benchmark: str) -> list[str]:
+    """The dataset's sample tokens, which name the prediction files: nuScenes sample tokens, else
+    ``<sequence>/<frame>`` (KITTI-360, SemanticKITTI) or ``<scene>/<frame>`` (Occ3D-Waymo)."""
+    if benchmark in NUSCENES_BENCHMARKS:
+        return [s.token for s in dataset.samples]
+    return [f"{q}/{f}" for q, f in dataset.frames]
+
+
+def stored_image_size(benchmark: str) -> tuple[int, int]:
+    """``(H, W)`` assumed for a camera image that is absent (an existing file's header wins).
+
+    Raises:
+        ValueError: the benchmark's reader has no cameras (Occ3D-Waymo).
+    """
+    from ..data.kitti360 import KITTI360_IMAGE_SIZE
+    from ..data.nuscenes import NUSCENES_IMAGE_SIZE
+    from ..data.semantickitti import SEMANTICKITTI_IMAGE_SIZE
+
+    if benchmark in NUSCENES_BENCHMARKS:
+        return NUSCENES_IMAGE_SIZE
+    if benchmark == "kitti360":
+        return KITTI360_IMAGE_SIZE
+    if benchmark == "semantickitti":
+        return SEMANTICKITTI_IMAGE_SIZE
+    raise ValueError(
+        f"--benchmark {benchmark}: its reader has no camera calibration (the release's cam_infos.pkl is not read), "
+        "so its views cannot be rendered"
+    )
 
 
 class ChunkScorer:
@@ -136,8 +287,10 @@ class ChunkScorer:
         device: str,
         threads: int,
         render: dict[str, Any] | None = None,
+        benchmark: str | None = None,
     ) -> None:
         self.dataset, self.pred_dir, self.mask_camera = dataset, pred_dir, mask_camera
+        self.benchmark = benchmark or ""  # prediction layouts and label conventions of its own
         self.rayiou, self.device, self.threads = rayiou, device, threads
         self.render = render  # None, or image_scale, convention and the stored image size
 
@@ -167,9 +320,16 @@ class ChunkScorer:
         ray_seconds = render_seconds = 0.0
         for index in indices:
             item = self.dataset[index]
-            pred = load_prediction(self.pred_dir / f"{item['token']}.npz", grid.shape, grid.num_classes)[None]
+            path = prediction_path(self.pred_dir, self.benchmark, item["token"])
+            pred = load_prediction(path, grid.shape, grid.num_classes, self.benchmark)[None]
             target = item["labels"][None]
-            voxel.update(pred, target, item["mask_camera"][None] if self.mask_camera else None)
+            mask = None
+            if self.mask_camera:
+                mask = item["mask_camera"]
+                if "mask_infov" in item:  # Occ3D-Waymo scores inside the cameras' field of view too
+                    mask = mask & item["mask_infov"]
+                mask = mask[None]
+            voxel.update(pred, target, mask)
             if ray is not None:
                 t0 = time.perf_counter()
                 ray.update(pred, target, [item["origins"].double()])
@@ -179,8 +339,8 @@ class ChunkScorer:
             if rendered is not None:
                 t0 = time.perf_counter()
                 # saved probabilities: the release's rule (soft features); labels otherwise
-                path = self.pred_dir / f"{item['token']}.npz"
-                probs = load_probabilities(path, grid.shape, grid.num_classes)
+                # (a SemanticKITTI .label submission holds labels only)
+                probs = load_probabilities(path, grid.shape, grid.num_classes) if path.suffix == ".npz" else None
                 rendered.update(
                     pred if probs is None else probs[None],
                     target,

@@ -1,19 +1,24 @@
 """Score saved occupancy predictions against a benchmark's ground truth.
 
 Predictions are one ``<token>.npz`` per ground-truth sample under ``--pred`` (key
-``semantics``, else ``pred``), an integer array in the benchmark's own layout: Occ3D
-``[200, 200, 16]`` with 17 = free, SurroundOcc ``[200, 200, 16]`` with 0 = empty (LiDAR
-frame), SSCBench-KITTI360 ``[256, 256, 32]`` with 0 = empty, saved as
-``<seq>/<frame>.npz``. Tokens: nuScenes sample tokens, ``<seq>/<frame>`` for KITTI-360.
+``semantics``, else ``pred``), an integer array in the classes of the benchmark's preset grid
+(:func:`gaussrender.get_grid`): Occ3D ``[200, 200, 16]`` with 17 = free, SurroundOcc
+``[200, 200, 16]`` with 0 = empty (LiDAR frame), SSCBench-KITTI360 ``[256, 256, 32]`` with
+0 = empty, Occ3D-Waymo ``[200, 200, 16]`` with 15 = free (not the files' 23), OpenOcc
+``[200, 200, 16]`` with 16 = free, nuScenes-Occupancy ``[512, 512, 40]`` with 0 = empty
+(LiDAR frame), SemanticKITTI ``[256, 256, 32]`` with 0 = empty and classes 1-19 (learning ids,
+not raw ids). Tokens: nuScenes sample tokens; ``<seq>/<frame>`` for KITTI-360 and
+SemanticKITTI (``08/000000``); ``<scene>/<frame>`` for Occ3D-Waymo (``000/005``).
 
 Metrics pool counts over the whole split (never per-sample averages) with each benchmark's
 own IoU convention (see :mod:`gaussrender.metrics`). Occ3D scores mIoU inside
-``mask_camera`` by default. RayIoU (nuScenes benchmarks) casts SparseOcc's rays from the
-LiDAR positions of up to 8 frames of the sample's scene found in ``--infos``, over the whole
-grid (no visibility mask).
+``mask_camera`` by default, Occ3D-Waymo inside ``infov & final_voxel_state``. RayIoU
+(nuScenes benchmarks) casts SparseOcc's rays from the LiDAR positions of up to 8 frames of
+the sample's scene found in ``--infos``, over the whole grid (no visibility mask).
 
 With ``--render-metrics``, prediction and ground truth are also rendered from every camera of
-the sample (calibration from ``--infos``; KITTI-360: its front camera) and from the bird's-eye
+the sample (calibration from ``--infos``; KITTI-360: its front camera; SemanticKITTI:
+``image_2``; Occ3D-Waymo: not available) and from the bird's-eye
 view, as the GaussRender release's eval does, and scored in 2D: image and BEV IoU / mIoU and
 depth L1 in metres (:class:`gaussrender.metrics.RenderedViewMetrics`). A file that holds
 ``probabilities`` (float ``[C, X, Y, Z]``, ``gaussrender predict --save-probabilities``) is
@@ -41,25 +46,40 @@ from typing import Any
 from .._io import atomic_write_text
 from . import _checks
 from ._eval_report import collect_results, print_table
-from ._scoring import ChunkScorer, open_benchmark
-
-HELP = (
-    "score saved predictions: IoU, mIoU and RayIoU per class (Occ3D, SurroundOcc, KITTI-360), optionally "
-    "rendered-view metrics"
+from ._scoring import (
+    BENCHMARKS,
+    MASKED_BENCHMARKS,
+    NUSCENES_BENCHMARKS,
+    RAYIOU_BENCHMARKS,
+    ChunkScorer,
+    benchmark_tokens,
+    open_benchmark,
+    prediction_path,
+    stored_image_size,
 )
 
-_BENCHMARKS = ("occ3d", "surroundocc", "kitti360")
+HELP = (
+    "score saved predictions: IoU, mIoU and RayIoU per class (Occ3D, SurroundOcc, KITTI-360, Occ3D-Waymo, OpenOcc, "
+    "nuScenes-Occupancy, SemanticKITTI), optionally rendered-view metrics"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--benchmark", required=True, choices=_BENCHMARKS, help="ground-truth layout and metric convention"
+        "--benchmark",
+        required=True,
+        choices=BENCHMARKS,
+        help="ground-truth layout, preset grid and metric convention (docs/data_and_eval.md)",
     )
     parser.add_argument(
         "--gt",
         required=True,
         type=Path,
-        help="ground-truth root (Occ3D: holds gts/; SurroundOcc: holds samples/; KITTI-360: holds preprocess/)",
+        help=(
+            "ground-truth root (Occ3D: holds gts/; SurroundOcc: holds samples/; KITTI-360: holds preprocess/; "
+            "Occ3D-Waymo: holds training/ and validation/; OpenOcc: the openocc_v2 folder; nuScenes-Occupancy: holds "
+            "scene_<token>/; SemanticKITTI: holds sequences/)"
+        ),
     )
     parser.add_argument("--pred", required=True, type=Path, help="directory of <token>.npz predictions")
     parser.add_argument(
@@ -67,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help=(
             "nuScenes info file (.pkl or .json), or a nuScenes root whose <version>/ holds the official tables; "
-            "required for occ3d and surroundocc"
+            "required for the nuScenes benchmarks (occ3d, surroundocc, openocc, nuscenes_occupancy)"
         ),
     )
     parser.add_argument(
@@ -79,18 +99,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--split",
         default=None,
         help=(
-            "nuScenes: scenes of annotations.json's '<split>_split' (default: every sample of --infos); KITTI-360: "
-            "train/val/test (default val)"
+            "nuScenes: scenes of annotations.json's '<split>_split' (default: every sample of --infos); KITTI-360, "
+            "SemanticKITTI: train/val/test (default val); Occ3D-Waymo: validation/training/test (default validation)"
         ),
     )
     parser.add_argument(
-        "--no-rayiou", action="store_true", help="skip RayIoU (nuScenes benchmarks compute it by default)"
+        "--rayiou",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "RayIoU on the nuScenes benchmarks (default: on for occ3d, surroundocc, openocc; off for "
+            "nuscenes_occupancy, whose 512x512x40 grid makes it cost 6.5-11 s per ray origin on a CPU)"
+        ),
     )
     parser.add_argument(
         "--mask-camera",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="score voxel metrics inside mask_camera (default: on for occ3d; other benchmarks have no such mask)",
+        help=(
+            "score voxel metrics inside mask_camera (default: on for occ3d, and for occ3d_waymo inside infov & "
+            "final_voxel_state; other benchmarks have no such mask)"
+        ),
     )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument(
@@ -141,16 +170,17 @@ def _error(message: str) -> int:
 
 def dataset_options(args: argparse.Namespace) -> bool:
     """Check the dataset arguments shared by ``eval`` and ``view``; return whether voxel
-    metrics use ``mask_camera`` (default: on for Occ3D, the only benchmark that has it).
+    metrics use ``mask_camera`` (default: on for Occ3D and Occ3D-Waymo, the benchmarks that have it).
 
     Raises:
         ValueError: ``--infos`` missing for a nuScenes benchmark, or ``--mask-camera`` asked
             of a benchmark without that mask.
     """
-    if args.benchmark != "kitti360" and args.infos is None:
+    if args.benchmark in NUSCENES_BENCHMARKS and args.infos is None:
         raise ValueError(f"--infos is required for --benchmark {args.benchmark} (calibration, scenes and tokens)")
-    mask_camera = args.mask_camera if args.mask_camera is not None else args.benchmark == "occ3d"
-    if mask_camera and args.benchmark != "occ3d":
+    masked = args.benchmark in MASKED_BENCHMARKS
+    mask_camera = args.mask_camera if args.mask_camera is not None else masked
+    if mask_camera and not masked:
         raise ValueError(f"--mask-camera: {args.benchmark} ground truth has no mask_camera")
     return mask_camera
 
@@ -159,12 +189,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    nuscenes = args.benchmark != "kitti360"
+    nuscenes = args.benchmark in NUSCENES_BENCHMARKS
     try:
         mask_camera = dataset_options(args)
     except ValueError as err:
         return _error(str(err))
-    use_rayiou = nuscenes and not args.no_rayiou
+    use_rayiou = nuscenes and (args.rayiou if args.rayiou is not None else args.benchmark in RAYIOU_BENCHMARKS)
+    if args.rayiou and not nuscenes:
+        return _error(f"--rayiou: {args.benchmark} has no ray origins here (no scene poses are read)")
     if not 1 <= args.workers <= 256:  # each worker is a process: a huge count would exhaust the machine
         return _error(f"--workers must be in [1, 256], got {args.workers}")
     message = _checks.apply_threads(args.threads)  # the workers share these threads
@@ -174,6 +206,12 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"prediction directory not found: {args.pred}")
     if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):
         return _error(f"--render-scale must be in (0, 1], got {args.render_scale}")
+    stored_size = None
+    if args.render_metrics:
+        try:
+            stored_size = stored_image_size(args.benchmark)
+        except ValueError as err:
+            return _error(f"--render-metrics: {err}")
     try:
         # before the evaluation, not after it: a bad device or an unwritable --out fails now
         _checks.usable_device(args.device)
@@ -183,9 +221,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         return _error(str(err))
     grid = dataset.grid
-    tokens = [s.token for s in dataset.samples] if nuscenes else [f"{q}/{f}" for q, f in dataset.frames]
+    tokens = benchmark_tokens(dataset, args.benchmark)
     # exists(), not is_file(): a directory or FIFO in its place is named by the reader, not "missing"
-    missing = [t for t in tokens if not (args.pred / f"{t}.npz").exists()]
+    missing = [t for t in tokens if not prediction_path(args.pred, args.benchmark, t).exists()]
     if missing:
         first = ", ".join(missing[:5])
         return _error(
@@ -202,16 +240,13 @@ def run(args: argparse.Namespace) -> int:
     # workers share the torch threads; in-process the threads stay as they are (0)
     threads = 0 if args.workers == 1 else max(1, torch.get_num_threads() // args.workers)
     render = None
-    if args.render_metrics:
-        from ..data.kitti360 import KITTI360_IMAGE_SIZE
-        from ..data.nuscenes import NUSCENES_IMAGE_SIZE
-
+    if stored_size is not None:
         render = {
             "image_scale": args.render_scale,
             "convention": args.render_convention,
-            "stored_image_size": NUSCENES_IMAGE_SIZE if nuscenes else KITTI360_IMAGE_SIZE,
+            "stored_image_size": stored_size,
         }
-    job = ChunkScorer(dataset, args.pred, mask_camera, use_rayiou, args.device, threads, render)
+    job = ChunkScorer(dataset, args.pred, mask_camera, use_rayiou, args.device, threads, render, args.benchmark)
     rendered_metric: Any = None
     ray_seconds = render_seconds = 0.0
     start = time.perf_counter()

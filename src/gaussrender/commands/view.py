@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from . import _checks
+from ._scoring import BENCHMARKS, NUSCENES_BENCHMARKS, benchmark_tokens
 
 HELP = (
     "render one saved prediction and its ground truth from the sample's cameras and the BEV: PNGs, an orbit GIF, its "
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--benchmark",
         required=True,
-        choices=("occ3d", "surroundocc", "kitti360"),
+        choices=tuple(b for b in BENCHMARKS if b != "occ3d_waymo"),  # Occ3D-Waymo: no cameras read
         help="ground-truth layout (as gaussrender eval)",
     )
     parser.add_argument("--gt", required=True, type=Path, help="ground-truth root (as gaussrender eval)")
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--infos",
         type=Path,
-        help="nuScenes info file (.pkl or .json) or tables root; required for occ3d and surroundocc",
+        help="nuScenes info file (.pkl or .json) or tables root; required for the nuScenes benchmarks",
     )
     parser.add_argument(
         "--nuscenes-version",
@@ -140,7 +141,7 @@ def _argument_error(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from .eval import dataset_options
 
-    nuscenes = args.benchmark != "kitti360"
+    nuscenes = args.benchmark in NUSCENES_BENCHMARKS
     try:
         mask_camera = dataset_options(args)
     except ValueError as err:
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         return _error(str(err))
     grid = dataset.grid
-    tokens = [s.token for s in dataset.samples] if nuscenes else [f"{q}/{f}" for q, f in dataset.frames]
+    tokens = benchmark_tokens(dataset, args.benchmark)
     token = tokens[0] if args.token is None else args.token
     if token not in tokens:
         return _error(
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     if not pred_path.is_file():
         return _error(f"no prediction for sample {token}: {pred_path} not found")
     item = dataset[tokens.index(token)]
-    pred = load_prediction(pred_path, grid.shape, grid.num_classes).to(device)
+    pred = load_prediction(pred_path, grid.shape, grid.num_classes, args.benchmark).to(device)
     target = item["labels"].to(device)
 
     # one bar for all of it: scoring (voxels, rendered views), each view's picture, each GIF frame

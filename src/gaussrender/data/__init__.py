@@ -1,4 +1,5 @@
-"""Benchmark readers: Occ3D-nuScenes, SurroundOcc-nuScenes, SSCBench-KITTI360.
+"""Benchmark readers: Occ3D-nuScenes, SurroundOcc-nuScenes, SSCBench-KITTI360, Occ3D-Waymo,
+OpenOcc v2, nuScenes-Occupancy (OpenOccupancy) and SemanticKITTI SSC.
 
 Each dataset yields dicts with ``token``, ``scene``, ``camera_names``, ``image_paths``,
 ``intrinsics`` ``[V, 3, 3]`` (pixels), ``cam_from_grid`` ``[V, 4, 4]`` (grid frame → OpenCV
@@ -49,12 +50,39 @@ from .lidar import (
 from .loss_cameras import LossCameras, loss_cameras
 from .nuscenes import NUSCENES_IMAGE_SIZE, NuScenesOccupancy, cam_from_ego, group_scenes, resolve_data_path
 from .occ3d import Occ3DNuScenes, occ3d_label_path, read_occ3d_labels, write_occ3d_sample
+from .openocc import OpenOccNuScenes, openocc_label_path, read_openocc_labels, read_openocc_voxels, write_openocc_sample
+from .openoccupancy import (
+    OpenOccupancyNuScenes,
+    nuscenes_occupancy_label_path,
+    read_nuscenes_occupancy_voxels,
+    write_nuscenes_occupancy_sample,
+)
 from .pose import Pose
+from .semantickitti import (
+    SEMANTICKITTI_LEARNING_MAP,
+    SEMANTICKITTI_SPLITS,
+    SemanticKITTI,
+    SemanticKittiCalibration,
+    read_semantickitti_calibration,
+    read_semantickitti_invalid,
+    read_semantickitti_occluded,
+    read_semantickitti_occupancy,
+    read_semantickitti_raw_labels,
+    read_semantickitti_voxels,
+    write_semantickitti_sample,
+)
 from .surroundocc import (
     SurroundOccNuScenes,
     read_surroundocc_labels,
     surroundocc_label_path,
     write_surroundocc_sample,
+)
+from .waymo import (
+    Occ3DWaymo,
+    occ3d_waymo_label_path,
+    read_occ3d_waymo_labels,
+    read_occ3d_waymo_voxels,
+    write_occ3d_waymo_sample,
 )
 
 __all__ = [
@@ -94,6 +122,31 @@ __all__ = [
     "read_kitti360_invalid",
     "read_kitti360_labels",
     "write_kitti360_sample",
+    "Occ3DWaymo",
+    "occ3d_waymo_label_path",
+    "read_occ3d_waymo_labels",
+    "read_occ3d_waymo_voxels",
+    "write_occ3d_waymo_sample",
+    "OpenOccNuScenes",
+    "openocc_label_path",
+    "read_openocc_labels",
+    "read_openocc_voxels",
+    "write_openocc_sample",
+    "OpenOccupancyNuScenes",
+    "nuscenes_occupancy_label_path",
+    "read_nuscenes_occupancy_voxels",
+    "write_nuscenes_occupancy_sample",
+    "SEMANTICKITTI_LEARNING_MAP",
+    "SEMANTICKITTI_SPLITS",
+    "SemanticKITTI",
+    "SemanticKittiCalibration",
+    "read_semantickitti_calibration",
+    "read_semantickitti_invalid",
+    "read_semantickitti_occluded",
+    "read_semantickitti_occupancy",
+    "read_semantickitti_raw_labels",
+    "read_semantickitti_voxels",
+    "write_semantickitti_sample",
     "collate",
     "BOX_FORMATS",
     "LIDARSEG_CLASSES",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib import format as npy_format
 
 from .files import DataFileError, require_regular_file
@@ -29,6 +30,9 @@ __all__ = [
     "open_npz",
     "NpzReader",
     "LABEL_KINDS",
+    "read_raw",
+    "read_packed_bits",
+    "read_small_text",
 ]
 
 #: dtype kinds a label or mask array may have: bool, signed and unsigned integers.
@@ -221,3 +225,83 @@ def check_mask_array(array: np.ndarray, shape: tuple[int, ...], where: str, path
         if array.size and (array.min() < 0 or array.max() > 1):
             raise _fail(where, f"mask values must be 0 or 1, found range [{array.min()}, {array.max()}]", path)
     return array.astype(bool)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as err:
+        raise DataFileError(f"{path}: cannot read ({err.strerror or err})", path) from err
+
+
+def read_raw(path: str | Path, what: str, dtype: npt.DTypeLike, shape: Sequence[int]) -> np.ndarray:
+    """Read a headerless binary array (``numpy.tofile`` layout, C order) of known ``dtype`` and ``shape``.
+
+    The file's size is compared with ``prod(shape) * itemsize`` before anything is read, so a
+    file of the wrong size (another grid, a truncated download, another format) is refused by
+    name and nothing is allocated for it.
+
+    Args:
+        path: the file.
+        what: what it is, for the messages (``"SemanticKITTI voxel label file"``).
+        dtype: the stored dtype with its byte order (``"<u2"``).
+        shape: the array's shape.
+
+    Raises:
+        FileNotFoundError: missing file.
+        DataFileError: a size other than the expected one, or an unreadable file.
+    """
+    path = require_file(Path(path), what)
+    dt = np.dtype(dtype)
+    nbytes = math.prod(shape) * dt.itemsize
+    size = _file_size(path)
+    if size != nbytes:
+        raise DataFileError(
+            f"{path}: {what} must hold {nbytes} bytes ({tuple(shape)} {dt.name}), the file has {size}", path
+        )
+    try:
+        with path.open("rb") as f:
+            data = f.read(nbytes + 1)
+    except OSError as err:
+        raise DataFileError(f"{path}: cannot read ({err.strerror or err})", path) from err
+    if len(data) != nbytes:  # the file changed under us
+        raise DataFileError(f"{path}: {what} must hold {nbytes} bytes, read {len(data)}", path)
+    return np.frombuffer(data, dtype=dt).reshape(tuple(shape)).copy()
+
+
+def read_packed_bits(path: str | Path, what: str, shape: Sequence[int]) -> np.ndarray:
+    """Read a bit-packed boolean volume, 8 voxels per byte, most significant bit first (C order).
+
+    The SemanticKITTI layout (``.invalid``, ``.bin``, ``.occluded``): byte ``i`` holds voxels
+    ``8i`` (bit 7) to ``8i + 7`` (bit 0) of the flattened volume. The size is checked before
+    reading (:func:`read_raw`).
+
+    Raises:
+        FileNotFoundError: missing file.
+        DataFileError: a size other than ``prod(shape) / 8`` bytes, or ``prod(shape)`` not a
+            multiple of 8.
+    """
+    n = math.prod(shape)
+    if n % 8:
+        raise ValueError(f"shape {tuple(shape)} holds {n} voxels, not a multiple of 8")
+    packed = read_raw(path, what, np.uint8, (n // 8,))
+    return np.unpackbits(packed, bitorder="big").reshape(tuple(shape)).astype(bool)
+
+
+def read_small_text(path: str | Path, what: str, max_bytes: int = 1 << 20) -> str:
+    """Read a small UTF-8 text file (calibration), refusing one over ``max_bytes`` before reading it.
+
+    Raises:
+        FileNotFoundError: missing file.
+        DataFileError: too large, unreadable or not UTF-8.
+    """
+    path = require_file(Path(path), what)
+    size = _file_size(path)
+    if size > max_bytes:
+        raise DataFileError(f"{path}: {what} is {size} bytes, more than the {max_bytes} allowed", path)
+    try:
+        return path.read_bytes()[: max_bytes + 1].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataFileError(f"{path}: {what} is not UTF-8 text ({err})", path) from err
+    except OSError as err:
+        raise DataFileError(f"{path}: cannot read ({err.strerror or err})", path) from err

@@ -89,6 +89,8 @@ class SampleInfo:
         gt_names: ``M`` class names of ``gt_boxes`` (None when absent).
         gt_velocity: ``[M, 2]`` float64 box velocities, m/s, LiDAR frame x/y (NaN where
             nuScenes has none); None when absent.
+        lidar_token: the LIDAR_TOP key frame's sample_data token ("" when unknown): names
+            OpenOccupancy's label files (info files' ``lidar_token``, the tables' sample_data).
     """
 
     token: str
@@ -104,6 +106,7 @@ class SampleInfo:
     gt_boxes: np.ndarray | None = None
     gt_names: tuple[str, ...] | None = None
     gt_velocity: np.ndarray | None = None
+    lidar_token: str = ""
 
 
 def _norm_path(p: object) -> str:
@@ -222,6 +225,7 @@ def _parse_sample(record: Mapping[str, Any], where: str, box_format: str | None 
         gt_boxes=boxes,
         gt_names=names,
         gt_velocity=velocity,
+        lidar_token=str(record.get("lidar_token", "") or ""),
     )
 
 
@@ -232,7 +236,7 @@ def load_infos(path: str | Path, *, box_format: str | None = None) -> list[Sampl
     needs ``token``, ``lidar2ego_{translation,rotation}``, ``ego2global_{translation,rotation}``
     and ``cams[<CAM>]`` with ``data_path``, ``cam_intrinsic``, ``sensor2ego_*``,
     ``ego2global_*``. The order of the file is kept. Optional: ``lidar_path``,
-    ``pts_semantic_mask_path`` (or ``lidarseg_path``), ``occ_path``, ``scene_name`` and the
+    ``pts_semantic_mask_path`` (or ``lidarseg_path``), ``occ_path``, ``scene_name``, ``lidar_token`` and the
     object boxes ``gt_boxes``/``gt_names``/``gt_velocity``.
 
     Args:
@@ -331,6 +335,8 @@ def write_infos_json(path: str | Path, samples: Iterable[SampleInfo], *, version
             record["occ_path"] = s.occ_path
         if s.lidarseg_path is not None:
             record["pts_semantic_mask_path"] = s.lidarseg_path
+        if s.lidar_token:
+            record["lidar_token"] = s.lidar_token
         if s.gt_boxes is not None:
             record["gt_boxes"] = np.asarray(s.gt_boxes, dtype=np.float64).tolist()  # our layout is mmdet3d-v1's
             if s.gt_names is not None:
@@ -456,6 +462,7 @@ def _samples_from_tables(directory: Path) -> list[SampleInfo]:
                     ego2global=Pose.from_fields(lidar_pose["translation"], lidar_pose["rotation"], name="ego2global"),
                     cameras=cameras,
                     lidarseg_path=lidarseg.get(lidar["token"]) if lidarseg else None,
+                    lidar_token=str(lidar["token"]),
                 )
             )
             token = sample.get("next", "")

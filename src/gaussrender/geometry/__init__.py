@@ -21,7 +21,18 @@ from . import camera_strategies
 from .adjacent import adjacent_cam_from_grid
 from .boxes import points_in_boxes
 from .cameras import Cameras, look_at, scale_intrinsics
-from .grid import OCC3D_NUSCENES, PRESETS, SSCBENCH_KITTI360, SURROUNDOCC_NUSCENES, VoxelGrid, get_grid
+from .grid import (
+    NUSCENES_OCCUPANCY,
+    OCC3D_NUSCENES,
+    OCC3D_WAYMO,
+    OPENOCC_NUSCENES,
+    PRESETS,
+    SEMANTICKITTI,
+    SSCBENCH_KITTI360,
+    SURROUNDOCC_NUSCENES,
+    VoxelGrid,
+    get_grid,
+)
 from .origins import ray_origins
 from .points import project_points, voxels_from_points
 from .raycast import RayHits, first_hits
@@ -33,6 +44,10 @@ __all__ = [
     "OCC3D_NUSCENES",
     "SURROUNDOCC_NUSCENES",
     "SSCBENCH_KITTI360",
+    "OCC3D_WAYMO",
+    "OPENOCC_NUSCENES",
+    "NUSCENES_OCCUPANCY",
+    "SEMANTICKITTI",
     "PRESETS",
     "get_grid",
     "Cameras",

@@ -20,10 +20,17 @@ __all__ = [
     "OCC3D_NUSCENES",
     "SURROUNDOCC_NUSCENES",
     "SSCBENCH_KITTI360",
+    "OCC3D_WAYMO",
+    "OPENOCC_NUSCENES",
+    "NUSCENES_OCCUPANCY",
+    "SEMANTICKITTI",
     "SYNTHETIC_SMALL",
     "SYNTHETIC_MEDIUM",
     "PRESETS",
     "NUSCENES_CLASSES",
+    "OCC3D_WAYMO_CLASSES",
+    "OPENOCC_CLASSES",
+    "SEMANTICKITTI_CLASSES",
     "get_grid",
 ]
 
@@ -53,7 +60,8 @@ class VoxelGrid:
     """A regular voxel grid and its label set.
 
     Attributes:
-        name: short identifier (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``).
+        name: short identifier, the preset's name (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``,
+            ``"occ3d_waymo"``, ``"openocc"``, ``"nuscenes_occupancy"``, ``"semantickitti"``).
         range_min: (x, y, z) of the grid's lower corner, metres.
         range_max: (x, y, z) of the grid's upper corner, metres.
         voxel_size: edge length of a cubic voxel, metres.
@@ -240,6 +248,120 @@ SSCBENCH_KITTI360 = VoxelGrid(
 )
 
 
+#: Occ3D-Waymo's 15 classes (label ids 0-14, the order of the Occ3D README's list); the files store
+#: free space as 23, the readers move it to 15 (what the release's data loaders do).
+OCC3D_WAYMO_CLASSES = (
+    "general_object",
+    "vehicle",
+    "pedestrian",
+    "sign",
+    "cyclist",
+    "traffic_light",
+    "pole",
+    "construction_cone",
+    "bicycle",
+    "motorcycle",
+    "building",
+    "vegetation",
+    "tree_trunk",
+    "road",
+    "walkable",
+)
+
+OCC3D_WAYMO = VoxelGrid(
+    name="occ3d_waymo",
+    range_min=(-40.0, -40.0, -1.0),
+    range_max=(40.0, 40.0, 5.4),
+    voxel_size=0.4,
+    shape=(200, 200, 16),
+    class_names=OCC3D_WAYMO_CLASSES + ("free",),
+    empty_index=15,
+    gaussian_scale=0.27,  # Occ3D-nuScenes' value: the same 0.4 m voxels
+    camera_strategy="sensor",
+)
+
+#: OpenOcc v2's 16 classes (ids 0-15, OccNet's ``occ_class_names``); 16 is free.
+OPENOCC_CLASSES = (
+    "car",
+    "truck",
+    "trailer",
+    "bus",
+    "construction_vehicle",
+    "bicycle",
+    "motorcycle",
+    "pedestrian",
+    "traffic_cone",
+    "barrier",
+    "driveable_surface",
+    "other_flat",
+    "sidewalk",
+    "terrain",
+    "manmade",
+    "vegetation",
+)
+
+OPENOCC_NUSCENES = VoxelGrid(
+    name="openocc",
+    range_min=(-40.0, -40.0, -1.0),
+    range_max=(40.0, 40.0, 5.4),
+    voxel_size=0.4,
+    shape=(200, 200, 16),
+    class_names=OPENOCC_CLASSES + ("free",),
+    empty_index=16,
+    gaussian_scale=0.27,  # Occ3D-nuScenes' value: the same grid
+    camera_strategy="sensor",
+)
+
+NUSCENES_OCCUPANCY = VoxelGrid(
+    name="nuscenes_occupancy",
+    range_min=(-51.2, -51.2, -5.0),
+    range_max=(51.2, 51.2, 3.0),
+    voxel_size=0.2,
+    shape=(512, 512, 40),
+    class_names=("empty",) + NUSCENES_CLASSES,
+    empty_index=0,
+    # half the voxel, the ratio of the release's SurroundOcc (0.25 m at 0.5 m) and KITTI-360 (0.10 m at 0.2 m)
+    gaussian_scale=0.10,
+    # the release's choice for SurroundOcc, the closest benchmark it trained on (surround nuScenes, 0 = empty)
+    camera_strategy="trajectory",
+)
+
+#: SemanticKITTI SSC's 19 classes (learning ids 1-19 of ``semantic-kitti.yaml``); 0 is empty.
+SEMANTICKITTI_CLASSES = (
+    "car",
+    "bicycle",
+    "motorcycle",
+    "truck",
+    "other-vehicle",
+    "person",
+    "bicyclist",
+    "motorcyclist",
+    "road",
+    "parking",
+    "sidewalk",
+    "other-ground",
+    "building",
+    "fence",
+    "vegetation",
+    "trunk",
+    "terrain",
+    "pole",
+    "traffic-sign",
+)
+
+SEMANTICKITTI = VoxelGrid(
+    name="semantickitti",
+    range_min=(0.0, -25.6, -2.0),
+    range_max=(51.2, 25.6, 4.4),
+    voxel_size=0.2,
+    shape=(256, 256, 32),
+    class_names=("empty",) + SEMANTICKITTI_CLASSES,
+    empty_index=0,
+    gaussian_scale=0.10,  # SSCBench-KITTI360's value: the same grid
+    camera_strategy="sensor",
+)
+
+
 def _coarser_occ3d(name: str, shape: tuple[int, int, int]) -> VoxelGrid:
     """Occ3D's range and classes on a coarser ``shape``; the Gaussian scale grows with the
     voxel (0.27 m at 0.4 m voxels), so that a voxel's Gaussian covers the same fraction of it."""
@@ -263,13 +385,25 @@ SYNTHETIC_SMALL = _coarser_occ3d("synthetic_small", (50, 50, 4))
 SYNTHETIC_MEDIUM = _coarser_occ3d("synthetic_medium", (100, 100, 8))
 
 PRESETS: dict[str, VoxelGrid] = {
-    g.name: g for g in (OCC3D_NUSCENES, SURROUNDOCC_NUSCENES, SSCBENCH_KITTI360, SYNTHETIC_SMALL, SYNTHETIC_MEDIUM)
+    g.name: g
+    for g in (
+        OCC3D_NUSCENES,
+        SURROUNDOCC_NUSCENES,
+        SSCBENCH_KITTI360,
+        OCC3D_WAYMO,
+        OPENOCC_NUSCENES,
+        NUSCENES_OCCUPANCY,
+        SEMANTICKITTI,
+        SYNTHETIC_SMALL,
+        SYNTHETIC_MEDIUM,
+    )
 }
 
 
 def get_grid(grid: VoxelGrid | str) -> VoxelGrid:
     """Return ``grid`` itself, or the preset named by it (``"occ3d"``, ``"surroundocc"``,
-    ``"kitti360"``, ``"synthetic_small"``, ``"synthetic_medium"``)."""
+    ``"kitti360"``, ``"occ3d_waymo"``, ``"openocc"``, ``"nuscenes_occupancy"``,
+    ``"semantickitti"``, ``"synthetic_small"``, ``"synthetic_medium"``)."""
     if isinstance(grid, VoxelGrid):
         return grid
     if isinstance(grid, str) and grid.lower() in PRESETS:

@@ -5,7 +5,8 @@ dataset (``update`` per batch, ``compute`` once, ``reset``), summed across proce
 ``torch.distributed`` is initialised.
 
 Every metric is built the same way: the labels' grid first, a :class:`~gaussrender.VoxelGrid`
-or a preset name (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``), then keyword-only options,
+or a preset name (``"occ3d"``, ``"surroundocc"``, ``"kitti360"``, ``"occ3d_waymo"``, ``"openocc"``,
+``"nuscenes_occupancy"``, ``"semantickitti"``), then keyword-only options,
 e.g. ``OccupancyMetrics("occ3d")``, ``RayIoU(grid, thresholds=(1.0, 2.0, 4.0))``,
 ``RenderedViewMetrics(grid, image_scale=0.5)``.
 """
@@ -13,6 +14,8 @@ e.g. ``OccupancyMetrics("occ3d")``, ``RayIoU(grid, thresholds=(1.0, 2.0, 4.0))``
 from .occupancy import (
     CONVENTIONS,
     OCC3D_CONVENTION,
+    OPENOCCUPANCY_CONVENTION,
+    SEMANTICKITTI_CONVENTION,
     SSCBENCH_CONVENTION,
     SURROUNDOCC_CONVENTION,
     IoUConvention,
@@ -27,6 +30,8 @@ __all__ = [
     "OCC3D_CONVENTION",
     "SURROUNDOCC_CONVENTION",
     "SSCBENCH_CONVENTION",
+    "OPENOCCUPANCY_CONVENTION",
+    "SEMANTICKITTI_CONVENTION",
     "CONVENTIONS",
     "RayIoU",
     "RenderedViewMetrics",

@@ -15,6 +15,14 @@ overrides it):
   classes 1-16, NaN if a class never occurs in the whole evaluation (``absent="propagate"``).
 * SSCBench-KITTI-360 (Symphonies' ``SSCMetrics``): ``TP / (TP + FP + FN + 1e-6)`` per class,
   so an absent class scores 0, plain mean over classes 1-18 (``absent="zero", eps=1e-6``).
+* Occ3D-Waymo (the Occ3D/CVT-Occ ``Metric_mIoU``): the Occ3D-nuScenes rule over classes 0-14
+  (NaN-mean of ``np.nanmean(mIoU[:-1])``), inside ``infov`` and the camera mask.
+* OpenOcc v2: its official score is RayIoU (:class:`~gaussrender.metrics.RayIoU`, NaN-mean
+  over classes 0-15); its voxel mIoU here follows the Occ3D rule (the same toolkit family).
+* nuScenes-Occupancy (OpenOccupancy's ``cm_to_ious`` / ``format_SSC_results``): plain mean
+  over classes 1-16, NaN as soon as one is absent (``absent="propagate"``).
+* SemanticKITTI SSC (semantic-kitti-api ``evaluate_completion.py``, ``iouEval``):
+  ``TP / (TP + FP + FN + 1e-15)``, plain mean over classes 1-19 (``absent="zero", eps=1e-15``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ __all__ = [
     "OCC3D_CONVENTION",
     "SURROUNDOCC_CONVENTION",
     "SSCBENCH_CONVENTION",
+    "OPENOCCUPANCY_CONVENTION",
+    "SEMANTICKITTI_CONVENTION",
     "CONVENTIONS",
     "OccupancyMetrics",
 ]
@@ -62,12 +72,18 @@ class IoUConvention:
 OCC3D_CONVENTION = IoUConvention(absent="nan")
 SURROUNDOCC_CONVENTION = IoUConvention(absent="propagate")
 SSCBENCH_CONVENTION = IoUConvention(absent="zero", eps=1e-6)
+OPENOCCUPANCY_CONVENTION = IoUConvention(absent="propagate")
+SEMANTICKITTI_CONVENTION = IoUConvention(absent="zero", eps=1e-15)
 
 #: Convention of each preset grid, keyed by ``VoxelGrid.name``.
 CONVENTIONS: dict[str, IoUConvention] = {
     "occ3d": OCC3D_CONVENTION,
     "surroundocc": SURROUNDOCC_CONVENTION,
     "kitti360": SSCBENCH_CONVENTION,
+    "occ3d_waymo": OCC3D_CONVENTION,
+    "openocc": OCC3D_CONVENTION,
+    "nuscenes_occupancy": OPENOCCUPANCY_CONVENTION,
+    "semantickitti": SEMANTICKITTI_CONVENTION,
 }
 
 

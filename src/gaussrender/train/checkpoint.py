@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from .._io import atomic_write
-from .._untrusted import ArchiveLimitError, zip_inflated_size
+from .._untrusted import ArchiveLimitError, brief, zip_inflated_size
 from ..data.files import DataFileError
 
 __all__ = [
+    "checkpoint_counter",
     "save_atomic",
     "load_checkpoint",
     "check_checkpoint_archive",
@@ -274,3 +275,16 @@ def load_checkpoint(
     if not isinstance(state, dict):
         raise DataFileError(f"{path}: a checkpoint holds a dict, got {type(state).__name__}", path)
     return state
+
+
+#: Largest step/epoch counter a checkpoint may hold (far beyond any run, far below overflow).
+_MAX_COUNTER = 1 << 53
+
+
+def checkpoint_counter(state: dict[str, Any], key: str, default: int | None = None) -> int:
+    """A checkpoint's step/epoch counter: an int in [0, 2**53] (a negative one would make the
+    sampler skip backwards; a float, bool or tensor is not a counter)."""
+    value = state.get(key, default) if default is not None else state[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNTER:
+        raise ValueError(f"{key} must be an integer in [0, 2**53], got {brief(value, 40)}")
+    return value

@@ -33,12 +33,11 @@ import torch
 import torch.distributed as dist
 
 from .._io import remove_stale_temporaries
-from .._untrusted import brief
 from ..data.files import DataFileError
 from ..geometry.grid import VoxelGrid, get_grid
 from .augment import AugmentedDataset
 from .batches import _dataset_len, _unwrap, move_batch, run_model
-from .checkpoint import load_checkpoint, load_model_state, restore_rng_state, rng_state, save_atomic
+from .checkpoint import checkpoint_counter, load_checkpoint, load_model_state, restore_rng_state, rng_state, save_atomic
 from .config import Config, config_to_dict, save_config
 from .distributed import DistInfo, TrainSampler, all_reduce_sum, gather_objects, init_distributed
 from .nonfinite import NonFiniteLossError, clip_gradients, nonfinite_parameters
@@ -70,19 +69,6 @@ class ResumeError(ValueError):
 # the files a run directory receives through atomic writes (their stale temporaries are
 # removed when a run starts)
 RUN_FILES = ("last.pt", "config.yaml", "class_counts.json", "log.jsonl")
-
-
-#: Largest step/epoch counter a checkpoint may hold (far beyond any run, far below overflow).
-_MAX_COUNTER = 1 << 53
-
-
-def _counter(state: dict[str, Any], key: str, default: int | None = None) -> int:
-    """A checkpoint's step/epoch counter: an int in [0, 2**53] (a negative one would make the
-    sampler skip backwards; a float, bool or tensor is not a counter)."""
-    value = state.get(key, default) if default is not None else state[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNTER:
-        raise ValueError(f"{key} must be an integer in [0, 2**53], got {brief(value, 40)}")
-    return value
 
 
 def _default_collate() -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
@@ -346,10 +332,10 @@ class Trainer:
             entry = "scaler"
             self.scaler.load_state_dict(state["scaler"])
             entry = "counters"
-            self.step = _counter(state, "step")
-            self.epoch = _counter(state, "epoch")
-            self.step_in_epoch = _counter(state, "step_in_epoch")
-            self.skipped_steps = _counter(state, "skipped_steps", 0)
+            self.step = checkpoint_counter(state, "step")
+            self.epoch = checkpoint_counter(state, "epoch")
+            self.step_in_epoch = checkpoint_counter(state, "step_in_epoch")
+            self.skipped_steps = checkpoint_counter(state, "skipped_steps", 0)
             entry = "rng"
             rngs = state["rng"]
             if len(rngs) == self.info.world_size:

@@ -14,6 +14,7 @@ from .colors import (
     IGNORE_COLOR,
     NUSCENES_COLORS,
     SEMANTICKITTI_COLORS,
+    WAYMO_OCC_COLORS,
     colorize_depth,
     colorize_semantics,
     palette,
@@ -25,6 +26,7 @@ from .pictures import orbit_cameras, orbit_frames, render_pictures, render_views
 __all__ = [
     "NUSCENES_COLORS",
     "SEMANTICKITTI_COLORS",
+    "WAYMO_OCC_COLORS",
     "EMPTY_COLOR",
     "IGNORE_COLOR",
     "palette",

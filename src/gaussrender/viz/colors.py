@@ -13,6 +13,7 @@ from ..geometry.grid import VoxelGrid, get_grid
 __all__ = [
     "NUSCENES_COLORS",
     "SEMANTICKITTI_COLORS",
+    "WAYMO_OCC_COLORS",
     "EMPTY_COLOR",
     "IGNORE_COLOR",
     "palette",
@@ -61,6 +62,29 @@ SEMANTICKITTI_COLORS: Mapping[str, tuple[int, int, int]] = {
     "traffic-sign": (255, 0, 0),
     "other-structure": (255, 150, 0),
     "other-object": (50, 255, 255),
+    # SemanticKITTI's own classes (semantic-kitti.yaml color_map, BGR there)
+    "bicyclist": (255, 40, 200),
+    "motorcyclist": (150, 30, 90),
+    "trunk": (135, 60, 0),
+}
+
+#: Occ3D-Waymo's classes, the colours of the Occ3D devkit's ``utils/vis_occ.py`` (RGB).
+WAYMO_OCC_COLORS: Mapping[str, tuple[int, int, int]] = {
+    "general_object": (0, 0, 0),
+    "vehicle": (255, 158, 0),
+    "pedestrian": (0, 0, 230),
+    "sign": (47, 79, 79),
+    "cyclist": (220, 20, 60),
+    "traffic_light": (255, 69, 0),
+    "pole": (255, 140, 0),
+    "construction_cone": (233, 150, 70),
+    "bicycle": (255, 61, 99),
+    "motorcycle": (112, 128, 144),
+    "building": (222, 184, 135),
+    "vegetation": (0, 175, 0),
+    "tree_trunk": (165, 42, 42),
+    "road": (0, 207, 191),
+    "walkable": (75, 0, 75),
 }
 
 #: Free space (the grid's empty class): a neutral grey, so that the near-white "manmade"
@@ -113,16 +137,18 @@ def palette(grid: VoxelGrid | str, table: Mapping[str, tuple[int, int, int]] | N
 
     Args:
         grid: a :class:`VoxelGrid` or preset name.
-        table: class name -> RGB. Default: whichever of :data:`NUSCENES_COLORS` and
-            :data:`SEMANTICKITTI_COLORS` names more of the grid's classes (nuScenes on a tie).
+        table: class name -> RGB. Default: whichever of :data:`NUSCENES_COLORS`,
+            :data:`SEMANTICKITTI_COLORS` and :data:`WAYMO_OCC_COLORS` names more of the grid's
+            classes (the first of them on a tie).
 
     The empty class is :data:`EMPTY_COLOR`; names missing from the table get distinct
     generated colours.
     """
     grid = get_grid(grid)
     if table is None:
-        hits = [sum(n in t for n in grid.class_names) for t in (NUSCENES_COLORS, SEMANTICKITTI_COLORS)]
-        table = SEMANTICKITTI_COLORS if hits[1] > hits[0] else NUSCENES_COLORS
+        tables = (NUSCENES_COLORS, SEMANTICKITTI_COLORS, WAYMO_OCC_COLORS)
+        hits = [sum(n in t for n in grid.class_names) for t in tables]
+        table = tables[hits.index(max(hits))]
     out = np.zeros((grid.num_classes, 3), dtype=np.uint8)
     for i, name in enumerate(grid.class_names):
         out[i] = EMPTY_COLOR if i == grid.empty_index else table.get(name, _distinct_color(i))
