@@ -139,3 +139,19 @@ def test_kitti360_calibration_is_installed_where_the_reader_looks(tmp_path, caps
     assert _prepare("kitti360", "--calibration", calib, "--root", other) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "perspective.txt" in err[0] and not (other / "calibration").exists()
+
+
+def test_kitti360_calibration_files_are_checked_before_they_are_read(tmp_path, capsys):
+    calib = tmp_path / "calibration"
+    calib.mkdir()
+    (calib / "perspective.txt").mkdir()  # a directory in a file's place
+    (calib / "calib_cam_to_velo.txt").write_bytes(b"0 " * (1 << 20))  # over the size limit
+    root = tmp_path / "root"
+    root.mkdir()
+    assert _prepare("kitti360", "--calibration", calib, "--root", root) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+    (calib / "perspective.txt").rmdir()
+    (calib / "perspective.txt").write_text("P_rect_00: 1 0 0 0 0 1 0 0 0 0 1 0\n")
+    assert _prepare("kitti360", "--calibration", calib, "--root", root) == 2
+    assert "is not a calibration file" in capsys.readouterr().err
+    assert not (root / "calibration").exists()

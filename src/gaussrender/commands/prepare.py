@@ -45,6 +45,8 @@ MINI_SPLITS = {
     ),
     "val": ("scene-0103", "scene-0916"),
 }
+#: Largest calibration file read, bytes (KITTI-360's are under 2 kB; the reader's limit).
+MAX_CALIBRATION_BYTES = 1 << 20
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -146,12 +148,23 @@ def _kitti360(args: argparse.Namespace) -> int:
     from ..data import read_kitti360_calibration
 
     names = ("perspective.txt", "calib_cam_to_velo.txt")
-    missing = [n for n in names if not (args.calibration / n).is_file()]
+    missing = [n for n in names if not (args.calibration / n).exists()]
     if missing:
         return _error(f"{args.calibration}: missing {', '.join(missing)} (KITTI-360's calibration/ folder)")
+    for n in names:  # untrusted files: regular and small before anything reads them
+        path = args.calibration / n
+        if not path.is_file():
+            return _error(f"{path} is not a regular file")
+        if path.stat().st_size > MAX_CALIBRATION_BYTES:
+            return _error(
+                f"{path}: {path.stat().st_size} bytes is not a calibration file (limit {MAX_CALIBRATION_BYTES})"
+            )
     if not args.root.is_dir():
         return _error(f"--root directory not found: {args.root}")
-    texts = {n: (args.calibration / n).read_text(encoding="utf-8") for n in names}
+    try:
+        texts = {n: (args.calibration / n).read_text(encoding="utf-8") for n in names}
+    except UnicodeDecodeError as err:
+        return _error(f"{args.calibration}: a calibration file is not UTF-8 text ({err.reason} at byte {err.start})")
     with tempfile.TemporaryDirectory() as tmp:  # parsed (and refused by name) before anything is written
         for n, text in texts.items():
             atomic_write_text(Path(tmp) / "calibration" / n, text)
