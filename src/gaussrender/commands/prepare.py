@@ -184,5 +184,5 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return _nuscenes(args) if args.source == "nuscenes" else _kitti360(args)
-    except (FileNotFoundError, DataFileError, OSError) as err:
+    except (FileNotFoundError, DataFileError, OSError, ValueError) as err:
         return _error(err)
