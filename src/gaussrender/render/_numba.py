@@ -113,7 +113,8 @@ class _Bins:
     tile_count: np.ndarray
     pair_row: np.ndarray
     pair_entry: np.ndarray
-    order: np.ndarray  # the tiles with work, most entries first (the threads' load balance)
+    order: np.ndarray  # every tile, most entries first (the threads' load balance)
+    busy: int  # tiles with at least one entry: order[:busy]
     num_views: int
     width: int
     height: int
@@ -131,10 +132,9 @@ def _bin(splats: Splats, tile: int) -> _Bins:
     box, row_first, tile_start, tile_count, pair_row, pair_entry = k.bin_rows(
         uv, ext, view, splats.width, splats.height, tile, tiles_x, tiles_y, splats.num_views
     )
-    busy = np.flatnonzero(tile_count)
-    order = busy[np.argsort(-tile_count[busy], kind="stable")]
+    order = np.argsort(-tile_count, kind="stable")
     return _Bins(
-        box, row_first, tile_start, tile_count, pair_row, pair_entry, order,
+        box, row_first, tile_start, tile_count, pair_row, pair_entry, order, int(np.count_nonzero(tile_count)),
         splats.num_views, splats.width, splats.height, tiles_x, tiles_y, tile,
     )  # fmt: skip
 
@@ -143,26 +143,36 @@ def _centres(bins: _Bins, dtype: np.dtype) -> np.ndarray:
     return np.arange(max(bins.width, bins.height), dtype=np.float64).astype(dtype) + dtype.type(0.5)
 
 
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A C-contiguous numpy view (or copy) of a CPU tensor, without autograd."""
+    return t.detach().contiguous().numpy()
+
+
 class _Blend(torch.autograd.Function):
-    """Blend the packed table ``[Mv, 7 + C]``; returns features (no background), depth, final T."""
+    """Blend the packed table ``[Mv, 7 + C]`` over ``background [C]``; returns features
+    ``[V, H, W, C]`` (background included), depth and final T ``[V, H, W]``."""
 
     @staticmethod
-    def forward(ctx: Any, table: torch.Tensor, bins: _Bins) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        ctx: Any, table: torch.Tensor, background: torch.Tensor, bins: _Bins
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         k = _kernels()
-        tab = table.detach().contiguous().numpy()
+        tab = _host(table)
         dtype = tab.dtype
+        bg = _host(background.to(table.dtype))
         channels = tab.shape[1] - k.NUM_GEOMETRY
         shape = (bins.num_views, bins.height, bins.width)
-        color = np.zeros((*shape, channels), dtype)
-        depth = np.zeros(shape, dtype)
-        trans = np.ones(shape, dtype)
-        last = np.zeros(shape, np.int32)
+        # every pixel is written by the kernel (the tiles without entries too)
+        color = np.empty((*shape, channels), dtype)
+        depth = np.empty(shape, dtype)
+        trans = np.empty(shape, dtype)
+        last = np.empty(shape, np.int32)
         centres = _centres(bins, dtype)
-        args = (tab, bins.box, bins.pair_row, bins.tile_start, bins.tile_count, bins.order)
+        args = (tab, bg, bins.box, bins.pair_row, bins.tile_start, bins.tile_count, bins.order)
         tail = (centres, _consts(dtype), bins.tile, bins.tiles_x, bins.tiles_y, color, depth, trans, last)
         _run(lambda lo, hi: k.blend_forward(*args, lo, hi, *tail), len(bins.order), torch.get_num_threads())
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(table)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ctx.save_for_backward(table, background)
             ctx.bins, ctx.trans, ctx.last = bins, trans, last
         return torch.from_numpy(color), torch.from_numpy(depth), torch.from_numpy(trans)
 
@@ -170,35 +180,45 @@ class _Blend(torch.autograd.Function):
     @once_differentiable
     def backward(
         ctx: Any, grad_color: torch.Tensor | None, grad_depth: torch.Tensor | None, grad_trans: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, None]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         k = _kernels()
-        (table,) = ctx.saved_tensors
+        table, background = ctx.saved_tensors
         bins: _Bins = ctx.bins
-        tab = table.detach().contiguous().numpy()
+        tab = _host(table)
+        bg = _host(background.to(table.dtype))
         dtype = tab.dtype
         channels = tab.shape[1] - k.NUM_GEOMETRY
         shape = (bins.num_views, bins.height, bins.width)
 
         def host(g: torch.Tensor | None, full: tuple[int, ...]) -> np.ndarray:
-            if g is None:
-                return np.zeros(full, dtype)
-            return g.detach().to(table.dtype).contiguous().numpy()
+            return np.zeros(full, dtype) if g is None else _host(g.to(table.dtype))
 
         g_color = host(grad_color, (*shape, channels))
         g_depth = host(grad_depth, shape)
         g_trans = host(grad_trans, shape)
         threads = torch.get_num_threads()
-        slots = np.empty((bins.pair_row.shape[0], tab.shape[1]), dtype)
-        args = (tab, bins.box, bins.pair_row, bins.pair_entry, bins.tile_start, bins.tile_count, bins.order)
-        tail = (
-            _centres(bins, dtype), _consts(dtype), bins.tile, bins.tiles_x, bins.tiles_y,
-            ctx.trans, ctx.last, g_color, g_depth, g_trans, slots,
-        )  # fmt: skip
-        _run(lambda lo, hi: k.blend_backward(*args, lo, hi, *tail), len(bins.order), threads)
-        # tiles without entries wrote no slot, and have none; every other slot was written
-        grad = np.empty_like(tab)
-        _run(lambda lo, hi: k.reduce_rows(slots, bins.row_first, lo, hi, grad), tab.shape[0], threads)
-        return torch.from_numpy(grad), None
+        grad_table = grad_background = None
+        if ctx.needs_input_grad[0]:
+            slots = np.empty((bins.pair_row.shape[0], tab.shape[1]), dtype)
+            args = (tab, bg, bins.box, bins.pair_row, bins.pair_entry, bins.tile_start, bins.tile_count, bins.order)
+            tail = (
+                _centres(bins, dtype), _consts(dtype), bins.tile, bins.tiles_x, bins.tiles_y,
+                ctx.trans, ctx.last, g_color, g_depth, g_trans, slots,
+            )  # fmt: skip
+            # the tiles without entries have no slot
+            _run(lambda lo, hi: k.blend_backward(*args, lo, hi, *tail), bins.busy, threads)
+            grad = np.empty_like(tab)
+            _run(lambda lo, hi: k.reduce_rows(slots, bins.row_first, lo, hi, grad), tab.shape[0], threads)
+            grad_table = torch.from_numpy(grad)
+        if ctx.needs_input_grad[1]:
+            # Σ over pixels of T · ∂L/∂C: per image row, then over the rows (numpy's fixed order)
+            rows = bins.num_views * bins.height
+            partial = np.empty((rows, channels), dtype)
+            t_rows = ctx.trans.reshape(rows, bins.width)
+            g_rows = g_color.reshape(rows, bins.width, channels)
+            _run(lambda lo, hi: k.background_grad(t_rows, g_rows, lo, hi, partial), rows, threads)
+            grad_background = torch.from_numpy(partial.sum(axis=0)).to(background.dtype)
+        return grad_table, grad_background, None
 
 
 def rasterize_numba(splats: Splats, background: torch.Tensor, tile: int = TILE) -> RenderResult:
@@ -218,8 +238,7 @@ def rasterize_numba(splats: Splats, background: torch.Tensor, tile: int = TILE) 
     if tile < 1:
         raise ValueError(f"tile must be a positive number of pixels, got {tile}")
     bins = _bin(splats, tile)
-    color, depth, trans = _Blend.apply(table, bins)
-    color = color + trans[..., None] * background
+    color, depth, trans = _Blend.apply(table, background, bins)
     return RenderResult(features=color, depth=depth, alpha=1.0 - trans)
 
 

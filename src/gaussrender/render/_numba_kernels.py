@@ -30,7 +30,15 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["bin_rows", "blend_forward", "blend_backward", "reduce_rows", "CONST_NAMES", "NUM_GEOMETRY"]
+__all__ = [
+    "bin_rows",
+    "blend_forward",
+    "blend_backward",
+    "reduce_rows",
+    "background_grad",
+    "CONST_NAMES",
+    "NUM_GEOMETRY",
+]
 
 #: ``consts`` holds, in the table's dtype: the alpha cut-off 1/255, the alpha clamp 0.99, the
 #: transmittance stop 1e-4, 1, 1/2, 0 and the margin of the exponent pre-test (see
@@ -136,12 +144,13 @@ def _evaluate(a, b, c, dx, dy, log_cut, half, zero):
 
 @_jit
 def blend_forward(
-    table, box, pair_row, tile_start, tile_count, order, i0, i1, centres, consts, tile, tiles_x, tiles_y,
-    color, depth, trans, last,
+    table, background, box, pair_row, tile_start, tile_count, order, i0, i1, centres, consts, tile, tiles_x,
+    tiles_y, color, depth, trans, last,
 ):  # fmt: skip
     """Blend the tiles ``order[i0:i1]`` front to back (DESIGN §3) into ``color [V, H, W, C]``
-    (no background), ``depth``, ``trans`` (final T) and ``last`` (int32: 1 + the list position
-    of the pixel's last blended entry, 0 if none) ``[V, H, W]``.
+    (``+ T · background``), ``depth``, ``trans`` (final T) and ``last`` (int32: 1 + the list
+    position of the pixel's last blended entry, 0 if none) ``[V, H, W]``; every pixel of
+    those tiles is written.
 
     Per tile, the list is walked once; an entry touches only the pixels of its footprint box
     inside the tile that are still blending; a pixel stops at the entry that would take its T
@@ -181,6 +190,7 @@ def blend_forward(
             if x0 > x1 or y0 > y1:
                 continue
             u, v, a, b, c, o, z = table[r, 0], table[r, 1], table[r, 2], table[r, 3], table[r, 4], table[r, 5], table[r, 6]
+            feature = table[r, NUM_GEOMETRY:]
             log_cut = np.log(alpha_min / o) - margin
             for y in range(y0, y1 + 1):
                 dy = centres[y] - v
@@ -203,9 +213,10 @@ def blend_forward(
                         n_alive -= 1
                         continue
                     w = alpha * t_before
-                    acc[p, 0] += w * z
+                    blended = acc[p]
+                    blended[0] += w * z
                     for k in range(channels):
-                        acc[p, k + 1] += w * table[r, NUM_GEOMETRY + k]
+                        blended[k + 1] += w * feature[k]
                     t_pix[p] = t_after
                     count[p] = j + 1
             if n_alive == 0:
@@ -215,16 +226,18 @@ def blend_forward(
                 p = py * tile + px
                 y, x = oy + py, ox + px
                 depth[view, y, x] = acc[p, 0]
+                out = color[view, y, x]
+                t_end = t_pix[p]
                 for k in range(channels):
-                    color[view, y, x, k] = acc[p, k + 1]
-                trans[view, y, x] = t_pix[p]
+                    out[k] = acc[p, k + 1] + t_end * background[k]
+                trans[view, y, x] = t_end
                 last[view, y, x] = count[p]
 
 
 @_jit
 def blend_backward(
-    table, box, pair_row, pair_entry, tile_start, tile_count, order, i0, i1, centres, consts, tile, tiles_x,
-    tiles_y, trans, last, grad_color, grad_depth, grad_trans, slots,
+    table, background, box, pair_row, pair_entry, tile_start, tile_count, order, i0, i1, centres, consts, tile,
+    tiles_x, tiles_y, trans, last, grad_color, grad_depth, grad_trans, slots,
 ):  # fmt: skip
     """Gradients of the tiles ``order[i0:i1]``: each list is re-walked back to front (the 3DGS
     backward pass), and the gradient of every list entry w.r.t. its table row (u, v, a, b, c,
@@ -234,7 +247,8 @@ def blend_backward(
 
     With ``w_i = α_i T_i`` and ``g_i = ∂L/∂C · f_i + ∂L/∂D · z_i``,
     ``∂L/∂α_i = T_i g_i - S_i / (1 - α_i)``, ``S_i = Σ_{j>i} w_j g_j + ∂L/∂T_N · T_N``
-    accumulated from the back; ``T_i`` is recovered from the final T by division. The 0.99
+    accumulated from the back (``∂L/∂T_N`` includes the background term ``∂L/∂C · background``);
+    ``T_i`` is recovered from the final T by division. The 0.99
     clamp is straight-through (``∂α/∂(o G) = 1``), as the 3DGS rasteriser's backward pass.
     """
     alpha_min, alpha_max = consts[0], consts[1]
@@ -265,7 +279,11 @@ def blend_backward(
                 p = py * tile + px
                 y, x = oy + py, ox + px
                 t_pix[p] = trans[view, y, x]
-                suffix[p] = grad_trans[view, y, x] * t_pix[p]
+                g_color = grad_color[view, y, x]
+                g_t = grad_trans[view, y, x]
+                for k in range(channels):
+                    g_t += g_color[k] * background[k]
+                suffix[p] = g_t * t_pix[p]
                 count[p] = last[view, y, x]
                 end = max(end, count[p])
         start = tile_start[t]
@@ -281,6 +299,8 @@ def blend_backward(
             if j < end and x0 <= x1 and y0 <= y1:
                 u, v, a, b, c = table[r, 0], table[r, 1], table[r, 2], table[r, 3], table[r, 4]
                 o, z = table[r, 5], table[r, 6]
+                feature = table[r, NUM_GEOMETRY:]
+                grad_feature = grad[NUM_GEOMETRY:]
                 log_cut = np.log(alpha_min / o) - margin
                 for y in range(y0, y1 + 1):
                     dy = centres[y] - v
@@ -302,11 +322,23 @@ def blend_backward(
                         t_before = t_pix[p] / one_minus
                         w = alpha * t_before
                         g_d = grad_depth[view, y, x]
-                        g = g_d * z
+                        g_color = grad_color[view, y, x]
+                        # g = ∂L/∂C · f + ∂L/∂D · z in four partial sums (a chain of
+                        # dependent adds is latency-bound); the order is fixed by the code
+                        g0, g1, g2, g3 = g_d * z, zero, zero, zero
+                        k = 0
+                        while k + 4 <= channels:
+                            g0 += g_color[k] * feature[k]
+                            g1 += g_color[k + 1] * feature[k + 1]
+                            g2 += g_color[k + 2] * feature[k + 2]
+                            g3 += g_color[k + 3] * feature[k + 3]
+                            k += 4
+                        while k < channels:
+                            g0 += g_color[k] * feature[k]
+                            k += 1
+                        g = (g0 + g1) + (g2 + g3)
                         for k in range(channels):
-                            g_c = grad_color[view, y, x, k]
-                            g += g_c * table[r, NUM_GEOMETRY + k]
-                            grad[NUM_GEOMETRY + k] += w * g_c
+                            grad_feature[k] += w * g_color[k]
                         grad[6] += w * g_d
                         d_alpha = t_before * g - suffix[p] / one_minus
                         suffix[p] += w * g
@@ -334,3 +366,19 @@ def reduce_rows(slots, row_first, r0, r1, out):
         for e in range(row_first[r], row_first[r + 1]):
             for k in range(cols):
                 out[r, k] += slots[e, k]
+
+
+@_jit
+def background_grad(trans, grad_color, r0, r1, out):
+    """``out[i] = Σ_x trans[i, x] · grad_color[i, x]`` for the image rows ``i`` in ``r0:r1``
+    (``trans [V H, W]``, ``grad_color [V H, W, C]``), summed along the row in order."""
+    channels = out.shape[1]
+    for i in range(r0, r1):
+        row = out[i]
+        for k in range(channels):
+            row[k] = 0
+        for x in range(trans.shape[1]):
+            t = trans[i, x]
+            g = grad_color[i, x]
+            for k in range(channels):
+                row[k] += t * g[k]
