@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", type=float, default=0.25, help="image size as a fraction of nuScenes' 1600x900 (default 0.25)"
     )
     parser.add_argument(
-        "--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)"
+        "--backend", default="auto", choices=("auto", "torch", "numba", "triton"), help="renderer backend (default auto)"
     )
     parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--threads must be >= 1, got {args.threads}")
     if args.backend == "triton" and not str(args.device).startswith("cuda"):
         return _error("--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)")
+    if args.backend == "numba" and str(args.device).startswith("cuda"):
+        return _error("--backend numba renders CPU tensors; use --backend auto or torch with --device cuda")
 
     import numpy as np
     import torch

@@ -140,7 +140,9 @@ def _bin(splats: Splats, tile: int) -> _Bins:
 
 
 def _centres(bins: _Bins, dtype: np.dtype) -> np.ndarray:
-    return np.arange(max(bins.width, bins.height), dtype=np.float64).astype(dtype) + dtype.type(0.5)
+    """Pixel centres ``i + 0.5`` for every pixel of every tile (edge tiles included)."""
+    size = max(bins.tiles_x, bins.tiles_y) * bins.tile
+    return np.arange(size, dtype=np.float64).astype(dtype) + dtype.type(0.5)
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
