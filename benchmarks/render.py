@@ -205,12 +205,10 @@ def run_one(scene: str, args: argparse.Namespace) -> dict:
         out["loss"].backward()
 
     result = {"scene": scene, "backend": args.backend, "gaussians": len(g), "repeats": repeats}
-    for name, fn in (
-        ("render_fwd", render_forward),
-        ("render_fwd_bwd", render_forward_backward),
-        ("loss_fwd_bwd", loss_forward_backward),
-        ("loss_b4_fwd_bwd", loss_batch_of_4),
-    ):
+    cases = [("loss_fwd_bwd", loss_forward_backward), ("loss_b4_fwd_bwd", loss_batch_of_4)]
+    if not args.loss_only:
+        cases = [("render_fwd", render_forward), ("render_fwd_bwd", render_forward_backward), *cases]
+    for name, fn in cases:
         med, times = median_time(fn, repeats)
         result[name + "_s"] = med
         result[name + "_runs_s"] = times
@@ -275,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=BACKENDS, default="torch", help=argparse.SUPPRESS)
     p.add_argument("--rounds", type=int, default=1, help="times the whole (scene, backend) sequence runs")
     p.add_argument("--eval-repeats", type=int, default=1, help="timed updates per eval run")
+    p.add_argument("--loss-only", action="store_true", help="time only the loss (not the bare render calls)")
     p.add_argument("--out", default=str(RESULTS / "render_cpu.json"))
     p.add_argument("--one", choices=SCENES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -294,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 repeats = args.eval_repeats if scene == "eval" else args.repeats
                 cmd = [sys.executable, __file__, "--one", scene, "--repeats", str(repeats), "--seed", str(args.seed)]
                 cmd += ["--labels", args.labels, "--threads", str(torch.get_num_threads()), "--backend", backend]
+                cmd += ["--loss-only"] if args.loss_only else []
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(proc.stderr, file=sys.stderr)
@@ -320,9 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"  ratio {' '.join(f'{x:.2f}' for x in r.get('ratio_per_round', []))}"
             )
             continue
+        render = [f"{r[key]:>10.3f}s" if key in r else f"{'-':>11}" for key in ("render_fwd_s", "render_fwd_bwd_s")]
         print(
-            f"{r['scene']:<10} {r['backend']:<7} {r['gaussians']:>9} {r['render_fwd_s']:>10.3f}s"
-            f" {r['render_fwd_bwd_s']:>10.3f}s {r['loss_fwd_bwd_s']:>8.3f}s {r['loss_b4_fwd_bwd_s']:>8.3f}s"
+            f"{r['scene']:<10} {r['backend']:<7} {r['gaussians']:>9} {render[0]} {render[1]}"
+            f" {r['loss_fwd_bwd_s']:>8.3f}s {r['loss_b4_fwd_bwd_s']:>8.3f}s"
             f" {r['b4_ratio']:>8.2f} {r['peak_rss_mib'] / 1024:>8.2f}GiB"
             f"  {' '.join(f'{x:.2f}' for x in r.get('ratio_per_round', []))}"
         )

@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _oracle(means, opac, feats, scales, cams, bg=None):
+    c = cams
     return oracle_render(
-        means, opac, feats, scales, cams.cam_from_world, cams.intrinsics, cams.width, cams.height, cams.model, cams.near, bg
+        means, opac, feats, scales, c.cam_from_world, c.intrinsics, c.width, c.height, c.model, c.near, bg
     )
 
 

@@ -47,7 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", type=float, default=0.25, help="image size as a fraction of nuScenes' 1600x900 (default 0.25)"
     )
     parser.add_argument(
-        "--backend", default="auto", choices=("auto", "torch", "numba", "triton"), help="renderer backend (default auto)"
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "numba", "triton"),
+        help="renderer backend (default auto)",
     )
     parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")

@@ -88,7 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=24, help="frames of the orbit GIF (default 24)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
     parser.add_argument(
-        "--backend", default="auto", choices=("auto", "torch", "numba", "triton"), help="renderer backend (default auto)"
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "numba", "triton"),
+        help="renderer backend (default auto)",
     )
     parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
     parser.add_argument(

@@ -25,8 +25,6 @@ The two blending kernels evaluate a (list entry, pixel) pair with the same funct
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
@@ -189,7 +187,8 @@ def blend_forward(
             y1 = min(box[r, 3], oy + ny - 1)
             if x0 > x1 or y0 > y1:
                 continue
-            u, v, a, b, c, o, z = table[r, 0], table[r, 1], table[r, 2], table[r, 3], table[r, 4], table[r, 5], table[r, 6]
+            u, v, a, b, c = table[r, 0], table[r, 1], table[r, 2], table[r, 3], table[r, 4]
+            o, z = table[r, 5], table[r, 6]
             feature = table[r, NUM_GEOMETRY:]
             log_cut = np.log(alpha_min / o) - margin
             for y in range(y0, y1 + 1):
