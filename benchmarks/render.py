@@ -111,13 +111,22 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+CPU_TIMES: list[float] = []
+
+
 def median_time(fn, repeats: int) -> tuple[float, list[float]]:
+    """Median wall seconds of ``repeats`` calls after a warm-up; the process's CPU seconds of
+    each call (all threads) go to :data:`CPU_TIMES`, a measure of the work that other jobs on a
+    shared machine disturb less than the wall clock."""
     fn()  # warm-up
     times = []
+    CPU_TIMES.clear()
     for _ in range(repeats):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        CPU_TIMES.append(time.process_time() - c0)
     return statistics.median(times), times
 
 
@@ -132,12 +141,14 @@ def run_eval(args: argparse.Namespace) -> dict:
     baseline = rss_mib()
     warm = RenderedViewMetrics(grid, image_scale=0.05, backend=args.backend)
     warm.update(pred[None], labels[None], k[None], poses[None], (900, 1600))
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeats):
         metric = RenderedViewMetrics(grid, image_scale=1.0, backend=args.backend)
+        c0 = time.process_time()
         t0 = time.perf_counter()
         metric.update(pred[None], labels[None], k[None], poses[None], (900, 1600))
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     scores = {key: float(v) for key, v in metric.compute().items() if v.ndim == 0}
     return {
         "scene": "eval",
@@ -145,6 +156,8 @@ def run_eval(args: argparse.Namespace) -> dict:
         "repeats": args.repeats,
         "eval_s": statistics.median(times),
         "eval_runs_s": times,
+        "eval_cpu_s": statistics.median(cpu),
+        "eval_cpu_runs_s": cpu,
         "scores": scores,
         "peak_rss_mib": rss_mib(),
         "baseline_rss_mib": baseline,
@@ -212,13 +225,24 @@ def run_one(scene: str, args: argparse.Namespace) -> dict:
         med, times = median_time(fn, repeats)
         result[name + "_s"] = med
         result[name + "_runs_s"] = times
+        result[name + "_cpu_s"] = statistics.median(CPU_TIMES)
+        result[name + "_cpu_runs_s"] = list(CPU_TIMES)
     result["b4_ratio"] = result["loss_b4_fwd_bwd_s"] / result["loss_fwd_bwd_s"]
     result["peak_rss_mib"] = rss_mib()
     result["baseline_rss_mib"] = baseline
     return result
 
 
-TIMED = ("render_fwd_s", "render_fwd_bwd_s", "loss_fwd_bwd_s", "loss_b4_fwd_bwd_s", "eval_s")
+TIMED = (
+    "render_fwd_s",
+    "render_fwd_bwd_s",
+    "loss_fwd_bwd_s",
+    "loss_b4_fwd_bwd_s",
+    "eval_s",
+    "loss_fwd_bwd_cpu_s",
+    "loss_b4_fwd_bwd_cpu_s",
+    "eval_cpu_s",
+)
 
 
 def summarise(rows: list[dict], args: argparse.Namespace) -> list[dict]:
@@ -241,8 +265,15 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> list[dict]:
             entry["peak_rss_mib"] = max(r["peak_rss_mib"] for r in mine)
             key = "eval_s" if scene == "eval" else "loss_fwd_bwd_s"
             if backend != args.backends[0]:
-                first = {r["round"]: r[key] for r in rows if r["scene"] == scene and r["backend"] == args.backends[0]}
-                entry["ratio_per_round"] = [first[r["round"]] / r[key] for r in mine if r["round"] in first]
+                for suffix, k in (("", key), ("_cpu", key.removesuffix("_s") + "_cpu_s")):
+                    first = {
+                        r["round"]: r[k]
+                        for r in rows
+                        if r["scene"] == scene and r["backend"] == args.backends[0] and k in r
+                    }
+                    ratios = [first[r["round"]] / r[k] for r in mine if r["round"] in first and k in r]
+                    if ratios:
+                        entry[f"ratio{suffix}_per_round"] = ratios
             out.append(entry)
     return out
 
@@ -287,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows = []
+    load_at_start = os.getloadavg()
     for rnd in range(args.rounds):
         for scene in args.scenes:
             for backend in args.backends:
@@ -339,7 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "processor": platform.processor(),
+        "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
+        # OpenMP threads spin at barriers by default; on a machine shared with other jobs,
+        # spinning makes a 2-thread torch process many times slower (see docs/performance.md)
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "labels": args.labels if args.labels != "procedural" else f"gaussrender.scene.make_scene({args.seed})",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
