@@ -55,7 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", type=float, default=0.25, help="image size as a fraction of nuScenes' 1600x900 (default 0.25)"
     )
     parser.add_argument(
-        "--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)"
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "numba", "triton"),
+        help="renderer backend (default auto)",
     )
     parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
@@ -92,6 +95,8 @@ def _argument_error(args: argparse.Namespace) -> str | None:
         return str(err)
     if args.backend == "triton" and not str(args.device).startswith("cuda"):
         return "--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)"
+    if args.backend == "numba" and str(args.device).startswith("cuda"):
+        return "--backend numba renders CPU tensors; use --backend auto or torch with --device cuda"
     return None
 
 

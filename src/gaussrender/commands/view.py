@@ -92,7 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=24, help="frames of the orbit GIF (default 24)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
     parser.add_argument(
-        "--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)"
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "numba", "triton"),
+        help="renderer backend (default auto)",
     )
     parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
     parser.add_argument(
@@ -127,6 +130,8 @@ def _argument_error(args: argparse.Namespace) -> str | None:
         return f"--fps must be > 0, got {args.fps}"
     if args.backend == "triton" and not str(args.device).startswith("cuda"):
         return "--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)"
+    if args.backend == "numba" and str(args.device).startswith("cuda"):
+        return "--backend numba renders CPU tensors; use --backend auto or torch with --device cuda"
     if not args.pred.is_dir():
         return f"prediction directory not found: {args.pred}"
     if args.out.exists() and not args.out.is_dir():
