@@ -5,7 +5,9 @@ The same set-up as ``benchmarks/render.py``'s ``loss`` column (Occ3D grid, front
 times under :mod:`cProfile`; the table gives, per stage, the cumulative time of the functions
 that implement it (their callees included), divided by the number of runs. Stages overlap by
 construction (``render`` contains ``projection``), so the column does not sum to the total.
-The torch backend's rasteriser is a Python ``autograd.Function``, so its backward is visible.
+Both CPU rasterisers (``--backend torch`` / ``numba``) are Python ``autograd.Function`` s, so
+their backward is visible. cProfile sees only the calling thread: with ``--threads 2`` the
+numba kernels' time in the other thread is missing from the stages (use ``--threads 1``).
 
     python benchmarks/profile_loss.py --scene trained            # table
     python benchmarks/profile_loss.py --scene untrained --top 25  # + the 25 heaviest functions
@@ -35,9 +37,9 @@ STAGES: dict[str, list[tuple[str, str]]] = {
     ],
     "render calls, forward (projection + rasteriser)": [("render/dispatch.py", "render_sets_unchecked")],
     "projection, camera culling, packing and depth sort": [("render/_project.py", "splat")],
-    "binning splats into tiles": [("render/_project.py", "bin_splats")],
-    "rasteriser forward (alpha blending)": [("render/_torch.py", "forward")],
-    "rasteriser backward": [("render/_torch.py", "backward")],
+    "binning splats into tiles": [("render/_project.py", "bin_splats"), ("render/_numba.py", "_bin")],
+    "rasteriser forward (alpha blending)": [("render/_torch.py", "forward"), ("render/_numba.py", "forward")],
+    "rasteriser backward": [("render/_torch.py", "backward"), ("render/_numba.py", "backward")],
 }
 
 
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--top", type=int, default=0, help="also print the N functions with the most own time")
+    p.add_argument("--backend", choices=("torch", "numba", "auto"), default="torch", help="the loss's renderer backend")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(HERE.parent / "src"))
@@ -74,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     logits = bench.make_logits(args.scene, labels, grid)
     k, poses, _ = gr.nuscenes_rig((900, 1600))
     loss_fn = gr.GaussRenderLoss(
-        grid, camera_weights=(1, 0, 0, 0, 0, 0), camera_strategy="sensor", resolution_divisor=4, backend="torch"
+        grid,
+        camera_weights=(1, 0, 0, 0, 0, 0),
+        camera_strategy="sensor",
+        resolution_divisor=4,
+        backend=args.backend,
     )
 
     def step() -> None:
@@ -93,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     stats = pstats.Stats(profiler)
     entries = stats.stats  # type: ignore[attr-defined]  # pstats keeps its table in .stats
     print(
-        f"scene {args.scene}, {args.threads} threads, {args.repeats} profiled runs; wall per run {wall:.2f} s "
+        f"scene {args.scene}, backend {args.backend}, {args.threads} threads, {args.repeats} profiled runs; "
+        f"wall per run {wall:.2f} s "
         "(cProfile adds overhead)"
     )
     print(f"{'stage':66s} {'s/run':>7s} {'share':>6s}")

@@ -39,7 +39,7 @@ def test_nuscenes_rig_cameras_look_where_they_are_named():
         torch.testing.assert_close(uv[0, 0], k[i, :2, 2])  # lands on the principal point
 
 
-# ---- independent float64 reference of the release's camera move (DESIGN §4) ----------------
+# ---- independent float64 reference of the release's camera move (docs/method.md#cameras) ----------------
 
 
 def _rx(deg):

@@ -191,5 +191,50 @@ def test_render_pictures_and_orbit_frames_sizes() -> None:
     ticks = []
     frames = orbit_frames([("a", g), ("b", g)], cams, colors, on_frame=lambda: ticks.append(1))
     assert len(frames) == 2 and len(ticks) == 2
-    blank = np.zeros((24, 32, 3), np.uint8)
+    blank = viz.enlarge(np.zeros((24, 32, 3), np.uint8))  # small panels are enlarged: 72 x 96
+    assert blank.shape == (72, 96, 3)
     assert frames[0].shape == viz.tile_images([[blank, blank]], [["a", "b"]]).shape
+
+
+def test_enlarge_makes_small_panels_readable() -> None:
+    tiny = np.arange(12 * 22 * 3, dtype=np.uint8).reshape(12, 22, 3)  # the 22 x 12 px panel
+    big = viz.enlarge(tiny)
+    assert big.shape == (72, 132, 3)  # a whole factor (6): the short side reaches 64 px
+    assert np.array_equal(big[::6, ::6], tiny)  # nearest neighbour: every pixel a 6 x 6 block
+    same = np.zeros((200, 300, 3), np.uint8)
+    assert viz.enlarge(same) is not None and viz.enlarge(same).shape == same.shape
+    assert viz.enlarge(np.zeros((1, 4000, 3), np.uint8)).shape == (1, 4000, 3)  # capped by the long side
+
+
+def test_captions_never_overlap() -> None:
+    a = np.zeros((12, 22, 3), np.uint8)
+    out = viz.tile_images([[a, a]], [["a long caption over a tiny panel", "another"]], font_size=14)
+    assert out.shape[1] > 2 * 22 + 3 * 6 + 100  # the columns widened to their captions
+
+
+def test_error_panels_show_a_one_voxel_shift() -> None:
+    grid = gr.VoxelGrid(
+        name="toy",
+        range_min=(-4.0, -4.0, -1.0),
+        range_max=(4.0, 4.0, 1.0),
+        voxel_size=0.5,
+        shape=(16, 16, 4),
+        class_names=("free", "car", "road"),
+        empty_index=0,
+    )
+    truth = torch.zeros(grid.shape, dtype=torch.long)
+    truth[6:9, 6:9, 0] = 1
+    shifted = torch.roll(truth, 1, dims=0)  # one voxel further along x
+    cams = gr.bev_camera(grid, 48)
+    bg = torch.zeros(3)
+    bg[0] = 1.0
+    t = viz.render_views(gr.voxels_to_gaussians(grid, labels=truth), cams, bg)
+    p = viz.render_views(gr.voxels_to_gaussians(grid, labels=shifted), cams, bg)
+    rows, captions = viz.comparison_rows((t[0][0], t[1][0]), (p[0][0], p[1][0]), viz.palette(grid), (0.0, 10.0), "BEV")
+    assert captions[0][:2] == ["BEV: ground truth", "prediction"] and len(rows[0]) == len(rows[1]) == 3
+    red = (rows[0][2] == np.array(viz.compare.ERROR_COLOR, np.uint8)).all(-1)
+    assert red.any() and red.mean() < 0.2  # the seam, not the whole picture
+    same = viz.comparison_rows((t[0][0], t[1][0]), (t[0][0], t[1][0]), viz.palette(grid), (0.0, 10.0), "BEV")[0]
+    assert not (same[0][2] == np.array(viz.compare.ERROR_COLOR, np.uint8)).all(-1).any()
+    assert (same[1][2] == 0).all()  # no depth error: black
+    assert (rows[1][2] > 0).any()  # the shift changes the depth somewhere

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "train": "gaussrender.commands.train",
     "predict": "gaussrender.commands.predict",
     "view": "gaussrender.commands.view",
+    "prepare": "gaussrender.commands.prepare",
 }
 
 
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a refused or corrupt input file is reported as ``error:`` with exit code 2."""
+    """Run one command; a refused, corrupt or missing input file is reported as one ``error:``
+    line with exit code 2."""
     from .data.files import DataFileError
 
     args = build_parser().parse_args(argv)
@@ -57,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except DataFileError as err:
         # the message names the file and what is wrong with it: no traceback needed
         print(f"gaussrender {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        # a file the input names is missing (e.g. one sample's label file): name it, no traceback
+        what = f"{err.strerror}: {err.filename}" if err.filename else str(err).strip("'\"")
+        print(f"gaussrender {args.command}: error: {what}", file=sys.stderr)
         return 2
 
 

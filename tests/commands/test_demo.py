@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
+import gaussrender as gr
 from gaussrender import OCC3D_NUSCENES
 from gaussrender.cli import main
-from gaussrender.viz import tile_images
+from gaussrender.viz import comparison_rows, palette, tile_images
 from tests.shared_data import OCC3D_DEMO
 
 REAL_LABELS = OCC3D_DEMO / "3D_occupancy_data.npz"
@@ -35,10 +36,12 @@ def _loss_terms(stdout: str) -> dict[str, float]:
     return {k: float(v) for k, v in terms.items()}
 
 
-def _panel_shape(h: int, w: int) -> tuple[int, ...]:
-    # a view's picture: 2 x 2 panels of h x w with captions
-    blank = np.zeros((h, w, 3), np.uint8)
-    return tile_images([[blank, blank], [blank, blank]], [["a", "b"], ["c", "d"]]).shape
+def _panel_shape(h: int, w: int, title: str, depth_range=(0.0, 50.0)) -> tuple[int, ...]:
+    # a view's picture: ground truth | prediction | error, semantics above depth, with captions
+    grid = gr.OCC3D_NUSCENES
+    blank = (np.zeros((h, w, grid.num_classes), np.float32), np.zeros((h, w), np.float32))
+    rows, captions = comparison_rows(blank, blank, palette(grid), depth_range, title)
+    return tile_images(rows, captions).shape
 
 
 def _written(stdout: str) -> list[Path]:
@@ -55,17 +58,19 @@ def test_demo_writes_pictures_gif_and_prints_the_loss(tmp_path, capsys) -> None:
     assert all(p.is_file() for p in _written(stdout))
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # and nothing else (no temp files)
 
-    for name in ("sensor", "elevated"):
+    for name, title in (("sensor", "CAM_FRONT"), ("elevated", "CAM_FRONT, elevated")):
         with Image.open(out / f"{name}.png") as im:
-            assert im.format == "PNG" and (im.height, im.width, 3) == _panel_shape(90, 160)
+            assert im.format == "PNG" and (im.height, im.width, 3) == _panel_shape(90, 160, title)
             pixels = np.asarray(im.convert("RGB"))
         assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # a picture, not a flat fill
     with Image.open(out / "bev.png") as im:
-        assert (im.height, im.width, 3) == _panel_shape(160, 160)
+        grid = gr.OCC3D_NUSCENES
+        bev_range = (grid.extent[0] - grid.range_max[2], grid.extent[0] - grid.range_min[2])
+        assert (im.height, im.width, 3) == _panel_shape(160, 160, "bird's-eye view", bev_range)
     with Image.open(out / "orbit.gif") as im:
         assert im.format == "GIF" and im.n_frames == 2
     with Image.open(out / "overview.png") as im:
-        assert im.width >= _panel_shape(160, 160)[1]
+        assert im.width >= _panel_shape(160, 160, "bird's-eye view")[1]
 
     terms = _loss_terms(stdout)
     assert set(terms) == {"cam", "cam_depth", "bev", "bev_depth", "loss"}

@@ -13,7 +13,7 @@ from PIL import Image
 from gaussrender import OCC3D_NUSCENES, degrade, make_scene
 from gaussrender.cli import main
 from gaussrender.data import CAMERA_NAMES, write_infos_json, write_occ3d_sample
-from gaussrender.viz import tile_images
+from gaussrender.viz import comparison_rows, palette, tile_images
 from tests.data.synthetic import synthetic_scene
 from tests.shared_data import OCC3D_DEMO
 
@@ -76,9 +76,11 @@ def _small_scene() -> np.ndarray:
     return np.where(keep, sem, GRID.empty_index).astype(np.uint8)
 
 
-def _panels(h: int, w: int) -> tuple[int, ...]:
-    blank = np.zeros((h, w, 3), np.uint8)
-    return tile_images([[blank, blank], [blank, blank]], [["a", "b"], ["c", "d"]]).shape
+def _panels(h: int, w: int, title: str, depth_range=(0.0, 50.0)) -> tuple[int, ...]:
+    """Shape of a view's picture: ground truth | prediction | error, semantics above depth."""
+    blank = (np.zeros((h, w, GRID.num_classes), np.float32), np.zeros((h, w), np.float32))
+    rows, captions = comparison_rows(blank, blank, palette(GRID), depth_range, title)
+    return tile_images(rows, captions).shape
 
 
 def test_view_writes_every_view_and_prints_the_sample_metrics(tmp_path, capsys):
@@ -109,14 +111,16 @@ def test_view_writes_every_view_and_prints_the_sample_metrics(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted(names)
     for cam in CAMERA_NAMES:
         with Image.open(out / f"{cam}.png") as im:
-            assert (im.height, im.width, 3) == _panels(90, 160)
+            assert (im.height, im.width, 3) == _panels(90, 160, cam)
     with Image.open(out / "CAM_FRONT.png") as im:
         assert len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) > 20  # a picture, not a fill
     with Image.open(out / "bev.png") as im:
-        assert (im.height, im.width, 3) == _panels(90, 90)
+        bev_range = (GRID.extent[0] - GRID.range_max[2], GRID.extent[0] - GRID.range_min[2])
+        assert (im.height, im.width, 3) == _panels(90, 90, "BEV", bev_range)
     with Image.open(out / "orbit.gif") as im:
         blank = np.zeros((90, 160, 3), np.uint8)
-        assert im.n_frames == 2 and (im.height, im.width, 3) == tile_images([[blank, blank]], [["a", "b"]]).shape
+        frame = tile_images([[blank, blank]], [["ground truth", "prediction"]]).shape
+        assert im.n_frames == 2 and (im.height, im.width, 3) == frame
     assert f"sample {samples[1].token}:" in stdout and "(inside mask_camera)" in stdout
 
     printed = _printed(stdout)

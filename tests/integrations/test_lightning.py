@@ -1,5 +1,7 @@
 """The Lightning callback against the real lightning package, on the CPU with a toy module."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -128,10 +130,10 @@ def test_callback_logs_pictures_and_metrics(tmp_path):
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
     assert len(list((tmp_path / "png").glob("*.png"))) == 6
 
-    # the logged metrics are RenderedViewMetrics over exactly those batches, after training
+    # the logged metrics are RenderedViewMetrics over every validation batch, after training
     ref = RenderedViewMetrics(TOY, bev_size=16)
     with torch.no_grad():
-        for x, labels, k, pose in (val[0], val[2], val[4]):
+        for x, labels, k, pose in val:
             ref.update(model.head(x), labels, k, pose, IMAGE_SIZE)  # logits: the release's rule
     want = ref.compute()
     logged = trainer.callback_metrics
@@ -141,6 +143,40 @@ def test_callback_logs_pictures_and_metrics(tmp_path):
     # the CSV logger (no images) got the metrics too
     csv_text = (tmp_path / "csv").rglob("metrics.csv").__next__().read_text()
     assert "gaussrender/bev_miou" in csv_text
+
+
+def test_metric_covers_every_batch_whatever_every_n_steps(tmp_path):
+    # the issue's case: pictures every 100 batches must not thin out the epoch's metrics
+    train, val = _data(2), _data(5)
+    model = ToyModule()
+    board = BoardLogger()
+    callback = RenderedViewsCallback(TOY, every_n_steps=100, image_scale=0.5, bev_size=16)
+    trainer = _trainer(tmp_path, [board], callback)
+    trainer.fit(model, _loader(train), _loader(val))
+    assert [t for t, *_ in board.board.images] == ["gaussrender/camera", "gaussrender/bev"]  # batch 0 only
+    plain = RenderedViewMetrics(TOY, bev_size=16, image_scale=0.5)
+    with torch.no_grad():
+        for x, labels, k, pose in val:
+            plain.update(model.head(x), labels, k, pose, IMAGE_SIZE)  # logits, as the callback scores them
+    want = plain.compute()
+    for name in ("image_iou", "image_miou", "depth_l1", "bev_iou", "bev_miou", "bev_depth_l1"):
+        assert float(trainer.callback_metrics[f"gaussrender/{name}"]) == pytest.approx(float(want[name]), rel=1e-6)
+
+
+def test_pictures_without_an_image_logger_are_dropped_with_a_warning(tmp_path):
+    train, val = _data(1), _data(3)
+    callback = RenderedViewsCallback(TOY, every_n_steps=1, bev_size=16)
+    trainer = _trainer(tmp_path, [CSVLogger(tmp_path / "csv")], callback)
+    with pytest.warns(UserWarning, match="pictures are dropped.*save_dir") as record:
+        trainer.fit(ToyModule(), _loader(train), _loader(val))
+    assert sum("pictures are dropped" in str(w.message) for w in record) == 1  # said once, not per batch
+    assert "gaussrender/bev_miou" in trainer.callback_metrics  # the metrics are kept
+    # with save_dir the same run writes them instead, silently
+    saved = RenderedViewsCallback(TOY, every_n_steps=1, bev_size=16, save_dir=tmp_path / "png")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*pictures are dropped")
+        _trainer(tmp_path, [CSVLogger(tmp_path / "csv2")], saved).fit(ToyModule(), _loader(train), _loader(val))
+    assert len(list((tmp_path / "png").glob("*.png"))) == 6
 
 
 def test_comparison_pictures_show_prediction_and_truth_side_by_side():

@@ -140,6 +140,86 @@ def test_metric_matches_the_torchmetrics_metric_over_the_dataset():
     assert 0 < got["render/image_miou"] < 1
 
 
+def test_loss_weight_is_mmdets_name_for_weight():
+    inputs, samples = _data()
+    logits = torch.randn(2, 3, *TOY.shape, dtype=torch.float64)
+    args = (logits, samples["labels"], samples["intrinsics"], samples["cam_from_grid"], IMAGE_SIZE)
+    base = dict(OPTIONS)
+    base.pop("weight")
+
+    def total(**weight):
+        losses = MODELS.build(dict(type="GaussRenderLoss", grid=TOY, **base, **weight))(*args)
+        return BaseModel.parse_losses(None, losses)[0]
+
+    one = total(loss_weight=1.0)
+    assert one > 0
+    torch.testing.assert_close(total(loss_weight=3.0), 3.0 * one, rtol=1e-12, atol=0)
+    torch.testing.assert_close(total(loss_weight=3.0), total(weight=3.0), rtol=0, atol=0)
+    torch.testing.assert_close(total(), 10.0 * one, rtol=1e-12, atol=0)  # the default stays 10
+    with pytest.raises(ValueError, match="loss_weight.*not both"):
+        MODELS.build(dict(type="GaussRenderLoss", grid=TOY, loss_weight=1.0, weight=2.0))
+
+
+def _mmdet3d_sample(pred, gt, k, pose, via="lidar2cam"):
+    """A data sample as mmdet3d builds it: occupancy as data fields, calibration in metainfo
+    (cam2img 4x4, lidar2cam or only lidar2img = cam2img @ lidar2cam, img_shape per camera)."""
+    from mmengine.structures import BaseDataElement
+
+    cam2img = torch.eye(4, dtype=torch.float64).repeat(k.shape[0], 1, 1)
+    cam2img[:, :3, :3] = k.double()
+    meta = dict(cam2img=cam2img.numpy().tolist(), img_shape=[IMAGE_SIZE] * k.shape[0])
+    if via == "lidar2cam":
+        meta["lidar2cam"] = pose.double().numpy()
+    else:
+        meta["lidar2img"] = (cam2img @ pose.double()).numpy()
+    return BaseDataElement(metainfo=meta, pred_occ=pred, gt_occ=gt)
+
+
+@pytest.mark.parametrize("via", ["lidar2cam", "lidar2img"])
+def test_metric_reads_mmdet3d_data_samples(via):
+    logits, labels, k, pose = toy_batch(batch=2, seed=5)
+    pred = logits.argmax(1)
+    metric = METRICS.build(dict(type="RenderedViewMetrics", grid=TOY, bev_size=16, grid_frame="lidar"))
+    metric.process({}, [_mmdet3d_sample(pred[i], labels[i], k[i], pose[i], via) for i in range(2)])
+    got = metric.evaluate(size=2)
+    ref = RenderedViewMetrics(TOY, bev_size=16)
+    ref.update(pred, labels, k, pose, IMAGE_SIZE)
+    want = ref.compute()
+    for key, value in got.items():
+        assert value == pytest.approx(float(want[key.split("/")[1]]), rel=1e-6, nan_ok=True)
+    unknown = METRICS.build(dict(type="RenderedViewMetrics", grid=TOY, bev_size=16))  # a grid of no known frame
+    with pytest.raises(ValueError, match="grid_frame"):
+        unknown.process({}, [_mmdet3d_sample(pred[0], labels[0], k[0], pose[0], via)])
+
+
+def test_loss_cameras_from_mmdet3d_data_samples():
+    _, labels, k, pose = toy_batch(dtype=torch.float64)
+    samples = [_mmdet3d_sample(None, None, k[i], pose[i]) for i in range(2)]
+    cams = gr_mm.cameras_from_samples(samples, TOY, grid_frame="lidar")
+    torch.testing.assert_close(cams["intrinsics"], k.float())
+    torch.testing.assert_close(cams["cam_from_grid"], pose.float())
+    assert cams["image_size"] == IMAGE_SIZE
+    logits = torch.randn(2, 3, *TOY.shape, dtype=torch.float64)
+    loss = MODELS.build(dict(type="GaussRenderLoss", grid=TOY, **OPTIONS))
+    via_samples = BaseModel.parse_losses(None, loss(logits, labels, **cams))[0]
+    loss = MODELS.build(dict(type="GaussRenderLoss", grid=TOY, **OPTIONS))
+    direct = BaseModel.parse_losses(None, loss(logits, labels, k, pose, IMAGE_SIZE))[0]
+    torch.testing.assert_close(via_samples, direct, rtol=1e-5, atol=1e-7)
+    # or the data samples themselves
+    loss = MODELS.build(dict(type="GaussRenderLoss", grid=TOY, **OPTIONS))
+    losses = loss(logits, labels, data_samples=samples, grid_frame="lidar")
+    torch.testing.assert_close(BaseModel.parse_losses(None, losses)[0], direct, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="not both"):
+        loss(logits, labels, k, pose, IMAGE_SIZE, data_samples=samples)
+    with pytest.raises(KeyError, match="lidar2cam"):
+        gr_mm.cameras_from_samples([{"cam2img": k[0]}], TOY, grid_frame="lidar")
+    with pytest.raises(ValueError, match="grid_frame"):
+        gr_mm.cameras_from_samples(samples, TOY)
+    # the presets know their frame: Occ3D's grid is the ego frame (ego2img / ego2cam)
+    ego = [{"cam2img": k[0], "ego2cam": pose[0], "img_shape": (24, 32, 3)}]
+    assert gr_mm.cameras_from_samples(ego, "occ3d")["image_size"] == (24, 32)
+
+
 def test_metric_scores_logits_with_the_release_rule_when_the_samples_have_them():
     logits, labels, k, pose = toy_batch(batch=2, seed=5)
     metric = METRICS.build(dict(type="RenderedViewMetrics", grid=TOY, bev_size=16))

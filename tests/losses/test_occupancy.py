@@ -236,7 +236,7 @@ def test_occupancy_loss_coarse_label_rule_option():
 
 # ---------------------------------------------------------------- release class weights
 def test_release_class_weight_tables_equal_the_release_at_full_precision():
-    # typed here from the release's src/model/utils/utils.py get_frequencies (not from the
+    # typed here from the release's the release's model/utils/utils.py get_frequencies (not from the
     # code under test): Occ3D / SurroundOcc as written there, KITTI-360 from its voxel counts
     occ3d = [
         1.01552756, 1.06897009, 1.30013094, 1.07253735, 0.94637502, 1.10087012,
@@ -254,7 +254,7 @@ def test_release_class_weight_tables_equal_the_release_at_full_precision():
         1561069, 406330, 30516166, 1950115,
     ])  # fmt: skip
     kitti360 = (1 / np.log(frequencies + 0.001)).tolist()  # float64, as the release computes it
-    # DESIGN §5 prints the same tables rounded to 4 decimals
+    # docs/method.md#loss prints the same tables rounded to 4 decimals
     design_kitti = [
         0.0464, 0.0595, 0.0865, 0.0871, 0.0717, 0.0657, 0.0852, 0.0541, 0.0602, 0.0567,
         0.0607, 0.0540, 0.0636, 0.0513, 0.0564, 0.0701, 0.0774, 0.0580, 0.0690,

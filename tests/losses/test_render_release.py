@@ -1,5 +1,5 @@
 """The default GaussRenderLoss against an independent float64 re-derivation of the release's
-loss (DESIGN §2-§5), on a tiny grid whose camera sees occupied voxels just outside its border.
+loss (docs/method.md), on a tiny grid whose camera sees occupied voxels just outside its border.
 
 The reference below shares no code with the package except the dense oracle renderer of
 ``tests/render/oracle.py`` (itself independent of the package): voxel centres, ground-truth and

@@ -142,7 +142,7 @@ def test_two_d_only_supervision_gradients():
 
 
 def test_gradient_matches_finite_differences():
-    # opacities below the 0.99 clamp (straight-through in the backward pass, DESIGN §3)
+    # opacities below the 0.99 clamp (straight-through in the backward pass, docs/method.md#rendering)
     logits = 0.5 * _logits(dtype=torch.float64, seed=3)
     logits[:, 2] += 1.0
     logits.requires_grad_()

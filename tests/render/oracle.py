@@ -1,4 +1,4 @@
-"""Dense float64 reference renderer: the contract of DESIGN §3, written as plainly as possible.
+"""Dense float64 reference renderer: the contract of docs/method.md#rendering, written as plainly as possible.
 
 Every Gaussian is evaluated at every pixel and blended one at a time in depth order. It is
 slow (a Python loop over Gaussians) and meant for scenes of at most a few hundred Gaussians.

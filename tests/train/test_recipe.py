@@ -1,4 +1,4 @@
-"""The paper configs carry the release's recipe (DESIGN §4-§5): learned opacity when
+"""The paper configs carry the release's recipe (docs/method.md): learned opacity when
 rendering, fixed class weights, no clipping, camera odds, coarse-label rule, and render
 cameras independent of the network input size."""
 
@@ -280,7 +280,7 @@ def test_kitti360_render_camera_is_the_published_calibration_at_1408x376(tmp_pat
     from gaussrender.data import SSCBenchKITTI360, write_kitti360_sample
 
     write_kitti360_sample(tmp_path, 6, "000000", np.zeros(gr.SSCBENCH_KITTI360.shape, dtype=np.uint8))
-    # DESIGN §6: fx = fy = 552.554261, cx = 682.049453, cy = 238.769549 for 1408x376
+    # docs/method.md#benchmarks: fx = fy = 552.554261, cx = 682.049453, cy = 238.769549 for 1408x376
     want = torch.tensor([[552.554261, 0.0, 682.049453], [0.0, 552.554261, 238.769549], [0.0, 0.0, 1.0]])
     for size in (None, (188, 704), (96, 320)):
         item = SSCBenchKITTI360(tmp_path, "val", image_size=size)[0]

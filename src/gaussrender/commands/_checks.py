@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["usable_device", "check_writable_file", "check_writable_dir"]
+__all__ = ["usable_device", "check_writable_file", "check_writable_dir", "add_threads_argument", "apply_threads"]
 
 
 def usable_device(spec: str, option: str = "--device"):
@@ -81,3 +81,28 @@ def check_writable_file(path: Path, option: str = "--out") -> None:
         os.unlink(tmp)
     except OSError as err:
         raise ValueError(f"{option} {path}: cannot write there ({err.strerror or err})") from None
+
+
+def add_threads_argument(parser, default: int | None) -> None:
+    """``--threads N``: torch's CPU threads for the command (docs/performance.md#cpu-threads)."""
+    what = "torch's default (one per core, or OMP_NUM_THREADS)" if default is None else str(default)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=default,
+        help=f"torch CPU threads (default {what}); on a busy or small machine 1 is often fastest "
+        "(docs/performance.md#cpu-threads)",
+    )
+
+
+def apply_threads(threads: int | None) -> str | None:
+    """Set torch's CPU threads to ``threads`` (None: leave them); return an error message for a
+    value outside [1, 1024] (each an OS thread, as demo and view bound it), else None."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        return f"--threads must be in [1, 1024], got {threads!r}"
+    import torch
+
+    torch.set_num_threads(threads)
+    return None

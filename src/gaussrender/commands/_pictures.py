@@ -1,6 +1,6 @@
 """The picture files ``gaussrender demo`` and ``gaussrender view`` write: one PNG per view
-(the subjects side by side, semantics above depth), an orbit GIF, and an overview page with a
-colour key."""
+(ground truth | prediction | error, semantics above depth: the order of every picture), an
+orbit GIF, and an overview page with a colour key."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..geometry.cameras import Cameras
 from ..geometry.grid import VoxelGrid
 from ..render.dispatch import Backend
 from ..render.gaussians import Gaussians
-from ..viz import legend, orbit_frames, palette, render_pictures, save_gif, save_png, tile_images
+from ..viz import ORDER, comparison_rows, legend, orbit_frames, palette, render_views, save_gif, save_png, tile_images
 
 __all__ = ["View", "write_pictures"]
 
@@ -35,40 +35,49 @@ class View:
 def write_pictures(
     out: Path,
     grid: VoxelGrid,
-    subjects: list[tuple[str, Gaussians]],
+    truth: Gaussians,
+    prediction: Gaussians,
     views: list[View],
     orbit: Cameras,
     backend: Backend,
     fps: float,
     *,
     overview_depth: bool,
+    progress: tqdm | None = None,
 ) -> list[Path]:
-    """Render every subject (``(caption, Gaussians)``, left to right) in every view and along
-    the ``orbit`` cameras (one GIF frame each); write the files into ``out`` and return their
-    paths, the overview first. ``overview_depth``: the overview shows the depth rows too."""
-    device = subjects[0][1].means.device
+    """Render ground truth and prediction in every view and along the ``orbit`` cameras (one
+    GIF frame each); write the files into ``out`` and return their paths, the overview first.
+
+    Every view's picture is ground truth | prediction | error (:func:`~gaussrender.viz.comparison_rows`),
+    semantics above depth; the GIF shows ground truth | prediction. ``overview_depth``: the
+    overview shows the depth rows too. ``progress``: a progress bar to advance by one per view
+    and frame (default: a bar of its own on stderr).
+    """
+    device = truth.means.device
     background = torch.zeros(grid.num_classes, device=device)
     background[grid.empty_index] = 1.0  # pixels that see nothing show free space
     colors = palette(grid)
     written: list[Path] = []
     page_rows: list[list[np.ndarray]] = []
     page_captions: list[list[str]] = []
-    with tqdm(total=len(views) + len(orbit), desc="rendering", unit="view", file=sys.stderr) as bar:
+    bar = progress if progress is not None else tqdm(total=len(views) + len(orbit), desc="rendering", file=sys.stderr)
+    try:
         for view in views:
-            semantics, depths = [], []
-            for _, gaussians in subjects:
-                (sem,), (dep,) = render_pictures(gaussians, view.cameras, colors, view.depth_range, background, backend)
-                semantics.append(sem)
-                depths.append(dep)
-            captions = [[f"{view.title}: {subjects[0][0]}"] + [name for name, _ in subjects[1:]]]
-            captions.append(["depth (near = yellow)"] + ["depth"] * (len(subjects) - 1))
-            rows = [semantics, depths]
+            t_feat, t_depth = render_views(truth, view.cameras, background, backend)
+            p_feat, p_depth = render_views(prediction, view.cameras, background, backend)
+            rows, captions = comparison_rows(
+                (t_feat[0], t_depth[0]), (p_feat[0], p_depth[0]), colors, view.depth_range, view.title
+            )
             written.append(save_png(out / f"{view.file_stem}.png", tile_images(rows, captions)))
             kept = len(rows) if overview_depth else 1
             page_rows += rows[:kept]
             page_captions += captions[:kept]
             bar.update()
+        subjects = [(ORDER[0], truth), (ORDER[1], prediction)]
         frames = orbit_frames(subjects, orbit, colors, background, backend, on_frame=bar.update)
+    finally:
+        if progress is None:
+            bar.close()
     written.append(save_gif(out / "orbit.gif", frames, fps=fps))
     page = tile_images(page_rows, page_captions)
     key = legend(grid, columns=max(1, min(8, page.shape[1] // 170)))

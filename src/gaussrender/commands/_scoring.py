@@ -89,6 +89,53 @@ def load_prediction(path: Path, shape: tuple[int, ...], num_classes: int, benchm
     return torch.from_numpy(pred.astype(np.int64))
 
 
+#: What each benchmark's ground-truth root (``--gt``) holds, to name a mismatch.
+LAYOUTS: dict[str, str] = {
+    "occ3d": "Occ3D-nuScenes ground truth (gts/<scene>/<token>/labels.npz)",
+    "surroundocc": "SurroundOcc ground truth (samples/<lidar file>.npy)",
+    "openocc": "OpenOcc ground truth (<scene>/<token>/labels.npz)",
+    "nuscenes_occupancy": "nuScenes-Occupancy ground truth (scene_<scene token>/occupancy/<lidar token>.npy)",
+    "kitti360": "SSCBench-KITTI360 ground truth (preprocess/labels/<sequence>/)",
+    "semantickitti": "SemanticKITTI ground truth (sequences/<seq>/voxels/<frame>.label)",
+    "occ3d_waymo": "Occ3D-Waymo ground truth (validation/<scene>/<frame>_04.npz)",
+}
+
+
+def _first(pattern_root: Path, pattern: str) -> bool:
+    return next(iter(pattern_root.glob(pattern)), None) is not None
+
+
+def _layouts_present(gt: Path) -> list[str]:
+    """The benchmarks whose ground-truth layout ``gt`` holds (cheap directory probes)."""
+    found = []
+    if (gt / "gts").is_dir():
+        found.append("occ3d")
+    if _first(gt, "samples/*.npy"):
+        found.append("surroundocc")
+    if _first(gt, "scene-*/*/labels.npz"):
+        found.append("openocc")
+    if _first(gt, "scene_*/occupancy"):
+        found.append("nuscenes_occupancy")
+    if (gt / "preprocess" / "labels").is_dir():
+        found.append("kitti360")
+    if (gt / "sequences").is_dir() or (gt / "dataset" / "sequences").is_dir():
+        found.append("semantickitti")
+    if any((gt / s).is_dir() for s in ("training", "validation")) or _first(gt, "[0-9][0-9][0-9]/*_04.npz"):
+        found.append("occ3d_waymo")
+    return found
+
+
+def _layout_error(benchmark: str, gt: Path, what: str, others: list[str]) -> str:
+    """One line for ground truth that is not ``benchmark``'s: what was expected, what was
+    found, and which ``--benchmark`` fits what ``--gt`` holds."""
+    hint = (
+        f"; {gt} holds {LAYOUTS[others[0]].split(' (')[0]}: use --benchmark {others[0]}"
+        if others
+        else f"; --gt must be the root holding {LAYOUTS[benchmark]}"
+    )
+    return f"--benchmark {benchmark} expects {LAYOUTS[benchmark]} under --gt, but {what}{hint}"
+
+
 def load_probabilities(path: Path, shape: tuple[int, ...], num_classes: int):
     """The file's ``probabilities`` (``gaussrender predict --save-probabilities``) as a float32
     ``[C, X, Y, Z]`` tensor, or None when the file has none.
@@ -136,6 +183,43 @@ def prediction_path(pred_dir: Path, benchmark: str, token: str) -> Path:
 
 
 def open_benchmark(args: argparse.Namespace, rayiou: bool):
+    """The benchmark's dataset, its ground-truth layout checked (on the first sample for the
+    nuScenes readers) so that another benchmark's ground truth is one named error.
+
+    Raises:
+        ValueError: ``--gt`` does not hold ``--benchmark``'s layout (naming the benchmark whose
+            layout it holds, when one fits), or a bad argument.
+        FileNotFoundError: a missing ``--gt``, info file or tables.
+    """
+    gt = Path(args.gt)
+    if not gt.is_dir():
+        raise FileNotFoundError(f"--gt directory not found: {gt}")
+    try:
+        dataset = _open_dataset(args, rayiou)
+    except (FileNotFoundError, ValueError) as err:
+        others = [b for b in _layouts_present(gt) if b != args.benchmark]
+        if not others:
+            raise
+        raise ValueError(_layout_error(args.benchmark, gt, str(err).rstrip("."), others)) from None
+    label_path = getattr(dataset, "label_path", None)
+    if label_path is not None:
+        from ..data.files import DataFileError
+
+        try:
+            first = label_path(dataset.samples[0])
+            # exists(), not is_file(): a directory or FIFO in its place is named by the reader
+            problem = None if first.exists() else f"{first} not found"
+        except DataFileError as err:  # e.g. the infos lack what this layout's file names need
+            problem = str(err).rstrip(".")
+            if not [b for b in _layouts_present(gt) if b != args.benchmark]:
+                raise
+        if problem is not None:
+            others = [b for b in _layouts_present(gt) if b != args.benchmark]
+            raise ValueError(_layout_error(args.benchmark, gt, problem, others))
+    return dataset
+
+
+def _open_dataset(args: argparse.Namespace, rayiou: bool):
     from .. import data
 
     split = args.split if args.split is not None else DEFAULT_SPLITS.get(args.benchmark)

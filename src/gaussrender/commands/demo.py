@@ -8,9 +8,11 @@ camera of a nuScenes-like rig, from an elevated camera and from the bird's-eye v
 GaussRender loss terms between them are printed.
 
 Files written into ``--out``:
-    sensor.png, elevated.png, bev.png   ground truth | prediction, semantics above depth
+    sensor.png, elevated.png, bev.png   ground truth | prediction | error (classes that differ in
+                                        red, depth error), semantics above depth
     overview.png                        the three views and a colour key on one page
-    orbit.gif                           a camera circling the ego (30 m out, 15 m up)
+    orbit.gif                           a camera circling the ego (30 m out, 15 m up),
+                                        ground truth | prediction
 
 Example:
     gaussrender demo --seed 3 --out demo_out
@@ -53,7 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", type=float, default=0.25, help="image size as a fraction of nuScenes' 1600x900 (default 0.25)"
     )
     parser.add_argument(
-        "--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)"
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "numba", "triton"),
+        help="renderer backend (default auto)",
     )
     parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
@@ -90,6 +95,8 @@ def _argument_error(args: argparse.Namespace) -> str | None:
         return str(err)
     if args.backend == "triton" and not str(args.device).startswith("cuda"):
         return "--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)"
+    if args.backend == "numba" and str(args.device).startswith("cuda"):
+        return "--backend numba renders CPU tensors; use --backend auto or torch with --device cuda"
     return None
 
 
@@ -166,8 +173,7 @@ def run(args: argparse.Namespace) -> int:
     # the orbit's panels are 3/4 of the sensor views' size: two per frame, many frames
     orbit_size = (max(8, round(0.75 * height)), max(8, round(0.75 * width)))
     orbit = orbit_cameras(args.frames, orbit_size, ORBIT_RADIUS, ORBIT_HEIGHT, ORBIT_FOV, device=device)
-    subjects = [("ground truth", gt), ("prediction (degraded)", pred)]
-    written = write_pictures(args.out, grid, subjects, views, orbit, args.backend, args.fps, overview_depth=True)
+    written = write_pictures(args.out, grid, gt, pred, views, orbit, args.backend, args.fps, overview_depth=True)
 
     loss_fn = GaussRenderLoss(grid, bev_size=bev_size, backend=args.backend, seed=args.seed)
     with torch.no_grad():

@@ -133,6 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="cpu",
         help="torch device the metrics count on, e.g. cuda (ray casting dominates the run time)",
     )
+    _checks.add_threads_argument(parser, None)
     parser.add_argument(
         "--render-metrics",
         action="store_true",
@@ -198,6 +199,9 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--rayiou: {args.benchmark} has no ray origins here (no scene poses are read)")
     if not 1 <= args.workers <= 256:  # each worker is a process: a huge count would exhaust the machine
         return _error(f"--workers must be in [1, 256], got {args.workers}")
+    message = _checks.apply_threads(args.threads)  # the workers share these threads
+    if message is not None:
+        return _error(message)
     if not args.pred.is_dir():
         return _error(f"prediction directory not found: {args.pred}")
     if not (math.isfinite(args.render_scale) and 0 < args.render_scale <= 1):

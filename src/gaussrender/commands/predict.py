@@ -21,6 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._checks import add_threads_argument, apply_threads
+
 HELP = "write <token>.npz occupancy predictions of a trained checkpoint (scored by gaussrender eval)"
 
 
@@ -48,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value (e.g. --set train.device=cpu)",
     )
+    add_threads_argument(parser, None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
     except (FileNotFoundError, ValueError) as err:
         print(f"gaussrender predict: error: {err}", file=sys.stderr)
+        return 2
+    message = apply_threads(args.threads)
+    if message is not None:
+        print(f"gaussrender predict: error: {message}", file=sys.stderr)
         return 2
     if not (args.checkpoint.exists() or args.checkpoint.is_symlink()):
         print(f"gaussrender predict: error: checkpoint not found: {args.checkpoint}", file=sys.stderr)

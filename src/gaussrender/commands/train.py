@@ -10,7 +10,9 @@ NaN/inf loss, gradient or parameter (``loss.nonfinite``).
 
 ``--config`` takes a YAML file or the name of a config shipped inside the package
 (``tiny_synthetic_render``, ``tpvformer_occ3d_render``, ...; an unknown name lists them all).
-``--print-config`` prints the resolved config and exits without training.
+``--print-config`` prints the resolved config and exits without training: every value marked
+``# file``, ``# --set`` or ``# default`` by where it came from, then every option of the render
+loss the trainer builds, with its effective value and what set it.
 
 Examples:
     gaussrender train --config tiny_synthetic_render --run-dir runs/tiny
@@ -24,6 +26,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from . import _checks
 
 HELP = "train a model from a YAML config (torchrun for several GPUs/processes)"
 
@@ -51,10 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resume", type=Path, default=None, help="checkpoint to resume from (e.g. RUN/last.pt)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _checks.add_threads_argument(parser, None)
     parser.add_argument(
         "--print-config",
         action="store_true",
-        help="print the resolved config (file, name and --set applied) as YAML and exit",
+        help="print the resolved config as YAML, each value marked file / --set / default, and the render "
+        "loss's effective options, then exit",
     )
 
 
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 the run finished; 2 a bad config, ``--set`` or ``--resume`` (nothing
     trained); 1 the run stopped on a non-finite loss, gradient or parameter."""
     from .._io import sigterm_as_exit
-    from ..train.config import ConfigError, config_to_dict, load_config
+    from ..train.config import ConfigError, load_config
     from ..train.loop import NonFiniteLossError, ResumeError
     from ..train.run import train
 
@@ -76,12 +82,15 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ConfigError) as err:
         return _error(err)
     if args.print_config:
-        import yaml
+        from ..train.config_report import format_config
 
-        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        print(format_config(cfg, args.config, args.overrides), end="")
         return 0
     if args.run is None:
         return _error("--run-dir is required (unless --print-config)")
+    message = _checks.apply_threads(args.threads)
+    if message is not None:
+        return _error(message)
     # a path that exists but is no file (a directory, FIFO) is named by load_checkpoint
     if args.resume is not None and not (args.resume.exists() or args.resume.is_symlink()):
         return _error(f"checkpoint not found: {args.resume}")

@@ -7,10 +7,13 @@ colours, opacity 1) and renders them from every camera of the sample (six on nuS
 front camera on KITTI-360) and from the bird's-eye view.
 
 Files written into ``--out``:
-    <CAMERA>.png, bev.png   prediction | ground truth, semantics above depth (the BEV picture
-                            at least as tall as the camera pictures)
-    overview.png            every view's semantics on one page, with a colour key
-    orbit.gif               a camera circling the ego (30 m out, 15 m up), prediction | ground truth
+    <CAMERA>.png, bev.png   ground truth | prediction | error (classes that differ in red,
+                            depth error), semantics above depth (the BEV picture at least as
+                            tall as the camera pictures; panels under 64 px a side enlarged)
+    overview.png            every view's semantics and error on one page, with a colour key
+    orbit.gif               a camera circling the ego (30 m out, 15 m up), ground truth | prediction
+
+A progress bar on stderr follows the scoring, every view and every GIF frame.
 
 Printed: the sample's voxel IoU / mIoU (:class:`gaussrender.metrics.OccupancyMetrics`, inside
 ``mask_camera`` on Occ3D by default, as ``eval``) and its rendered-view metrics
@@ -89,7 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=24, help="frames of the orbit GIF (default 24)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the GIF (default 8)")
     parser.add_argument(
-        "--backend", default="auto", choices=("auto", "torch", "triton"), help="renderer backend (default auto)"
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "numba", "triton"),
+        help="renderer backend (default auto)",
     )
     parser.add_argument("--device", default="cpu", help="torch device to render on, e.g. cuda (default cpu)")
     parser.add_argument(
@@ -124,6 +130,8 @@ def _argument_error(args: argparse.Namespace) -> str | None:
         return f"--fps must be > 0, got {args.fps}"
     if args.backend == "triton" and not str(args.device).startswith("cuda"):
         return "--backend triton renders CUDA tensors; add --device cuda (or use --backend torch)"
+    if args.backend == "numba" and str(args.device).startswith("cuda"):
+        return "--backend numba renders CPU tensors; use --backend auto or torch with --device cuda"
     if not args.pred.is_dir():
         return f"prediction directory not found: {args.pred}"
     if args.out.exists() and not args.out.is_dir():
@@ -148,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         return _error(message)
 
     import torch
+    from tqdm import tqdm
 
     from ..data.files import safe_name
     from ..geometry.cameras import Cameras, scale_intrinsics
@@ -183,10 +192,13 @@ def run(args: argparse.Namespace) -> int:
     pred = load_prediction(pred_path, grid.shape, grid.num_classes, args.benchmark).to(device)
     target = item["labels"].to(device)
 
+    # one bar for all of it: scoring (voxels, rendered views), each view's picture, each GIF frame
+    bar = tqdm(total=2 + len(item["camera_names"]) + 1 + args.frames, desc="view", unit="step", file=sys.stderr)
     # the numbers: voxels as gaussrender eval counts them, then the rendered views
     voxel = OccupancyMetrics(grid).to(device)
     voxel.update(pred[None], target[None], item["mask_camera"][None].to(device) if mask_camera else None)
     v = voxel.compute()
+    bar.update()
     height, width = (int(x) for x in item["render_image_size"])
     image_size = (height, width)
     intrinsics = item["render_intrinsics"]
@@ -198,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         scored, target[None], intrinsics[None], item["cam_from_grid"][None], image_size, probabilities=probs is not None
     )
     r = rendered.compute()
+    bar.update()
 
     # the pictures: the views the metric renders, the cameras at the same sizes
     h, w = rendered.rendered_image_size(image_size)
@@ -215,9 +228,11 @@ def run(args: argparse.Namespace) -> int:
     ]
     views.append(View("bev", "BEV", bev, (bev_height - grid.range_max[2], bev_height - grid.range_min[2])))
     args.out.mkdir(parents=True, exist_ok=True)
-    subjects = [("prediction", pred_g), ("ground truth", gt_g)]
     orbit = orbit_cameras(args.frames, (h, w), device=device)
-    written = write_pictures(args.out, grid, subjects, views, orbit, args.backend, args.fps, overview_depth=False)
+    with bar:
+        written = write_pictures(
+            args.out, grid, gt_g, pred_g, views, orbit, args.backend, args.fps, overview_depth=False, progress=bar
+        )
 
     where = " (inside mask_camera)" if mask_camera else ""
     print(f"sample {token}: {len(pred_g)} predicted and {len(gt_g)} ground-truth occupied voxels")

@@ -6,7 +6,8 @@ Each dataset yields dicts with ``token``, ``scene``, ``camera_names``, ``image_p
 camera, metres), ``labels`` int64 ``[X, Y, Z]`` and, where the benchmark has them,
 ``mask_camera``/``mask_lidar`` bool ``[X, Y, Z]``, ``origins`` ``[K, 3]`` (RayIoU) and
 ``images`` float32 ``[V, 3, H, W]``. :func:`collate` batches them. Writers produce each
-layout, e.g. to build synthetic datasets and tests.
+layout, e.g. to build synthetic datasets and tests. :func:`loss_cameras` turns one infos
+entry (or a list of them) into the loss's ``intrinsics``, ``cam_from_grid`` and ``image_size``.
 """
 
 from .boxes import BOX_FORMATS
@@ -46,6 +47,7 @@ from .lidar import (
     write_lidar_points,
     write_lidarseg_labels,
 )
+from .loss_cameras import LossCameras, loss_cameras
 from .nuscenes import NUSCENES_IMAGE_SIZE, NuScenesOccupancy, cam_from_ego, group_scenes, resolve_data_path
 from .occ3d import Occ3DNuScenes, occ3d_label_path, read_occ3d_labels, write_occ3d_sample
 from .openocc import OpenOccNuScenes, openocc_label_path, read_openocc_labels, read_openocc_voxels, write_openocc_sample
@@ -84,6 +86,8 @@ from .waymo import (
 )
 
 __all__ = [
+    "loss_cameras",
+    "LossCameras",
     "DataFileError",
     "CAMERA_NAMES",
     "CameraInfo",

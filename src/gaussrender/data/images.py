@@ -17,6 +17,7 @@ __all__ = [
     "common_image_size",
     "check_image_size",
     "render_cameras",
+    "monocular_camera",
     "IMAGE_FITS",
     "crop_origin",
     "fit_intrinsics",
@@ -198,7 +199,7 @@ def render_cameras(
     """The render cameras of a sample: the calibration's own K at the stored image size.
 
     GaussRender renders the sensor cameras at their native resolution with the uncropped K
-    (DESIGN §4), whatever size the network reads the images at, so these are kept apart
+    (docs/method.md#cameras), whatever size the network reads the images at, so these are kept apart
     from the network's (resized, augmented) ``intrinsics``.
 
     Args:
@@ -219,3 +220,45 @@ def render_cameras(
         "render_intrinsics": intrinsics.detach().clone().float(),
         "render_image_size": torch.tensor(size, dtype=torch.int64),
     }
+
+
+def monocular_camera(
+    camera_name: str,
+    image_path: Path,
+    intrinsics: np.ndarray,
+    cam_from_velo: np.ndarray,
+    stored_size: tuple[int, int],
+    image_size: tuple[int, int] | None,
+    load_images: bool,
+) -> dict[str, Any]:
+    """The camera entries of a one-camera sample (SSCBench-KITTI360, SemanticKITTI).
+
+    Args:
+        camera_name: the camera's folder name (``image_00``, ``image_2``).
+        image_path: its stored image of the sample.
+        intrinsics: ``[3, 3]`` pixels of the stored image (the calibration's K).
+        cam_from_velo: ``[4, 4]`` grid (velodyne) to camera, metres, OpenCV camera frame.
+        stored_size: ``(H, W)`` assumed when the image file is absent.
+        image_size: ``(H, W)`` the network reads the image at; None: the stored size.
+        load_images: read the image (``images`` ``[1, 3, H, W]``); otherwise only its header.
+
+    Returns:
+        ``camera_names``, ``image_paths``, the render cameras (:func:`render_cameras`: the
+        calibration's K at the stored size, whatever ``image_size`` is), ``images`` when loaded,
+        ``intrinsics`` ``[1, 3, 3]`` scaled to the network's input and ``cam_from_grid`` ``[1, 4, 4]``.
+    """
+    from ..geometry.cameras import scale_intrinsics
+
+    k = torch.from_numpy(intrinsics).float()[None]
+    out: dict[str, Any] = {"camera_names": [camera_name], "image_paths": [str(image_path)]}
+    out.update(render_cameras(k, [str(image_path)], stored_size))
+    if load_images:
+        image, (sx, sy) = load_image(image_path, image_size)
+        out["images"] = image[None]
+        k = scale_intrinsics(k, sx, sy)
+    elif image_size is not None:
+        h0, w0 = stored_image_size(image_path, stored_size)
+        k = scale_intrinsics(k, image_size[1] / w0, image_size[0] / h0)
+    out["intrinsics"] = k
+    out["cam_from_grid"] = torch.from_numpy(cam_from_velo).float()[None]
+    return out

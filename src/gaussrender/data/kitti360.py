@@ -36,11 +36,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .._io import atomic_write
-from ..geometry.cameras import scale_intrinsics
 from ..geometry.grid import SSCBENCH_KITTI360, VoxelGrid
 from .arrays import check_label_array, read_npy, require_file
 from .files import DataFileError, optional_regular_file, safe_name
-from .images import check_image_size, load_image, render_cameras, stored_image_size
+from .images import check_image_size, monocular_camera, stored_image_size
 
 __all__ = [
     "KITTI360_SPLITS",
@@ -334,24 +333,20 @@ class SSCBenchKITTI360(Dataset):
             labels = labels.copy()
             labels[read_kitti360_invalid(invalid_path, self.grid)] = self.grid.ignore_index
         image_path = self.root / "data_2d_raw" / seq / "image_00" / "data_rect" / f"{frame}.png"
-        intrinsics = torch.from_numpy(self.calibration.intrinsics).float()[None]
-        out: dict[str, Any] = {
-            "token": f"{seq}/{frame}",
-            "scene": seq,
-            "camera_names": ["image_00"],
-            "image_paths": [str(image_path)],
-        }
+        out: dict[str, Any] = {"token": f"{seq}/{frame}", "scene": seq}
         # GaussRender's camera: the calibration K at the stored size (1408x376), whatever image_size is
-        out.update(render_cameras(intrinsics, [str(image_path)], KITTI360_IMAGE_SIZE))
-        if self.load_images:
-            image, (sx, sy) = load_image(image_path, self.image_size)
-            out["images"] = image[None]
-            intrinsics = scale_intrinsics(intrinsics, sx, sy)
-        elif self.image_size is not None:
-            h0, w0 = stored_image_size(image_path, KITTI360_IMAGE_SIZE)
-            intrinsics = scale_intrinsics(intrinsics, self.image_size[1] / w0, self.image_size[0] / h0)
-        out["intrinsics"] = intrinsics
-        out["cam_from_grid"] = torch.from_numpy(self.calibration.cam_from_velo).float()[None]
+        cal = self.calibration
+        out.update(
+            monocular_camera(
+                "image_00",
+                image_path,
+                cal.intrinsics,
+                cal.cam_from_velo,
+                KITTI360_IMAGE_SIZE,
+                self.image_size,
+                self.load_images,
+            )
+        )
         out["labels"] = torch.from_numpy(labels.astype(np.int64))
         if self.depth_root is not None:
             # frame names come from a directory listing: validated before joining them

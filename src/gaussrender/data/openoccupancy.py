@@ -1,6 +1,6 @@
 """nuScenes-Occupancy (OpenOccupancy): sparse ``scene_<scene token>/occupancy/<lidar token>.npy`` labels.
 
-Layout (OpenOccupancy ``docs/prepare_data.md``; read as its ``LoadOccupancy`` reads it)::
+Layout (``OpenOccupancy/docs/prepare_data.md``; read as its ``LoadOccupancy`` reads it)::
 
     <root>/scene_<scene token>/occupancy/<LIDAR_TOP sample_data token>.npy
 

@@ -34,11 +34,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .._io import atomic_write, atomic_write_text
-from ..geometry.cameras import scale_intrinsics
 from ..geometry.grid import SEMANTICKITTI, VoxelGrid
 from .arrays import check_label_array, check_mask_array, read_packed_bits, read_raw, read_small_text
 from .files import DataFileError, safe_name
-from .images import check_image_size, load_image, render_cameras, stored_image_size
+from .images import check_image_size, monocular_camera
 
 __all__ = [
     "SEMANTICKITTI_LEARNING_MAP",
@@ -438,22 +437,17 @@ class SemanticKITTI(Dataset):
             return {"token": f"{seq}/{frame}", "scene": seq, "labels": torch.from_numpy(labels.astype(np.int64))}
         calib = self.calibration(seq)
         image_path = self.root / "sequences" / seq / "image_2" / f"{frame}.png"
-        intrinsics = torch.from_numpy(calib.intrinsics).float()[None]
-        out: dict[str, Any] = {
-            "token": f"{seq}/{frame}",
-            "scene": seq,
-            "camera_names": ["image_2"],
-            "image_paths": [str(image_path)],
-        }
-        out.update(render_cameras(intrinsics, [str(image_path)], SEMANTICKITTI_IMAGE_SIZE))
-        if self.load_images:
-            image, (sx, sy) = load_image(image_path, self.image_size)
-            out["images"] = image[None]
-            intrinsics = scale_intrinsics(intrinsics, sx, sy)
-        elif self.image_size is not None:
-            h0, w0 = stored_image_size(image_path, SEMANTICKITTI_IMAGE_SIZE)
-            intrinsics = scale_intrinsics(intrinsics, self.image_size[1] / w0, self.image_size[0] / h0)
-        out["intrinsics"] = intrinsics
-        out["cam_from_grid"] = torch.from_numpy(calib.cam_from_velo).float()[None]
+        out: dict[str, Any] = {"token": f"{seq}/{frame}", "scene": seq}
+        out.update(
+            monocular_camera(
+                "image_2",
+                image_path,
+                calib.intrinsics,
+                calib.cam_from_velo,
+                SEMANTICKITTI_IMAGE_SIZE,
+                self.image_size,
+                self.load_images,
+            )
+        )
         out["labels"] = torch.from_numpy(labels.astype(np.int64))
         return out

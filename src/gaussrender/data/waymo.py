@@ -1,6 +1,6 @@
 """Occ3D-Waymo: per-frame ``<split>/<scene>/<frame>_04.npz`` ground truth in the vehicle frame.
 
-Layout (the Occ3D README and CVT-Occ's ``docs/dataset.md``)::
+Layout (the Occ3D README and ``CVT-Occ/docs/dataset.md``)::
 
     <root>/training/<scene>/<frame>_04.npz      0.4 m voxels, 200 x 200 x 16 (read here)
     <root>/training/<scene>/<frame>.npz         0.1 m voxels, 1600 x 1600 x 64 (not read)

@@ -5,7 +5,7 @@ x forward, y left, z up) to the OpenCV camera frame (x right, y down, z forward)
 strategy is batched over leading dimensions and draws its randomness from an optional
 ``torch.Generator`` (seeded runs are reproducible). Angles are degrees, distances metres.
 
-The release's strategies (DESIGN §4) move each camera in its **own** frame with
+The release's strategies (docs/method.md#cameras) move each camera in its **own** frame with
 :func:`modify_cameras`: ``T' = Rx(phi) · Ry(theta) · T``, then ``T'[1, 3] += ty`` and
 ``T'[2, 3] += tz``. ``Rx(+phi)`` pitches the camera down; each translation term moves the
 camera centre by minus that amount along the rotated camera's axis (``ty > 0``: up along its
@@ -93,7 +93,7 @@ def modify_cameras(
     tz: torch.Tensor | float = 0.0,
     tx: torch.Tensor | float = 0.0,
 ) -> torch.Tensor:
-    """Move cameras in their own frame, as the release does (DESIGN §4).
+    """Move cameras in their own frame, as the release does (docs/method.md#cameras).
 
     ``T' = Rx(phi) · Ry(theta) · T``, then ``T'[0, 3] += tx``, ``T'[1, 3] += ty``,
     ``T'[2, 3] += tz``, with ``T`` = ``cam_from_grid`` and ``Rx``, ``Ry`` the right-handed

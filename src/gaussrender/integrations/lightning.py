@@ -1,17 +1,22 @@
 """Lightning integration: rendered prediction vs ground truth, logged during validation.
 
-:class:`RenderedViewsCallback` looks at every ``every_n_steps``-th validation batch. For
-those batches it
+:class:`RenderedViewsCallback` scores **every** validation batch and draws pictures of every
+``every_n_steps``-th one:
 
-* renders the first sample's prediction and ground truth from its first camera and from the
-  bird's-eye view, and logs one picture per view (ground truth | prediction, semantics above
-  depth) to every logger that takes images: TensorBoard's ``SummaryWriter.add_image``
-  (``logger.experiment``), or a logger with ``log_image(key, images, step)`` (W&B); other
-  loggers (CSV, ...) get the metrics only; ``save_dir`` also writes the pictures as PNGs;
-* scores the whole batch with :class:`gaussrender.metrics.RenderedViewMetrics`; at the end
-  of the validation epoch the pooled metrics (``image_miou``, ``bev_iou``, ``depth_l1``, ...)
-  are logged with ``pl_module.log`` as ``<tag>/<name>`` (pooled across processes by the
-  metric itself; a value that is NaN, e.g. image metrics without cameras, is not logged).
+* every batch (on every process) updates :class:`gaussrender.metrics.RenderedViewMetrics`; at
+  the end of the validation epoch the pooled metrics (``image_miou``, ``bev_iou``,
+  ``depth_l1``, ...) are logged with ``pl_module.log`` as ``<tag>/<name>`` (pooled across
+  processes by the metric itself; a value that is NaN, e.g. image metrics without cameras,
+  is not logged), so they equal the metric over the whole validation set;
+* batches ``0, N, 2N, ...`` (``N = every_n_steps``; rank zero only) also get pictures: the
+  first sample's prediction and ground truth rendered from its first camera and from the
+  bird's-eye view, one picture per view (ground truth | prediction | error, semantics above
+  depth; the error panel marks the pixels whose classes differ and colours the absolute
+  depth error), logged to every logger that takes images: TensorBoard's
+  ``SummaryWriter.add_image`` (``logger.experiment``), or a logger with
+  ``log_image(key, images, step)`` (W&B). ``save_dir`` also writes them as PNGs. With no such
+  logger and no ``save_dir`` nothing would keep the pictures: the callback says so once
+  (a ``UserWarning`` naming both fixes) and does not draw them.
 
 What the callback needs from the batch: your ``validation_step`` returns a dict with
 
@@ -31,6 +36,7 @@ where the argmax is not empty: :class:`~gaussrender.metrics.RenderedViewMetrics`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,10 +56,9 @@ from ..geometry.cameras import Cameras, scale_intrinsics
 from ..geometry.grid import VoxelGrid, get_grid
 from ..geometry.rigs import bev_camera
 from ..metrics.rendered import RenderedViewMetrics
-from ..render import render
 from ..render.dispatch import Backend
 from ..render.gaussians import Gaussians, voxels_to_gaussians
-from ..viz import colorize_depth, colorize_semantics, palette, save_png, tile_images
+from ..viz import comparison_rows, palette, render_views, save_png, tile_images
 
 __all__ = ["RenderedViewsCallback", "comparison_pictures"]
 
@@ -61,19 +66,11 @@ __all__ = ["RenderedViewsCallback", "comparison_pictures"]
 CAMERA_MAX_DEPTH = 50.0
 
 
-def _draw(
-    grid: VoxelGrid, g: Gaussians, cams: Cameras, depth_range: tuple[float, float], backend: Backend
-) -> tuple[np.ndarray, np.ndarray]:
-    """Semantic colours and depth colours ``uint8 [H, W, 3]`` of the first view of ``cams``."""
+def _draw(grid: VoxelGrid, g: Gaussians, cams: Cameras, backend: Backend) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class features ``[H, W, C]`` and expected depth ``[H, W]`` of the first view of ``cams``."""
     background = (torch.arange(grid.num_classes, device=g.means.device) == grid.empty_index).to(g.means.dtype)
-    out = render(g.means, g.opacities, g.features, g.scales, cams, background, backend=backend)
-    features, depth, alpha = out.features[0].float().cpu(), out.depth[0].float().cpu(), out.alpha[0].float().cpu()
-    sem = colorize_semantics(features.numpy(), palette(grid))
-    # alpha-weighted depth / alpha: the expected depth of what the pixel sees
-    d = torch.where(alpha > 0.5, depth / alpha.clamp_min(1e-6), torch.zeros_like(depth))
-    lo, hi = depth_range
-    dep = colorize_depth(torch.where(d > 0, (d - lo).clamp_min(1e-3), 0.0).numpy(), hi - lo)
-    return sem, dep
+    features, depth = render_views(g, cams[0:1], background, backend)
+    return features[0], depth[0]
 
 
 @torch.no_grad()
@@ -89,7 +86,8 @@ def comparison_pictures(
     bev_size: int = 200,
     backend: Backend = "auto",
 ) -> dict[str, np.ndarray]:
-    """Ground truth | prediction pictures of one sample, semantics above depth.
+    """Ground truth | prediction | error pictures of one sample, semantics above depth
+    (:func:`gaussrender.viz.comparison_rows`: the layout of ``gaussrender demo`` and ``view``).
 
     Args:
         grid: the grid (or preset name).
@@ -123,12 +121,12 @@ def comparison_pictures(
         (bev_height - grid.range_max[2], bev_height - grid.range_min[2]),
     )
     pictures = {}
+    colors = palette(grid)
     for name, (cams, depth_range) in views.items():
-        gs, gd = _draw(grid, gt, cams, depth_range, backend)
-        ps, pd = _draw(grid, pred, cams, depth_range, backend)
-        pictures[name] = tile_images(
-            [[gs, ps], [gd, pd]], [[f"{name}: ground truth", "prediction"], ["depth", "depth"]], font_size=10
+        rows, captions = comparison_rows(
+            _draw(grid, gt, cams, backend), _draw(grid, pred, cams, backend), colors, depth_range, name
         )
+        pictures[name] = tile_images(rows, captions, font_size=10)
     return pictures
 
 
@@ -137,13 +135,15 @@ class RenderedViewsCallback(Callback):
 
     Args:
         grid: the voxel grid of the logits and labels (or a preset name).
-        every_n_steps: look at validation batches ``0, N, 2N, ...`` of each epoch (>= 1).
+        every_n_steps: draw pictures of validation batches ``0, N, 2N, ...`` of each epoch
+            (>= 1); the metrics score every batch whatever ``N``.
         image_scale: size of the drawn and scored camera images relative to ``image_size``,
             in (0, 1] (the metric's ``image_scale``).
         bev_size: BEV side, pixels, for the pictures and the metrics.
         tag: prefix of the logged names (``<tag>/camera``, ``<tag>/image_miou``, ...).
-        log_metrics: also score the batches with :class:`~gaussrender.metrics.RenderedViewMetrics`.
-        save_dir: also write the pictures there as ``<view>_step<global step>_batch<i>.png``.
+        log_metrics: score every batch with :class:`~gaussrender.metrics.RenderedViewMetrics`.
+        save_dir: also write the pictures there as ``<view>_step<global step>_batch<i>.png``
+            (without it and without an image logger the pictures are dropped, with a warning).
         backend: renderer backend.
         **metric_kwargs: passed to :class:`~gaussrender.metrics.RenderedViewMetrics`
             (``convention``, ``depth_min``).
@@ -179,6 +179,7 @@ class RenderedViewsCallback(Callback):
             else None
         )
         self._scored = 0
+        self._warned_dropped = False
 
     # -- what the validation step returned ---------------------------------------------
     def _unpack(self, outputs: Any) -> dict[str, Any]:
@@ -206,18 +207,18 @@ class RenderedViewsCallback(Callback):
     def on_validation_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        if trainer.sanity_checking or batch_idx % self.every_n_steps:
+        if trainer.sanity_checking:
             return
         out = self._unpack(outputs)
         logits, labels = out["logits"].detach(), out["labels"]
         cams = out["intrinsics"] is not None
-        if self.metric is not None:
+        if self.metric is not None:  # every batch: the epoch's metrics cover the whole set
             b = logits.shape[0]
             k = out["intrinsics"] if cams else logits.new_zeros(b, 0, 3, 3)
             t = out["cam_from_grid"] if cams else logits.new_zeros(b, 0, 4, 4)
             self.metric.update(logits.float(), labels, k, t, out["image_size"] if cams else (1, 1))
             self._scored += 1
-        if not trainer.is_global_zero:
+        if batch_idx % self.every_n_steps or not trainer.is_global_zero or not self._pictures_kept(trainer):
             return
         pictures = comparison_pictures(
             self.grid,
@@ -242,6 +243,27 @@ class RenderedViewsCallback(Callback):
                     logger.log_image(key=name, images=[image], step=step)
             if self.save_dir is not None:
                 save_png(self.save_dir / f"{view}_step{step}_batch{batch_idx}.png", image)
+
+    def _pictures_kept(self, trainer: Any) -> bool:
+        """Whether a logger or ``save_dir`` keeps the pictures; if neither does, say so once
+        (the pictures are then not drawn: nothing would keep them)."""
+        takes_images = any(
+            hasattr(getattr(logger, "experiment", None), "add_image") or hasattr(logger, "log_image")
+            for logger in trainer.loggers
+        )
+        if takes_images or self.save_dir is not None:
+            return True
+        if not self._warned_dropped:
+            self._warned_dropped = True
+            names = [type(logger).__name__ for logger in trainer.loggers] or ["no logger"]
+            warnings.warn(
+                f"RenderedViewsCallback: the pictures are dropped: no logger takes images ({', '.join(names)}) "
+                "and save_dir is not set; pass save_dir='DIR' to write them as PNGs, or add a TensorBoardLogger "
+                "(pip install tensorboard) or a logger with log_image. The metrics are logged all the same.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return False
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if self.metric is None or trainer.sanity_checking or not self._scored:

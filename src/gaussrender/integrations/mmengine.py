@@ -4,10 +4,15 @@ Importing this module registers, in mmengine's ``MODELS`` and ``METRICS`` (and i
 when ``mmdet3d`` is importable):
 
 * ``GaussRenderLoss`` (:class:`GaussRenderLossMM`): build it from a config such as
-  ``loss_render=dict(type='GaussRenderLoss', grid='occ3d', weight=10.0)``;
+  ``loss_render=dict(type='GaussRenderLoss', grid='occ3d', loss_weight=10.0)`` (mmdet's
+  ``loss_weight`` or our ``weight``);
 * ``RenderedViewMetrics`` (:class:`RenderedViewMetricMM`): an mmengine ``BaseMetric``
   around :class:`gaussrender.metrics.RenderedViewMetrics`, e.g.
   ``val_evaluator=dict(type='RenderedViewMetrics', grid='occ3d', image_scale=0.25)``.
+
+mmdet3d data samples work as they are: :func:`cameras_from_samples` turns their metainfo
+(``cam2img``, ``lidar2cam`` / ``ego2img``, ``img_shape``) into the loss's camera arguments, and
+the metric reads the same keys (see :class:`RenderedViewMetricMM` for the keys and shapes).
 
 Why a wrapper: mmengine's ``BaseModel.parse_losses`` sums every entry whose key contains
 ``"loss"``. :class:`gaussrender.GaussRenderLoss` returns the weighted total under ``"loss"``
@@ -37,8 +42,9 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 from ..geometry.grid import VoxelGrid, get_grid
 from ..losses.render import TERMS, GaussRenderLoss
 from ..metrics.rendered import RenderedViewMetrics
+from ._samples import GRID_FRAMES, cameras_from_sample, cameras_from_samples, default_grid_frame, sample_value
 
-__all__ = ["GaussRenderLossMM", "RenderedViewMetricMM", "register"]
+__all__ = ["GaussRenderLossMM", "RenderedViewMetricMM", "register", "cameras_from_samples"]
 
 
 class GaussRenderLossMM(GaussRenderLoss):
@@ -49,20 +55,50 @@ class GaussRenderLossMM(GaussRenderLoss):
             ``depth``, ``camera_strategy``, ...).
         prefix: names the entries ``prefix + term``; must contain ``"loss"`` so that
             ``parse_losses`` sums them (default ``"loss_render_"``).
+        loss_weight: mmdet's name for ``weight`` (the factor of the terms, 10 by default);
+            give one of the two.
+
+    The camera arguments of a batch of mmdet3d data samples (``cam2img``, ``lidar2cam`` /
+    ``ego2img``, ``img_shape`` in their metainfo) come from :func:`cameras_from_samples`, or
+    pass the samples themselves: ``self.loss_render(logits, labels, data_samples=batch_data_samples)``
+    (``grid_frame=`` for a grid that is not a preset).
 
     Returns (``forward``): ``{prefix + term: weight · term}`` for each rendered term; their
     sum is the plain loss's ``out["loss"]``, and each carries its own gradient once.
     """
 
-    def __init__(self, grid: VoxelGrid | str, prefix: str = "loss_render_", **kwargs: Any) -> None:
+    def __init__(
+        self, grid: VoxelGrid | str, prefix: str = "loss_render_", loss_weight: float | None = None, **kwargs: Any
+    ) -> None:
         if not isinstance(prefix, str) or "loss" not in prefix:
             raise ValueError(
                 f"prefix must be a str containing 'loss' (mmengine's parse_losses sums only those keys), got {prefix!r}"
             )
+        if loss_weight is not None:
+            # mmdet's name for the factor; one of the two, never both
+            if "weight" in kwargs:
+                raise ValueError(
+                    f"give loss_weight (mmdet's name) or weight, not both (got loss_weight={loss_weight!r}, "
+                    f"weight={kwargs['weight']!r})"
+                )
+            kwargs["weight"] = loss_weight
         super().__init__(grid, prefix="", **kwargs)
         self.mm_prefix = prefix
 
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+    def forward(
+        self, *args: Any, data_samples: Sequence[Any] | None = None, grid_frame: str | None = None, **kwargs: Any
+    ) -> dict[str, torch.Tensor]:
+        if data_samples is not None:
+            # mmdet3d data samples: their metainfo gives the cameras (cameras_from_samples)
+            if len(args) > 2 or any(k in kwargs for k in ("intrinsics", "cam_from_grid", "image_size")):
+                raise ValueError("give the cameras (intrinsics, cam_from_grid, image_size) or data_samples, not both")
+            device = args[0].device if args else kwargs["logits"].device
+            cams = cameras_from_samples(data_samples, self.grid, grid_frame)
+            kwargs.update(
+                intrinsics=cams["intrinsics"].to(device),
+                cam_from_grid=cams["cam_from_grid"].to(device),
+                image_size=cams["image_size"],
+            )
         out = super().forward(*args, **kwargs)
         opts = self.options
         terms = [t for t in TERMS if t.split("_")[0] in opts.views and (opts.depth or not t.endswith("_depth"))]
@@ -75,17 +111,6 @@ class GaussRenderLossMM(GaussRenderLoss):
         return weighted
 
 
-def _get(sample: Any, key: str) -> Any:
-    """``sample[key]`` for dicts, ``sample.key`` for data samples (e.g. ``Det3DDataSample``)."""
-    if isinstance(sample, dict):
-        if key not in sample:
-            raise KeyError(f"data sample has no {key!r}; it has {sorted(sample)}")
-        return sample[key]
-    if not hasattr(sample, key):
-        raise KeyError(f"data sample {type(sample).__name__} has no attribute {key!r}")
-    return getattr(sample, key)
-
-
 class RenderedViewMetricMM(BaseMetric):
     """mmengine ``BaseMetric`` computing :class:`gaussrender.metrics.RenderedViewMetrics`.
 
@@ -96,19 +121,35 @@ class RenderedViewMetricMM(BaseMetric):
     ``compute_metrics`` pools them, so the numbers equal one
     :class:`~gaussrender.metrics.RenderedViewMetrics` over the whole dataset.
 
-    Each data sample (a dict, or an object with these attributes) holds:
-    ``pred_key``: ``[C, X, Y, Z]`` float logits (scored with the release's eval rule: soft
-    features, opacity 1 where the argmax is not empty) or ``[X, Y, Z]`` integer predicted
-    labels (one-hot); when the sample also holds ``logits_key``, those logits are scored
-    instead of ``pred_key``; ``gt_key`` ``[X, Y, Z]`` ground truth
-    (ignore index allowed), ``intrinsics`` ``[Ncam, 3, 3]`` pixels, ``cam_from_grid``
-    ``[Ncam, 4, 4]`` (grid to OpenCV camera) and ``image_size`` ``(H, W)`` pixels.
+    Each data sample (a dict, or an object with these attributes, e.g. mmdet3d's
+    ``Det3DDataSample``; a key is looked up on the sample, then in its ``metainfo``) holds:
+
+    =================  ======================  ===============================================
+    key                shape                   what
+    =================  ======================  ===============================================
+    ``pred_key``       ``[X, Y, Z]`` int or    predicted labels (one-hot), or float logits
+                       ``[C, X, Y, Z]`` float  (default key ``pred_occ``)
+    ``logits_key``     ``[C, X, Y, Z]`` float  logits, scored instead of ``pred_key`` when the
+                                               sample holds them (default ``pred_logits``)
+    ``gt_key``         ``[X, Y, Z]`` int       ground truth, ignore index allowed (``gt_occ``)
+    ``intrinsics``     ``[Ncam, 3, 3]``        pixels; or mmdet3d's ``cam2img`` (3x3 or 4x4)
+    ``cam_from_grid``  ``[Ncam, 4, 4]``        grid -> OpenCV camera; or ``lidar2cam`` (LiDAR-
+                                               frame grid) / ``ego2cam``, or ``lidar2img`` /
+                                               ``ego2img`` with ``cam2img``
+    ``image_size``     ``(H, W)``              pixels; or ``img_shape`` (else ``ori_shape``)
+    =================  ======================  ===============================================
+
+    Tensors, numpy arrays or nested lists are all accepted. Float logits are scored with the
+    release's eval rule (soft features, opacity 1 where the argmax is not empty), integer
+    labels one-hot.
 
     Args:
         grid: the labels' grid or preset name.
         pred_key, gt_key: names of the prediction and ground truth in a data sample.
         logits_key: name of the logits in a data sample, preferred to ``pred_key`` when
             present (``None``: always ``pred_key``).
+        grid_frame: ``"ego"`` or ``"lidar"``, the frame of the grid, which picks the mmdet3d
+            pose key; default: the grid's (Occ3D ego, SurroundOcc and KITTI-360 LiDAR).
         collect_device, prefix, collect_dir: as mmengine's ``BaseMetric``.
         **kwargs: passed to :class:`~gaussrender.metrics.RenderedViewMetrics`
             (``convention``, ``image_scale``, ``bev``, ``bev_size``, ``depth_min``, ``backend``).
@@ -128,26 +169,30 @@ class RenderedViewMetricMM(BaseMetric):
         collect_device: str = "cpu",
         prefix: str | None = None,
         collect_dir: str | None = None,
+        grid_frame: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         # the inner metric scores one sample at a time; mmengine does the gathering
         self._inner = RenderedViewMetrics(get_grid(grid), sync_on_compute=False, **kwargs)
         self.pred_key, self.gt_key, self.logits_key = pred_key, gt_key, logits_key
+        frame = grid_frame if grid_frame is not None else default_grid_frame(grid)
+        if frame is not None and frame not in GRID_FRAMES:
+            raise ValueError(f"grid_frame must be one of {GRID_FRAMES} (the grid's frame), got {grid_frame!r}")
+        self.grid_frame = frame
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         for sample in data_samples:
             self._inner.reset()
-            pred = torch.as_tensor(_get(sample, self._pred_name(sample)))
-            gt = torch.as_tensor(_get(sample, self.gt_key))
-            image_size = tuple(int(s) for s in _get(sample, "image_size"))
+            pred = torch.as_tensor(sample_value(sample, self._pred_name(sample)))
+            gt = torch.as_tensor(sample_value(sample, self.gt_key))
+            cams = cameras_from_sample(sample, self.grid_frame)
             self._inner.update(
                 pred[None],
                 gt[None],
-                intrinsics=torch.as_tensor(_get(sample, "intrinsics"))[None],
-                cam_from_grid=torch.as_tensor(_get(sample, "cam_from_grid"))[None],
-                # any length on purpose: the metric refuses a size that is not (H, W), naming it
-                image_size=image_size,  # type: ignore[arg-type]
+                intrinsics=cams["intrinsics"][None],
+                cam_from_grid=cams["cam_from_grid"][None],
+                image_size=cams["image_size"],
             )
             # torchmetrics types states as Tensor | list[Tensor]; RenderedViewMetrics registers only tensors
             state = cast(dict[str, torch.Tensor], self._inner.metric_state)
@@ -156,7 +201,7 @@ class RenderedViewMetricMM(BaseMetric):
     def _pred_name(self, sample: Any) -> str:
         """``logits_key`` when the sample has it, else ``pred_key``."""
         key = self.logits_key
-        has = key is not None and (key in sample if isinstance(sample, dict) else hasattr(sample, key))
+        has = key is not None and sample_value(sample, key, None) is not None
         return key if has and key is not None else self.pred_key
 
     def compute_metrics(self, results: list) -> dict[str, float]:

@@ -40,8 +40,8 @@ def inverse_log_frequency_weights(counts: torch.Tensor, eps: float = 0.001) -> t
     return 1.0 / torch.log(counts.double().clamp_min(math.e) + eps)
 
 
-# Cross-entropy class weights of the release (DESIGN §5): fixed per benchmark, not counted
-# from data, at the precision the release writes them (its src/model/utils/utils.py,
+# Cross-entropy class weights of the release (docs/method.md#loss): fixed per benchmark, not counted
+# from data, at the precision the release writes them (its the release's model/utils/utils.py,
 # get_frequencies). Keyed by grid preset name, in the preset's class order.
 
 #: Occ3D's 18 weights as the release writes them ("From GaussianFormer"), free (17) last.
@@ -91,8 +91,8 @@ KITTI360_CLASS_FREQUENCIES: tuple[int, ...] = (
     1950115,
 )
 
-#: ``{grid preset name: [C] weights}`` of the release (DESIGN §5, which prints them rounded to
-#: 4 decimals). Occ3D: 18 values, free (index 17) last; SurroundOcc: 17 values, the Occ3D ones
+#: ``{grid preset name: [C] weights}`` of the release (docs/method.md#loss; earlier notes printed them
+#: rounded to 4 decimals). Occ3D: 18 values, free (index 17) last; SurroundOcc: 17 values, the Occ3D ones
 #: with empty (0.5) first and vegetation 0.8527829 last (Occ3D's class 0 "others" has no
 #: SurroundOcc counterpart; the release's list for SurroundOcc is exactly this); KITTI-360: 19
 #: values ``1 / log(count + 0.001)`` of :data:`KITTI360_CLASS_FREQUENCIES`, empty first.
@@ -116,7 +116,7 @@ def release_class_weights(grid: VoxelGrid, dtype: torch.dtype = torch.float32) -
     if table is None:
         raise ValueError(
             f"no release class-weight table for grid {getattr(grid, 'name', grid)!r}; tables exist for "
-            f"{sorted(RELEASE_CLASS_WEIGHTS)} (DESIGN §5). Use loss.class_weighting "
+            f"{sorted(RELEASE_CLASS_WEIGHTS)} (docs/method.md#loss). Use loss.class_weighting "
             "'inverse_log_frequency' or 'none', or give loss.class_weights"
         )
     if len(table) != grid.num_classes:

@@ -1,6 +1,6 @@
 """3D occupancy losses: class-weighted cross-entropy, Lovasz-softmax, multi-scale weighting.
 
-These are the models' own losses (DESIGN §5, ``L_3D``), computed on voxel logits
+These are the models' own losses (docs/method.md#loss, ``L_3D``), computed on voxel logits
 ``[B, C, X, Y, Z]`` against integer labels ``[B, X, Y, Z]`` whose value ``ignore_index``
 (255 on every benchmark) carries no supervision. GaussRender adds its rendering loss on top
 (:class:`gaussrender.GaussRenderLoss`). :class:`Occupancy3DLoss` can add MonoScene's
@@ -142,7 +142,7 @@ def downsample_labels(
 
     Two rules:
 
-    - ``"last"`` (default, the release's SurroundOcc rule, DESIGN §5): the coarse grid starts
+    - ``"last"`` (default, the release's SurroundOcc rule, docs/method.md#loss): the coarse grid starts
       empty and every non-empty fine voxel (ignored ones included) writes its label into
       its coarse voxel, in row-major (x, y, z) order of the fine grid; the value written last
       wins, i.e. the non-empty child with the largest row-major fine index. The release

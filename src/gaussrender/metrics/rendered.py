@@ -49,7 +49,7 @@ from ..geometry.cameras import Cameras, scale_intrinsics
 from ..geometry.grid import VoxelGrid, get_grid
 from ..geometry.rigs import bev_camera
 from ..render import render
-from ..render.dispatch import Backend
+from ..render.dispatch import BACKENDS, Backend
 from ._iou import class_iou, mean_iou
 from .occupancy import check_label_volumes, check_labels
 
@@ -185,8 +185,8 @@ class RenderedViewMetrics(Metric):
             raise ValueError(f"bev_size must be a positive int (pixels), got {bev_size!r}")
         if not (isinstance(depth_min, (int, float)) and math.isfinite(depth_min) and depth_min >= 0):
             raise ValueError(f"depth_min must be a float >= 0 metres, got {depth_min!r}")
-        if backend not in ("auto", "torch", "triton"):
-            raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.convention = convention
         self.image_scale = float(image_scale)
         self.bev = bool(bev)

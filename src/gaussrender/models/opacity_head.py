@@ -14,19 +14,19 @@ __all__ = ["OpacityHead", "release_head_width"]
 
 def release_head_width(num_classes: int) -> int:
     """Output width of the release's shared Gaussian head: offset 3 + classes + opacity 1 +
-    scale 3 + rotation 4 (``src/model/head/voxel_render.py``, ``Decoder.out_dim``)."""
+    scale 3 + rotation 4 (the release's ``model/head/voxel_render.py``, ``Decoder.out_dim``)."""
     return 3 + num_classes + 1 + 3 + 4
 
 
 class OpacityHead(nn.Module):
-    """Small MLP on voxel features, ``opacity = sigmoid(mlp(f) - 1)`` (DESIGN §4).
+    """Small MLP on voxel features, ``opacity = sigmoid(mlp(f) - 1)`` (docs/method.md#cameras).
 
     ``mlp`` is ``Linear(C, D) -> ReLU -> Linear(D, D) -> ReLU -> Linear(D, 1)``, as in the
     release's render config. Every bias starts at zero and every weight Xavier-uniform, with
     the release's fan-outs: in the release the opacity is one output row (index
     ``3 + num_classes``) of a head ``Linear(D, 3 + num_classes + 1 + 3 + 4)`` shared with the
     offsets, class scores, scales and rotations (its ``Decoder`` in
-    ``src/model/head/voxel_render.py``), initialised as a whole by ``xavier_uniform_``, so the
+    the release's ``model/head/voxel_render.py``), initialised as a whole by ``xavier_uniform_``, so the
     last layer's weights are uniform on ``±sqrt(6 / (D + 11 + num_classes))``, not
     ``±sqrt(6 / (D + 1))``. The hidden layers are ``Linear(D, D)`` as there (bound
     ``sqrt(6 / (fan_in + fan_out))``). The ``- 1`` shift starts voxels mostly transparent

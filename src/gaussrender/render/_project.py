@@ -83,7 +83,16 @@ def project_gaussians(
     """
     w = cameras.cam_from_world.to(means.dtype)
     k = cameras.intrinsics.to(means.dtype)
-    cam = torch.einsum("vij,nj->vni", w[:, :3, :3], means) + w[:, None, :3, 3]
+    # cam[v, n, i] = Σ_j R[v, i, j] mean[n, j] + t[v, i], summed in this order by elementwise
+    # products: a matrix product (einsum) rounds differently with the thread count, and the
+    # images would then depend on it
+    rot = w[:, None, :3, :3]
+    cam = (
+        rot[..., 0] * means[None, :, None, 0]
+        + rot[..., 1] * means[None, :, None, 1]
+        + rot[..., 2] * means[None, :, None, 2]
+        + w[:, None, :3, 3]
+    )
     z = cam[..., 2]
     in_front = z > cameras.near
     fx, s, cx = k[:, 0, 0, None], k[:, 0, 1, None], k[:, 0, 2, None]

@@ -1,6 +1,6 @@
 """The one entry point, :func:`render`: checks its inputs, then hands them to a backend.
 
-Every backend (``_torch``, ``_triton``) keeps one contract (DESIGN §3):
+Every backend (``_torch``, ``_numba``, ``_triton``) keeps one contract (docs/method.md#rendering):
 
 * per view, Gaussians with camera depth ``z <= near`` are dropped (and, with
   ``cull="center"``, those whose centre does not project strictly inside the image); the
@@ -47,7 +47,8 @@ from .result import RenderResult
 
 __all__ = ["render", "render_unchecked", "render_sets_unchecked", "GaussianSet", "RenderResult", "available_backends"]
 
-Backend = Literal["auto", "torch", "triton"]
+Backend = Literal["auto", "torch", "numba", "triton"]
+BACKENDS = ("auto", "torch", "numba", "triton")
 
 
 def _triton_available() -> bool:
@@ -58,22 +59,39 @@ def _triton_available() -> bool:
     return True
 
 
+def _numba_available() -> bool:
+    from ._numba import numba_available
+
+    return numba_available()
+
+
 def available_backends() -> list[str]:
-    """Backends usable in this process (``"triton"`` needs Triton and a CUDA device, or
-    ``TRITON_INTERPRET=1`` for the CPU interpreter)."""
+    """Backends importable in this process (``"numba"`` renders CPU tensors; ``"triton"``
+    needs Triton and a CUDA device, or ``TRITON_INTERPRET=1`` for the CPU interpreter)."""
     out = ["torch"]
+    if _numba_available():
+        out.append("numba")
     if _triton_available():
         out.append("triton")
     return out
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
+    """The backend that renders tensors on ``device``: ``"auto"`` is triton on CUDA (when
+    importable), numba on the CPU (when importable), torch otherwise."""
     if backend == "auto":
-        return "triton" if device.type == "cuda" and _triton_available() else "torch"
-    if backend not in ("torch", "triton"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+        if device.type == "cuda":
+            return "triton" if _triton_available() else "torch"
+        return "numba" if device.type == "cpu" and _numba_available() else "torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "triton" and not _triton_available():
         raise ValueError("backend='triton' needs the 'triton' package (pip install 'gaussrender[gpu]')")
+    if backend == "numba":
+        if not _numba_available():
+            raise ValueError("backend='numba' needs the 'numba' package (pip install numba)")
+        if device.type != "cpu":
+            raise ValueError(f"backend='numba' renders CPU tensors, got tensors on {device}; use backend='auto'")
     return backend
 
 
@@ -96,8 +114,9 @@ def render(
         scales: isotropic standard deviation, metres, in ``(0, 1e4]``: a float or ``[N]``.
         cameras: the views (:class:`gaussrender.Cameras`).
         background: ``[C]`` added with the remaining transmittance; default zeros.
-        backend: ``"torch"`` (vectorised PyTorch, CPU and CUDA), ``"triton"`` (fused GPU
-            kernels) or ``"auto"`` (triton on CUDA when importable, torch otherwise).
+        backend: ``"torch"`` (vectorised PyTorch, CPU and CUDA), ``"numba"`` (fused CPU
+            kernels compiled by numba), ``"triton"`` (fused GPU kernels) or ``"auto"``
+            (triton on CUDA and numba on the CPU when importable, torch otherwise).
         cull: per view, which Gaussians are splatted: ``"footprint"`` (every one whose
             alpha >= 1/255 footprint reaches a pixel centre: exact splatting) or
             ``"center"`` (only those whose centre projects strictly inside the image,
@@ -256,6 +275,10 @@ def render_sets_unchecked(
         from ._triton import rasterize_triton
 
         out = rasterize_triton(splats, background)
+    elif name == "numba":
+        from ._numba import rasterize_numba
+
+        out = rasterize_numba(splats, background)
     else:
         from ._torch import rasterize_torch
 

@@ -1,4 +1,4 @@
-"""Voxels to Gaussians: one isotropic Gaussian per voxel, at the voxel centre (DESIGN §2)."""
+"""Voxels to Gaussians: one isotropic Gaussian per voxel, at the voxel centre (docs/method.md#gaussians)."""
 
 from __future__ import annotations
 

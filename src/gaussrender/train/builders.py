@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ __all__ = [
     "build_dataset",
     "prepare_synthetic",
     "grid_of",
+    "resolve_infos",
 ]
 
 
@@ -99,13 +102,51 @@ def prepare_synthetic(cfg: DataConfig, is_main: bool = True) -> None:
         dist.barrier()
 
 
-def _infos(cfg: DataConfig, split: str) -> str:
+def resolve_infos(cfg: DataConfig, split: str, root: str | None = None) -> str:
+    """The info file of ``split`` (``"train"``/``"val"``), following the data root.
+
+    A relative ``data.<split>_infos`` is relative to ``data.root`` (or to ``root`` when given,
+    e.g. ``gaussrender predict --data``), so ``--set data.root=/elsewhere`` moves the info
+    files with the labels; an absolute path stays as it is. For configs written before this
+    rule, a relative path that exists only relative to the working directory is still taken
+    from there, with a warning. Synthetic data: ``<root>/synthetic_infos_<split>.json``.
+
+    Raises:
+        ValueError: the split's info file is not set.
+        FileNotFoundError: it exists in neither place (the message says where it looked and
+            how to write the info files: ``gaussrender prepare``).
+    """
+    base = Path(root if root is not None else cfg.root)
     if cfg.synthetic is not None:
-        return str(Path(cfg.root) / f"synthetic_infos_{split}.json")
-    path = cfg.train_infos if split == "train" else cfg.val_infos
-    if not path:
+        return str(base / f"synthetic_infos_{split}.json")
+    given = cfg.train_infos if split == "train" else cfg.val_infos
+    if not given:
         raise ValueError(f"data.{split}_infos is empty; give the {split} info file of {cfg.format!r}")
-    return path
+    path = Path(given)
+    if path.is_absolute():
+        return given
+    under_root = base / path
+    if under_root.exists():
+        return str(under_root)
+    if path.exists():
+        warnings.warn(
+            f"data.{split}_infos {given!r} is read relative to the working directory; relative info paths are "
+            f"relative to data.root ({base}): write it as {_relative_to(path, base)!r} (or an absolute path)",
+            UserWarning,
+            stacklevel=2,
+        )
+        return given
+    raise FileNotFoundError(
+        f"data.{split}_infos: info file not found: {under_root} (a relative info path is relative to data.root "
+        f"{str(base)!r}); write the info files with 'gaussrender prepare' (docs/training.md)"
+    )
+
+
+def _relative_to(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # another drive (Windows)
+        return str(path.resolve())
 
 
 def build_dataset(
@@ -117,8 +158,9 @@ def build_dataset(
         cfg: the data section.
         split: ``"train"`` or ``"val"``.
         load_images: read the images (False: labels and calibration only).
-        root: replaces ``cfg.root`` (e.g. ``gaussrender predict --data``).
-        infos: replaces the split's info file (nuScenes formats).
+        root: replaces ``cfg.root`` (e.g. ``gaussrender predict --data``); relative info
+            paths follow it (:func:`resolve_infos`).
+        infos: replaces the split's info file (nuScenes formats), as given.
     """
     from .. import data
 
@@ -137,7 +179,7 @@ def build_dataset(
 
         return SyntheticOccupancy(
             root,
-            infos if infos is not None else _infos(cfg, split),
+            infos if infos is not None else resolve_infos(cfg, split, root),
             grid=cfg.grid,
             load_images=load_images,
             image_size=size,
@@ -173,7 +215,7 @@ def build_dataset(
         )
     return nuscenes[cfg.format](
         root,
-        infos if infos is not None else _infos(cfg, split),
+        infos if infos is not None else resolve_infos(cfg, split, root),
         load_images=load_images,
         image_size=size,
         data_root=cfg.data_root or root,

@@ -2,7 +2,7 @@
 
 A YAML file maps one to one onto :class:`Config` (sections ``model``, ``data``, ``loss``,
 ``optim``, ``train``); unknown keys are errors, missing keys take the defaults below, which
-are the papers' recipe (DESIGN §5). There is no inheritance between files: each file states
+are the papers' recipe (docs/method.md#loss). There is no inheritance between files: each file states
 what differs from the defaults. Command-line overrides ``--set key.sub=value`` parse
 ``value`` as YAML (``--set optim.lr=1e-4``, ``--set data.image_size=[450,800]``).
 """

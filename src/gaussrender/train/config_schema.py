@@ -1,5 +1,5 @@
 """The training config's schema: one frozen dataclass per section of the YAML file, its keys,
-types and defaults (the papers' recipe, DESIGN §5), each key commented where it is declared.
+types and defaults (the papers' recipe, docs/method.md#loss), each key commented where it is declared.
 Reading, overriding and saving are in :mod:`gaussrender.train.config`; the checks beyond the
 types in :mod:`gaussrender.train.config_checks`."""
 
@@ -96,7 +96,7 @@ class LossConfig:
     frustum_size: int = 8  # the image is split into frustum_size x frustum_size local frustums
     scale_decay: float = 0.5  # weight factor per coarser auxiliary scale
     class_weights: tuple[float, ...] | None = None  # [C] explicit CE weights (wins if set)
-    # else: "release" = the release's fixed table of the grid preset (DESIGN §5),
+    # else: "release" = the release's fixed table of the grid preset (docs/method.md#loss),
     # "inverse_log_frequency" = 1/log(count + 0.001) counted from the training labels, "none"
     class_weighting: Literal["none", "inverse_log_frequency", "release"] = "inverse_log_frequency"
     coarse_labels: Literal["last", "majority"] = "last"  # label rule of coarser scales (release: last)
@@ -128,7 +128,7 @@ class OptimConfig:
     warmup_ratio: float = 1.0 / 3.0
     min_lr: float = 2e-7  # cosine (per iteration) floor
     # max global grad norm; None (default): no clipping, as the release's train.py (its logged
-    # configs say grad_max_norm 35, but it never clips; DESIGN §5)
+    # configs say grad_max_norm 35, but it never clips; docs/method.md#loss)
     grad_clip: float | None = None
 
 

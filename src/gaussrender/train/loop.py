@@ -4,7 +4,7 @@
 directory; :meth:`Trainer.fit` trains, validates and checkpoints; :func:`train` builds
 everything from a :class:`~gaussrender.train.config.Config`.
 
-Loss (DESIGN §5): ``L = loss_ce + loss_lovasz [+ loss_sem_scal + loss_geo_scal + loss_frustum]
+Loss (docs/method.md#loss): ``L = loss_ce + loss_lovasz [+ loss_sem_scal + loss_geo_scal + loss_frustum]
 [+ loss_render]`` (MonoScene's terms only with a weight > 0) where the 3D terms come from
 :class:`gaussrender.losses.occupancy.Occupancy3DLoss` and ``loss_render`` is the weighted total of
 :class:`gaussrender.GaussRenderLoss` (only with ``loss.render: true``; with

@@ -1,6 +1,6 @@
 """The optimiser of a run (AdamW, backbone at a lower rate) and its learning-rate schedule:
 the release's timm ``CosineLRScheduler`` (linear warm-up, then cosine decay per iteration;
-DESIGN §5), reproduced to the step."""
+docs/method.md#loss), reproduced to the step."""
 
 from __future__ import annotations
 

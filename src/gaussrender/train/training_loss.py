@@ -305,7 +305,7 @@ def class_weights_for(
 ) -> torch.Tensor | None:
     """Cross-entropy class weights of ``loss.class_weighting`` (None for ``"none"`` or when
     ``loss.class_weights`` is given). ``"release"``: the grid's fixed table
-    (:func:`gaussrender.losses.occupancy.release_class_weights`, DESIGN §5), nothing is counted.
+    (:func:`gaussrender.losses.occupancy.release_class_weights`, docs/method.md#loss), nothing is counted.
     ``"inverse_log_frequency"``: counted from ``dataset``, cached as JSON in ``cache`` if given.
     None with ``loss.voxel_losses: false`` (no cross-entropy to weight).
 

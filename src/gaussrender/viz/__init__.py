@@ -2,7 +2,9 @@
 
 Everything returns or takes ``uint8`` RGB images ``[H, W, 3]`` as numpy arrays (tensors are
 accepted as inputs) and uses Pillow only. :func:`render_pictures` and :func:`orbit_cameras`
-turn Gaussians into such images (the ``demo`` and ``view`` commands use them). Files are
+turn Gaussians into such images (the ``demo`` and ``view`` commands use them);
+:func:`comparison_rows` lays out ground truth | prediction | error, the one order of every
+picture (demo, view, the Lightning callback). Files are
 written atomically: to a temporary file in the target folder, then renamed, so a reader never sees half a picture.
 """
 
@@ -17,8 +19,9 @@ from .colors import (
     colorize_semantics,
     palette,
 )
+from .compare import ORDER, class_error_image, comparison_rows, depth_error_image, enlarge
 from .layout import legend, save_gif, save_png, tile_images
-from .pictures import orbit_cameras, orbit_frames, render_pictures
+from .pictures import orbit_cameras, orbit_frames, render_pictures, render_views
 
 __all__ = [
     "NUSCENES_COLORS",
@@ -35,6 +38,12 @@ __all__ = [
     "save_gif",
     "atomic_write",
     "render_pictures",
+    "render_views",
+    "ORDER",
+    "comparison_rows",
+    "class_error_image",
+    "depth_error_image",
+    "enlarge",
     "orbit_cameras",
     "orbit_frames",
 ]

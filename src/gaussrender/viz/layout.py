@@ -75,8 +75,8 @@ def tile_images(
 
     Args:
         rows: rows of ``uint8 [H, W, 3]`` images; ``None`` leaves a cell empty. Each column is
-            as wide as its widest image and each row as tall as its tallest; smaller images
-            are centred.
+            as wide as its widest image (and caption) and each row as tall as its tallest;
+            smaller images are centred.
         labels: captions with the same nesting as ``rows`` (default none).
         pad: pixels between cells and around the border.
         font_size: caption size in pixels (Pillow's default font).
@@ -100,6 +100,13 @@ def tile_images(
     row_h = [max((im.shape[0] for im in r if im is not None), default=0) for r in imgs]
     font = _font(font_size)
     cap = font_size + 6 if labels is not None else 0
+    if labels is not None:
+        # a column is at least as wide as its captions, so that neighbouring captions never overlap
+        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        for row_labels in labels:
+            for j, text in enumerate(row_labels):
+                if text:
+                    col_w[j] = max(col_w[j], math.ceil(probe.textbbox((0, 0), text, font=font)[2]) + 2)
     width = sum(col_w) + pad * (ncol + 1)
     height = sum(row_h) + (pad + cap) * len(imgs) + pad
     canvas = Image.new("RGB", (width, height), background)

@@ -13,9 +13,33 @@ from ..render import render
 from ..render.dispatch import Backend
 from ..render.gaussians import Gaussians
 from .colors import colorize_depth, colorize_semantics
+from .compare import enlarge
 from .layout import tile_images
 
-__all__ = ["render_pictures", "orbit_cameras", "orbit_frames"]
+__all__ = ["render_views", "render_pictures", "orbit_cameras", "orbit_frames"]
+
+
+def render_views(
+    gaussians: Gaussians,
+    cameras: Cameras,
+    background: torch.Tensor | None = None,
+    backend: Backend = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render Gaussians for pictures (no gradients): class features ``[V, H, W, C]`` and the
+    expected depth ``[V, H, W]`` (alpha-weighted depth / alpha where alpha > 0.5, else 0 =
+    "no depth"), both float32 on the CPU. Arguments as :func:`render_pictures`."""
+    with torch.no_grad():  # pictures only; the renderer culls exactly what a view cannot show
+        out = render(
+            gaussians.means,
+            gaussians.opacities,
+            gaussians.features,
+            gaussians.scales,
+            cameras,
+            background,
+            backend=backend,
+        )
+    features, depth, alpha = out.features.float().cpu(), out.depth.float().cpu(), out.alpha.float().cpu()
+    return features, torch.where(alpha > 0.5, depth / alpha.clamp_min(1e-6), torch.zeros_like(depth))
 
 
 def render_pictures(
@@ -44,19 +68,8 @@ def render_pictures(
         the expected depth of what it sees (alpha-weighted depth / alpha) where alpha > 0.5,
         else "no depth".
     """
-    with torch.no_grad():  # pictures only; the renderer culls exactly what a view cannot show
-        out = render(
-            gaussians.means,
-            gaussians.opacities,
-            gaussians.features,
-            gaussians.scales,
-            cameras,
-            background,
-            backend=backend,
-        )
-    features, depth, alpha = out.features.cpu(), out.depth.cpu(), out.alpha.cpu()
+    features, d = render_views(gaussians, cameras, background, backend)
     sem = [colorize_semantics(f.numpy(), colors) for f in features]
-    d = torch.where(alpha > 0.5, depth / alpha.clamp_min(1e-6), torch.zeros_like(depth))
     lo, hi = depth_range
     dep = [colorize_depth(torch.where(x > 0, (x - lo).clamp_min(1e-3), 0.0).numpy(), hi - lo) for x in d]
     return sem, dep
@@ -116,12 +129,16 @@ def orbit_frames(
         on_frame: called after each frame (a progress bar's update).
 
     Returns:
-        ``len(cameras)`` images ``uint8 [H, W, 3]`` of one size, for :func:`save_gif`.
+        ``len(cameras)`` images ``uint8 [H, W, 3]`` of one size, for :func:`save_gif` (panels
+        smaller than :data:`~gaussrender.viz.compare.MIN_PANEL_SIDE` enlarged, as every picture's).
     """
     frames = []
     for i in range(len(cameras)):
         # one view at a time: memory stays that of one frame whatever the number of frames
-        row = [render_pictures(g, cameras[i : i + 1], colors, (0.0, 1.0), background, backend)[0][0] for _, g in scenes]
+        row = [
+            enlarge(render_pictures(g, cameras[i : i + 1], colors, (0.0, 1.0), background, backend)[0][0])
+            for _, g in scenes
+        ]
         frames.append(tile_images([row], [[caption for caption, _ in scenes]]))
         if on_frame is not None:
             on_frame()

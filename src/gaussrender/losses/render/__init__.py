@@ -1,4 +1,4 @@
-"""The GaussRender loss (DESIGN §5): render prediction and ground truth, penalise the difference.
+"""The GaussRender loss (docs/method.md#loss): render prediction and ground truth, penalise the difference.
 
 One concept a module, in the order a call runs them:
 

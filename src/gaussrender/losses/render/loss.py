@@ -1,4 +1,4 @@
-"""GaussRenderLoss: render prediction and ground truth, penalise the difference (DESIGN §5).
+"""GaussRenderLoss: render prediction and ground truth, penalise the difference (docs/method.md#loss).
 
 ``L_render = weight · (L_cam + L_cam_depth + L_bev + L_bev_depth)``:
 
@@ -29,6 +29,7 @@ from torch import nn
 from ..._checks import LOW_PRECISION, checks_enabled
 from ...geometry.grid import VoxelGrid, get_grid
 from ...render.gaussians import build_predictions
+from .camera_checks import CHECKED_CALLS, camera_warnings
 from .cameras import bev_view, sample_cameras, target_cameras
 from .carve import carve_labels, carve_term
 from .inputs import LossPlan, caller_stacklevel, validate_inputs
@@ -179,6 +180,14 @@ class GaussRenderLoss(nn.Module):
     without cameras raises ``ValueError``. Returns a dict with ``loss`` (weighted total) and the unweighted terms
     ``cam``, ``cam_depth``, ``bev``, ``bev_depth`` (zero when not rendered).
 
+    **Camera warnings**: on its first call with cameras and labels, the module checks that the
+    cameras look right and warns once per kind of mistake, with the fix: a camera that is not
+    upright, cameras of a sample that see none of its ground truth, most ground truth behind
+    every camera (a camera-to-grid pose passed as ``cam_from_grid``), an ``image_size`` that
+    disagrees with the intrinsics' principal point (``(W, H)`` passed for ``(H, W)``). Later
+    calls pay nothing (:mod:`gaussrender.losses.render.camera_checks`; off with
+    ``gr.set_checks(False)``; the functional :func:`gauss_render_loss` does not check).
+
     **2D targets** (beyond the release; :mod:`gaussrender.losses.render.terms`): ``target_depth
     [B, Ncam, H, W]`` (metres, camera z, 0 = none; e.g. LiDAR through
     :func:`gaussrender.project_points`) and/or ``target_semantics [B, Ncam, H, W]`` (class
@@ -224,6 +233,37 @@ class GaussRenderLoss(nn.Module):
         self.generator: torch.Generator | None = None
         if seed is not None:
             self.generator = torch.Generator().manual_seed(int(seed))
+        # the camera plausibility checks (camera_checks.py): on the first calls only, each
+        # warning once per module
+        self._camera_checks_left = CHECKED_CALLS
+        self._camera_warned: set[str] = set()
+
+    def _check_cameras(
+        self,
+        labels: torch.Tensor | None,
+        intrinsics: torch.Tensor | None,
+        cam_from_grid: torch.Tensor | None,
+        image_size: tuple[int, int] | None,
+    ) -> None:
+        """Warn (once per kind) about cameras that look wrong; on the first
+        :data:`~gaussrender.losses.render.camera_checks.CHECKED_CALLS` calls with cameras and
+        labels only, never with ``gr.set_checks(False)``. Inputs validated already."""
+        if (
+            self._camera_checks_left <= 0
+            or not checks_enabled()
+            or labels is None
+            or intrinsics is None
+            or cam_from_grid is None
+            or image_size is None
+            or "cam" not in self.options.views
+        ):
+            return
+        self._camera_checks_left -= 1
+        size = (int(image_size[0]), int(image_size[1]))
+        for kind, message in camera_warnings(self.grid, labels, intrinsics, cam_from_grid, size):
+            if kind not in self._camera_warned:
+                self._camera_warned.add(kind)
+                warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
 
     def forward(
         self,
@@ -240,7 +280,7 @@ class GaussRenderLoss(nn.Module):
         target_intrinsics: torch.Tensor | None = None,
         target_cam_from_grid: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        return gauss_render_loss(
+        out = gauss_render_loss(
             self.grid,
             logits,
             labels,
@@ -255,6 +295,9 @@ class GaussRenderLoss(nn.Module):
             target_intrinsics=target_intrinsics,
             target_cam_from_grid=target_cam_from_grid,
         )
+        # after the loss, so that its input checks have refused malformed cameras by name
+        self._check_cameras(labels, intrinsics, cam_from_grid, image_size)
+        return out
 
     def extra_repr(self) -> str:
         return f"grid={self.grid.name!r}, weight={self.options.weight}, views={self.options.views}"

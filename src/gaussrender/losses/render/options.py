@@ -48,7 +48,8 @@ class RenderLossOptions:
         cam_depth_scale: camera depth normaliser, metres (50).
         bev_depth_scale: BEV depth normaliser, metres (100).
         scale: Gaussian standard deviation, metres (default (None): ``grid.gaussian_scale``).
-        backend: renderer backend (``"auto"``, ``"torch"``, ``"triton"``).
+        backend: renderer backend (``"auto"``: numba on CPU tensors when installed, triton on CUDA when
+            installed, torch otherwise; ``"torch"``, ``"numba"``, ``"triton"``).
         cull: which voxels a camera view renders, prediction and ground truth alike.
             ``"center"`` (the release): only those whose centre is in front of the camera
             and projects strictly inside the image, ``0.5 < u < W - 0.5`` and

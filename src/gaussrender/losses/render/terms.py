@@ -1,4 +1,4 @@
-"""The per-view image terms of :class:`~gaussrender.GaussRenderLoss` (DESIGN §5).
+"""The per-view image terms of :class:`~gaussrender.GaussRenderLoss` (docs/method.md#loss).
 
 Two families, one module:
 
