@@ -149,3 +149,5 @@ def test_bad_arguments_are_named(tmp_path):
     (tmp_path / "sequences" / "08" / "calib.txt").write_text("P2: 1 2 3\n")
     with pytest.raises(DataFileError, match="P2 must be 12 finite numbers"):
         read_semantickitti_calibration(tmp_path / "sequences" / "08" / "calib.txt")
+    with pytest.raises(ValueError, match=r"split must be one of \['test', 'train', 'val'\] or a list of sequences"):
+        SemanticKITTI(tmp_path, "valid")

@@ -14,6 +14,7 @@ import json
 import os
 import posixpath
 import stat
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,6 +22,7 @@ from .._untrusted import brief
 
 __all__ = [
     "DataFileError",
+    "split_sequences",
     "MAX_NAME_BYTES",
     "safe_name",
     "join_under",
@@ -213,3 +215,19 @@ def resolve_data_path(stored: str, data_root: str | Path, what: str = "image pat
         if part in _DATA_DIRS:
             return join_under(data_root, "/".join(parts[i:]), what, f"info file entry {brief(stored)}")
     return join_under(data_root, stored, what, f"info file entry {brief(stored)}")
+
+
+def split_sequences(
+    split: str | Iterable[int | str], splits: Mapping[str, Iterable[int | str]], sequence: Callable[[Any], str]
+) -> list[str]:
+    """The sequence folder names of ``split``: a named split of ``splits`` (e.g. ``"val"``) or a
+    list of sequences, each checked and formatted by ``sequence`` (KITTI-style datasets).
+
+    Raises:
+        ValueError: a split name that ``splits`` does not have (or what ``sequence`` refuses).
+    """
+    if isinstance(split, str):
+        if split not in splits:
+            raise ValueError(f"split must be one of {sorted(splits)} or a list of sequences, got {split!r}")
+        return [sequence(n) for n in splits[split]]
+    return [sequence(n) for n in split]

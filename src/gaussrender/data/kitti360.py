@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 from .._io import atomic_write
 from ..geometry.grid import SSCBENCH_KITTI360, VoxelGrid
 from .arrays import check_label_array, read_npy, require_file
-from .files import DataFileError, optional_regular_file, safe_name
+from .files import DataFileError, optional_regular_file, safe_name, split_sequences
 from .images import check_image_size, monocular_camera, stored_image_size
 
 __all__ = [
@@ -301,14 +301,7 @@ class SSCBenchKITTI360(Dataset):
         self.depth_root = Path(depth_root) if depth_root is not None else None
         if self.depth_root is not None and not self.depth_root.is_dir():
             raise FileNotFoundError(f"KITTI-360 depth_root is not a directory: {self.depth_root}")
-        if isinstance(split, str):
-            if split not in KITTI360_SPLITS:
-                raise ValueError(
-                    f"split must be one of {sorted(KITTI360_SPLITS)} or a list of sequences, got {split!r}"
-                )
-            sequences = [kitti360_sequence(n) for n in KITTI360_SPLITS[split]]
-        else:
-            sequences = [kitti360_sequence(n) for n in split]
+        sequences = split_sequences(split, KITTI360_SPLITS, kitti360_sequence)
         self.frames: list[tuple[str, str]] = []
         for seq in sequences:
             directory = self.root / "preprocess" / "labels" / seq

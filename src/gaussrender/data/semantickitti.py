@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 from .._io import atomic_write, atomic_write_text
 from ..geometry.grid import SEMANTICKITTI, VoxelGrid
 from .arrays import check_label_array, check_mask_array, read_packed_bits, read_raw, read_small_text
-from .files import DataFileError, safe_name
+from .files import DataFileError, safe_name, split_sequences
 from .images import check_image_size, monocular_camera
 
 __all__ = [
@@ -397,14 +397,7 @@ class SemanticKITTI(Dataset):
         self.cameras = bool(cameras)
         if load_images and not self.cameras:
             raise ValueError("load_images=True needs cameras=True (the images come with their calibration)")
-        if isinstance(split, str):
-            if split not in SEMANTICKITTI_SPLITS:
-                raise ValueError(
-                    f"split must be one of {sorted(SEMANTICKITTI_SPLITS)} or a list of sequences, got {split!r}"
-                )
-            sequences = [semantickitti_sequence(n) for n in SEMANTICKITTI_SPLITS[split]]
-        else:
-            sequences = [semantickitti_sequence(n) for n in split]
+        sequences = split_sequences(split, SEMANTICKITTI_SPLITS, semantickitti_sequence)
         self.frames: list[tuple[str, str]] = []
         for seq in sequences:
             directory = self.root / "sequences" / seq / "voxels"
